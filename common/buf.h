@@ -1,0 +1,39 @@
+/* buf: a growable byte buffer with a read offset, for connection input and output. */
+#ifndef SESSIOND_BUF_H
+#define SESSIOND_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct buf {
+    char *p;
+    size_t off; /* bytes before off are consumed */
+    size_t len; /* bytes before len are filled */
+    size_t cap;
+};
+
+/* Make room for at least n more bytes after len; returns 0 or -1 (ENOMEM). */
+int buf_reserve(struct buf *b, size_t n);
+int buf_append(struct buf *b, const void *data, size_t n);
+int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Mark n bytes as consumed; when everything is consumed the buffer rewinds to empty. */
+void buf_consume(struct buf *b, size_t n);
+/* Move unconsumed bytes to the front (before a read that needs contiguous space). */
+void buf_compact(struct buf *b);
+/* Release memory beyond keep bytes of capacity when the buffer is empty. */
+void buf_shrink(struct buf *b, size_t keep);
+void buf_free(struct buf *b);
+
+static inline size_t
+buf_used(const struct buf *b)
+{
+    return b->len - b->off;
+}
+
+static inline char *
+buf_data(const struct buf *b)
+{
+    return b->p + b->off;
+}
+
+#endif

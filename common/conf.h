@@ -1,0 +1,95 @@
+/* conf: the configuration, its directive table, and the environment overrides.
+ *
+ * A config file has one directive per line, "name value...", with '#' comments.
+ * Sizes take k/m/g suffixes (powers of 1024; a bare number is bytes), durations take
+ * ms/s/m/h (a bare number is seconds). Every directive has a type, bounds and a default;
+ * a bad value is an error ("FILE:LINE: message"), never a silent fallback.
+ * Relative paths in a file are taken relative to the directory of that file.
+ *
+ * A struct conf is built whole and validated before it is used; a reload builds a new
+ * one and keeps the old one if the new one fails. */
+#ifndef SESSIOND_CONF_H
+#define SESSIOND_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CONF_MAX_LISTEN 16
+#define CONF_MAX_WORKERS 64
+#define CONF_ERR_LEN 512
+
+struct conf_listen {
+    char text[256]; /* as written: "0.0.0.0:8080", "[::1]:80", "unix:/run/s.sock" */
+    int family;     /* AF_INET, AF_INET6 or AF_UNIX */
+    char host[128]; /* numeric address for INET/INET6, socket path for UNIX */
+    int port;       /* 0 for UNIX */
+};
+
+struct conf {
+    char path[4096];   /* the file it was read from; "" for built-in defaults */
+
+    /* process */
+    int workers;        /* 0 = auto (cores available to this process) */
+    bool clustering;    /* false: one process serves, no master */
+    char pidfile[4096]; /* "" = none */
+    char log_file[4096];/* "" = stderr */
+    int log_level;      /* enum log_level */
+    char instance[128]; /* name reported by /api/health; default: host name */
+
+    /* listeners */
+    struct conf_listen listen[CONF_MAX_LISTEN];
+    int nlisten;
+    int backlog;
+
+    /* supervision (all durations in milliseconds, sizes in bytes) */
+    int64_t min_uptime_ms;
+    int64_t restart_delay_ms;
+    int64_t restart_delay_max_ms;
+    int64_t worker_timeout_ms;
+    int64_t worker_max_rss;   /* 0 = off */
+    int64_t shutdown_timeout_ms;
+
+    /* HTTP */
+    int max_connections;
+    int64_t max_header_bytes;
+    int64_t max_body_bytes;
+    int64_t header_timeout_ms;
+    int64_t body_timeout_ms;
+    int64_t keepalive_timeout_ms;
+    int64_t send_timeout_ms;
+    bool gzip;
+
+    /* sessions (reported now, enforced by the store) */
+    int64_t max_sessions;
+};
+
+/* Fill c with the built-in defaults. */
+void conf_defaults(struct conf *c);
+
+/* Read path on top of the defaults. On failure returns -1 and writes "FILE:LINE: message"
+ * into err. */
+int conf_load_file(struct conf *c, const char *path, char *err, size_t errlen);
+
+/* Parse a config from memory (unit tests; name is used in error messages). */
+int conf_load_string(struct conf *c, const char *name, const char *text, char *err,
+                     size_t errlen);
+
+/* Apply the environment: PORT, HOST, WORKERS, WEB_CONCURRENCY, ENABLE_CLUSTERING, LOG_LEVEL,
+ * SESSIOND_API_KEY and SESSIOND_<DIRECTIVE> for any directive. The environment beats the file.
+ * getenv_fn is getenv in production and a fake in tests. A bad value is an error
+ * ("environment WORKERS: message"), returned as -1. */
+int conf_apply_env(struct conf *c, char *(*getenv_fn)(const char *), char *err,
+                   size_t errlen);
+
+/* Set one directive by name from its text value (as on a config line, without the name).
+ * Returns 0 or -1 with a message (without position) in err. */
+int conf_set(struct conf *c, const char *name, const char *value, char *err, size_t errlen);
+
+/* Parsers shared with tests. Each returns 0 or -1. */
+int conf_parse_size(const char *s, int64_t *out);
+int conf_parse_duration_ms(const char *s, int64_t *out);
+int conf_parse_bool(const char *s, bool *out);
+int conf_parse_listen(const char *s, struct conf_listen *out, char *err, size_t errlen);
+
+#endif

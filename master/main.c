@@ -1,0 +1,159 @@
+/* sessiond: the command line. Parse options, load and check the whole configuration, then
+ * hand over to the supervisor (or, with clustering off, serve in this process). */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "log.h"
+#include "master.h"
+#include "pidfile.h"
+#include "util.h"
+
+#define EXIT_NOT_RUNNING 3 /* -s status: no master (as LSB init scripts use 3) */
+
+static const char *const default_paths[] = {"sessiond.conf", "/etc/sessiond/sessiond.conf"};
+
+/* The file the config comes from: the -c argument, else the first default that exists,
+ * else "" for the built-in defaults. Kept for reloads. */
+static char conf_path[4096];
+
+/* Build a complete configuration: defaults, the file, then the environment. */
+static int
+load_config(struct conf *c, char *err, size_t errlen)
+{
+    conf_defaults(c);
+    if (conf_path[0] != '\0' && conf_load_file(c, conf_path, err, errlen) < 0)
+        return -1;
+    return conf_apply_env(c, getenv, err, errlen);
+}
+
+static void
+usage(FILE *f)
+{
+    fprintf(f, "usage: sessiond [-c FILE] [-t] [-s reload|stop|quit|status] [-v] [-h]\n"
+               "  -c FILE   configuration file (default ./sessiond.conf, then\n"
+               "            /etc/sessiond/sessiond.conf, else built-in defaults)\n"
+               "  -t        check the configuration and exit\n"
+               "  -s SIGNAL signal the running master: reload (HUP), stop (TERM),\n"
+               "            quit (QUIT) or status\n"
+               "  -v        print the version and exit\n"
+               "  -h        print this help and exit\n");
+}
+
+static int
+send_command(const struct conf *c, const char *cmd)
+{
+    static const struct {
+        const char *name;
+        int sig;
+    } cmds[] = {{"reload", SIGHUP}, {"stop", SIGTERM}, {"quit", SIGQUIT}, {"status", 0}};
+    int sig = -1;
+    for (size_t i = 0; i < ARRAY_LEN(cmds); i++)
+        if (strcmp(cmd, cmds[i].name) == 0)
+            sig = cmds[i].sig;
+    if (sig < 0) {
+        fprintf(stderr, "sessiond: unknown command \"%s\" for -s (reload, stop, quit, status)\n",
+                cmd);
+        return 2;
+    }
+    if (c->pidfile[0] == '\0') {
+        fprintf(stderr, "sessiond: no pidfile is configured, so -s cannot find the master\n");
+        return 1;
+    }
+    pid_t pid = pidfile_running(c->pidfile);
+    if (pid < 0) {
+        fprintf(stderr, "sessiond: cannot read %s: %s\n", c->pidfile, strerror(errno));
+        return 1;
+    }
+    if (pid == 0) {
+        fprintf(stderr, "sessiond: not running (no live master in %s)\n", c->pidfile);
+        return sig == 0 ? EXIT_NOT_RUNNING : 1;
+    }
+    if (sig == 0) {
+        printf("sessiond is running as pid %ld\n", (long)pid);
+        return 0;
+    }
+    if (kill(pid, sig) < 0) {
+        fprintf(stderr, "sessiond: cannot signal pid %ld: %s\n", (long)pid, strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+static void
+find_config(const char *arg)
+{
+    if (arg != NULL) {
+        snprintf(conf_path, sizeof conf_path, "%s", arg);
+        return;
+    }
+    for (size_t i = 0; i < ARRAY_LEN(default_paths); i++) {
+        if (access(default_paths[i], F_OK) == 0) {
+            snprintf(conf_path, sizeof conf_path, "%s", default_paths[i]);
+            return;
+        }
+    }
+    conf_path[0] = '\0';
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *conf_arg = NULL, *command = NULL;
+    bool test_only = false;
+    int opt;
+    while ((opt = getopt(argc, argv, "c:ts:vh")) != -1) {
+        switch (opt) {
+        case 'c': conf_arg = optarg; break;
+        case 't': test_only = true; break;
+        case 's': command = optarg; break;
+        case 'v': printf("sessiond %s\n", SESSIOND_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        usage(stderr);
+        return 2;
+    }
+    find_config(conf_arg);
+
+    struct conf *c = malloc(sizeof *c);
+    char err[CONF_ERR_LEN];
+    if (c == NULL)
+        return 1;
+    if (load_config(c, err, sizeof err) < 0) {
+        fprintf(stderr, "%s\n", err);
+        free(c);
+        return 1;
+    }
+    if (test_only) {
+        printf("configuration OK\n");
+        free(c);
+        return 0;
+    }
+    if (command != NULL) {
+        int rc = send_command(c, command);
+        free(c);
+        return rc;
+    }
+    log_set_level((enum log_level)c->log_level);
+    if (log_open(c->log_file) < 0) {
+        fprintf(stderr, "sessiond: cannot open log file %s: %s\n", c->log_file, strerror(errno));
+        free(c);
+        return 1;
+    }
+    if (conf_path[0] == '\0')
+        log_info("no configuration file found (./sessiond.conf, /etc/sessiond/sessiond.conf); "
+                 "using built-in defaults");
+    else
+        log_info("configuration from %s", conf_path);
+    if (!c->clustering)
+        return master_run_single(c, load_config);
+    return master_run(c, load_config);
+}

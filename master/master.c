@@ -1,0 +1,584 @@
+#include "master.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cores.h"
+#include "listener.h"
+#include "log.h"
+#include "pidfile.h"
+#include "scoreboard.h"
+#include "util.h"
+
+#define TICK 0.1                 /* watchdog, handovers, memory limits */
+#define QUIT_GRACE 1.0           /* SIGQUIT: how long workers get before SIGKILL */
+
+struct child {
+    pid_t pid;          /* 0: the slot is unused */
+    int id;
+    uint64_t gen;
+    double started;
+    bool retiring;      /* replaced or no longer wanted: drain once its successor serves */
+    double term_at;     /* when SIGTERM was sent (0: not yet) */
+};
+
+struct respawn {
+    double delay;       /* current backoff, seconds (0: none) */
+    double at;          /* when to start it (0: nothing scheduled) */
+};
+
+struct master {
+    struct ev_loop *loop;
+    struct conf *conf;
+    worker_reload_fn reload;
+    struct listener_set ls;
+    struct scoreboard *sb;
+    struct child kids[SB_SLOTS]; /* indexed by scoreboard slot */
+    struct respawn respawn[CONF_MAX_WORKERS];
+    int target;
+    uint64_t gen;
+    ev_signal sig[10];
+    int nsig;
+    ev_timer tick;
+    ev_timer stop_timer;
+    bool stopping;
+    int exit_status;
+};
+
+static double
+now(const struct master *m)
+{
+    return ev_now(m->loop);
+}
+
+static int
+workers_wanted(const struct conf *c)
+{
+    return c->workers > 0 ? c->workers : cores_available();
+}
+
+static const char *
+describe_status(int status, char *buf, size_t len)
+{
+    if (WIFEXITED(status))
+        snprintf(buf, len, "exited with status %d", WEXITSTATUS(status));
+    else if (WIFSIGNALED(status))
+        snprintf(buf, len, "was killed by signal %d (%s)%s", WTERMSIG(status),
+                 strsignal(WTERMSIG(status)), WCOREDUMP(status) ? ", core dumped" : "");
+    else
+        snprintf(buf, len, "ended with wait status %d", status);
+    return buf;
+}
+
+/* In the new worker: forget everything of the master's loop and signal handling, make
+ * sure we die with the master, and serve. Never returns. */
+static _Noreturn void
+become_worker(struct master *m, int slot, pid_t master_pid)
+{
+    /* Drain, do not just vanish, if the master is killed. */
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != master_pid)
+        _exit(0);
+    for (int i = 0; i < m->nsig; i++)
+        ev_signal_stop(m->loop, &m->sig[i]);
+    ev_loop_destroy(m->loop);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    struct worker_params p = {
+        .conf = m->conf, .listeners = &m->ls, .sb = m->sb, .slot = slot, .reload = NULL};
+    _exit(worker_run(&p));
+}
+
+static int
+spawn(struct master *m, int id)
+{
+    int slot = sb_claim(m->sb, id, m->gen);
+    if (slot < 0) {
+        log_errorx("no free scoreboard slot for worker %d", id);
+        return -1;
+    }
+    pid_t master_pid = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        log_error("fork for worker %d", id);
+        sb_set(&m->sb->slot[slot].state, SB_FREE);
+        return -1;
+    }
+    if (pid == 0)
+        become_worker(m, slot, master_pid);
+    sb_set(&m->sb->slot[slot].pid, (uint64_t)pid);
+    m->kids[slot] = (struct child){.pid = pid, .id = id, .gen = m->gen, .started = now(m)};
+    log_info("started worker %d (pid %ld)", id, (long)pid);
+    return 0;
+}
+
+/* The child serving worker id in the current generation, not being replaced. */
+static struct child *
+current_child(struct master *m, int id)
+{
+    for (int i = 0; i < SB_SLOTS; i++) {
+        struct child *k = &m->kids[i];
+        if (k->pid && k->id == id && k->gen == m->gen && !k->retiring)
+            return k;
+    }
+    return NULL;
+}
+
+static int
+live_children(const struct master *m)
+{
+    int n = 0;
+    for (int i = 0; i < SB_SLOTS; i++)
+        n += m->kids[i].pid != 0;
+    return n;
+}
+
+static void
+signal_children(struct master *m, int sig)
+{
+    for (int i = 0; i < SB_SLOTS; i++)
+        if (m->kids[i].pid)
+            kill(m->kids[i].pid, sig);
+}
+
+static void
+drain_child(struct master *m, struct child *k)
+{
+    if (k->term_at > 0)
+        return;
+    k->retiring = true;
+    k->term_at = now(m);
+    kill(k->pid, SIGTERM);
+}
+
+/* A worker died on its own: replace it now, or after a backoff if it died young. */
+static void
+schedule_respawn(struct master *m, const struct child *k)
+{
+    if (k->id >= m->target || current_child(m, k->id) != NULL)
+        return;
+    struct respawn *r = &m->respawn[k->id];
+    double lived = now(m) - k->started;
+    double min_uptime = (double)m->conf->min_uptime_ms / 1000.0;
+    if (lived >= min_uptime) {
+        r->delay = 0;
+        spawn(m, k->id);
+        return;
+    }
+    double first = (double)m->conf->restart_delay_ms / 1000.0;
+    double max = (double)m->conf->restart_delay_max_ms / 1000.0;
+    r->delay = r->delay > 0 ? r->delay * 2 : first;
+    if (r->delay > max)
+        r->delay = max;
+    r->at = now(m) + r->delay;
+    log_warnx("worker %d lived %.3f s (less than min_uptime); respawning in %.0f ms", k->id,
+              lived, r->delay * 1000);
+}
+
+static void
+on_child_exit(struct master *m, pid_t pid, int status)
+{
+    int slot = -1;
+    for (int i = 0; i < SB_SLOTS && slot < 0; i++)
+        if (m->kids[i].pid == pid)
+            slot = i;
+    if (slot < 0)
+        return; /* an orphan we reaped as subreaper */
+    struct child k = m->kids[slot];
+    m->kids[slot].pid = 0;
+    sb_release(m->sb, slot);
+    char how[128];
+    describe_status(status, how, sizeof how);
+    if (m->stopping || k.term_at > 0) {
+        log_info("worker %d (pid %ld) %s", k.id, (long)pid, how);
+        return;
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == WORKER_EXIT_FATAL) {
+        log_errorx("worker %d (pid %ld) exited with the fatal status; not respawning it",
+                   k.id, (long)pid);
+        if (live_children(m) == 0) {
+            log_errorx("no workers left; exiting");
+            m->exit_status = 1;
+            ev_break(m->loop, EVBREAK_ALL);
+        }
+        return;
+    }
+    log_warnx("worker %d (pid %ld) %s", k.id, (long)pid, how);
+    sb_add(&m->sb->restarts, 1);
+    schedule_respawn(m, &k);
+}
+
+static void
+reap(struct master *m)
+{
+    for (;;) {
+        int status;
+        pid_t pid = waitpid(-1, &status, WNOHANG);
+        if (pid <= 0)
+            break;
+        on_child_exit(m, pid, status);
+    }
+    if (m->stopping && live_children(m) == 0)
+        ev_break(m->loop, EVBREAK_ALL);
+}
+
+/* Kill a worker whose heartbeat stopped (stuck in a loop or a blocking call). */
+static void
+watchdog(struct master *m, int slot, int64_t now_ms)
+{
+    struct child *k = &m->kids[slot];
+    struct sb_slot *s = &m->sb->slot[slot];
+    int64_t silent = now_ms - (int64_t)sb_get(&s->heartbeat_ms);
+    if (silent <= m->conf->worker_timeout_ms)
+        return;
+    log_errorx("worker %d (pid %ld) missed its heartbeat for %lld ms (worker_timeout %lld ms); "
+               "killing it",
+               k->id, (long)k->pid, (long long)silent, (long long)m->conf->worker_timeout_ms);
+    kill(k->pid, SIGKILL);
+    sb_set(&s->heartbeat_ms, (uint64_t)now_ms); /* once is enough */
+}
+
+/* Over worker_max_rss: start a replacement first, drain this one once it serves. */
+static void
+check_rss(struct master *m, struct child *k, int slot)
+{
+    uint64_t rss = sb_get(&m->sb->slot[slot].rss_bytes);
+    if (m->conf->worker_max_rss == 0 || k->retiring || rss <= (uint64_t)m->conf->worker_max_rss)
+        return;
+    log_warnx("worker %d (pid %ld) uses %llu bytes, over worker_max_rss %lld; replacing it",
+              k->id, (long)k->pid, (unsigned long long)rss, (long long)m->conf->worker_max_rss);
+    k->retiring = true;
+    spawn(m, k->id);
+}
+
+/* A retiring worker drains once its successor runs (or at once if it has none). */
+static void
+handover(struct master *m, struct child *k)
+{
+    struct child *succ = k->id < m->target ? current_child(m, k->id) : NULL;
+    if (succ != NULL) {
+        int s = (int)(succ - m->kids);
+        if (sb_get(&m->sb->slot[s].state) != SB_RUNNING)
+            return;
+    }
+    drain_child(m, k);
+}
+
+static void
+on_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct master *m = container_of(t, struct master, tick);
+    int64_t now_ms = sb_now_ms();
+    double min_uptime = (double)m->conf->min_uptime_ms / 1000.0;
+    double kill_after = (double)m->conf->shutdown_timeout_ms / 1000.0 + 1.0;
+    for (int i = 0; i < SB_SLOTS; i++) {
+        struct child *k = &m->kids[i];
+        if (k->pid == 0)
+            continue;
+        watchdog(m, i, now_ms);
+        if (m->stopping)
+            continue;
+        check_rss(m, k, i);
+        if (k->retiring && k->term_at == 0)
+            handover(m, k);
+        if (k->term_at > 0 && now(m) - k->term_at > kill_after) {
+            log_warnx("worker %d (pid %ld) did not drain in time; killing it", k->id,
+                      (long)k->pid);
+            kill(k->pid, SIGKILL);
+            k->term_at = now(m);
+        }
+        if (!k->retiring && now(m) - k->started >= min_uptime)
+            m->respawn[k->id].delay = 0; /* it proved healthy: the backoff starts over */
+    }
+    for (int id = 0; id < m->target && !m->stopping; id++) {
+        struct respawn *r = &m->respawn[id];
+        if (r->at > 0 && now(m) >= r->at) {
+            r->at = 0;
+            if (current_child(m, id) == NULL)
+                spawn(m, id);
+        }
+    }
+}
+
+static void
+update_master_rss(struct master *m)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size, resident;
+    if (f == NULL)
+        return;
+    if (fscanf(f, "%lu %lu", &size, &resident) == 2)
+        sb_set(&m->sb->master_rss, (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE));
+    fclose(f);
+}
+
+static void
+start_workers(struct master *m)
+{
+    sb_set(&m->sb->workers_target, (uint64_t)m->target);
+    for (int id = 0; id < m->target; id++)
+        if (current_child(m, id) == NULL)
+            spawn(m, id);
+}
+
+/* SIGHUP: a new config (refused as a whole if anything in it is wrong), new workers on
+ * it, and the old workers drained once their successors serve. */
+static void
+reload(struct master *m)
+{
+    struct conf *next = malloc(sizeof *next);
+    char err[CONF_ERR_LEN];
+    if (next == NULL || m->reload(next, err, sizeof err) < 0) {
+        log_errorx("reload refused, keeping the running configuration: %s",
+                   next ? err : "out of memory");
+        free(next);
+        return;
+    }
+    if (listener_sync(&m->ls, next, err, sizeof err) < 0) {
+        log_errorx("reload refused, keeping the running configuration: %s", err);
+        free(next);
+        return;
+    }
+    if (log_open(next->log_file) < 0)
+        log_warn("cannot open log file %s", next->log_file);
+    log_set_level((enum log_level)next->log_level);
+    free(m->conf);
+    m->conf = next;
+    m->gen++;
+    for (int i = 0; i < SB_SLOTS; i++)
+        if (m->kids[i].pid)
+            m->kids[i].retiring = true;
+    memset(m->respawn, 0, sizeof m->respawn);
+    m->target = workers_wanted(next);
+    log_info("reloading: generation %llu with %d worker(s)", (unsigned long long)m->gen,
+             m->target);
+    start_workers(m);
+}
+
+/* SIGTTIN and SIGTTOU: one worker more or less, never fewer than one. */
+static void
+scale(struct master *m, int delta)
+{
+    int next = m->target + delta;
+    if (next < 1 || next > CONF_MAX_WORKERS) {
+        log_warnx("not scaling to %d worker(s): the range is 1 to %d", next, CONF_MAX_WORKERS);
+        return;
+    }
+    m->target = next;
+    sb_set(&m->sb->workers_target, (uint64_t)next);
+    log_info("scaling to %d worker(s)", next);
+    if (delta > 0) {
+        start_workers(m);
+        return;
+    }
+    for (int i = 0; i < SB_SLOTS; i++)
+        if (m->kids[i].pid && m->kids[i].id >= next)
+            drain_child(m, &m->kids[i]);
+    m->respawn[next].at = 0;
+}
+
+static void
+on_stop_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct master *m = container_of(t, struct master, stop_timer);
+    if (live_children(m) > 0)
+        log_warnx("%d worker(s) still running at the deadline; killing them", live_children(m));
+    signal_children(m, SIGKILL);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+static void
+stop(struct master *m, bool graceful)
+{
+    if (m->stopping && graceful)
+        return;
+    m->stopping = true;
+    sb_set(&m->sb->draining, 1);
+    double limit = graceful ? (double)m->conf->shutdown_timeout_ms / 1000.0 : QUIT_GRACE;
+    log_info("%s: %d worker(s), deadline %.1f s", graceful ? "draining" : "stopping now",
+             live_children(m), limit);
+    signal_children(m, graceful ? SIGTERM : SIGQUIT);
+    ev_timer_stop(m->loop, &m->stop_timer);
+    ev_timer_set(&m->stop_timer, limit, 0.);
+    ev_timer_start(m->loop, &m->stop_timer);
+    if (live_children(m) == 0)
+        ev_break(m->loop, EVBREAK_ALL);
+}
+
+static void
+on_signal(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct master *m = s->data;
+    switch (s->signum) {
+    case SIGCHLD:
+        reap(m);
+        break;
+    case SIGHUP:
+        if (!m->stopping)
+            reload(m);
+        break;
+    case SIGTERM:
+    case SIGINT:
+        stop(m, true);
+        break;
+    case SIGQUIT:
+        stop(m, false);
+        break;
+    case SIGTTIN:
+        if (!m->stopping)
+            scale(m, +1);
+        break;
+    case SIGTTOU:
+        if (!m->stopping)
+            scale(m, -1);
+        break;
+    case SIGUSR1:
+        if (log_reopen() < 0)
+            log_warn("reopening the log file");
+        signal_children(m, SIGUSR1);
+        break;
+    default:
+        break;
+    }
+}
+
+static void
+watch_signals(struct master *m)
+{
+    static const int sigs[] = {SIGCHLD, SIGHUP,  SIGTERM, SIGINT,
+                               SIGQUIT, SIGTTIN, SIGTTOU, SIGUSR1};
+    for (size_t i = 0; i < ARRAY_LEN(sigs); i++) {
+        ev_signal *s = &m->sig[m->nsig++];
+        ev_signal_init(s, on_signal, sigs[i]);
+        s->data = m;
+        ev_signal_start(m->loop, s);
+    }
+}
+
+static void
+on_rss_tick(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    update_master_rss(t->data);
+}
+
+/* What both modes set up before serving: listeners, scoreboard, pidfile. */
+static int
+prepare(struct master *m, struct conf *conf)
+{
+    char err[CONF_ERR_LEN];
+    m->conf = conf;
+    m->sb = sb_create();
+    if (m->sb == NULL) {
+        log_error("cannot create the scoreboard");
+        return -1;
+    }
+    pid_t other = conf->pidfile[0] ? pidfile_running(conf->pidfile) : 0;
+    if (other > 0 && other != getpid()) {
+        log_errorx("already running as pid %ld (pidfile %s)", (long)other, conf->pidfile);
+        return -1;
+    }
+    if (listener_sync(&m->ls, conf, err, sizeof err) < 0) {
+        log_errorx("%s", err);
+        return -1;
+    }
+    if (conf->pidfile[0] != '\0' && pidfile_write(conf->pidfile, err, sizeof err) < 0) {
+        log_errorx("%s", err);
+        return -1;
+    }
+    sb_set(&m->sb->master_pid, (uint64_t)getpid());
+    sb_set(&m->sb->started_at, (uint64_t)time(NULL));
+    update_master_rss(m);
+    for (int i = 0; i < conf->nlisten; i++)
+        log_info("listening on %s", conf->listen[i].text);
+    return 0;
+}
+
+static void
+cleanup(struct master *m)
+{
+    if (m->conf->pidfile[0] != '\0')
+        pidfile_remove(m->conf->pidfile);
+    for (int i = 0; i < m->ls.n; i++)
+        if (m->ls.l[i].addr.family == AF_UNIX)
+            unlink(m->ls.l[i].addr.host);
+    listener_close_all(&m->ls);
+    sb_destroy(m->sb);
+    free(m->conf);
+}
+
+int
+master_run(struct conf *conf, worker_reload_fn reload_fn)
+{
+    struct master m = {.reload = reload_fn};
+    log_set_role("master");
+    if (prepare(&m, conf) < 0) {
+        free(conf);
+        return 1;
+    }
+    /* As PID 1 (in a container) orphans are ours to reap; elsewhere this makes the
+     * master reap what its workers leave behind as well. */
+    if (getpid() == 1 || prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+        log_debug("not a subreaper");
+    m.loop = ev_loop_new(EVFLAG_AUTO);
+    if (m.loop == NULL) {
+        log_errorx("cannot create the event loop");
+        cleanup(&m);
+        return 1;
+    }
+    watch_signals(&m);
+    ev_timer_init(&m.tick, on_tick, TICK, TICK);
+    ev_timer_start(m.loop, &m.tick);
+    ev_init(&m.stop_timer, on_stop_timeout);
+    ev_timer rss;
+    ev_timer_init(&rss, on_rss_tick, 1.0, 1.0);
+    rss.data = &m;
+    ev_timer_start(m.loop, &rss);
+    m.target = workers_wanted(conf);
+    log_info("sessiond %s starting %d worker(s)", SESSIOND_VERSION, m.target);
+    start_workers(&m);
+    ev_run(m.loop, 0);
+
+    /* Whatever is still alive now was killed by the stop deadline: collect it. */
+    while (live_children(&m) > 0 && waitpid(-1, NULL, 0) > 0)
+        ;
+    log_info("exiting with status %d", m.exit_status);
+    int status = m.exit_status;
+    ev_loop_destroy(m.loop);
+    cleanup(&m);
+    return status;
+}
+
+int
+master_run_single(struct conf *conf, worker_reload_fn reload_fn)
+{
+    struct master m = {.reload = reload_fn};
+    log_set_role("sessiond");
+    if (prepare(&m, conf) < 0) {
+        free(conf);
+        return 1;
+    }
+    sb_set(&m.sb->workers_target, 1);
+    int slot = sb_claim(m.sb, 0, 0);
+    log_info("sessiond %s serving in a single process (clustering off)", SESSIOND_VERSION);
+    struct worker_params p = {.conf = conf, .listeners = &m.ls, .sb = m.sb, .slot = slot,
+                              .reload = reload_fn};
+    int status = worker_run(&p);
+    cleanup(&m);
+    return status;
+}

@@ -1,0 +1,18 @@
+/* master: the supervisor. It binds the listeners, forks the workers, replaces those that
+ * die (with backoff when they die young), kills those that hang, and turns signals into
+ * reloads, drains and scaling. It never serves a request. */
+#ifndef SESSIOND_MASTER_H
+#define SESSIOND_MASTER_H
+
+#include "conf.h"
+#include "worker.h"
+
+/* Run the supervisor until it stops; returns the process exit status. conf is owned by
+ * the master from here on (it frees it on reload); reload re-reads the config on SIGHUP. */
+int master_run(struct conf *conf, worker_reload_fn reload);
+
+/* Serve in this process alone (clustering off): the same HTTP, HUP and TERM behaviour
+ * without a master. */
+int master_run_single(struct conf *conf, worker_reload_fn reload);
+
+#endif

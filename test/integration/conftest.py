@@ -1,0 +1,200 @@
+"""Start the real sessiond on loopback for each test, and clean up every process it made.
+
+Servers are started from build/sessiond-test (the daemon with its test-only hooks), on a
+free port, with a config file written into the test's temporary directory. Every process
+is stopped by pid at the end: the master, then any worker that outlived it.
+"""
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+
+BIN = os.environ.get("SESSIOND_BIN") or os.path.join(
+    os.path.dirname(__file__), "..", "..", "build", "sessiond-test")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def children_of(pid):
+    """Pids whose parent is pid, read from /proc."""
+    kids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            kids.append(int(entry))
+    return sorted(kids)
+
+
+def alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        try:
+            last = predicate()
+            if last:
+                return last
+        except (OSError, http.client.HTTPException, ValueError):
+            pass
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class Server:
+    def __init__(self, tmp_path, conf="", env=None, workers=2, port=None):
+        self.dir = tmp_path
+        self.port = port or free_port()
+        self.conf_path = os.path.join(tmp_path, "sessiond.conf")
+        self.log_path = os.path.join(tmp_path, "sessiond.log")
+        self.pidfile = os.path.join(tmp_path, "sessiond.pid")
+        self.extra = conf
+        self.workers = workers
+        self.env = dict(os.environ)
+        for k in ("PORT", "HOST", "WORKERS", "WEB_CONCURRENCY", "ENABLE_CLUSTERING",
+                  "LOG_LEVEL"):
+            self.env.pop(k, None)
+        self.env.update(env or {})
+        self.proc = None
+        self.seen = set()
+        self.write_conf(conf, workers)
+
+    def write_conf(self, extra="", workers=None):
+        lines = [f"listen 127.0.0.1:{self.port}", f"pidfile {self.pidfile}"]
+        if workers is not None:
+            lines.append(f"workers {workers}")
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join(lines) + "\n" + extra + "\n")
+
+    def start(self, wait=True, args=()):
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([BIN, "-c", self.conf_path, *args], stdin=subprocess.DEVNULL,
+                                     stdout=self.logf, stderr=subprocess.STDOUT, env=self.env)
+        if wait:
+            want = self.workers or 1
+            wait_for(lambda: self.health_ok(want), what=f"{want} worker(s) serving")
+        return self
+
+    def health_ok(self, want):
+        status, body = self.health()
+        return status == 200 and body["workers"]["alive"] == want
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def conn(self, timeout=10):
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method, path, body=None, headers=None, timeout=10):
+        c = self.conn(timeout)
+        try:
+            c.request(method, path, body=body, headers=headers or {})
+            r = c.getresponse()
+            data = r.read()
+            return r.status, dict(r.getheaders()), data
+        finally:
+            c.close()
+
+    def get_json(self, path, **kw):
+        status, headers, data = self.request("GET", path, **kw)
+        return status, json.loads(data)
+
+    def health(self):
+        return self.get_json("/api/health")
+
+    def worker_pids(self):
+        pids = children_of(self.pid)
+        self.seen.update(pids)
+        return pids
+
+    def health_pids(self):
+        _, body = self.health()
+        return sorted(w["pid"] for w in body["workers"]["list"] if w["state"] == "running")
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def wait_exit(self, timeout=15):
+        return self.proc.wait(timeout)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        kids = set(children_of(self.pid)) | self.seen
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for pid in kids:
+            if alive(pid):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        self.logf.close()
+
+
+@pytest.fixture
+def server_factory(tmp_path):
+    made = []
+
+    def make(conf="", env=None, workers=2, start=True, **kw):
+        s = Server(str(tmp_path), conf=conf, env=env, workers=workers, **kw)
+        made.append(s)
+        return s.start() if start else s
+
+    yield make
+    for s in made:
+        s.stop()
+
+
+@pytest.fixture
+def server(server_factory):
+    return server_factory()
+
+
+def raw_exchange(port, data, timeout=5.0, read_until_close=True):
+    """Send raw bytes and return everything the server sent back until it closed."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        try:
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                chunks.append(b)
+                if not read_until_close:
+                    break
+        except socket.timeout:
+            pass
+        return b"".join(chunks)

@@ -1,0 +1,22 @@
+#include <stdlib.h>
+
+#include "suites.h"
+
+int
+main(void)
+{
+    Suite *(*const suites[])(void) = {
+        conf_suite,
+        cores_suite,
+        http_parser_suite,
+        router_suite,
+        scoreboard_suite,
+    };
+    SRunner *sr = srunner_create(NULL);
+    for (size_t i = 0; i < sizeof suites / sizeof *suites; i++)
+        srunner_add_suite(sr, suites[i]());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

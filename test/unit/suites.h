@@ -1,0 +1,13 @@
+/* One Check suite per module; test/unit/main.c runs them all. */
+#ifndef SESSIOND_TEST_SUITES_H
+#define SESSIOND_TEST_SUITES_H
+
+#include <check.h>
+
+Suite *conf_suite(void);
+Suite *cores_suite(void);
+Suite *http_parser_suite(void);
+Suite *router_suite(void);
+Suite *scoreboard_suite(void);
+
+#endif

@@ -1,0 +1,219 @@
+/* Health and metrics: both read the scoreboard, so whichever worker answers, the figures
+ * are the whole instance's. */
+#include <stdio.h>
+#include <time.h>
+
+#include "api.h"
+#include "buf.h"
+#include "http.h"
+#include "scoreboard.h"
+#include "util.h"
+#include "worker.h"
+
+static const char *const state_names[] = {"free", "starting", "running", "draining"};
+
+struct totals {
+    uint64_t http, ws, rss, alive;
+};
+
+static void
+sum_slots(const struct scoreboard *sb, struct totals *t)
+{
+    *t = (struct totals){0};
+    for (int i = 0; i < SB_SLOTS; i++) {
+        const struct sb_slot *s = &sb->slot[i];
+        uint64_t state = sb_get(&s->state);
+        if (state == SB_FREE)
+            continue;
+        t->http += sb_get(&s->conns_http);
+        t->ws += sb_get(&s->conns_ws);
+        t->rss += sb_get(&s->rss_bytes);
+        if (state == SB_RUNNING)
+            t->alive++;
+    }
+}
+
+static bool
+instance_draining(const struct worker *w)
+{
+    return w->draining || sb_get(&w->sb->draining);
+}
+
+static void
+health_workers(struct buf *b, const struct scoreboard *sb, uint64_t now)
+{
+    bool first = true;
+    for (int i = 0; i < SB_SLOTS; i++) {
+        const struct sb_slot *s = &sb->slot[i];
+        uint64_t state = sb_get(&s->state);
+        if (state == SB_FREE || sb_get(&s->pid) == 0)
+            continue;
+        uint64_t started = sb_get(&s->started_at);
+        buf_printf(b,
+                   "%s{\"id\":%llu,\"pid\":%llu,\"state\":\"%s\",\"generation\":%llu,"
+                   "\"uptime_s\":%llu,\"connections\":%llu,\"requests\":%llu,"
+                   "\"rss_bytes\":%llu,\"load\":%.3f}",
+                   first ? "" : ",", (unsigned long long)sb_get(&s->id),
+                   (unsigned long long)sb_get(&s->pid), state_names[state & 3],
+                   (unsigned long long)sb_get(&s->generation),
+                   (unsigned long long)(now > started ? now - started : 0),
+                   (unsigned long long)(sb_get(&s->conns_http) + sb_get(&s->conns_ws)),
+                   (unsigned long long)sb_get(&s->c.requests),
+                   (unsigned long long)sb_get(&s->rss_bytes),
+                   (double)sb_get(&s->load_permille) / 1000.0);
+        first = false;
+    }
+}
+
+void
+api_health(struct request *r)
+{
+    struct worker *w = r->conn->w;
+    const struct scoreboard *sb = w->sb;
+    const struct conf *cf = w->conf;
+    struct totals t;
+    sum_slots(sb, &t);
+    uint64_t now = (uint64_t)time(NULL);
+    uint64_t started = sb_get(&sb->started_at);
+    bool draining = instance_draining(w);
+    uint64_t conns = t.http + t.ws;
+
+    struct buf b = {0};
+    buf_printf(&b,
+               "{\"status\":\"%s\",\"version\":\"%s\",\"uptime_s\":%llu,\"instance\":\"%s\","
+               "\"sessions\":{\"active\":0,\"max\":%lld},"
+               "\"connections\":{\"http\":%llu,\"websocket\":%llu,\"limit\":%d,"
+               "\"utilization\":%.4f},"
+               "\"workers\":{\"count\":%llu,\"alive\":%llu,\"restarts\":%llu,\"list\":[",
+               draining ? "draining" : "ok", SESSIOND_VERSION,
+               (unsigned long long)(now > started ? now - started : 0), cf->instance,
+               (long long)cf->max_sessions, (unsigned long long)t.http,
+               (unsigned long long)t.ws, cf->max_connections,
+               (double)conns / (double)cf->max_connections,
+               (unsigned long long)sb_get(&sb->workers_target), (unsigned long long)t.alive,
+               (unsigned long long)sb_get(&sb->restarts));
+    health_workers(&b, sb, now);
+    buf_printf(&b,
+               "]},\"store\":{\"backend\":\"none\",\"healthy\":true,\"circuit\":\"closed\"},"
+               "\"memory\":{\"rss_bytes\":%llu}}",
+               (unsigned long long)(t.rss + sb_get(&sb->master_rss)));
+    if (b.p == NULL) {
+        http_error(r, 500, NULL, "Out of memory.");
+        return;
+    }
+    http_respond_json(r, draining ? 503 : 200, draining ? "Retry-After: 5\r\n" : NULL, b.p,
+                      b.len);
+    buf_free(&b);
+}
+
+static void
+metrics_requests(struct buf *b, const struct sb_counters *c)
+{
+    static const uint64_t bounds[SB_NHIST] = SB_HIST_BOUNDS_US;
+    buf_printf(b, "# HELP sessiond_http_requests_total HTTP requests answered, by status code.\n"
+                  "# TYPE sessiond_http_requests_total counter\n");
+    for (int i = 0; i < SB_NSTATUS; i++) {
+        if (c->status[i] == 0)
+            continue;
+        int code = sb_status_code(i);
+        if (code)
+            buf_printf(b, "sessiond_http_requests_total{code=\"%d\"} %llu\n", code,
+                       (unsigned long long)c->status[i]);
+        else
+            buf_printf(b, "sessiond_http_requests_total{code=\"other\"} %llu\n",
+                       (unsigned long long)c->status[i]);
+    }
+    buf_printf(b, "# HELP sessiond_http_request_duration_seconds Time from a complete request "
+                  "to its response.\n"
+                  "# TYPE sessiond_http_request_duration_seconds histogram\n");
+    uint64_t cum = 0;
+    for (int i = 0; i < SB_NHIST; i++) {
+        cum += c->hist[i];
+        buf_printf(b, "sessiond_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
+                   (double)bounds[i] / 1e6, (unsigned long long)cum);
+    }
+    cum += c->hist[SB_NHIST];
+    buf_printf(b,
+               "sessiond_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+               "sessiond_http_request_duration_seconds_sum %.6f\n"
+               "sessiond_http_request_duration_seconds_count %llu\n",
+               (unsigned long long)cum, (double)c->duration_us_sum / 1e6,
+               (unsigned long long)cum);
+}
+
+static void
+metrics_workers(struct buf *b, const struct scoreboard *sb)
+{
+    buf_printf(b, "# HELP sessiond_worker_rss_bytes Resident memory of each worker.\n"
+                  "# TYPE sessiond_worker_rss_bytes gauge\n");
+    for (int i = 0; i < SB_SLOTS; i++) {
+        const struct sb_slot *s = &sb->slot[i];
+        if (sb_get(&s->state) == SB_FREE || sb_get(&s->pid) == 0)
+            continue;
+        buf_printf(b, "sessiond_worker_rss_bytes{worker=\"%llu\",pid=\"%llu\"} %llu\n",
+                   (unsigned long long)sb_get(&s->id), (unsigned long long)sb_get(&s->pid),
+                   (unsigned long long)sb_get(&s->rss_bytes));
+    }
+}
+
+void
+api_metrics(struct request *r)
+{
+    struct worker *w = r->conn->w;
+    const struct scoreboard *sb = w->sb;
+    struct sb_counters c;
+    sb_sum_counters(sb, &c);
+    struct totals t;
+    sum_slots(sb, &t);
+
+    struct buf b = {0};
+    metrics_requests(&b, &c);
+    buf_printf(&b,
+               "# HELP sessiond_connections Open client connections, by kind.\n"
+               "# TYPE sessiond_connections gauge\n"
+               "sessiond_connections{kind=\"http\"} %llu\n"
+               "sessiond_connections{kind=\"websocket\"} %llu\n"
+               "# HELP sessiond_connections_accepted_total Connections accepted.\n"
+               "# TYPE sessiond_connections_accepted_total counter\n"
+               "sessiond_connections_accepted_total %llu\n"
+               "# HELP sessiond_sessions_active Live sessions in the store.\n"
+               "# TYPE sessiond_sessions_active gauge\n"
+               "sessiond_sessions_active 0\n"
+               "# HELP sessiond_workers Workers serving, and the number configured.\n"
+               "# TYPE sessiond_workers gauge\n"
+               "sessiond_workers{state=\"alive\"} %llu\n"
+               "sessiond_workers{state=\"configured\"} %llu\n"
+               "# HELP sessiond_worker_restarts_total Workers replaced after dying.\n"
+               "# TYPE sessiond_worker_restarts_total counter\n"
+               "sessiond_worker_restarts_total %llu\n"
+               "# HELP sessiond_websocket_messages_total WebSocket messages, by direction.\n"
+               "# TYPE sessiond_websocket_messages_total counter\n"
+               "sessiond_websocket_messages_total{direction=\"in\"} %llu\n"
+               "sessiond_websocket_messages_total{direction=\"out\"} %llu\n"
+               "# HELP sessiond_store_errors_total Failed store operations.\n"
+               "# TYPE sessiond_store_errors_total counter\n"
+               "sessiond_store_errors_total %llu\n"
+               "# HELP sessiond_store_circuit_state Store circuit: 0 closed, 1 open, 2 half-open.\n"
+               "# TYPE sessiond_store_circuit_state gauge\n"
+               "sessiond_store_circuit_state 0\n"
+               "# HELP sessiond_draining 1 while the instance drains.\n"
+               "# TYPE sessiond_draining gauge\n"
+               "sessiond_draining %d\n"
+               "# HELP sessiond_memory_rss_bytes Resident memory of the master and workers.\n"
+               "# TYPE sessiond_memory_rss_bytes gauge\n"
+               "sessiond_memory_rss_bytes %llu\n",
+               (unsigned long long)t.http, (unsigned long long)t.ws,
+               (unsigned long long)c.accepted, (unsigned long long)t.alive,
+               (unsigned long long)sb_get(&sb->workers_target),
+               (unsigned long long)sb_get(&sb->restarts), (unsigned long long)c.ws_in,
+               (unsigned long long)c.ws_out, (unsigned long long)sb_get(&sb->store_errors),
+               instance_draining(w) ? 1 : 0,
+               (unsigned long long)(t.rss + sb_get(&sb->master_rss)));
+    metrics_workers(&b, sb);
+    if (b.p == NULL) {
+        http_error(r, 500, NULL, "Out of memory.");
+        return;
+    }
+    http_respond(r, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, b.p, b.len);
+    buf_free(&b);
+}

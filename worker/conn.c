@@ -1,0 +1,465 @@
+#include "conn.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "log.h"
+#include "router.h"
+#include "util.h"
+#include "worker.h"
+
+/* How long an idle keep-alive connection may stay once a drain starts: long enough for a
+ * client that is about to send its next request to get an answer (with Connection: close),
+ * short enough not to delay the drain. */
+#define DRAIN_IDLE_GRACE 1.0
+/* How long a closing connection reads and discards what the client still sends, so that
+ * the kernel does not answer unread bytes with a reset that could destroy our response. */
+#define LINGER_TIMEOUT 2.0
+/* Stop parsing pipelined requests while this much output waits to be written. */
+#define OUT_HIGH_WATER (256 * 1024)
+#define READ_CHUNK 16384
+
+static void conn_process(struct conn *c);
+static void conn_flush(struct conn *c);
+static void reject(struct conn *c, int status, const char *why);
+
+static double
+ms(int64_t v)
+{
+    return (double)v / 1000.0;
+}
+
+/* The connection's one timer follows a deadline. Moving the deadline later costs nothing:
+ * the timer fires at the old time and re-arms itself for the rest. */
+static void
+set_deadline(struct conn *c, double secs)
+{
+    struct ev_loop *loop = c->w->loop;
+    c->deadline = ev_now(loop) + secs;
+    if (ev_is_active(&c->timer)) {
+        if (ev_timer_remaining(loop, &c->timer) <= secs)
+            return;
+        ev_timer_stop(loop, &c->timer);
+    }
+    ev_timer_set(&c->timer, secs, 0.);
+    ev_timer_start(loop, &c->timer);
+}
+
+static void
+set_reading(struct conn *c, bool on)
+{
+    if (on == c->reading || c->closed)
+        return;
+    c->reading = on;
+    if (on)
+        ev_io_start(c->w->loop, &c->rio);
+    else
+        ev_io_stop(c->w->loop, &c->rio);
+}
+
+/* Between requests: idle until the next one starts, or a short grace while draining. */
+static void
+set_idle(struct conn *c)
+{
+    const struct conf *cf = c->w->conf;
+    double idle = ms(cf->keepalive_timeout_ms);
+    if (c->w->draining && idle > DRAIN_IDLE_GRACE)
+        idle = DRAIN_IDLE_GRACE;
+    set_deadline(c, idle);
+}
+
+void
+conn_close(struct conn *c)
+{
+    if (c->closed)
+        return;
+    struct ev_loop *loop = c->w->loop;
+    ev_io_stop(loop, &c->rio);
+    ev_io_stop(loop, &c->wio);
+    ev_timer_stop(loop, &c->timer);
+    close(c->fd);
+    c->fd = -1;
+    c->closed = true;
+    c->reading = false;
+    worker_conn_closed(c->w, c);
+}
+
+void
+conn_free(struct conn *c)
+{
+    buf_free(&c->in);
+    buf_free(&c->out);
+    free(c);
+}
+
+/* Shut our side, then read and drop what the client still sends until it closes too. */
+static void
+start_linger(struct conn *c)
+{
+    c->state = CONN_LINGER;
+    if (shutdown(c->fd, SHUT_WR) < 0) {
+        conn_close(c);
+        return;
+    }
+    buf_free(&c->in);
+    set_reading(c, true);
+    set_deadline(c, LINGER_TIMEOUT);
+}
+
+static void
+linger_read(struct conn *c)
+{
+    char sink[4096];
+    for (;;) {
+        ssize_t n = read(c->fd, sink, sizeof sink);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        conn_close(c);
+        return;
+    }
+}
+
+static void
+on_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct conn *c = container_of(t, struct conn, timer);
+    double left = c->deadline - ev_now(loop);
+    if (left > 0.0005) {
+        ev_timer_set(t, left, 0.);
+        ev_timer_start(loop, t);
+        return;
+    }
+    if (buf_used(&c->out) > 0 || c->state == CONN_LINGER) {
+        conn_close(c); /* the client stopped reading, or we are done with it */
+        return;
+    }
+    if (c->state == CONN_PENDING)
+        return; /* a handler holds the request; its answer re-arms the timer */
+    if (c->state == CONN_BODY || buf_used(&c->in) > 0) {
+        /* A request started but did not arrive in time (slow clients, slowloris). */
+        reject(c, 408, "The request was not received in time.");
+        return;
+    }
+    conn_close(c); /* idle keep-alive connection */
+}
+
+static void
+on_write(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    conn_flush(container_of(io, struct conn, wio));
+}
+
+static void
+on_read(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct conn *c = container_of(io, struct conn, rio);
+    if (c->state == CONN_LINGER) {
+        linger_read(c);
+        return;
+    }
+    if (buf_reserve(&c->in, READ_CHUNK) < 0) {
+        conn_close(c);
+        return;
+    }
+    ssize_t n = read(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len);
+    if (n < 0) {
+        if (errno != EAGAIN && errno != EINTR)
+            conn_close(c);
+        return;
+    }
+    if (n == 0) {
+        /* The client closed (or half-closed) its side: answer the complete requests it
+         * already sent, then close. */
+        c->eof = true;
+        set_reading(c, false);
+        conn_process(c);
+        return;
+    }
+    bool was_idle = c->state == CONN_HEAD && buf_used(&c->in) == 0;
+    c->in.len += (size_t)n;
+    if (was_idle)
+        c->deadline = 0; /* a new request starts: its head must arrive within header_timeout */
+    conn_process(c);
+}
+
+struct conn *
+conn_new(struct worker *w, int fd, const struct sockaddr_storage *peer)
+{
+    struct conn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        close(fd);
+        return NULL;
+    }
+    c->w = w;
+    c->fd = fd;
+    c->peer = *peer;
+    if (peer->ss_family != AF_UNIX) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    ev_io_init(&c->rio, on_read, fd, EV_READ);
+    ev_io_init(&c->wio, on_write, fd, EV_WRITE);
+    ev_init(&c->timer, on_timer);
+    c->state = CONN_HEAD;
+    worker_conn_opened(w, c);
+    set_reading(c, true);
+    set_deadline(c, ms(w->conf->header_timeout_ms));
+    return c;
+}
+
+/* Answer a request that could not be parsed, then close: after a framing error nothing
+ * that follows on the connection can be trusted to be a request. */
+static void
+reject(struct conn *c, int status, const char *why)
+{
+    struct request *r = &c->req;
+    memset(&r->http, 0, sizeof r->http);
+    r->http.version_minor = 1;
+    r->conn = c;
+    r->started = ev_now(c->w->loop);
+    c->close_after = true;
+    c->state = CONN_PENDING;
+    http_error(r, status, NULL, why);
+}
+
+/* A complete head has been parsed: check it against our limits and get ready for the
+ * body. Returns false if the request was answered (and the connection is closing). */
+static bool
+begin_request(struct conn *c)
+{
+    const struct conf *cf = c->w->conf;
+    struct http_request *h = &c->req.http;
+    if (h->content_length > cf->max_body_bytes) {
+        reject(c, 413, "The request body is larger than max_body_bytes.");
+        return false;
+    }
+    if (h->chunked)
+        http_chunked_init(&c->chunked);
+    c->body_len = 0;
+    c->in_consumed = h->head_len;
+    c->state = CONN_BODY;
+    bool has_body = h->chunked || h->content_length > 0;
+    if (has_body) {
+        if (h->expect_continue && h->version_minor == 1 &&
+            buf_used(&c->in) == h->head_len) {
+            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+            buf_append(&c->out, cont, sizeof cont - 1);
+        }
+        set_deadline(c, ms(cf->body_timeout_ms));
+    }
+    return true;
+}
+
+/* Make the body of the current request complete in the input buffer, right after the
+ * head. Returns 1 when it is, 0 when more input is needed, -1 when the request was
+ * answered with an error. */
+static int
+read_body(struct conn *c)
+{
+    struct http_request *h = &c->req.http;
+    char *data = buf_data(&c->in);
+    size_t have = buf_used(&c->in);
+    if (!h->chunked) {
+        size_t need = h->head_len + (size_t)(h->content_length > 0 ? h->content_length : 0);
+        if (have < need)
+            return 0;
+        c->body_len = need - h->head_len;
+        c->in_consumed = need;
+        return 1;
+    }
+    size_t used = 0;
+    enum http_chunked_result res = http_chunked_decode(
+        &c->chunked, data + c->in_consumed, have - c->in_consumed, &used,
+        data + h->head_len, &c->body_len, (size_t)c->w->conf->max_body_bytes);
+    c->in_consumed += used;
+    if (res == HTTP_CHUNKED_MORE)
+        return 0;
+    if (res == HTTP_CHUNKED_TOO_BIG) {
+        reject(c, 413, "The request body is larger than max_body_bytes.");
+        return -1;
+    }
+    if (res == HTTP_CHUNKED_ERROR) {
+        reject(c, 400, "The chunked request body is malformed.");
+        return -1;
+    }
+    return 1;
+}
+
+static void
+dispatch(struct conn *c)
+{
+    struct request *r = &c->req;
+    struct http_request *h = &r->http;
+    if (c->head_at != buf_data(&c->in)) {
+        /* Reading the body moved the input buffer: the head's strings must be found
+         * again. The head is unchanged and complete, so this parse cannot fail. */
+        int status;
+        const char *why;
+        struct http_chunked keep = c->chunked;
+        http_parse_request(buf_data(&c->in), h->head_len, h->head_len, h, &status, &why);
+        c->chunked = keep;
+    }
+    r->conn = c;
+    r->body = buf_data(&c->in) + h->head_len;
+    r->body_len = c->body_len;
+    r->nparams = 0;
+    r->handler_data = NULL;
+    r->started = ev_time();
+    r->head_only = h->method == HTTP_HEAD;
+    const struct http_str *ae = http_header_get(h, "Accept-Encoding");
+    r->gzip_ok = ae != NULL && http_list_has_token(*ae, "gzip");
+    c->state = CONN_PENDING;
+    router_dispatch(r);
+}
+
+/* Parse what the input holds: as many pipelined requests as are complete, as long as the
+ * output is not backed up. Handlers answering at once loop back here; a handler that
+ * answers later leaves the connection PENDING with reading stopped. */
+static void
+conn_process(struct conn *c)
+{
+    if (c->in_process)
+        return;
+    c->in_process = true;
+    const struct conf *cf = c->w->conf;
+    while (!c->closed && !c->close_after && buf_used(&c->out) < OUT_HIGH_WATER) {
+        if (c->state == CONN_HEAD) {
+            if (buf_used(&c->in) == 0)
+                break;
+            int status = 0;
+            const char *why = NULL;
+            enum http_parse_result res =
+                http_parse_request(buf_data(&c->in), buf_used(&c->in),
+                                   (size_t)cf->max_header_bytes, &c->req.http, &status, &why);
+            if (res == HTTP_PARSE_INCOMPLETE) {
+                if (c->deadline == 0)
+                    set_deadline(c, ms(cf->header_timeout_ms));
+                break;
+            }
+            if (res == HTTP_PARSE_ERROR) {
+                reject(c, status, why);
+                break;
+            }
+            c->head_at = buf_data(&c->in);
+            if (!begin_request(c))
+                break;
+        }
+        if (c->state == CONN_BODY) {
+            if (read_body(c) <= 0)
+                break;
+            dispatch(c);
+        }
+        if (c->state == CONN_PENDING)
+            break;
+    }
+    c->in_process = false;
+    if (c->closed)
+        return;
+    /* Stop reading while a handler holds the request (its strings point into the input
+     * buffer, which a read could move) or while the input holds more than one full
+     * request may need. */
+    size_t in_cap = (size_t)cf->max_header_bytes + (size_t)cf->max_body_bytes + READ_CHUNK;
+    set_reading(c, c->state != CONN_PENDING && !c->close_after && !c->eof &&
+                       buf_used(&c->in) < in_cap);
+    conn_flush(c);
+}
+
+static void
+conn_flush(struct conn *c)
+{
+    while (buf_used(&c->out) > 0) {
+        ssize_t n = send(c->fd, buf_data(&c->out), buf_used(&c->out), MSG_NOSIGNAL);
+        if (n > 0) {
+            buf_consume(&c->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (!ev_is_active(&c->wio)) {
+                ev_io_start(c->w->loop, &c->wio);
+                set_deadline(c, ms(c->w->conf->send_timeout_ms));
+            }
+            return;
+        }
+        conn_close(c);
+        return;
+    }
+    if (ev_is_active(&c->wio)) {
+        ev_io_stop(c->w->loop, &c->wio);
+        if (c->state == CONN_HEAD)
+            set_idle(c);
+        /* Output drained: pipelined requests held back by the high-water mark can go on. */
+        if (!c->close_after && c->state == CONN_HEAD && buf_used(&c->in) > 0) {
+            conn_process(c);
+            return;
+        }
+    }
+    buf_shrink(&c->out, 16384);
+    if ((c->close_after || c->eof) && c->state != CONN_PENDING && c->state != CONN_LINGER)
+        start_linger(c);
+}
+
+void
+conn_response_done(struct conn *c, int status, bool keep_alive)
+{
+    struct worker *w = c->w;
+    uint64_t us = (uint64_t)((ev_time() - c->req.started) * 1e6);
+    sb_count_request(w->slot, status, us);
+    c->requests++;
+    if (c->closed) {
+        c->state = CONN_HEAD; /* no longer held by a handler: the reaper may free it */
+        return;
+    }
+    if (!keep_alive)
+        c->close_after = true;
+    buf_consume(&c->in, c->in_consumed);
+    c->in_consumed = 0;
+    c->body_len = 0;
+    c->state = CONN_HEAD;
+    if (buf_used(&c->in) == 0) {
+        set_idle(c);
+        buf_shrink(&c->in, READ_CHUNK);
+    } else {
+        c->deadline = 0;
+    }
+    if (!c->in_process)
+        conn_process(c); /* answered later: go on with pipelined input, and write */
+}
+
+void
+conn_drain(struct conn *c)
+{
+    if (c->state == CONN_HEAD && buf_used(&c->in) == 0 && buf_used(&c->out) == 0)
+        set_idle(c);
+}
+
+bool
+conn_peer_is_loopback(const struct conn *c)
+{
+    const struct sockaddr_storage *ss = &c->peer;
+    if (ss->ss_family == AF_UNIX)
+        return true;
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        if (IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr))
+            return true;
+        return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
+    }
+    return false;
+}

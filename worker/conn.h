@@ -1,0 +1,88 @@
+/* conn: one client connection: its socket, watchers, buffers, timers and the HTTP/1.1
+ * request cycle (parse, read the body, dispatch, write, keep alive or close).
+ *
+ * A connection owns everything it holds and has one way out: conn_close(), which stops
+ * its watchers and closes its socket at once, while the memory is freed later by the
+ * worker (so a callback that closes the connection may still look at it). */
+#ifndef SESSIOND_CONN_H
+#define SESSIOND_CONN_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "buf.h"
+#include "http_parser.h"
+
+struct worker;
+struct conn;
+
+#define ROUTE_MAX_PARAMS 4
+
+/* One request being served. Strings point into the connection's input buffer, which is
+ * not touched until the response is sent. */
+struct request {
+    struct conn *conn;
+    struct http_request http;
+    const char *body;
+    size_t body_len;
+    struct http_str params[ROUTE_MAX_PARAMS]; /* {captures} of the matched route */
+    int nparams;
+    ev_tstamp started;
+    bool gzip_ok;       /* the client accepts gzip */
+    bool head_only;     /* HEAD: send headers, no body */
+    void *handler_data; /* for handlers that answer later */
+};
+
+enum conn_state {
+    CONN_HEAD,    /* waiting for (more of) a request head */
+    CONN_BODY,    /* reading a request body */
+    CONN_PENDING, /* a handler has the request and will answer later */
+    CONN_LINGER,  /* response sent, write side shut, draining what the client still sends */
+};
+
+struct conn {
+    struct worker *w;
+    int fd;
+    ev_io rio, wio;
+    ev_timer timer;
+    ev_tstamp deadline;   /* when the current phase times out */
+    enum conn_state state;
+    bool closed;
+    bool close_after;     /* close once the output is written */
+    bool in_process;      /* inside conn_process: responses must not re-enter it */
+    bool reading;         /* rio is started */
+    bool eof;             /* the client shut its side: answer what was sent, then close */
+    const char *head_at;  /* where the input buffer was when the head was parsed */
+    struct buf in, out;
+    struct http_chunked chunked;
+    size_t body_len;      /* decoded body bytes so far, stored right after the head */
+    size_t in_consumed;   /* raw bytes (head + encoded body) of the current request */
+    struct request req;
+    struct sockaddr_storage peer;
+    unsigned requests;    /* served on this connection */
+    struct conn *prev, *next; /* in the worker's list */
+};
+
+/* Adopt an accepted socket. Returns the connection or NULL (the socket is then closed). */
+struct conn *conn_new(struct worker *w, int fd, const struct sockaddr_storage *peer);
+
+/* Close now (stop watchers, close the socket); the memory is freed by the worker later. */
+void conn_close(struct conn *c);
+
+/* Free a closed connection's memory (the worker's reaper calls this). */
+void conn_free(struct conn *c);
+
+/* The worker started draining: finish what is in flight, close what is idle. */
+void conn_drain(struct conn *c);
+
+/* Queue a complete response (head and body already formatted in the connection's output
+ * buffer by the http module) and move on to the next request. keep_alive false closes the
+ * connection after the write. */
+void conn_response_done(struct conn *c, int status, bool keep_alive);
+
+/* Whether the peer is on loopback (127.0.0.0/8, ::1, or a Unix socket). */
+bool conn_peer_is_loopback(const struct conn *c);
+
+#endif

@@ -1,0 +1,421 @@
+#include "worker.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "util.h"
+
+/* How long a worker that holds more than its share of connections leaves a new
+ * connection in the shared queue for a sibling before taking it itself. */
+#define ACCEPT_YIELD 0.001
+/* How long to stop accepting when out of file descriptors. */
+#define ACCEPT_EMFILE_PAUSE 0.1
+#define ACCEPT_BATCH 32
+
+static void accept_start(struct worker *w);
+static void accept_stop(struct worker *w);
+
+const char *
+worker_date(struct worker *w)
+{
+    ev_tstamp now = ev_now(w->loop);
+    if ((time_t)now != (time_t)w->date_at || w->date[0] == '\0') {
+        time_t t = (time_t)now;
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(w->date, sizeof w->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        w->date_at = now;
+    }
+    return w->date;
+}
+
+/* Connections held by this worker and by the workers that are accepting, for balancing. */
+static bool
+holds_more_than_share(const struct worker *w)
+{
+    uint64_t sum = 0, n = 0;
+    for (int i = 0; i < SB_SLOTS; i++) {
+        const struct sb_slot *s = &w->sb->slot[i];
+        if (!sb_get(&s->accepting))
+            continue;
+        sum += sb_get(&s->conns_http) + sb_get(&s->conns_ws);
+        n++;
+    }
+    uint64_t mine = sb_get(&w->slot->conns_http) + sb_get(&w->slot->conns_ws);
+    return n > 1 && mine * n > sum;
+}
+
+static uint64_t
+instance_connections(const struct worker *w)
+{
+    uint64_t sum = 0;
+    for (int i = 0; i < SB_SLOTS; i++) {
+        const struct sb_slot *s = &w->sb->slot[i];
+        if (sb_get(&s->state) != SB_FREE)
+            sum += sb_get(&s->conns_http) + sb_get(&s->conns_ws);
+    }
+    return sum;
+}
+
+/* Over max_connections: say so and close, rather than leave the client in the queue. */
+static void
+refuse_over_capacity(struct worker *w, int fd)
+{
+    char msg[384];
+    int n = snprintf(msg, sizeof msg,
+                     "HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\nServer: sessiond\r\n"
+                     "Content-Type: application/json\r\nContent-Length: 92\r\n"
+                     "Retry-After: 1\r\nConnection: close\r\n\r\n"
+                     "{\"error\":{\"code\":\"over_capacity\",\"message\":\"The server is at "
+                     "max_connections.\"}}",
+                     worker_date(w));
+    if (n > 0 && send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+        log_debug("over capacity: %s", strerror(errno));
+    close(fd);
+    sb_add(&w->slot->c.status[sb_status_index(503)], 1);
+}
+
+/* Accept up to a batch from one listener. With yield set, stop as soon as this worker
+ * holds more than its share, leaving the rest to its siblings. */
+static void
+accept_batch(struct worker *w, int lfd, bool yield)
+{
+    for (int i = 0; i < ACCEPT_BATCH && !w->draining; i++) {
+        if (yield && holds_more_than_share(w)) {
+            accept_stop(w);
+            ev_timer_set(&w->accept_pause, ACCEPT_YIELD, 0.);
+            ev_timer_start(w->loop, &w->accept_pause);
+            return;
+        }
+        struct sockaddr_storage peer;
+        socklen_t len = sizeof peer;
+        int fd = accept4(lfd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                log_warn("accept");
+                accept_stop(w);
+                ev_timer_set(&w->accept_pause, ACCEPT_EMFILE_PAUSE, 0.);
+                ev_timer_start(w->loop, &w->accept_pause);
+            }
+            return; /* EAGAIN: the queue is empty (or a sibling was faster) */
+        }
+        sb_add(&w->slot->c.accepted, 1);
+        if (instance_connections(w) >= (uint64_t)w->conf->max_connections) {
+            refuse_over_capacity(w, fd);
+            continue;
+        }
+        conn_new(w, fd, &peer);
+    }
+}
+
+static void
+on_accept(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct worker_accept *a = container_of(io, struct worker_accept, io);
+    accept_batch(a->w, a->fd, true);
+}
+
+/* The yield (or an fd shortage) is over: take what siblings left, then listen again. */
+static void
+on_accept_pause(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct worker *w = container_of(t, struct worker, accept_pause);
+    for (int i = 0; i < w->nacc; i++)
+        accept_batch(w, w->acc[i].fd, false);
+    if (!ev_is_active(&w->accept_pause))
+        accept_start(w);
+}
+
+static void
+accept_start(struct worker *w)
+{
+    if (w->draining)
+        return;
+    for (int i = 0; i < w->nacc; i++)
+        ev_io_start(w->loop, &w->acc[i].io);
+    sb_set(&w->slot->accepting, 1);
+}
+
+static void
+accept_stop(struct worker *w)
+{
+    for (int i = 0; i < w->nacc; i++)
+        ev_io_stop(w->loop, &w->acc[i].io);
+}
+
+void
+worker_conn_opened(struct worker *w, struct conn *c)
+{
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    sb_add(&w->slot->conns_http, 1);
+}
+
+void
+worker_conn_closed(struct worker *w, struct conn *c)
+{
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = NULL;
+    c->next = w->closed;
+    w->closed = c;
+    w->nconns--;
+    sb_set(&w->slot->conns_http, sb_get(&w->slot->conns_http) - 1);
+    if (w->draining && w->nconns == 0)
+        ev_break(w->loop, EVBREAK_ALL);
+}
+
+/* Free the connections closed since the last iteration, except those a handler still
+ * holds (they are freed once it answers). */
+static void
+on_reap(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct worker *w = container_of(p, struct worker, reap);
+    struct conn **pp = &w->closed;
+    while (*pp != NULL) {
+        struct conn *c = *pp;
+        if (c->state == CONN_PENDING) {
+            pp = &c->next;
+            continue;
+        }
+        *pp = c->next;
+        conn_free(c);
+    }
+}
+
+static uint64_t
+read_rss(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static double
+cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* Tell the master we are alive, and refresh the figures it and /api/health report. */
+static void
+on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct worker *w = container_of(t, struct worker, heartbeat);
+    sb_set(&w->slot->heartbeat_ms, (uint64_t)sb_now_ms());
+    sb_set(&w->slot->rss_bytes, read_rss());
+    double now = ev_time(), cpu = cpu_seconds();
+    if (now > w->cpu_prev_at)
+        sb_set(&w->slot->load_permille,
+               (uint64_t)(1000.0 * (cpu - w->cpu_prev) / (now - w->cpu_prev_at)));
+    w->cpu_prev = cpu;
+    w->cpu_prev_at = now;
+    (void)loop;
+}
+
+static void
+on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct worker *w = container_of(t, struct worker, drain_timer);
+    log_warnx("shutdown_timeout reached with %u connection(s) open; closing them", w->nconns);
+    ev_break(loop, EVBREAK_ALL);
+}
+
+/* Stop accepting, finish what is in flight, close what is idle, and exit when empty or at
+ * shutdown_timeout. The listening sockets stay open in the master and the other workers,
+ * so connections waiting in the queue are taken by them. */
+static void
+worker_drain(struct worker *w)
+{
+    if (w->draining)
+        return;
+    w->draining = true;
+    w->drain_started = ev_now(w->loop);
+    accept_stop(w);
+    ev_timer_stop(w->loop, &w->accept_pause);
+    sb_set(&w->slot->accepting, 0);
+    sb_set(&w->slot->state, SB_DRAINING);
+    log_info("draining %u connection(s)", w->nconns);
+    for (struct conn *c = w->conns; c != NULL; c = c->next)
+        conn_drain(c);
+    /* Leave the master a moment after our own deadline to kill us if we hang. */
+    double limit = (double)w->conf->shutdown_timeout_ms / 1000.0 - 0.25;
+    ev_timer_set(&w->drain_timer, limit > 0.05 ? limit : 0.05, 0.);
+    ev_timer_start(w->loop, &w->drain_timer);
+    if (w->nconns == 0)
+        ev_break(w->loop, EVBREAK_ALL);
+}
+
+/* Single-process mode has no master: SIGHUP re-reads the config here and applies it to
+ * the next requests. Listeners stay as they are; changing them needs a restart. */
+static void
+worker_reload(struct worker *w)
+{
+    struct conf *next = malloc(sizeof *next);
+    char err[CONF_ERR_LEN];
+    if (next == NULL || w->reload(next, err, sizeof err) < 0) {
+        log_errorx("reload refused, keeping the running configuration: %s",
+                   next ? err : "out of memory");
+        free(next);
+        return;
+    }
+    bool same_listen = next->nlisten == w->conf->nlisten;
+    for (int i = 0; same_listen && i < next->nlisten; i++)
+        same_listen = strcmp(next->listen[i].text, w->conf->listen[i].text) == 0;
+    if (!same_listen)
+        log_warnx("listen changes need a restart in single-process mode; keeping the sockets");
+    if (log_open(next->log_file) < 0)
+        log_warn("cannot open log file %s", next->log_file);
+    log_set_level((enum log_level)next->log_level);
+    free(w->owned_conf);
+    w->owned_conf = next;
+    w->conf = next;
+    sb_set(&w->sb->workers_target, 1);
+    log_info("configuration reloaded");
+}
+
+static void
+on_signal(struct ev_loop *loop, ev_signal *s, int revents)
+{
+    (void)revents;
+    struct worker *w = s->data;
+    switch (s->signum) {
+    case SIGTERM:
+    case SIGINT:
+        worker_drain(w);
+        break;
+    case SIGQUIT:
+        ev_break(loop, EVBREAK_ALL);
+        break;
+    case SIGUSR1:
+        if (log_reopen() < 0)
+            log_warn("reopening the log file");
+        break;
+    case SIGHUP:
+        if (w->reload != NULL)
+            worker_reload(w);
+        break;
+    default:
+        break;
+    }
+}
+
+static void
+watch_signals(struct worker *w)
+{
+    static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP};
+    for (size_t i = 0; i < ARRAY_LEN(sigs); i++) {
+        ev_signal_init(&w->sig[i], on_signal, sigs[i]);
+        w->sig[i].data = w;
+        ev_signal_start(w->loop, &w->sig[i]);
+        ev_unref(w->loop);
+    }
+}
+
+static void
+worker_free(struct worker *w)
+{
+    while (w->conns != NULL)
+        conn_close(w->conns);
+    on_reap(w->loop, &w->reap, 0);
+    /* Connections still held by a handler (none after ev_run ends) would leak here. */
+    if (w->gz != NULL) {
+        deflateEnd(w->gz);
+        free(w->gz);
+    }
+    free(w->owned_conf);
+    ev_loop_destroy(w->loop);
+}
+
+#ifdef SESSIOND_TEST_HOOKS
+/* Test hook: a worker that dies at start while this file exists (a crash loop). */
+static void
+test_crash_at_start(void)
+{
+    const char *path = getenv("SESSIOND_TEST_CRASH_FILE");
+    if (path != NULL && access(path, F_OK) == 0)
+        _exit(1);
+}
+#endif
+
+int
+worker_run(const struct worker_params *p)
+{
+    struct worker w = {0};
+    w.conf = p->conf;
+    w.sb = p->sb;
+    w.slot = &p->sb->slot[p->slot];
+    w.id = (int)sb_get(&w.slot->id);
+    w.reload = p->reload;
+    char role[32];
+    snprintf(role, sizeof role, p->reload ? "sessiond" : "worker %d", w.id);
+    log_set_role(role);
+#ifdef SESSIOND_TEST_HOOKS
+    test_crash_at_start();
+#endif
+    signal(SIGPIPE, SIG_IGN);
+    w.loop = ev_loop_new(EVFLAG_AUTO);
+    if (w.loop == NULL) {
+        log_errorx("cannot create the event loop");
+        return WORKER_EXIT_FATAL;
+    }
+    watch_signals(&w);
+    for (int i = 0; i < p->listeners->n; i++) {
+        struct worker_accept *a = &w.acc[w.nacc++];
+        a->fd = p->listeners->l[i].fd;
+        a->w = &w;
+        ev_io_init(&a->io, on_accept, a->fd, EV_READ);
+    }
+    ev_init(&w.accept_pause, on_accept_pause);
+    ev_init(&w.drain_timer, on_drain_timeout);
+    ev_prepare_init(&w.reap, on_reap);
+    ev_prepare_start(w.loop, &w.reap);
+    ev_unref(w.loop);
+    double beat = (double)w.conf->worker_timeout_ms / 4000.0;
+    ev_timer_init(&w.heartbeat, on_heartbeat, 0., beat < 1.0 ? beat : 1.0);
+    ev_timer_again(w.loop, &w.heartbeat);
+    on_heartbeat(w.loop, &w.heartbeat, 0);
+
+    sb_set(&w.slot->pid, (uint64_t)getpid());
+    sb_set(&w.slot->state, SB_RUNNING);
+    accept_start(&w);
+    log_debug("serving");
+    ev_run(w.loop, 0);
+
+    sb_set(&w.slot->accepting, 0);
+    log_info("exiting (%u connection(s) left open)", w.nconns);
+    worker_free(&w);
+    return 0;
+}

@@ -1,0 +1,78 @@
+/* worker: one process, one libev loop, serving connections accepted from the listeners it
+ * inherited from the master. A worker never forks. */
+#ifndef SESSIOND_WORKER_H
+#define SESSIOND_WORKER_H
+
+#include <ev.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <zlib.h>
+
+#include "conf.h"
+#include "listener.h"
+#include "scoreboard.h"
+
+/* Exit status a worker uses for "fatal: do not respawn me" (nginx uses 2 as well). */
+#define WORKER_EXIT_FATAL 2
+
+/* Re-reads the config in single-process mode (no master to do it). */
+typedef int (*worker_reload_fn)(struct conf *out, char *err, size_t errlen);
+
+struct worker_params {
+    const struct conf *conf;
+    const struct listener_set *listeners;
+    struct scoreboard *sb;
+    int slot;
+    worker_reload_fn reload; /* NULL when a master supervises us */
+};
+
+struct conn;
+
+struct worker_accept {
+    ev_io io;
+    int fd;
+    struct worker *w;
+};
+
+struct worker {
+    struct ev_loop *loop;
+    const struct conf *conf;
+    struct conf *owned_conf; /* a config reloaded in single-process mode, else NULL */
+    struct scoreboard *sb;
+    struct sb_slot *slot;
+    int id;
+    worker_reload_fn reload;
+
+    struct worker_accept acc[CONF_MAX_LISTEN];
+    int nacc;
+    ev_timer accept_pause; /* backing off so that a less loaded sibling takes a connection */
+    ev_timer heartbeat;
+    ev_timer drain_timer;
+    ev_prepare reap;      /* frees connections closed during the loop iteration */
+    ev_signal sig[6];
+
+    struct conn *conns;   /* every open connection (for drain) */
+    struct conn *closed;  /* closed, waiting to be freed by reap */
+    unsigned nconns;
+    bool draining;
+    double drain_started;
+
+    char date[40];        /* "Sun, 06 Nov 1994 08:49:37 GMT", refreshed once a second */
+    ev_tstamp date_at;
+    z_stream *gz;         /* one deflate state reused by every response of this worker */
+
+    double cpu_prev;      /* for the load figure */
+    double cpu_prev_at;
+};
+
+/* Run a worker to its end; returns the process exit status. */
+int worker_run(const struct worker_params *p);
+
+/* The cached Date header value (for responses). */
+const char *worker_date(struct worker *w);
+
+/* Connections: bookkeeping the conn module asks of its worker. */
+void worker_conn_opened(struct worker *w, struct conn *c);
+void worker_conn_closed(struct worker *w, struct conn *c);
+
+#endif
