@@ -33,10 +33,12 @@ sum_slots(const struct scoreboard *sb, struct totals *t)
     }
 }
 
+/* The instance drains when its master stops (or, alone, this process does); a worker
+ * that drains because a reload replaced it speaks for an instance that goes on serving. */
 static bool
 instance_draining(const struct worker *w)
 {
-    return w->draining || sb_get(&w->sb->draining);
+    return sb_get(&w->sb->draining) != 0;
 }
 
 static void

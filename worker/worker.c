@@ -267,6 +267,8 @@ worker_drain(struct worker *w)
     ev_timer_stop(w->loop, &w->accept_pause);
     sb_set(&w->slot->accepting, 0);
     sb_set(&w->slot->state, SB_DRAINING);
+    if (w->reload != NULL)
+        sb_set(&w->sb->draining, 1); /* alone, this process is the instance */
     log_info("draining %u connection(s)", w->nconns);
     for (struct conn *c = w->conns; c != NULL; c = c->next)
         conn_drain(c);

@@ -267,3 +267,95 @@ def test_usr1_reopens_the_log_file(server_factory, tmp_path):
     wait_for(lambda: log.exists(), what="a new log file")
     s.signal(signal.SIGTTIN)
     wait_for(lambda: "scaling to 3" in log.read_text(), what="a line in the new file")
+
+
+def test_listens_on_ipv6_and_unix_sockets(server_factory, tmp_path):
+    import http.client
+    import socket as so
+    from conftest import free_port
+    port6 = free_port()
+    sock = tmp_path / "s.sock"
+    s = server_factory(conf=f"listen [::1]:{port6}\nlisten unix:{sock}")
+    c = http.client.HTTPConnection("::1", port6, timeout=5)
+    c.request("GET", "/api/health")
+    assert c.getresponse().status == 200
+    u = so.socket(so.AF_UNIX)
+    u.settimeout(5)
+    u.connect(str(sock))
+    u.sendall(b"GET /api/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert u.recv(100).startswith(b"HTTP/1.1 200 ")
+    u.close()
+    s.signal(signal.SIGTERM)
+    assert s.wait_exit(12) == 0
+    assert not sock.exists()   # removed on exit
+
+
+def test_workers_do_not_outlive_a_killed_master(server):
+    pids = server.worker_pids()
+    os.kill(server.pid, signal.SIGKILL)
+    server.wait_exit(5)
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=12, what="workers to exit")
+
+
+def test_drain_closes_keepalive_connections_politely(server):
+    c = server.conn()
+    c.request("GET", "/api/health")
+    r = c.getresponse()
+    r.read()
+    slow = []
+    t = threading.Thread(target=lambda: slow.append(server.request("GET", "/debug/sleep?ms=1500")))
+    t.start()
+    time.sleep(0.3)
+    server.signal(signal.SIGTERM)
+    time.sleep(0.2)
+    # The next request on a kept-alive connection is answered, with Connection: close, and
+    # the instance says it is draining.
+    c.request("GET", "/api/health")
+    r = c.getresponse()
+    body = r.read()
+    assert r.status == 503
+    assert r.getheader("Connection") == "close"
+    assert r.getheader("Retry-After") is not None
+    assert b'"status":"draining"' in body
+    t.join()
+    assert slow[0][0] == 200
+    assert server.wait_exit(12) == 0
+
+
+def test_reload_under_load_drops_nothing(server):
+    import http.client
+    stop = threading.Event()
+    errors, counts = [], []
+
+    def client():
+        c = server.conn()
+        n = 0
+        while not stop.is_set():
+            try:
+                c.request("GET", "/api/health")
+                r = c.getresponse()
+                r.read()
+                if r.status != 200:
+                    errors.append(r.status)
+                n += 1
+            except (OSError, http.client.HTTPException) as e:
+                errors.append(repr(e))
+                c.close()
+                c = server.conn()
+        counts.append(n)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for _ in range(3):
+        time.sleep(0.7)
+        old = server.worker_pids()
+        server.signal(signal.SIGHUP)
+        wait_for(lambda: not set(server.health_pids()) & set(old), timeout=10,
+                 what="the new generation")
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert sum(counts) > 100
