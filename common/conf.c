@@ -1,6 +1,7 @@
 #include "conf.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -59,6 +60,7 @@ struct source {
 };
 
 static int check_restart_delay_max(const struct conf *c, char *err, size_t errlen);
+static int check_instance(const struct conf *c, char *err, size_t errlen);
 
 #define FIELD(f) offsetof(struct conf, f), sizeof(((struct conf *)0)->f)
 
@@ -77,7 +79,7 @@ static const struct directive directives[] = {
      "file the log is appended to; empty for stderr"},
     {"log_level", CT_LOG_LEVEL, FIELD(log_level), 0, 0, false, "info", NULL,
      "error, warn, info or debug"},
-    {"instance", CT_STRING, FIELD(instance), 1, 0, false, NULL, NULL,
+    {"instance", CT_STRING, FIELD(instance), 1, 0, false, NULL, check_instance,
      "name reported by /api/health; default: the host name"},
     {"min_uptime", CT_DURATION, FIELD(min_uptime_ms), 0, HOUR(1), false, "1s", NULL,
      "a worker that dies sooner than this counts as a crash for the backoff"},
@@ -618,6 +620,20 @@ check_restart_delay_max(const struct conf *c, char *err, size_t errlen)
     errf(err, errlen, "\"restart_delay_max\" (%s) must not be less than \"restart_delay\" (%s)",
          max, min);
     return -1;
+}
+
+/* The instance name goes into JSON and metrics labels as it is: keep it to the characters
+ * of a host name and a few separators, so that it never needs escaping. */
+static int
+check_instance(const struct conf *c, char *err, size_t errlen)
+{
+    for (const char *p = c->instance; *p != '\0'; p++) {
+        if (!isalnum((unsigned char)*p) && strchr("._:@-", *p) == NULL) {
+            errf(err, errlen, "\"instance\" may hold only letters, digits and . _ : @ -");
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* Run the checks that need the whole config. Returns the index of the directive whose

@@ -134,7 +134,8 @@ http_respond(struct request *r, int status, const char *content_type, const char
     struct conn *c = r->conn;
     struct worker *w = c->w;
     const struct http_request *h = &r->http;
-    bool keep = h->keep_alive && !c->close_after && !w->draining;
+    bool keep = h->keep_alive && !c->close_after && !w->draining &&
+                w->conf->keepalive_timeout_ms > 0;
     struct buf *out = &c->out;
     if (c->closed) {
         /* The client went away while a handler worked: nothing to send, but the request

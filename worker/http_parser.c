@@ -15,6 +15,7 @@
 #define C_VCHAR 2 /* visible ASCII 0x21-0x7E: request-target bytes */
 #define C_VALUE 4 /* field-value bytes: HTAB, SP, visible ASCII and obs-text 0x80-0xFF */
 
+/* clang-format off */
 static const unsigned char char_class[256] = {
     0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
@@ -33,6 +34,7 @@ static const unsigned char char_class[256] = {
     4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
     4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
 };
+/* clang-format on */
 
 static inline bool
 is_class(char c, unsigned cls)
@@ -72,18 +74,22 @@ str_caseeq(struct http_str s, const char *lit, size_t lit_len)
 
 #define STR_CASEEQ(s, lit) str_caseeq((s), (lit), sizeof(lit) - 1)
 
-/* Word-at-a-time scanning, with the "haszero" bit tricks: eight bytes are tested at once
- * for any byte that would end the run, and only the word holding such a byte is walked
- * with the table. Targets and values are most of a head's bytes, and this halves their
- * cost without depending on SIMD instruction sets. */
+/* Word-at-a-time scanning with the "haszero" bit tricks: eight bytes are tested at once
+ * for any byte that would end the run, and the mask says which one it is. Targets and
+ * values are most of a head's bytes; this keeps them cheap without SIMD instruction sets
+ * or per-byte branches. */
 #define ONES 0x0101010101010101ULL
 #define HIGHS 0x8080808080808080ULL
 
+/* Load eight bytes with the first one lowest, as scan_class needs. */
 static inline uint64_t
 load64(const char *p)
 {
     uint64_t w;
     memcpy(&w, p, sizeof w);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+    w = __builtin_bswap64(w);
+#endif
     return w;
 }
 
@@ -111,8 +117,8 @@ word_outside(uint64_t w, unsigned cls)
     return has_less(w, 0x20) | has_byte(w, 0x7f);
 }
 
-/* Return the first byte at or after p that is not in cls, or end. Loads are little-endian
- * on every machine we run on, so the lowest set bit names the first flagged byte. */
+/* Return the first byte at or after p that is not in cls, or end. The lowest set bit of
+ * the mask names the first flagged byte; a tab there is accepted and the scan goes on. */
 static inline const char *
 scan_class(const char *p, const char *end, unsigned cls)
 {

@@ -403,6 +403,8 @@ START_TEST(error_messages)
         {"instance \"a\\nb\"", "t.conf:1: invalid escape in quoted string (only \\\" and \\\\)"},
         {"instance \"a\"b", "t.conf:1: a closing quote must be followed by a space"},
         {"instance a\"b\"", "t.conf:1: unexpected quote inside a word"},
+        {"instance \"a b\"",
+         "t.conf:1: \"instance\" may hold only letters, digits and . _ : @ -"},
         {"listen 1.2.3.4:0",
          "t.conf:1: invalid port \"0\" in listen \"1.2.3.4:0\" (must be 1-65535)"},
         {"listen 80\nlisten 0.0.0.0:80\n", "t.conf:2: duplicate listen \"0.0.0.0:80\""},
@@ -450,17 +452,15 @@ START_TEST(quoting_and_comments)
                 "\n"
                 "   \t  \n"
                 "  # an indented comment\n"
-                "instance \"my # host\"   # a comment after a quoted value\n"
+                "pidfile \"/run/my # pid\"   # a comment after a quoted value\n"
                 "gzip off#a comment right after the value\n"
                 "\tworkers\t2\t\n"
                 "log_level warn\r\n"
-                "pidfile \"\"\n"
                 "log_file \"/tmp/with space/and \\\"quotes\\\" and \\\\ backslash\"\n");
-    ck_assert_str_eq(c.instance, "my # host");
     ck_assert(!c.gzip);
     ck_assert_int_eq(c.workers, 2);
     ck_assert_int_eq(c.log_level, LOG_LVL_WARN);
-    ck_assert_str_eq(c.pidfile, "");
+    ck_assert_str_eq(c.pidfile, "/run/my # pid");
     ck_assert_str_eq(c.log_file, "/tmp/with space/and \"quotes\" and \\ backslash");
 
     load_ok(&c, "\xef\xbb\xbfworkers 7"); /* a byte order mark, and no final newline */
