@@ -655,6 +655,11 @@ host_name(char *buf, size_t len)
     if (gethostname(buf, len) != 0 || buf[0] == '\0')
         return "sessiond";
     buf[len - 1] = '\0';
+    /* Whatever the system allows in a host name, the instance name keeps to a safe set
+     * (see check_instance), so that an odd host name cannot stop sessiond from starting. */
+    for (char *p = buf; *p != '\0'; p++)
+        if (!isalnum((unsigned char)*p) && strchr("._:@-", *p) == NULL)
+            *p = '-';
     return buf;
 }
 
