@@ -96,3 +96,41 @@ buf_free(struct buf *b)
     b->p = NULL;
     b->cap = b->len = b->off = 0;
 }
+
+int
+buf_puts(struct buf *b, const char *s)
+{
+    return buf_append(b, s, strlen(s));
+}
+
+int
+buf_put_u64(struct buf *b, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[sizeof tmp - ++n] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    return buf_append(b, tmp + sizeof tmp - n, n);
+}
+
+int
+buf_put_fixed(struct buf *b, uint64_t scaled, unsigned decimals)
+{
+    uint64_t unit = 1;
+    for (unsigned i = 0; i < decimals; i++)
+        unit *= 10;
+    if (buf_put_u64(b, scaled / unit) < 0)
+        return -1;
+    if (decimals == 0)
+        return 0;
+    char frac[20];
+    uint64_t f = scaled % unit;
+    for (unsigned i = decimals; i > 0; i--) {
+        frac[i] = (char)('0' + f % 10);
+        f /= 10;
+    }
+    frac[0] = '.';
+    return buf_append(b, frac, decimals + 1);
+}

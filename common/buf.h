@@ -4,6 +4,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct buf {
     char *p;
@@ -23,6 +24,13 @@ void buf_compact(struct buf *b);
 /* Release memory beyond keep bytes of capacity when the buffer is empty. */
 void buf_shrink(struct buf *b, size_t keep);
 void buf_free(struct buf *b);
+
+/* Appenders for hot paths, where printf's format parsing costs more than the work:
+ * a string, a decimal number, and a fixed-point number given in 1/10^decimals units.
+ * Like buf_append they return 0 or -1. */
+int buf_puts(struct buf *b, const char *s);
+int buf_put_u64(struct buf *b, uint64_t v);
+int buf_put_fixed(struct buf *b, uint64_t scaled, unsigned decimals);
 
 static inline size_t
 buf_used(const struct buf *b)

@@ -41,6 +41,15 @@ instance_draining(const struct worker *w)
     return sb_get(&w->sb->draining) != 0;
 }
 
+/* Health is built with the buf_put_* appenders, not printf: it is the endpoint load
+ * balancers and benchmarks hit hardest. Fractions are written as fixed point. */
+static void
+put_u64(struct buf *b, const char *key, uint64_t v)
+{
+    buf_puts(b, key);
+    buf_put_u64(b, v);
+}
+
 static void
 health_workers(struct buf *b, const struct scoreboard *sb, uint64_t now)
 {
@@ -51,18 +60,18 @@ health_workers(struct buf *b, const struct scoreboard *sb, uint64_t now)
         if (state == SB_FREE || sb_get(&s->pid) == 0)
             continue;
         uint64_t started = sb_get(&s->started_at);
-        buf_printf(b,
-                   "%s{\"id\":%llu,\"pid\":%llu,\"state\":\"%s\",\"generation\":%llu,"
-                   "\"uptime_s\":%llu,\"connections\":%llu,\"requests\":%llu,"
-                   "\"rss_bytes\":%llu,\"load\":%.3f}",
-                   first ? "" : ",", (unsigned long long)sb_get(&s->id),
-                   (unsigned long long)sb_get(&s->pid), state_names[state & 3],
-                   (unsigned long long)sb_get(&s->generation),
-                   (unsigned long long)(now > started ? now - started : 0),
-                   (unsigned long long)(sb_get(&s->conns_http) + sb_get(&s->conns_ws)),
-                   (unsigned long long)sb_get(&s->c.requests),
-                   (unsigned long long)sb_get(&s->rss_bytes),
-                   (double)sb_get(&s->load_permille) / 1000.0);
+        put_u64(b, first ? "{\"id\":" : ",{\"id\":", sb_get(&s->id));
+        put_u64(b, ",\"pid\":", sb_get(&s->pid));
+        buf_puts(b, ",\"state\":\"");
+        buf_puts(b, state_names[state & 3]);
+        put_u64(b, "\",\"generation\":", sb_get(&s->generation));
+        put_u64(b, ",\"uptime_s\":", now > started ? now - started : 0);
+        put_u64(b, ",\"connections\":", sb_get(&s->conns_http) + sb_get(&s->conns_ws));
+        put_u64(b, ",\"requests\":", sb_get(&s->c.requests));
+        put_u64(b, ",\"rss_bytes\":", sb_get(&s->rss_bytes));
+        buf_puts(b, ",\"load\":");
+        buf_put_fixed(b, sb_get(&s->load_permille), 3);
+        buf_puts(b, "}");
         first = false;
     }
 }
@@ -81,28 +90,30 @@ api_health(struct request *r)
     uint64_t conns = t.http + t.ws;
 
     struct buf b = {0};
-    buf_printf(&b,
-               "{\"status\":\"%s\",\"version\":\"%s\",\"uptime_s\":%llu,\"instance\":\"%s\","
-               "\"sessions\":{\"active\":0,\"max\":%lld},"
-               "\"connections\":{\"http\":%llu,\"websocket\":%llu,\"limit\":%d,"
-               "\"utilization\":%.4f},"
-               "\"workers\":{\"count\":%llu,\"alive\":%llu,\"restarts\":%llu,\"list\":[",
-               draining ? "draining" : "ok", SESSIOND_VERSION,
-               (unsigned long long)(now > started ? now - started : 0), cf->instance,
-               (long long)cf->max_sessions, (unsigned long long)t.http,
-               (unsigned long long)t.ws, cf->max_connections,
-               (double)conns / (double)cf->max_connections,
-               (unsigned long long)sb_get(&sb->workers_target), (unsigned long long)t.alive,
-               (unsigned long long)sb_get(&sb->restarts));
-    health_workers(&b, sb, now);
-    buf_printf(&b,
-               "]},\"store\":{\"backend\":\"none\",\"healthy\":true,\"circuit\":\"closed\"},"
-               "\"memory\":{\"rss_bytes\":%llu}}",
-               (unsigned long long)(t.rss + sb_get(&sb->master_rss)));
-    if (b.p == NULL) {
+    if (buf_reserve(&b, 1024) < 0) {
         http_error(r, 500, NULL, "Out of memory.");
         return;
     }
+    buf_puts(&b, draining ? "{\"status\":\"draining\"" : "{\"status\":\"ok\"");
+    buf_puts(&b, ",\"version\":\"" SESSIOND_VERSION "\"");
+    put_u64(&b, ",\"uptime_s\":", now > started ? now - started : 0);
+    buf_puts(&b, ",\"instance\":\""); /* host-name characters only: see conf.c */
+    buf_puts(&b, cf->instance);
+    put_u64(&b, "\",\"sessions\":{\"active\":0,\"max\":", (uint64_t)cf->max_sessions);
+    put_u64(&b, "},\"connections\":{\"http\":", t.http);
+    put_u64(&b, ",\"websocket\":", t.ws);
+    put_u64(&b, ",\"limit\":", (uint64_t)cf->max_connections);
+    buf_puts(&b, ",\"utilization\":");
+    buf_put_fixed(&b, conns * 10000 / (uint64_t)cf->max_connections, 4);
+    put_u64(&b, "},\"workers\":{\"count\":", sb_get(&sb->workers_target));
+    put_u64(&b, ",\"alive\":", t.alive);
+    put_u64(&b, ",\"restarts\":", sb_get(&sb->restarts));
+    buf_puts(&b, ",\"list\":[");
+    health_workers(&b, sb, now);
+    buf_puts(&b, "]},\"store\":{\"backend\":\"none\",\"healthy\":true,"
+                 "\"circuit\":\"closed\"},");
+    put_u64(&b, "\"memory\":{\"rss_bytes\":", t.rss + sb_get(&sb->master_rss));
+    buf_puts(&b, "}}");
     http_respond_json(r, draining ? 503 : 200, draining ? "Retry-After: 5\r\n" : NULL, b.p,
                       b.len);
     buf_free(&b);

@@ -153,26 +153,42 @@ http_respond(struct request *r, int status, const char *content_type, const char
         zipped = true;
     }
 
-    buf_printf(out,
-               "HTTP/1.%d %d %s\r\n"
-               "Date: %s\r\n"
-               "Server: sessiond\r\n",
-               h->version_minor == 0 ? 0 : 1, status, http_reason(status), worker_date(w));
+    /* The head is assembled from pieces rather than printf'd: this runs for every
+     * response, and format parsing was a fifth of a worker's CPU under load. */
+    size_t extra_len = extra_headers != NULL ? strlen(extra_headers) : 0;
+    if (buf_reserve(out, 256 + extra_len + (r->head_only ? 0 : len)) < 0) {
+        buf_free(&gz);
+        conn_close(c);
+        conn_response_done(c, 500, false);
+        return;
+    }
+    buf_puts(out, h->version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    buf_put_u64(out, (uint64_t)status);
+    buf_puts(out, " ");
+    buf_puts(out, http_reason(status));
+    buf_puts(out, "\r\nDate: ");
+    buf_puts(out, worker_date(w));
+    buf_puts(out, "\r\nServer: sessiond\r\n");
     if (status != 204 && status != 304) {
-        if (content_type != NULL)
-            buf_printf(out, "Content-Type: %s\r\n", content_type);
-        buf_printf(out, "Content-Length: %zu\r\n", len);
+        if (content_type != NULL) {
+            buf_puts(out, "Content-Type: ");
+            buf_puts(out, content_type);
+            buf_puts(out, "\r\n");
+        }
+        buf_puts(out, "Content-Length: ");
+        buf_put_u64(out, len);
+        buf_puts(out, "\r\n");
     }
     if (zipped)
-        buf_printf(out, "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n");
-    if (extra_headers != NULL)
-        buf_printf(out, "%s", extra_headers);
+        buf_puts(out, "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n");
+    if (extra_len > 0)
+        buf_append(out, extra_headers, extra_len);
     if (!keep)
-        buf_printf(out, "Connection: close\r\n\r\n");
+        buf_puts(out, "Connection: close\r\n\r\n");
     else if (h->version_minor == 0)
-        buf_printf(out, "Connection: keep-alive\r\n\r\n");
+        buf_puts(out, "Connection: keep-alive\r\n\r\n");
     else
-        buf_append(out, "\r\n", 2);
+        buf_puts(out, "\r\n");
     if (!r->head_only && status != 204 && status != 304)
         buf_append(out, body, len);
     buf_free(&gz);
