@@ -41,6 +41,8 @@ sb_claim(struct scoreboard *sb, int id, uint64_t generation)
         sb_set(&s->heartbeat_ms, (uint64_t)sb_now_ms());
         sb_set(&s->started_at, (uint64_t)time(NULL));
         sb_set(&s->state, SB_STARTING);
+        if ((uint64_t)i >= sb_get(&sb->slots_used))
+            sb_set(&sb->slots_used, (uint64_t)i + 1);
         return i;
     }
     return -1;
@@ -99,7 +101,7 @@ sb_sum_counters(const struct scoreboard *sb, struct sb_counters *out)
 {
     memset(out, 0, sizeof *out);
     add_counters(out, &sb->retired);
-    for (int i = 0; i < SB_SLOTS; i++)
+    for (int i = 0; i < sb_nslots(sb); i++)
         if (sb_get(&sb->slot[i].state) != SB_FREE)
             add_counters(out, &sb->slot[i].c);
 }

@@ -72,6 +72,7 @@ struct scoreboard {
     uint64_t draining;
     uint64_t master_rss;
     uint64_t store_errors;
+    uint64_t slots_used; /* slots below this index have been claimed at some time */
     struct sb_counters retired; /* counters of workers that are gone */
     struct sb_slot slot[SB_SLOTS];
 };
@@ -110,6 +111,13 @@ int sb_status_index(int code);
 int sb_status_code(int index);
 /* Count one finished request of the given status and duration into a slot. */
 void sb_count_request(struct sb_slot *s, int status, uint64_t duration_us);
+
+/* How many slots readers need to look at (the high-water mark of claimed slots). */
+static inline int
+sb_nslots(const struct scoreboard *sb)
+{
+    return (int)sb_get(&sb->slots_used);
+}
 
 /* Totals over the retired counters and every live slot. */
 void sb_sum_counters(const struct scoreboard *sb, struct sb_counters *out);

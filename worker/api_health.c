@@ -20,7 +20,7 @@ static void
 sum_slots(const struct scoreboard *sb, struct totals *t)
 {
     *t = (struct totals){0};
-    for (int i = 0; i < SB_SLOTS; i++) {
+    for (int i = 0; i < sb_nslots(sb); i++) {
         const struct sb_slot *s = &sb->slot[i];
         uint64_t state = sb_get(&s->state);
         if (state == SB_FREE)
@@ -54,7 +54,7 @@ static void
 health_workers(struct buf *b, const struct scoreboard *sb, uint64_t now)
 {
     bool first = true;
-    for (int i = 0; i < SB_SLOTS; i++) {
+    for (int i = 0; i < sb_nslots(sb); i++) {
         const struct sb_slot *s = &sb->slot[i];
         uint64_t state = sb_get(&s->state);
         if (state == SB_FREE || sb_get(&s->pid) == 0)
@@ -89,7 +89,8 @@ api_health(struct request *r)
     bool draining = instance_draining(w);
     uint64_t conns = t.http + t.ws;
 
-    struct buf b = {0};
+    struct buf b = w->scratch;
+    b.off = b.len = 0;
     if (buf_reserve(&b, 1024) < 0) {
         http_error(r, 500, NULL, "Out of memory.");
         return;
@@ -114,9 +115,9 @@ api_health(struct request *r)
                  "\"circuit\":\"closed\"},");
     put_u64(&b, "\"memory\":{\"rss_bytes\":", t.rss + sb_get(&sb->master_rss));
     buf_puts(&b, "}}");
+    w->scratch = b; /* keep the memory for the next request */
     http_respond_json(r, draining ? 503 : 200, draining ? "Retry-After: 5\r\n" : NULL, b.p,
                       b.len);
-    buf_free(&b);
 }
 
 static void
@@ -159,7 +160,7 @@ metrics_workers(struct buf *b, const struct scoreboard *sb)
 {
     buf_printf(b, "# HELP sessiond_worker_rss_bytes Resident memory of each worker.\n"
                   "# TYPE sessiond_worker_rss_bytes gauge\n");
-    for (int i = 0; i < SB_SLOTS; i++) {
+    for (int i = 0; i < sb_nslots(sb); i++) {
         const struct sb_slot *s = &sb->slot[i];
         if (sb_get(&s->state) == SB_FREE || sb_get(&s->pid) == 0)
             continue;

@@ -43,7 +43,7 @@ static bool
 holds_more_than_share(const struct worker *w)
 {
     uint64_t sum = 0, n = 0;
-    for (int i = 0; i < SB_SLOTS; i++) {
+    for (int i = 0; i < sb_nslots(w->sb); i++) {
         const struct sb_slot *s = &w->sb->slot[i];
         if (!sb_get(&s->accepting))
             continue;
@@ -58,7 +58,7 @@ static uint64_t
 instance_connections(const struct worker *w)
 {
     uint64_t sum = 0;
-    for (int i = 0; i < SB_SLOTS; i++) {
+    for (int i = 0; i < sb_nslots(w->sb); i++) {
         const struct sb_slot *s = &w->sb->slot[i];
         if (sb_get(&s->state) != SB_FREE)
             sum += sb_get(&s->conns_http) + sb_get(&s->conns_ws);
@@ -358,6 +358,7 @@ worker_free(struct worker *w)
         free(w->gz);
     }
     free(w->owned_conf);
+    buf_free(&w->scratch);
     ev_loop_destroy(w->loop);
 }
 

@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <zlib.h>
 
+#include "buf.h"
 #include "conf.h"
 #include "listener.h"
 #include "scoreboard.h"
@@ -60,6 +61,7 @@ struct worker {
     char date[40];        /* "Sun, 06 Nov 1994 08:49:37 GMT", refreshed once a second */
     ev_tstamp date_at;
     z_stream *gz;         /* one deflate state reused by every response of this worker */
+    struct buf scratch;   /* for building a response body; handlers reuse it */
 
     double cpu_prev;      /* for the load figure */
     double cpu_prev_at;
