@@ -1051,3 +1051,18 @@ conf_apply_env(struct conf *c, char *(*getenv_fn)(const char *), char *err,
     *c = tmp;
     return 0;
 }
+
+struct conf *
+conf_reread(conf_loader load, char *err, size_t errlen)
+{
+    struct conf *c = malloc(sizeof *c);
+    if (c == NULL) {
+        errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (load(c, err, errlen) < 0) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}

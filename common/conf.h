@@ -64,6 +64,14 @@ struct conf {
     int64_t max_sessions;
 };
 
+/* Builds a whole config (defaults, file, environment): main's loader, called again on
+ * every reload. Returns 0, or -1 with "FILE:LINE: message" in err. */
+typedef int (*conf_loader)(struct conf *out, char *err, size_t errlen);
+
+/* Load a fresh config with load into new memory. Returns it, or NULL with the reason in
+ * err (the caller keeps running on its current config). */
+struct conf *conf_reread(conf_loader load, char *err, size_t errlen);
+
 /* Fill c with the built-in defaults. */
 void conf_defaults(struct conf *c);
 

@@ -60,6 +60,13 @@ log_open(const char *path)
 }
 
 int
+log_configure(const char *path, int level)
+{
+    L.level = (enum log_level)level;
+    return log_open(path);
+}
+
+int
 log_reopen(void)
 {
     if (L.path[0] == '\0')

@@ -20,6 +20,9 @@ int log_level_parse(const char *name);
 /* Send lines to path (appending), or to stderr when path is NULL or empty.
  * Returns 0, or -1 with errno set; the previous destination stays on failure. */
 int log_open(const char *path);
+/* Apply a config's log_file and log_level (at start and on reload). Returns 0, or -1 if
+ * the file cannot be opened (the previous destination stays). */
+int log_configure(const char *path, int level);
 /* Reopen the current log file (after rotation). Returns 0 or -1. */
 int log_reopen(void);
 

@@ -142,8 +142,7 @@ main(int argc, char **argv)
         free(c);
         return rc;
     }
-    log_set_level((enum log_level)c->log_level);
-    if (log_open(c->log_file) < 0) {
+    if (log_configure(c->log_file, c->log_level) < 0) {
         fprintf(stderr, "sessiond: cannot open log file %s: %s\n", c->log_file, strerror(errno));
         free(c);
         return 1;

@@ -337,12 +337,10 @@ start_workers(struct master *m)
 static void
 reload(struct master *m)
 {
-    struct conf *next = malloc(sizeof *next);
     char err[CONF_ERR_LEN];
-    if (next == NULL || m->reload(next, err, sizeof err) < 0) {
-        log_errorx("reload refused, keeping the running configuration: %s",
-                   next ? err : "out of memory");
-        free(next);
+    struct conf *next = conf_reread(m->reload, err, sizeof err);
+    if (next == NULL) {
+        log_errorx("reload refused, keeping the running configuration: %s", err);
         return;
     }
     if (listener_sync(&m->ls, next, err, sizeof err) < 0) {
@@ -350,9 +348,8 @@ reload(struct master *m)
         free(next);
         return;
     }
-    if (log_open(next->log_file) < 0)
+    if (log_configure(next->log_file, next->log_level) < 0)
         log_warn("cannot open log file %s", next->log_file);
-    log_set_level((enum log_level)next->log_level);
     free(m->conf);
     m->conf = next;
     m->gen++;

@@ -74,10 +74,14 @@ api_debug(struct request *r)
         _exit((int)query_num(r, "code", 1));
     if (action_is(r, "alloc")) {
         /* Grow this worker's resident memory by mb megabytes (for worker_max_rss). */
+        static void *hog; /* a chain of blocks, kept reachable until the worker exits */
         size_t mb = (size_t)query_num(r, "mb", 16);
-        char *p = malloc(mb << 20);
-        if (p != NULL)
-            memset(p, 1, mb << 20); /* touched, so it counts as resident; kept on purpose */
+        void **p = malloc(mb << 20);
+        if (p != NULL) {
+            memset(p, 1, mb << 20); /* touched, so it counts as resident */
+            *p = hog;
+            hog = p;
+        }
         http_respond_json(r, 200, NULL, ok, sizeof ok - 1);
         return;
     }

@@ -285,12 +285,10 @@ worker_drain(struct worker *w)
 static void
 worker_reload(struct worker *w)
 {
-    struct conf *next = malloc(sizeof *next);
     char err[CONF_ERR_LEN];
-    if (next == NULL || w->reload(next, err, sizeof err) < 0) {
-        log_errorx("reload refused, keeping the running configuration: %s",
-                   next ? err : "out of memory");
-        free(next);
+    struct conf *next = conf_reread(w->reload, err, sizeof err);
+    if (next == NULL) {
+        log_errorx("reload refused, keeping the running configuration: %s", err);
         return;
     }
     bool same_listen = next->nlisten == w->conf->nlisten;
@@ -298,9 +296,8 @@ worker_reload(struct worker *w)
         same_listen = strcmp(next->listen[i].text, w->conf->listen[i].text) == 0;
     if (!same_listen)
         log_warnx("listen changes need a restart in single-process mode; keeping the sockets");
-    if (log_open(next->log_file) < 0)
+    if (log_configure(next->log_file, next->log_level) < 0)
         log_warn("cannot open log file %s", next->log_file);
-    log_set_level((enum log_level)next->log_level);
     free(w->owned_conf);
     w->owned_conf = next;
     w->conf = next;

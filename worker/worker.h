@@ -17,7 +17,7 @@
 #define WORKER_EXIT_FATAL 2
 
 /* Re-reads the config in single-process mode (no master to do it). */
-typedef int (*worker_reload_fn)(struct conf *out, char *err, size_t errlen);
+typedef conf_loader worker_reload_fn;
 
 struct worker_params {
     const struct conf *conf;

@@ -224,3 +224,29 @@ def test_server_header_has_no_version(server):
     status, headers, _ = server.request("GET", "/api/health")
     assert headers["Server"] == "sessiond"
     assert re.match(r"^\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT$", headers["Date"])
+
+
+def test_slow_body_is_408(server_factory):
+    s = server_factory(conf="body_timeout 500ms")
+    t0 = time.monotonic()
+    resp = raw_exchange(s.port, b"POST /debug/echo HTTP/1.1\r\nHost: x\r\n"
+                                b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+                                b"{\"partial\":", timeout=5)
+    assert status_of(resp) == 408
+    assert time.monotonic() - t0 < 3
+
+
+def test_expect_other_than_continue_is_417(server):
+    resp = raw_exchange(server.port, b"GET /api/health HTTP/1.1\r\nHost: x\r\n"
+                                     b"Expect: something\r\nConnection: close\r\n\r\n")
+    assert status_of(resp) == 417
+
+
+def test_unsupported_transfer_coding_and_version(server):
+    resp = raw_exchange(server.port, b"POST /debug/echo HTTP/1.1\r\nHost: x\r\n"
+                                     b"Transfer-Encoding: gzip\r\n\r\n")
+    assert status_of(resp) == 501
+    resp = raw_exchange(server.port, b"GET /api/health HTTP/2.0\r\nHost: x\r\n\r\n")
+    assert status_of(resp) == 505
+    resp = raw_exchange(server.port, b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert status_of(resp) == 414

@@ -359,3 +359,40 @@ def test_reload_under_load_drops_nothing(server):
         t.join()
     assert errors == []
     assert sum(counts) > 100
+
+
+def test_without_a_config_file_it_runs_on_defaults(tmp_path):
+    from conftest import free_port
+    import http.client
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
+    env.update({"PORT": str(port), "HOST": "127.0.0.1", "WORKERS": "1"})
+    p = subprocess.Popen([BIN], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                         stderr=subprocess.STDOUT, text=True)
+    try:
+        def up():
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/health")
+            return c.getresponse().status == 200
+        wait_for(up, what="sessiond on built-in defaults")
+        p.send_signal(signal.SIGTERM)
+        out, _ = p.communicate(timeout=15)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0
+    assert "using built-in defaults" in out
+
+
+def test_make_install_puts_binary_and_man_pages(tmp_path):
+    root = os.path.join(os.path.dirname(__file__), "..", "..")
+    r = subprocess.run(["make", "-s", "install", f"DESTDIR={tmp_path}", "PREFIX=/usr"], cwd=root,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    for rel in ["usr/sbin/sessiond", "usr/share/man/man8/sessiond.8",
+                "usr/share/man/man5/sessiond.conf.5"]:
+        assert (tmp_path / rel).exists(), rel
+    r = subprocess.run([str(tmp_path / "usr/sbin/sessiond"), "-v"], capture_output=True,
+                       text=True, timeout=10)
+    assert r.stdout.startswith("sessiond ")
