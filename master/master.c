@@ -98,20 +98,30 @@ become_worker(struct master *m, int slot, pid_t master_pid)
     _exit(worker_run(&p));
 }
 
+/* A worker could not be started (no slot, fork failed): try again after a delay
+ * rather than never, and rather than in a tight loop. */
+static int
+spawn_later(struct master *m, int id)
+{
+    if (id < CONF_MAX_WORKERS)
+        m->respawn[id].at = now(m) + (double)m->conf->restart_delay_ms / 1000.0;
+    return -1;
+}
+
 static int
 spawn(struct master *m, int id)
 {
     int slot = sb_claim(m->sb, id, m->gen);
     if (slot < 0) {
         log_errorx("no free scoreboard slot for worker %d", id);
-        return -1;
+        return spawn_later(m, id);
     }
     pid_t master_pid = getpid();
     pid_t pid = fork();
     if (pid < 0) {
         log_error("fork for worker %d", id);
         sb_set(&m->sb->slot[slot].state, SB_FREE);
-        return -1;
+        return spawn_later(m, id);
     }
     if (pid == 0)
         become_worker(m, slot, master_pid);
