@@ -84,12 +84,12 @@ refuse_over_capacity(struct worker *w, int fd)
     sb_add(&w->slot->c.status[sb_status_index(503)], 1);
 }
 
-/* Accept up to a batch from one listener. With yield set, stop as soon as this worker
- * holds more than its share, leaving the rest to its siblings. */
+/* Accept up to max connections from one listener. With yield set, stop as soon as this
+ * worker holds more than its share, leaving the rest to its siblings. */
 static void
-accept_batch(struct worker *w, int lfd, bool yield)
+accept_batch(struct worker *w, int lfd, int max, bool yield)
 {
-    for (int i = 0; i < ACCEPT_BATCH && !w->draining; i++) {
+    for (int i = 0; i < max && !w->draining; i++) {
         if (yield && holds_more_than_share(w)) {
             accept_stop(w);
             ev_timer_set(&w->accept_pause, ACCEPT_YIELD, 0.);
@@ -123,10 +123,13 @@ on_accept(struct ev_loop *loop, ev_io *io, int revents)
     (void)loop;
     (void)revents;
     struct worker_accept *a = container_of(io, struct worker_accept, io);
-    accept_batch(a->w, a->fd, true);
+    accept_batch(a->w, a->fd, ACCEPT_BATCH, true);
 }
 
-/* The yield (or an fd shortage) is over: take what siblings left, then listen again. */
+/* The yield (or an fd shortage) is over. A connection that no sibling took in that time
+ * is taken now, so that a busy or stuck sibling delays it by one pause at most; but only
+ * one per listener, after which the share check applies again. Taking a whole batch here
+ * let a worker that had yielded sweep up a burst (seen with 4 workers on 2 cores). */
 static void
 on_accept_pause(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -134,7 +137,7 @@ on_accept_pause(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct worker *w = container_of(t, struct worker, accept_pause);
     for (int i = 0; i < w->nacc; i++)
-        accept_batch(w, w->acc[i].fd, false);
+        accept_batch(w, w->acc[i].fd, 1, false);
     if (!ev_is_active(&w->accept_pause))
         accept_start(w);
 }
