@@ -61,6 +61,7 @@ struct source {
 
 static int check_restart_delay_max(const struct conf *c, char *err, size_t errlen);
 static int check_instance(const struct conf *c, char *err, size_t errlen);
+static int check_session_ttl(const struct conf *c, char *err, size_t errlen);
 
 #define FIELD(f) offsetof(struct conf, f), sizeof(((struct conf *)0)->f)
 
@@ -109,8 +110,24 @@ static const struct directive directives[] = {
      "time a client may take to accept more of a response"},
     {"gzip", CT_BOOL, FIELD(gzip), 0, 0, false, "on", NULL,
      "compress responses over 1 KiB when the client accepts gzip"},
+    {"api_key", CT_STRING, FIELD(api_key), 0, 0, false, "", NULL,
+     "bearer key for the admin API; empty: admin endpoints answer loopback peers only"},
     {"max_sessions", CT_INT, FIELD(max_sessions), 1, 100000000, false, "100000", NULL,
-     "live sessions in the store"},
+     "live sessions in the store; more are refused with 503 over_capacity"},
+    {"max_sessions_per_user", CT_INT, FIELD(max_sessions_per_user), 1, 1000000, false, "100",
+     NULL, "live sessions of one user; more are refused with 429 too_many_sessions"},
+    {"session_max_bytes", CT_SIZE, FIELD(session_max_bytes), 16, MIB(1), false, "4k", NULL,
+     "a session's data, serialized; more is refused with 413"},
+    {"session_ttl", CT_DURATION, FIELD(session_ttl_ms), SEC(1), HOUR(24 * 365), false, "1h",
+     NULL, "lifetime of a session created without a ttl"},
+    {"session_max_ttl", CT_DURATION, FIELD(session_max_ttl_ms), SEC(1), HOUR(24 * 365), false,
+     "720h", check_session_ttl, "the largest ttl a client may ask for"},
+    {"session_rolling", CT_BOOL, FIELD(session_rolling), 0, 0, false, "off", NULL,
+     "on: GET /api/session slides the session's expiry by its ttl"},
+    {"store_path", CT_PATH, FIELD(store_path), 1, 0, false, "sessiond.db", NULL,
+     "the embedded store's file (a -lock file sits beside it)"},
+    {"store_sync", CT_BOOL, FIELD(store_sync), 0, 0, false, "off", NULL,
+     "on: flush every commit to disk (survives power loss, slower)"},
 };
 
 #define NDIRECTIVES (sizeof directives / sizeof *directives)
@@ -636,6 +653,15 @@ check_instance(const struct conf *c, char *err, size_t errlen)
     return 0;
 }
 
+static int
+check_session_ttl(const struct conf *c, char *err, size_t errlen)
+{
+    if (c->session_max_ttl_ms >= c->session_ttl_ms)
+        return 0;
+    errf(err, errlen, "\"session_max_ttl\" must not be less than \"session_ttl\"");
+    return -1;
+}
+
 /* Run the checks that need the whole config. Returns the index of the directive whose
  * check failed (its message in msg), or -1 when all pass. */
 static int
@@ -801,6 +827,28 @@ parse_line(struct conf *c, char *line, size_t lineno, struct parse_state *st, ch
     return set_directive(c, d, words[1], &st->src, msg, msglen);
 }
 
+/* A relative default path (store_path "sessiond.db") belongs beside the config file, as
+ * a relative path written in the file does, not in whatever directory sessiond was
+ * started from. */
+static int
+resolve_default_paths(struct conf *c, const struct parse_state *st, char *msg, size_t msglen)
+{
+    if (st->src.dir == NULL)
+        return 0;
+    for (size_t i = 0; i < NDIRECTIVES; i++) {
+        const struct directive *d = &directives[i];
+        const char *v = (const char *)c + d->offset;
+        if (d->type != CT_PATH || st->line_of[i] != 0 || v[0] == '\0' || v[0] == '/')
+            continue;
+        char value[4096];
+        struct source src = st->src;
+        snprintf(value, sizeof value, "%s", v);
+        if (set_directive(c, d, value, &src, msg, msglen) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* Parse text (modified in place) on top of c. name is the file name for messages. */
 static int
 parse_text(struct conf *c, const char *name, char *text, const char *dir, char *err,
@@ -822,6 +870,10 @@ parse_text(struct conf *c, const char *name, char *text, const char *dir, char *
             return -1;
         }
         line = nl != NULL ? nl + 1 : NULL;
+    }
+    if (resolve_default_paths(c, &st, msg, sizeof msg) < 0) {
+        errf(err, errlen, "%s: %s", name, msg);
+        return -1;
     }
     int bad = run_checks(c, msg, sizeof msg);
     if (bad < 0)

@@ -60,8 +60,18 @@ struct conf {
     int64_t send_timeout_ms;
     bool gzip;
 
-    /* sessions (reported now, enforced by the store) */
+    /* credentials */
+    char api_key[256];  /* "" = admin endpoints answer loopback peers only */
+
+    /* sessions and their store */
     int64_t max_sessions;
+    int max_sessions_per_user;
+    int64_t session_max_bytes;
+    int64_t session_ttl_ms;
+    int64_t session_max_ttl_ms;
+    bool session_rolling;
+    char store_path[4096]; /* the embedded store's file (LMDB) */
+    bool store_sync;       /* fsync every commit */
 };
 
 /* Builds a whole config (defaults, file, environment): main's loader, called again on

@@ -47,6 +47,8 @@ struct sb_counters {
     uint64_t duration_us_sum;
     uint64_t ws_in, ws_out;
     uint64_t accepted;
+    uint64_t store_ops;    /* store operations started */
+    uint64_t store_errors; /* of those, failed for the store's own reasons */
 };
 
 struct sb_slot {
@@ -71,7 +73,6 @@ struct scoreboard {
     uint64_t restarts;
     uint64_t draining;
     uint64_t master_rss;
-    uint64_t store_errors;
     uint64_t slots_used; /* slots below this index have been claimed at some time */
     struct sb_counters retired; /* counters of workers that are gone */
     struct sb_slot slot[SB_SLOTS];

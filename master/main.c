@@ -147,6 +147,8 @@ main(int argc, char **argv)
         free(c);
         return 1;
     }
+    if (c->api_key[0] == '\0')
+        log_warnx("no api_key is configured: the admin API answers loopback clients only");
     if (conf_path[0] == '\0')
         log_info("no configuration file found (./sessiond.conf, /etc/sessiond/sessiond.conf); "
                  "using built-in defaults");

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "pidfile.h"
 #include "scoreboard.h"
+#include "store.h"
 #include "util.h"
 
 #define TICK 0.1                 /* watchdog, handovers, memory limits */
@@ -353,7 +354,8 @@ reload(struct master *m)
         log_errorx("reload refused, keeping the running configuration: %s", err);
         return;
     }
-    if (listener_sync(&m->ls, next, err, sizeof err) < 0) {
+    if (store_prepare(next, err, sizeof err) < 0 ||
+        listener_sync(&m->ls, next, err, sizeof err) < 0) {
         log_errorx("reload refused, keeping the running configuration: %s", err);
         free(next);
         return;
@@ -498,6 +500,12 @@ prepare(struct master *m, struct conf *conf)
     pid_t other = conf->pidfile[0] ? pidfile_running(conf->pidfile) : 0;
     if (other > 0 && other != getpid()) {
         log_errorx("already running as pid %ld (pidfile %s)", (long)other, conf->pidfile);
+        return -1;
+    }
+    /* The store is created and checked here, once, so that a bad path or a full disk is
+     * a start-up error and not a worker that dies at every respawn. */
+    if (store_prepare(conf, err, sizeof err) < 0) {
+        log_errorx("%s", err);
         return -1;
     }
     if (listener_sync(&m->ls, conf, err, sizeof err) < 0) {

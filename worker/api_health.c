@@ -7,6 +7,7 @@
 #include "buf.h"
 #include "http.h"
 #include "scoreboard.h"
+#include "store.h"
 #include "util.h"
 #include "worker.h"
 
@@ -76,6 +77,22 @@ health_workers(struct buf *b, const struct scoreboard *sb, uint64_t now)
     }
 }
 
+static void
+counted(void *arg, enum store_status st, uint64_t n)
+{
+    if (st == STORE_OK)
+        *(uint64_t *)arg = n;
+}
+
+/* Live sessions: the embedded store counts at once; an engine that answers later leaves
+ * the last figure it reported. */
+static uint64_t
+sessions_active(struct worker *w)
+{
+    store_count(w->store, counted, &w->sessions_active);
+    return w->sessions_active;
+}
+
 void
 api_health(struct request *r)
 {
@@ -88,6 +105,9 @@ api_health(struct request *r)
     uint64_t started = sb_get(&sb->started_at);
     bool draining = instance_draining(w);
     uint64_t conns = t.http + t.ws;
+    struct store_info si;
+    store_info(w->store, &si);
+    const char *status = draining ? "draining" : si.healthy ? "ok" : "degraded";
 
     struct buf b = w->scratch;
     b.off = b.len = 0;
@@ -95,12 +115,15 @@ api_health(struct request *r)
         http_error(r, 500, NULL, "Out of memory.");
         return;
     }
-    buf_puts(&b, draining ? "{\"status\":\"draining\"" : "{\"status\":\"ok\"");
+    buf_puts(&b, "{\"status\":\"");
+    buf_puts(&b, status);
+    buf_puts(&b, "\"");
     buf_puts(&b, ",\"version\":\"" SESSIOND_VERSION "\"");
     put_u64(&b, ",\"uptime_s\":", now > started ? now - started : 0);
     buf_puts(&b, ",\"instance\":\""); /* host-name characters only: see conf.c */
     buf_puts(&b, cf->instance);
-    put_u64(&b, "\",\"sessions\":{\"active\":0,\"max\":", (uint64_t)cf->max_sessions);
+    put_u64(&b, "\",\"sessions\":{\"active\":", sessions_active(w));
+    put_u64(&b, ",\"max\":", (uint64_t)cf->max_sessions);
     put_u64(&b, "},\"connections\":{\"http\":", t.http);
     put_u64(&b, ",\"websocket\":", t.ws);
     put_u64(&b, ",\"limit\":", (uint64_t)cf->max_connections);
@@ -111,12 +134,17 @@ api_health(struct request *r)
     put_u64(&b, ",\"restarts\":", sb_get(&sb->restarts));
     buf_puts(&b, ",\"list\":[");
     health_workers(&b, sb, now);
-    buf_puts(&b, "]},\"store\":{\"backend\":\"none\",\"healthy\":true,"
-                 "\"circuit\":\"closed\"},");
+    buf_puts(&b, "]},\"store\":{\"backend\":\"");
+    buf_puts(&b, si.backend);
+    buf_puts(&b, si.healthy ? "\",\"healthy\":true,\"circuit\":\""
+                            : "\",\"healthy\":false,\"circuit\":\"");
+    buf_puts(&b, si.circuit);
+    buf_puts(&b, "\"},");
     put_u64(&b, "\"memory\":{\"rss_bytes\":", t.rss + sb_get(&sb->master_rss));
     buf_puts(&b, "}}");
     w->scratch = b; /* keep the memory for the next request */
-    http_respond_json(r, draining ? 503 : 200, draining ? "Retry-After: 5\r\n" : NULL, b.p,
+    bool serving = !draining && si.healthy;
+    http_respond_json(r, serving ? 200 : 503, serving ? NULL : "Retry-After: 5\r\n", b.p,
                       b.len);
 }
 
@@ -192,7 +220,7 @@ api_metrics(struct request *r)
                "sessiond_connections_accepted_total %llu\n"
                "# HELP sessiond_sessions_active Live sessions in the store.\n"
                "# TYPE sessiond_sessions_active gauge\n"
-               "sessiond_sessions_active 0\n"
+               "sessiond_sessions_active %llu\n"
                "# HELP sessiond_workers Workers serving, and the number configured.\n"
                "# TYPE sessiond_workers gauge\n"
                "sessiond_workers{state=\"alive\"} %llu\n"
@@ -204,7 +232,10 @@ api_metrics(struct request *r)
                "# TYPE sessiond_websocket_messages_total counter\n"
                "sessiond_websocket_messages_total{direction=\"in\"} %llu\n"
                "sessiond_websocket_messages_total{direction=\"out\"} %llu\n"
-               "# HELP sessiond_store_errors_total Failed store operations.\n"
+               "# HELP sessiond_store_operations_total Operations on the session store.\n"
+               "# TYPE sessiond_store_operations_total counter\n"
+               "sessiond_store_operations_total %llu\n"
+               "# HELP sessiond_store_errors_total Store operations that failed.\n"
                "# TYPE sessiond_store_errors_total counter\n"
                "sessiond_store_errors_total %llu\n"
                "# HELP sessiond_store_circuit_state Store circuit: 0 closed, 1 open, 2 half-open.\n"
@@ -217,10 +248,12 @@ api_metrics(struct request *r)
                "# TYPE sessiond_memory_rss_bytes gauge\n"
                "sessiond_memory_rss_bytes %llu\n",
                (unsigned long long)t.http, (unsigned long long)t.ws,
-               (unsigned long long)c.accepted, (unsigned long long)t.alive,
+               (unsigned long long)c.accepted, (unsigned long long)sessions_active(w),
+               (unsigned long long)t.alive,
                (unsigned long long)sb_get(&sb->workers_target),
                (unsigned long long)sb_get(&sb->restarts), (unsigned long long)c.ws_in,
-               (unsigned long long)c.ws_out, (unsigned long long)sb_get(&sb->store_errors),
+               (unsigned long long)c.ws_out, (unsigned long long)c.store_ops,
+               (unsigned long long)c.store_errors,
                instance_draining(w) ? 1 : 0,
                (unsigned long long)(t.rss + sb_get(&sb->master_rss)));
     metrics_workers(&b, sb);

@@ -12,6 +12,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "store.h"
 #include "util.h"
 
 /* How long a worker that holds more than its share of connections leaves a new
@@ -20,6 +21,10 @@
 /* How long to stop accepting when out of file descriptors. */
 #define ACCEPT_EMFILE_PAUSE 0.1
 #define ACCEPT_BATCH 32
+/* Expired sessions are deleted this many per transaction, for at most SWEEP_BUDGET
+ * seconds per second, so that a pile of expiries never stalls the loop. */
+#define SWEEP_BATCH 256
+#define SWEEP_BUDGET 0.005
 
 static void accept_start(struct worker *w);
 static void accept_stop(struct worker *w);
@@ -247,6 +252,23 @@ on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
     (void)loop;
 }
 
+/* Readers never see an expired session; this only reclaims the space. One worker does
+ * it (the first), since they all share the store. */
+static void
+on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct worker *w = container_of(t, struct worker, sweep);
+    double until = ev_time() + SWEEP_BUDGET;
+    int n;
+    do
+        n = store_sweep(w->store, (int64_t)time(NULL), SWEEP_BATCH);
+    while (n == SWEEP_BATCH && ev_time() < until);
+    if (n < 0)
+        log_warnx("expiry sweep failed: %s", store_last_error(w->store));
+}
+
 static void
 on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -357,6 +379,8 @@ worker_free(struct worker *w)
         deflateEnd(w->gz);
         free(w->gz);
     }
+    if (w->store != NULL)
+        store_close(w->store);
     free(w->owned_conf);
     buf_free(&w->scratch);
     ev_loop_destroy(w->loop);
@@ -394,6 +418,13 @@ worker_run(const struct worker_params *p)
         log_errorx("cannot create the event loop");
         return WORKER_EXIT_FATAL;
     }
+    char err[CONF_ERR_LEN];
+    w.store = store_open(w.conf, w.loop, err, sizeof err);
+    if (w.store == NULL) {
+        log_errorx("cannot open the session store: %s", err);
+        ev_loop_destroy(w.loop);
+        return WORKER_EXIT_FATAL;
+    }
     watch_signals(&w);
     for (int i = 0; i < p->listeners->n; i++) {
         struct worker_accept *a = &w.acc[w.nacc++];
@@ -403,6 +434,11 @@ worker_run(const struct worker_params *p)
     }
     ev_init(&w.accept_pause, on_accept_pause);
     ev_init(&w.drain_timer, on_drain_timeout);
+    ev_timer_init(&w.sweep, on_sweep, 1.0, 1.0);
+    if (w.id == 0) {
+        ev_timer_start(w.loop, &w.sweep);
+        ev_unref(w.loop);
+    }
     ev_prepare_init(&w.reap, on_reap);
     ev_prepare_start(w.loop, &w.reap);
     ev_unref(w.loop);

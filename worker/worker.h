@@ -28,6 +28,7 @@ struct worker_params {
 };
 
 struct conn;
+struct store;
 
 struct worker_accept {
     ev_io io;
@@ -62,6 +63,9 @@ struct worker {
     ev_tstamp date_at;
     z_stream *gz;         /* one deflate state reused by every response of this worker */
     struct buf scratch;   /* for building a response body; handlers reuse it */
+    struct store *store;  /* sessions */
+    ev_timer sweep;       /* deletes expired sessions, a batch at a time */
+    uint64_t sessions_active; /* the store's last count */
 
     double cpu_prev;      /* for the load figure */
     double cpu_prev_at;

@@ -11,6 +11,9 @@ main(void)
         http_parser_suite,
         router_suite,
         scoreboard_suite,
+        token_suite,
+        json_merge_suite,
+        store_suite,
     };
     SRunner *sr = srunner_create(NULL);
     for (size_t i = 0; i < sizeof suites / sizeof *suites; i++)

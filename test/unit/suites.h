@@ -9,5 +9,8 @@ Suite *cores_suite(void);
 Suite *http_parser_suite(void);
 Suite *router_suite(void);
 Suite *scoreboard_suite(void);
+Suite *token_suite(void);
+Suite *store_suite(void);
+Suite *json_merge_suite(void);
 
 #endif

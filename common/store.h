@@ -1,0 +1,124 @@
+/* store: where sessions live. One interface, two engines: the embedded one (LMDB, shared
+ * by every worker of a machine through one memory-mapped file) and Redis (shared by many
+ * instances).
+ *
+ * Every operation answers through a callback, because the Redis engine answers later,
+ * from the worker's event loop; the embedded engine calls back before it returns. A
+ * callback's session pointer (and what it points to) is valid only during the call.
+ * Nothing is ever half-written: each operation, with its limit checks, is atomic. */
+#ifndef SESSIOND_STORE_H
+#define SESSIOND_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "conf.h"
+
+#define SESSION_ID_LEN 22      /* base64url of 16 random bytes */
+#define SESSION_TOKEN_LEN 43   /* base64url of 32 random bytes, no padding */
+#define SESSION_HASH_LEN 32    /* SHA-256 of the token: all the store keeps of it */
+#define SESSION_USER_MAX 128
+
+struct session {
+    char id[SESSION_ID_LEN + 1];
+    char user[SESSION_USER_MAX + 1];
+    uint8_t token_hash[SESSION_HASH_LEN];
+    int64_t created_at;        /* Unix seconds */
+    int64_t expires_at;        /* Unix seconds */
+    int64_t ttl;               /* seconds; touch and rolling expiry extend by this */
+    uint64_t version;          /* 1 at creation, +1 on every change of data or ttl */
+    const char *data;          /* the data object, serialized JSON (not NUL-terminated) */
+    size_t data_len;
+};
+
+enum store_status {
+    STORE_OK = 0,
+    STORE_NOT_FOUND,      /* absent or expired */
+    STORE_VERSION,        /* If-Match did not match the current version */
+    STORE_USER_LIMIT,     /* the user already has max_sessions_per_user live sessions */
+    STORE_FULL,           /* max_sessions live sessions in the store */
+    STORE_TOO_BIG,        /* the data would exceed session_max_bytes */
+    STORE_BAD_DATA,       /* a patch that cannot be applied (not an object) */
+    STORE_UNAVAILABLE,    /* the backend cannot be reached (circuit open, timeout) */
+    STORE_ERROR,          /* anything else; store_last_error() says what */
+};
+
+/* One session (or none, on error). */
+typedef void (*store_cb)(void *arg, enum store_status st, const struct session *s);
+/* Several sessions: a user's list. */
+typedef void (*store_list_cb)(void *arg, enum store_status st, const struct session *list,
+                              size_t n);
+/* A count: sessions deleted, or live sessions. */
+typedef void (*store_count_cb)(void *arg, enum store_status st, uint64_t n);
+
+struct store;
+
+/* What the engine reports for health and metrics. */
+struct store_info {
+    const char *backend;  /* "lmdb" or "redis" */
+    bool healthy;
+    const char *circuit;  /* "closed", "open" or "half_open" */
+};
+
+/* Called once by the master before it forks: create or check the store (size, path,
+ * permissions) so that a problem is a clear start-up error. Returns 0 or -1 with err. */
+int store_prepare(const struct conf *c, char *err, size_t errlen);
+
+/* Open in a worker, after fork; loop is the worker's struct ev_loop (for engines that
+ * need one). NULL with err on failure. */
+struct store *store_open(const struct conf *c, void *loop, char *err, size_t errlen);
+void store_close(struct store *st);
+
+/* Create s (id, token_hash, user, data, created_at, expires_at and ttl filled in by the
+ * caller, version ignored and set to 1), checking max_sessions and max_sessions_per_user
+ * in the same transaction. The callback gets the stored session. */
+void store_create(struct store *st, const struct session *s, store_cb cb, void *arg);
+
+/* The session with this id, unless it expired before now. */
+void store_get(struct store *st, const char *id, int64_t now, store_cb cb, void *arg);
+
+/* The session whose token hashes to hash, unless expired. */
+void store_get_by_token(struct store *st, const uint8_t hash[SESSION_HASH_LEN], int64_t now,
+                        store_cb cb, void *arg);
+
+/* Change a session atomically: patch (a JSON merge patch, RFC 7396, or NULL) is applied
+ * to its data; ttl > 0 sets a new ttl; touch extends expires_at to now + ttl. With
+ * if_version > 0, the change happens only if the version is still if_version. The version
+ * increments when data or ttl changed. */
+struct store_change {
+    const char *patch;
+    size_t patch_len;
+    int64_t ttl;          /* 0: keep */
+    bool touch;           /* expires_at = now + ttl */
+    uint64_t if_version;  /* 0: unconditional */
+};
+void store_update(struct store *st, const char *id, int64_t now, const struct store_change *ch,
+                  store_cb cb, void *arg);
+
+/* Delete one session; the callback's count is 1 or 0. The deleted session is passed to
+ * the count callback's caller through arg only as far as it needs the user: see the
+ * session callback form below. */
+void store_delete(struct store *st, const char *id, store_cb cb, void *arg);
+
+/* Every live session of user, oldest first. */
+void store_list_user(struct store *st, const char *user, int64_t now, store_list_cb cb,
+                     void *arg);
+
+/* Delete every session of user; the count callback gets how many. */
+void store_delete_user(struct store *st, const char *user, store_count_cb cb, void *arg);
+
+/* Live sessions in the whole store (approximate while expired ones await the sweep). */
+void store_count(struct store *st, store_count_cb cb, void *arg);
+
+/* Delete up to max expired sessions (the worker calls this on a timer, in small batches so
+ * that no loop stalls). Returns how many were deleted, or -1. */
+int store_sweep(struct store *st, int64_t now, int max);
+
+void store_info(const struct store *st, struct store_info *out);
+
+/* What the last STORE_ERROR was about, for the caller's log line ("" if nothing failed).
+ * The store logs nothing itself. */
+const char *store_last_error(const struct store *st);
+
+#endif

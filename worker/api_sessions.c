@@ -1,0 +1,624 @@
+/* The session endpoints: the application's backend manages sessions with its API key
+ * (/api/sessions, /api/users/{user}/sessions); an end user's client reads or ends its own
+ * session with its token (/api/session).
+ *
+ * Every handler validates all of its input before it touches the store, so a bad request
+ * writes nothing; the store checks its limits in the same transaction as the write. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "api.h"
+#include "http.h"
+#include "json_merge.h"
+#include "store.h"
+#include "token.h"
+#include "util.h"
+#include "worker.h"
+
+/* ---- credentials ---- */
+
+/* The bearer credential of a request, or an empty string. */
+static struct http_str
+bearer(const struct request *r)
+{
+    struct http_str none = {"", 0};
+    const struct http_str *h = http_header_get(&r->http, "Authorization");
+    if (h == NULL || h->len < 7 || strncasecmp(h->p, "Bearer ", 7) != 0)
+        return none;
+    struct http_str b = {h->p + 7, h->len - 7};
+    while (b.len > 0 && b.p[0] == ' ') {
+        b.p++;
+        b.len--;
+    }
+    return b;
+}
+
+/* The admin API: the configured key, or with none configured, loopback peers only.
+ * Answers 401/403 itself and returns false when the request may not go on. */
+static bool
+admin_ok(struct request *r)
+{
+    const char *key = r->conn->w->conf->api_key;
+    if (key[0] == '\0') {
+        if (conn_peer_is_loopback(r->conn))
+            return true;
+        http_error(r, 403, NULL,
+                   "No api_key is configured, so the admin API answers loopback clients only.");
+        return false;
+    }
+    struct http_str b = bearer(r);
+    if (token_equal(b.p, b.len, key, strlen(key)))
+        return true;
+    http_error_with(r, 401, "WWW-Authenticate: Bearer\r\n", NULL,
+                    b.len ? "The API key is not valid." : "An API key is required.");
+    return false;
+}
+
+/* ---- input ---- */
+
+static bool
+valid_user(const char *s, size_t len)
+{
+    if (len < 1 || len > SESSION_USER_MAX)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                  c == '_' || c == '.' || c == '@' || c == ':' || c == '-';
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+static bool
+json_content_type(const struct request *r)
+{
+    const struct http_str *ct = http_header_get(&r->http, "Content-Type");
+    if (ct == NULL)
+        return false;
+    size_t n = 0;
+    while (n < ct->len && ct->p[n] != ';' && ct->p[n] != ' ')
+        n++;
+    return n == 16 && strncasecmp(ct->p, "application/json", 16) == 0;
+}
+
+/* Parse a JSON object body, answering 411/415/400 itself on failure (NULL). */
+static json_t *
+json_body(struct request *r)
+{
+    if (r->http.content_length < 0 && !r->http.chunked) {
+        http_error(r, 411, NULL, "A JSON body with a Content-Length is required.");
+        return NULL;
+    }
+    if (!json_content_type(r)) {
+        http_error(r, 415, NULL, "The body must be sent as Content-Type: application/json.");
+        return NULL;
+    }
+    json_error_t e;
+    json_t *j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &e);
+    if (j == NULL) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "Invalid JSON at byte %d: %s.", e.position, e.text);
+        http_error(r, 400, NULL, msg);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        http_error(r, 400, NULL, "The body must be a JSON object.");
+        return NULL;
+    }
+    return j;
+}
+
+/* Refuse members other than the allowed ones, naming the first stranger. */
+static bool
+only_members(struct request *r, json_t *j, const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(j, key, v)
+    {
+        bool known = false;
+        for (const char *const *a = allowed; *a != NULL; a++)
+            known = known || strcmp(key, *a) == 0;
+        if (!known) {
+            char msg[200];
+            snprintf(msg, sizeof msg, "Unknown member \"%.100s\".", key);
+            http_error(r, 400, NULL, msg);
+            return false;
+        }
+    }
+    (void)v;
+    return true;
+}
+
+/* ttl: absent (0), or an integer from 1 to session_max_ttl. -1 after answering 400. */
+static int64_t
+ttl_of(struct request *r, json_t *j)
+{
+    json_t *t = json_object_get(j, "ttl");
+    int64_t max = r->conn->w->conf->session_max_ttl_ms / 1000;
+    if (t == NULL)
+        return 0;
+    if (!json_is_integer(t) || json_integer_value(t) < 1 || json_integer_value(t) > max) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "\"ttl\" must be an integer from 1 to %lld seconds.",
+                 (long long)max);
+        http_error(r, 400, NULL, msg);
+        return -1;
+    }
+    return json_integer_value(t);
+}
+
+/* The id in the path, or NULL after answering 404 (an id of the wrong shape cannot
+ * exist). */
+static const char *
+path_id(struct request *r, char buf[SESSION_ID_LEN + 1])
+{
+    struct http_str id = r->params[0];
+    if (!token_id_is_wellformed(id.p, id.len)) {
+        http_error(r, 404, NULL, "No such session.");
+        return NULL;
+    }
+    memcpy(buf, id.p, SESSION_ID_LEN);
+    buf[SESSION_ID_LEN] = '\0';
+    return buf;
+}
+
+static const char *
+path_user(struct request *r, char buf[SESSION_USER_MAX + 1])
+{
+    struct http_str u = r->params[0];
+    if (!valid_user(u.p, u.len)) {
+        http_error(r, 400, NULL,
+                   "\"user\" must be 1-128 characters of A-Z a-z 0-9 and _ . @ : -");
+        return NULL;
+    }
+    memcpy(buf, u.p, u.len);
+    buf[u.len] = '\0';
+    return buf;
+}
+
+/* ---- output ---- */
+
+static void
+put_session(struct buf *b, const struct session *s, const char *token)
+{
+    buf_puts(b, "{\"id\":\"");
+    buf_puts(b, s->id);
+    if (token != NULL) {
+        buf_puts(b, "\",\"token\":\"");
+        buf_puts(b, token);
+    }
+    buf_puts(b, "\",\"user\":\"");
+    buf_puts(b, s->user); /* validated: no character needs escaping */
+    buf_puts(b, "\",\"data\":");
+    buf_append(b, s->data, s->data_len);
+    buf_puts(b, ",\"created_at\":");
+    buf_put_u64(b, (uint64_t)s->created_at);
+    buf_puts(b, ",\"expires_at\":");
+    buf_put_u64(b, (uint64_t)s->expires_at);
+    buf_puts(b, ",\"ttl\":");
+    buf_put_u64(b, (uint64_t)s->ttl);
+    buf_puts(b, ",\"version\":");
+    buf_put_u64(b, s->version);
+    buf_puts(b, "}");
+}
+
+/* Answer with one session, its ETag, and (on creation) its Location and token. */
+static void
+respond_session(struct request *r, int status, const struct session *s, const char *token)
+{
+    struct worker *w = r->conn->w;
+    struct buf *b = &w->scratch;
+    b->off = b->len = 0;
+    put_session(b, s, token);
+    char headers[160];
+    int n = snprintf(headers, sizeof headers, "ETag: \"%llu\"\r\n",
+                     (unsigned long long)s->version);
+    if (status == 201)
+        snprintf(headers + n, sizeof headers - (size_t)n, "Location: /api/sessions/%s\r\n",
+                 s->id);
+    if (b->p == NULL) {
+        http_error(r, 500, NULL, "Out of memory.");
+        return;
+    }
+    http_respond_json(r, status, headers, b->p, b->len);
+}
+
+/* Map a store failure to the API's answer. */
+static void
+respond_store_error(struct request *r, enum store_status st)
+{
+    sb_add(&r->conn->w->slot->c.store_errors, st == STORE_ERROR || st == STORE_UNAVAILABLE);
+    switch (st) {
+    case STORE_NOT_FOUND:
+        http_error(r, 404, NULL, "No such session.");
+        break;
+    case STORE_VERSION:
+        http_error(r, 412, NULL, "The session has changed since that version (If-Match).");
+        break;
+    case STORE_USER_LIMIT:
+        http_error_with(r, 429, "Retry-After: 60\r\n", "too_many_sessions",
+                        "The user has max_sessions_per_user live sessions.");
+        break;
+    case STORE_FULL:
+        http_error_with(r, 503, "Retry-After: 60\r\n", "over_capacity",
+                        "The store holds max_sessions live sessions.");
+        break;
+    case STORE_TOO_BIG:
+        http_error(r, 413, NULL, "The session data would exceed session_max_bytes.");
+        break;
+    case STORE_BAD_DATA:
+        http_error(r, 400, NULL, "\"data\" must be a JSON object.");
+        break;
+    case STORE_UNAVAILABLE:
+        http_error_with(r, 503, "Retry-After: 1\r\n", "store_unavailable",
+                        "The session store is unavailable.");
+        break;
+    default:
+        http_error(r, 500, NULL, "The session store failed.");
+        break;
+    }
+}
+
+static struct store *
+store_of(const struct request *r)
+{
+    return r->conn->w->store;
+}
+
+static void
+count_store_op(struct request *r)
+{
+    sb_add(&r->conn->w->slot->c.store_ops, 1);
+}
+
+/* ---- POST /api/sessions ---- */
+
+struct create_ctx {
+    struct request *r;
+    char token[TOKEN_CHARS + 1];
+};
+
+static void
+created(void *arg, enum store_status st, const struct session *s)
+{
+    struct create_ctx *cx = arg;
+    if (st != STORE_OK)
+        respond_store_error(cx->r, st);
+    else
+        respond_session(cx->r, 201, s, cx->token);
+    token_wipe(cx->token, sizeof cx->token);
+    free(cx);
+}
+
+/* Fill s from a create request's body; false after answering 400/413. */
+static bool
+parse_create(struct request *r, json_t *j, struct session *s, char **data)
+{
+    static const char *const allowed[] = {"user", "data", "ttl", NULL};
+    const struct conf *cf = r->conn->w->conf;
+    if (!only_members(r, j, allowed))
+        return false;
+    json_t *u = json_object_get(j, "user");
+    if (!json_is_string(u) || !valid_user(json_string_value(u), json_string_length(u))) {
+        http_error(r, 400, NULL,
+                   "\"user\" must be 1-128 characters of A-Z a-z 0-9 and _ . @ : -");
+        return false;
+    }
+    json_t *d = json_object_get(j, "data");
+    if (d != NULL && !json_is_object(d)) {
+        http_error(r, 400, NULL, "\"data\" must be a JSON object.");
+        return false;
+    }
+    int64_t ttl = ttl_of(r, j);
+    if (ttl < 0)
+        return false;
+    /* json_merge_dump, not json_dumps: it keeps 19.99 as 19.99. */
+    int rc = d != NULL ? json_merge_dump(d, (size_t)cf->session_max_bytes, data, &s->data_len)
+                       : ((*data = strdup("{}")) != NULL ? (s->data_len = 2, 0) : -1);
+    if (rc == -2) {
+        http_error(r, 413, NULL, "\"data\" is larger than session_max_bytes.");
+        return false;
+    }
+    if (rc < 0) {
+        http_error(r, 500, NULL, "Out of memory.");
+        return false;
+    }
+    s->data = *data;
+    memcpy(s->user, json_string_value(u), json_string_length(u) + 1);
+    s->ttl = ttl ? ttl : cf->session_ttl_ms / 1000;
+    s->created_at = (int64_t)time(NULL);
+    s->expires_at = s->created_at + s->ttl;
+    return true;
+}
+
+void
+api_session_create(struct request *r)
+{
+    if (!admin_ok(r))
+        return;
+    json_t *j = json_body(r);
+    if (j == NULL)
+        return;
+    struct session s = {0};
+    char *data = NULL;
+    struct create_ctx *cx = NULL;
+    if (parse_create(r, j, &s, &data)) {
+        cx = malloc(sizeof *cx);
+        if (cx == NULL || token_new(cx->token) < 0 || token_new_id(s.id) < 0) {
+            http_error(r, 500, NULL, "Could not make a session token.");
+        } else {
+            token_hash(cx->token, TOKEN_CHARS, s.token_hash);
+            cx->r = r;
+            count_store_op(r);
+            store_create(store_of(r), &s, created, cx);
+            cx = NULL; /* the callback owns it now */
+        }
+    }
+    free(cx);
+    free(data);
+    json_decref(j);
+}
+
+/* ---- GET, PATCH, touch, DELETE /api/sessions/{id} ---- */
+
+static void
+answered_session(void *arg, enum store_status st, const struct session *s)
+{
+    struct request *r = arg;
+    if (st != STORE_OK)
+        respond_store_error(r, st);
+    else
+        respond_session(r, 200, s, NULL);
+}
+
+void
+api_session_get(struct request *r)
+{
+    char id[SESSION_ID_LEN + 1];
+    if (!admin_ok(r) || path_id(r, id) == NULL)
+        return;
+    count_store_op(r);
+    store_get(store_of(r), id, (int64_t)time(NULL), answered_session, r);
+}
+
+/* If-Match: "<version>" (or *). Returns the version, 0 for none or *, -1 after 400. */
+static int64_t
+if_match(struct request *r)
+{
+    const struct http_str *h = http_header_get(&r->http, "If-Match");
+    if (h == NULL || (h->len == 1 && h->p[0] == '*'))
+        return 0;
+    const char *p = h->p, *end = h->p + h->len;
+    if (end - p >= 2 && p[0] == 'W' && p[1] == '/')
+        p += 2;
+    if (end - p >= 2 && *p == '"' && end[-1] == '"') {
+        p++;
+        end--;
+    }
+    int64_t v = 0;
+    for (; p < end && v < (INT64_MAX - 9) / 10; p++) {
+        if (*p < '0' || *p > '9')
+            break;
+        v = v * 10 + (*p - '0');
+    }
+    if (p != end || v == 0) {
+        http_error(r, 400, NULL, "If-Match must be a session version, as in ETag: \"3\".");
+        return -1;
+    }
+    return v;
+}
+
+void
+api_session_patch(struct request *r)
+{
+    static const char *const allowed[] = {"data", "ttl", NULL};
+    char id[SESSION_ID_LEN + 1];
+    if (!admin_ok(r) || path_id(r, id) == NULL)
+        return;
+    int64_t version = if_match(r);
+    json_t *j = version < 0 ? NULL : json_body(r);
+    if (j == NULL)
+        return;
+    struct store_change ch = {.if_version = (uint64_t)version};
+    char *patch = NULL;
+    json_t *d = json_object_get(j, "data");
+    if (!only_members(r, j, allowed) || (ch.ttl = ttl_of(r, j)) < 0)
+        goto out;
+    if (d != NULL && !json_is_object(d)) {
+        http_error(r, 400, NULL, "\"data\" must be a JSON object (a merge patch).");
+        goto out;
+    }
+    if (d == NULL && ch.ttl == 0) {
+        http_error(r, 400, NULL, "Nothing to change: send \"data\", \"ttl\" or both.");
+        goto out;
+    }
+    if (d != NULL && json_merge_dump(d, SIZE_MAX, &patch, &ch.patch_len) < 0) {
+        http_error(r, 500, NULL, "Out of memory.");
+        goto out;
+    }
+    ch.patch = patch;
+    ch.touch = ch.ttl > 0; /* a new ttl runs from now */
+    count_store_op(r);
+    store_update(store_of(r), id, (int64_t)time(NULL), &ch, answered_session, r);
+out:
+    free(patch);
+    json_decref(j);
+}
+
+void
+api_session_touch(struct request *r)
+{
+    char id[SESSION_ID_LEN + 1];
+    if (!admin_ok(r) || path_id(r, id) == NULL)
+        return;
+    struct store_change ch = {.touch = true};
+    count_store_op(r);
+    store_update(store_of(r), id, (int64_t)time(NULL), &ch, answered_session, r);
+}
+
+static void
+deleted(void *arg, enum store_status st, const struct session *s)
+{
+    struct request *r = arg;
+    (void)s; /* the realtime layer will close this session's sockets here */
+    if (st != STORE_OK)
+        respond_store_error(r, st);
+    else
+        http_respond(r, 204, NULL, NULL, NULL, 0);
+}
+
+void
+api_session_delete(struct request *r)
+{
+    char id[SESSION_ID_LEN + 1];
+    if (!admin_ok(r) || path_id(r, id) == NULL)
+        return;
+    count_store_op(r);
+    store_delete(store_of(r), id, deleted, r);
+}
+
+/* ---- /api/users/{user}/sessions ---- */
+
+static void
+listed(void *arg, enum store_status st, const struct session *list, size_t n)
+{
+    struct request *r = arg;
+    if (st != STORE_OK) {
+        respond_store_error(r, st);
+        return;
+    }
+    struct buf *b = &r->conn->w->scratch;
+    b->off = b->len = 0;
+    buf_puts(b, "{\"user\":\"");
+    buf_append(b, r->params[0].p, r->params[0].len);
+    buf_puts(b, "\",\"sessions\":[");
+    for (size_t i = 0; i < n; i++) {
+        if (i > 0)
+            buf_puts(b, ",");
+        put_session(b, &list[i], NULL);
+    }
+    buf_puts(b, "]}");
+    if (b->p == NULL) {
+        http_error(r, 500, NULL, "Out of memory.");
+        return;
+    }
+    http_respond_json(r, 200, NULL, b->p, b->len);
+}
+
+void
+api_user_sessions(struct request *r)
+{
+    char user[SESSION_USER_MAX + 1];
+    if (!admin_ok(r) || path_user(r, user) == NULL)
+        return;
+    count_store_op(r);
+    store_list_user(store_of(r), user, (int64_t)time(NULL), listed, r);
+}
+
+static void
+user_deleted(void *arg, enum store_status st, uint64_t n)
+{
+    struct request *r = arg;
+    (void)n;
+    if (st != STORE_OK)
+        respond_store_error(r, st);
+    else
+        http_respond(r, 204, NULL, NULL, NULL, 0);
+}
+
+void
+api_user_sessions_delete(struct request *r)
+{
+    char user[SESSION_USER_MAX + 1];
+    if (!admin_ok(r) || path_user(r, user) == NULL)
+        return;
+    count_store_op(r);
+    store_delete_user(store_of(r), user, user_deleted, r);
+}
+
+/* ---- /api/session: the end user's own session, by its token ---- */
+
+/* Hash the request's token; false after answering 401. */
+static bool
+token_of(struct request *r, uint8_t hash[SESSION_HASH_LEN])
+{
+    struct http_str b = bearer(r);
+    if (!token_is_wellformed(b.p, b.len)) {
+        http_error_with(r, 401, "WWW-Authenticate: Bearer\r\n", NULL,
+                        b.len ? "The session token is not valid." : "A session token is required.");
+        return false;
+    }
+    token_hash(b.p, b.len, hash);
+    return true;
+}
+
+static void
+own_answered(void *arg, enum store_status st, const struct session *s)
+{
+    struct request *r = arg;
+    if (st == STORE_NOT_FOUND)
+        http_error_with(r, 401, "WWW-Authenticate: Bearer\r\n", NULL,
+                        "The session has expired or was ended.");
+    else if (st != STORE_OK)
+        respond_store_error(r, st);
+    else
+        respond_session(r, 200, s, NULL);
+}
+
+/* With session_rolling, reading the session also slides its expiry. */
+static void
+own_found(void *arg, enum store_status st, const struct session *s)
+{
+    struct request *r = arg;
+    if (st != STORE_OK || !r->conn->w->conf->session_rolling) {
+        own_answered(r, st, s);
+        return;
+    }
+    struct store_change ch = {.touch = true};
+    char id[SESSION_ID_LEN + 1];
+    memcpy(id, s->id, sizeof id);
+    count_store_op(r);
+    store_update(store_of(r), id, (int64_t)time(NULL), &ch, own_answered, r);
+}
+
+void
+api_own_session(struct request *r)
+{
+    uint8_t hash[SESSION_HASH_LEN];
+    if (!token_of(r, hash))
+        return;
+    count_store_op(r);
+    store_get_by_token(store_of(r), hash, (int64_t)time(NULL), own_found, r);
+}
+
+static void
+own_delete_found(void *arg, enum store_status st, const struct session *s)
+{
+    struct request *r = arg;
+    if (st != STORE_OK) {
+        own_answered(r, st, s);
+        return;
+    }
+    char id[SESSION_ID_LEN + 1];
+    memcpy(id, s->id, sizeof id);
+    count_store_op(r);
+    store_delete(store_of(r), id, deleted, r);
+}
+
+void
+api_own_session_delete(struct request *r)
+{
+    uint8_t hash[SESSION_HASH_LEN];
+    if (!token_of(r, hash))
+        return;
+    count_store_op(r);
+    store_get_by_token(store_of(r), hash, (int64_t)time(NULL), own_delete_found, r);
+}
