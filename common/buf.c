@@ -98,12 +98,6 @@ buf_free(struct buf *b)
 }
 
 int
-buf_puts(struct buf *b, const char *s)
-{
-    return buf_append(b, s, strlen(s));
-}
-
-int
 buf_put_u64(struct buf *b, uint64_t v)
 {
     char tmp[20];

@@ -28,9 +28,15 @@ void buf_free(struct buf *b);
 /* Appenders for hot paths, where printf's format parsing costs more than the work:
  * a string, a decimal number, and a fixed-point number given in 1/10^decimals units.
  * Like buf_append they return 0 or -1. */
-int buf_puts(struct buf *b, const char *s);
 int buf_put_u64(struct buf *b, uint64_t v);
 int buf_put_fixed(struct buf *b, uint64_t scaled, unsigned decimals);
+
+/* Inline, so that the length of a string literal is known at compile time. */
+static inline int
+buf_puts(struct buf *b, const char *s)
+{
+    return buf_append(b, s, __builtin_strlen(s));
+}
 
 static inline size_t
 buf_used(const struct buf *b)

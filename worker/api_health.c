@@ -84,12 +84,19 @@ counted(void *arg, enum store_status st, uint64_t n)
         *(uint64_t *)arg = n;
 }
 
-/* Live sessions: the embedded store counts at once; an engine that answers later leaves
- * the last figure it reported. */
+/* Live sessions. Health is what load balancers poll hardest, so the count is taken at
+ * most every SESSIONS_COUNT_AGE seconds, or at once after this worker used the store; an
+ * engine that answers later leaves the last figure it reported. */
+#define SESSIONS_COUNT_AGE 0.01
 static uint64_t
 sessions_active(struct worker *w)
 {
-    store_count(w->store, counted, &w->sessions_active);
+    ev_tstamp now = ev_now(w->loop);
+    if (w->store_used || now - w->sessions_counted_at >= SESSIONS_COUNT_AGE) {
+        store_count(w->store, counted, &w->sessions_active);
+        w->sessions_counted_at = now;
+        w->store_used = false;
+    }
     return w->sessions_active;
 }
 

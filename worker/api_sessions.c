@@ -277,6 +277,7 @@ static void
 count_store_op(struct request *r)
 {
     sb_add(&r->conn->w->slot->c.store_ops, 1);
+    r->conn->w->store_used = true;
 }
 
 /* ---- POST /api/sessions ---- */

@@ -66,6 +66,8 @@ struct worker {
     struct store *store;  /* sessions */
     ev_timer sweep;       /* deletes expired sessions, a batch at a time */
     uint64_t sessions_active; /* the store's last count */
+    ev_tstamp sessions_counted_at;
+    bool store_used;          /* a handler used the store since that count */
 
     double cpu_prev;      /* for the load figure */
     double cpu_prev_at;
