@@ -49,6 +49,8 @@ struct sb_counters {
     uint64_t accepted;
     uint64_t store_ops;    /* store operations started */
     uint64_t store_errors; /* of those, failed for the store's own reasons */
+    uint64_t store_done;   /* answered (by the store, or failed by it) */
+    uint64_t store_us_sum; /* time from call to answer, summed */
 };
 
 struct sb_slot {

@@ -242,6 +242,10 @@ api_metrics(struct request *r)
                "# HELP sessiond_store_operations_total Operations on the session store.\n"
                "# TYPE sessiond_store_operations_total counter\n"
                "sessiond_store_operations_total %llu\n"
+               "# HELP sessiond_store_operation_seconds Time from a store call to its answer.\n"
+               "# TYPE sessiond_store_operation_seconds summary\n"
+               "sessiond_store_operation_seconds_sum %.6f\n"
+               "sessiond_store_operation_seconds_count %llu\n"
                "# HELP sessiond_store_errors_total Store operations that failed.\n"
                "# TYPE sessiond_store_errors_total counter\n"
                "sessiond_store_errors_total %llu\n"
@@ -260,6 +264,7 @@ api_metrics(struct request *r)
                (unsigned long long)sb_get(&sb->workers_target),
                (unsigned long long)sb_get(&sb->restarts), (unsigned long long)c.ws_in,
                (unsigned long long)c.ws_out, (unsigned long long)c.store_ops,
+               (double)c.store_us_sum / 1e6, (unsigned long long)c.store_done,
                (unsigned long long)c.store_errors,
                instance_draining(w) ? 1 : 0,
                (unsigned long long)(t.rss + sb_get(&sb->master_rss)));

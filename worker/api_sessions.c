@@ -273,11 +273,21 @@ store_of(const struct request *r)
     return r->conn->w->store;
 }
 
+/* Every store call is counted when it starts and timed when its callback runs. */
 static void
 count_store_op(struct request *r)
 {
     sb_add(&r->conn->w->slot->c.store_ops, 1);
     r->conn->w->store_used = true;
+    r->store_started = ev_time();
+}
+
+static void
+store_done(struct request *r)
+{
+    struct sb_slot *slot = r->conn->w->slot;
+    sb_add(&slot->c.store_done, 1);
+    sb_add(&slot->c.store_us_sum, (uint64_t)((ev_time() - r->store_started) * 1e6));
 }
 
 /* ---- POST /api/sessions ---- */
@@ -291,6 +301,7 @@ static void
 created(void *arg, enum store_status st, const struct session *s)
 {
     struct create_ctx *cx = arg;
+    store_done(cx->r);
     if (st != STORE_OK)
         respond_store_error(cx->r, st);
     else
@@ -374,6 +385,7 @@ static void
 answered_session(void *arg, enum store_status st, const struct session *s)
 {
     struct request *r = arg;
+    store_done(r);
     if (st != STORE_OK)
         respond_store_error(r, st);
     else
@@ -469,6 +481,7 @@ static void
 deleted(void *arg, enum store_status st, const struct session *s)
 {
     struct request *r = arg;
+    store_done(r);
     (void)s; /* the realtime layer will close this session's sockets here */
     if (st != STORE_OK)
         respond_store_error(r, st);
@@ -492,6 +505,7 @@ static void
 listed(void *arg, enum store_status st, const struct session *list, size_t n)
 {
     struct request *r = arg;
+    store_done(r);
     if (st != STORE_OK) {
         respond_store_error(r, st);
         return;
@@ -528,6 +542,7 @@ static void
 user_deleted(void *arg, enum store_status st, uint64_t n)
 {
     struct request *r = arg;
+    store_done(r);
     (void)n;
     if (st != STORE_OK)
         respond_store_error(r, st);
@@ -561,10 +576,10 @@ token_of(struct request *r, uint8_t hash[SESSION_HASH_LEN])
     return true;
 }
 
+/* An unknown or expired token is 401 here, not 404: the token is the credential. */
 static void
-own_answered(void *arg, enum store_status st, const struct session *s)
+own_respond(struct request *r, enum store_status st, const struct session *s)
 {
-    struct request *r = arg;
     if (st == STORE_NOT_FOUND)
         http_error_with(r, 401, "WWW-Authenticate: Bearer\r\n", NULL,
                         "The session has expired or was ended.");
@@ -574,13 +589,22 @@ own_answered(void *arg, enum store_status st, const struct session *s)
         respond_session(r, 200, s, NULL);
 }
 
+static void
+own_answered(void *arg, enum store_status st, const struct session *s)
+{
+    struct request *r = arg;
+    store_done(r);
+    own_respond(r, st, s);
+}
+
 /* With session_rolling, reading the session also slides its expiry. */
 static void
 own_found(void *arg, enum store_status st, const struct session *s)
 {
     struct request *r = arg;
+    store_done(r);
     if (st != STORE_OK || !r->conn->w->conf->session_rolling) {
-        own_answered(r, st, s);
+        own_respond(r, st, s);
         return;
     }
     struct store_change ch = {.touch = true};
@@ -604,8 +628,9 @@ static void
 own_delete_found(void *arg, enum store_status st, const struct session *s)
 {
     struct request *r = arg;
+    store_done(r);
     if (st != STORE_OK) {
-        own_answered(r, st, s);
+        own_respond(r, st, s);
         return;
     }
     char id[SESSION_ID_LEN + 1];

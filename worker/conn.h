@@ -33,6 +33,7 @@ struct request {
     bool gzip_ok;       /* the client accepts gzip */
     bool head_only;     /* HEAD: send headers, no body */
     void *handler_data; /* for handlers that answer later */
+    double store_started; /* when the current store call began (metrics) */
 };
 
 enum conn_state {

@@ -254,6 +254,11 @@ def test_metrics_count_sessions_and_store_operations(server_factory):
     assert re.search(r"^sessiond_sessions_active 3$", text, re.M)
     n = int(re.search(r"^sessiond_store_operations_total (\d+)$", text, re.M).group(1))
     assert n >= 3
+    done = int(re.search(r"^sessiond_store_operation_seconds_count (\d+)$", text, re.M).group(1))
+    assert done == n                     # every call was answered, and timed
+    secs = float(re.search(r"^sessiond_store_operation_seconds_sum ([0-9.]+)$", text,
+                           re.M).group(1))
+    assert 0 < secs < 1
     h = s.health()[1]
     assert h["store"] == {"backend": "lmdb", "healthy": True, "circuit": "closed"}
 
