@@ -1,0 +1,82 @@
+-- wrk script for scripts/bench sessions: POST /api/sessions with Content-Type:
+-- application/json and a body {"user": "u<random in 0..99999>", "data": {...}} holding
+-- about 200 bytes of data.
+--
+--   wrk -t2 -c100 -d10s --latency -s sessions-post.lua http://127.0.0.1:PORT [-- count]
+--
+-- 4096 requests (random users, random data) are built once per thread in init(), so
+-- request() is a table lookup. With the argument "count" (or $BENCH_COUNT_STATUS=1)
+-- responses are counted by status code and done() prints one line
+--   statuses: 201=N 429=M
+
+local threads = {}
+local next_id = 1
+local USERS = 100000
+local NREQS = 4096
+
+function setup(thread)
+   thread:set("id", next_id)
+   next_id = next_id + 1
+   table.insert(threads, thread)
+end
+
+local function hex(n)
+   local t = {}
+   for i = 1, n do t[i] = string.format("%x", math.random(0, 15)) end
+   return table.concat(t)
+end
+
+local function body()
+   -- about 200 bytes of "data" once serialized
+   local user = "u" .. math.random(0, USERS - 1)
+   local data = string.format(
+      '{"name":"User %s","email":"%s@example.com","roles":["reader","writer"],' ..
+      '"locale":"en-GB","theme":"dark","cart":[%d,%d,%d],"csrf":"%s","ip":"10.%d.%d.%d"}',
+      user, user, math.random(1, 99999), math.random(1, 99999), math.random(1, 99999),
+      hex(32), math.random(0, 255), math.random(0, 255), math.random(1, 254))
+   return string.format('{"user":"%s","data":%s}', user, data)
+end
+
+function init(args)
+   math.randomseed(os.time() * 1000 + (id or 0))
+   local headers = { ["Content-Type"] = "application/json" }
+   reqs = {}
+   for i = 1, NREQS do
+      reqs[i] = wrk.format("POST", "/api/sessions", headers, body())
+   end
+   statuses = {}
+   if not (args[1] == "count" or os.getenv("BENCH_COUNT_STATUS") == "1") then
+      response = nil
+   end
+end
+
+function request()
+   return reqs[math.random(NREQS)]
+end
+
+function response(status, headers, body)
+   local k = tostring(status)
+   statuses[k] = (statuses[k] or 0) + 1
+end
+
+function done(summary, latency, requests)
+   local total = {}
+   local any = false
+   for _, t in ipairs(threads) do
+      local s = t:get("statuses")
+      if s then
+         for k, v in pairs(s) do
+            total[k] = (total[k] or 0) + v
+            any = true
+         end
+      end
+   end
+   if any then
+      local keys = {}
+      for k in pairs(total) do keys[#keys + 1] = k end
+      table.sort(keys)
+      local parts = {}
+      for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. total[k] end
+      io.write("statuses: " .. table.concat(parts, " ") .. "\n")
+   end
+end
