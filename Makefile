@@ -13,7 +13,7 @@ PYTHON    ?= /usr/bin/python3
 SANITIZE  ?=
 BUILD     ?= build$(if $(SANITIZE),-san)
 
-PKGS      := jansson zlib openssl lmdb
+PKGS      := jansson zlib openssl lmdb hiredis
 WARN      := -Wall -Wextra -Wshadow -Wconversion -Wno-sign-conversion -Wstrict-prototypes \
              -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
 CFLAGS    ?= -O2 -g

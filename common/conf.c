@@ -1,4 +1,5 @@
 #include "conf.h"
+#include "redis_url.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -62,6 +63,8 @@ struct source {
 static int check_restart_delay_max(const struct conf *c, char *err, size_t errlen);
 static int check_instance(const struct conf *c, char *err, size_t errlen);
 static int check_session_ttl(const struct conf *c, char *err, size_t errlen);
+static int check_store(const struct conf *c, char *err, size_t errlen);
+static int check_redis_url(const struct conf *c, char *err, size_t errlen);
 
 #define FIELD(f) offsetof(struct conf, f), sizeof(((struct conf *)0)->f)
 
@@ -124,10 +127,19 @@ static const struct directive directives[] = {
      "720h", check_session_ttl, "the largest ttl a client may ask for"},
     {"session_rolling", CT_BOOL, FIELD(session_rolling), 0, 0, false, "off", NULL,
      "on: GET /api/session slides the session's expiry by its ttl"},
+    {"store", CT_STRING, FIELD(store), 1, 0, false, "lmdb", check_store,
+     "where sessions live: lmdb (embedded, one machine) or redis (many instances)"},
     {"store_path", CT_PATH, FIELD(store_path), 1, 0, false, "sessiond.db", NULL,
      "the embedded store's file (a -lock file sits beside it)"},
     {"store_sync", CT_BOOL, FIELD(store_sync), 0, 0, false, "off", NULL,
      "on: flush every commit to disk (survives power loss, slower)"},
+    {"redis_url", CT_STRING, FIELD(redis_url), 1, 0, false, "redis://127.0.0.1:6379/0",
+     check_redis_url,
+     "the Redis of store redis: redis://[[user]:password@]host[:port][/db] or unix:/path"},
+    {"redis_prefix", CT_STRING, FIELD(redis_prefix), 0, 0, false, "sessiond:", NULL,
+     "prefix of every key, so that several deployments can share one Redis"},
+    {"redis_timeout", CT_DURATION, FIELD(redis_timeout_ms), MS(10), MIN(1), false, "2s", NULL,
+     "a Redis command without an answer by then fails (503 store_unavailable)"},
 };
 
 #define NDIRECTIVES (sizeof directives / sizeof *directives)
@@ -654,6 +666,26 @@ check_instance(const struct conf *c, char *err, size_t errlen)
 }
 
 static int
+check_store(const struct conf *c, char *err, size_t errlen)
+{
+    if (strcmp(c->store, "lmdb") == 0 || strcmp(c->store, "redis") == 0)
+        return 0;
+    errf(err, errlen, "\"store\" must be lmdb or redis");
+    return -1;
+}
+
+static int
+check_redis_url(const struct conf *c, char *err, size_t errlen)
+{
+    struct redis_url u;
+    char msg[CONF_ERR_LEN];
+    if (redis_url_parse(c->redis_url, &u, msg, sizeof msg) == 0)
+        return 0;
+    errf(err, errlen, "invalid \"redis_url\": %s", msg);
+    return -1;
+}
+
+static int
 check_session_ttl(const struct conf *c, char *err, size_t errlen)
 {
     if (c->session_max_ttl_ms >= c->session_ttl_ms)
@@ -1083,6 +1115,23 @@ env_check(const struct env_state *es, char *err, size_t errlen)
     return -1;
 }
 
+/* REDIS_URL (as Railway and Heroku set it when a Redis is attached) names the Redis and,
+ * unless SESSIOND_STORE says otherwise, makes it the store. */
+static int
+env_redis(struct env_state *es, char *err, size_t errlen)
+{
+    const char *url = es->getenv_fn("REDIS_URL");
+    if (url == NULL || url[0] == '\0')
+        return 0;
+    if (env_apply(es, "REDIS_URL", "redis_url", err, errlen) < 0)
+        return -1;
+    const char *store = es->getenv_fn("SESSIOND_STORE");
+    if (store != NULL && store[0] != '\0')
+        return 0;
+    snprintf(es->c->store, sizeof es->c->store, "redis");
+    return 0;
+}
+
 int
 conf_apply_env(struct conf *c, char *(*getenv_fn)(const char *), char *err,
                size_t errlen)
@@ -1098,6 +1147,7 @@ conf_apply_env(struct conf *c, char *(*getenv_fn)(const char *), char *err,
         env_apply(&es, "WORKERS", "workers", err, errlen) < 0 ||
         env_apply(&es, "ENABLE_CLUSTERING", "clustering", err, errlen) < 0 ||
         env_apply(&es, "LOG_LEVEL", "log_level", err, errlen) < 0 ||
+        env_redis(&es, err, errlen) < 0 ||
         env_host_port(&es, err, errlen) < 0 || env_check(&es, err, errlen) < 0)
         return -1;
     *c = tmp;

@@ -70,8 +70,12 @@ struct conf {
     int64_t session_ttl_ms;
     int64_t session_max_ttl_ms;
     bool session_rolling;
+    char store[8];         /* "lmdb" (embedded) or "redis" */
     char store_path[4096]; /* the embedded store's file (LMDB) */
     bool store_sync;       /* fsync every commit */
+    char redis_url[1024];  /* redis://[:password@]host:port/db or unix:/path */
+    char redis_prefix[64]; /* before every key, so deployments can share a Redis */
+    int64_t redis_timeout_ms;
 };
 
 /* Builds a whole config (defaults, file, environment): main's loader, called again on

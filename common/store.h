@@ -1,11 +1,15 @@
-/* store: where sessions live. One interface, two engines: the embedded one (LMDB, shared
- * by every worker of a machine through one memory-mapped file) and Redis (shared by many
- * instances).
+/* store: where sessions live. One interface, two engines (store.c picks one by the
+ * config's "store"): the embedded one (LMDB, shared by every worker of a machine through
+ * one memory-mapped file, store_lmdb.c) and Redis (shared by many instances,
+ * store_redis.c).
  *
- * Every operation answers through a callback, because the Redis engine answers later,
- * from the worker's event loop; the embedded engine calls back before it returns. A
- * callback's session pointer (and what it points to) is valid only during the call.
- * Nothing is ever half-written: each operation, with its limit checks, is atomic. */
+ * Every operation answers through its callback exactly once. The embedded engine calls
+ * back before it returns; the Redis engine calls back later, from the worker's event loop,
+ * and never before the call has returned (even a refusal known at once waits for the next
+ * loop iteration), within redis_timeout at the latest. What a call is given (an id, a
+ * session and its data, a patch) is copied: it need not outlive the call. A callback's
+ * session pointer (and what it points to) is valid only during the call. Nothing is ever
+ * half-written: each operation, with its limit checks, is atomic. */
 #ifndef SESSIOND_STORE_H
 #define SESSIOND_STORE_H
 
@@ -57,17 +61,23 @@ struct store;
 /* What the engine reports for health and metrics. */
 struct store_info {
     const char *backend;  /* "lmdb" or "redis" */
-    bool healthy;
-    const char *circuit;  /* "closed", "open" or "half_open" */
+    bool healthy;         /* Redis: connected and the circuit closed */
+    const char *circuit;  /* "closed", "open" or "half_open" (LMDB: always "closed") */
 };
 
 /* Called once by the master before it forks: create or check the store (size, path,
- * permissions) so that a problem is a clear start-up error. Returns 0 or -1 with err. */
+ * permissions) so that a problem is a clear start-up error. Returns 0 or -1 with err.
+ * For Redis only the URL is checked: Redis may be down while sessiond starts. */
 int store_prepare(const struct conf *c, char *err, size_t errlen);
 
 /* Open in a worker, after fork; loop is the worker's struct ev_loop (for engines that
- * need one). NULL with err on failure. */
+ * need one). NULL with err on failure. The Redis engine does not fail because Redis is
+ * down: it connects (and reconnects) in the background, and until then calls answer
+ * STORE_UNAVAILABLE. */
 struct store *store_open(const struct conf *c, void *loop, char *err, size_t errlen);
+
+/* Close, before the loop is destroyed. Operations still pending (Redis) are dropped: their
+ * callbacks are not called. Not to be called from inside a store callback. */
 void store_close(struct store *st);
 
 /* Create s (id, token_hash, user, data, created_at, expires_at and ttl filled in by the
@@ -108,17 +118,20 @@ void store_list_user(struct store *st, const char *user, int64_t now, store_list
 /* Delete every session of user; the count callback gets how many. */
 void store_delete_user(struct store *st, const char *user, store_count_cb cb, void *arg);
 
-/* Live sessions in the whole store (approximate while expired ones await the sweep). */
+/* Live sessions in the whole store (LMDB: approximate while expired ones await the
+ * sweep; Redis: its index is trimmed to the current time first). */
 void store_count(struct store *st, store_count_cb cb, void *arg);
 
 /* Delete up to max expired sessions (the worker calls this on a timer, in small batches so
- * that no loop stalls). Returns how many were deleted, or -1. */
+ * that no loop stalls). Returns how many were deleted, or -1. Redis expires sessions by
+ * itself: its sweep only trims the count's index, does not wait for the answer, and
+ * returns 0. */
 int store_sweep(struct store *st, int64_t now, int max);
 
 void store_info(const struct store *st, struct store_info *out);
 
-/* What the last STORE_ERROR was about, for the caller's log line ("" if nothing failed).
- * The store logs nothing itself. */
+/* What the last STORE_ERROR (or, for Redis, STORE_UNAVAILABLE) was about, for the
+ * caller's log line ("" if nothing failed). The store logs nothing itself. */
 const char *store_last_error(const struct store *st);
 
 #endif

@@ -1,6 +1,7 @@
 /* Health and metrics: both read the scoreboard, so whichever worker answers, the figures
  * are the whole instance's. */
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "api.h"
@@ -205,6 +206,15 @@ metrics_workers(struct buf *b, const struct scoreboard *sb)
     }
 }
 
+/* The store's circuit as a number: 0 closed, 1 open, 2 half-open. */
+static int
+circuit_state(const struct worker *w)
+{
+    struct store_info si;
+    store_info(w->store, &si);
+    return strcmp(si.circuit, "open") == 0 ? 1 : strcmp(si.circuit, "half_open") == 0 ? 2 : 0;
+}
+
 void
 api_metrics(struct request *r)
 {
@@ -251,7 +261,7 @@ api_metrics(struct request *r)
                "sessiond_store_errors_total %llu\n"
                "# HELP sessiond_store_circuit_state Store circuit: 0 closed, 1 open, 2 half-open.\n"
                "# TYPE sessiond_store_circuit_state gauge\n"
-               "sessiond_store_circuit_state 0\n"
+               "sessiond_store_circuit_state %d\n"
                "# HELP sessiond_draining 1 while the instance drains.\n"
                "# TYPE sessiond_draining gauge\n"
                "sessiond_draining %d\n"
@@ -265,7 +275,7 @@ api_metrics(struct request *r)
                (unsigned long long)sb_get(&sb->restarts), (unsigned long long)c.ws_in,
                (unsigned long long)c.ws_out, (unsigned long long)c.store_ops,
                (double)c.store_us_sum / 1e6, (unsigned long long)c.store_done,
-               (unsigned long long)c.store_errors,
+               (unsigned long long)c.store_errors, circuit_state(w),
                instance_draining(w) ? 1 : 0,
                (unsigned long long)(t.rss + sb_get(&sb->master_rss)));
     metrics_workers(&b, sb);

@@ -168,7 +168,10 @@ def server_factory(tmp_path):
     made = []
 
     def make(conf="", env=None, workers=2, start=True, **kw):
-        s = Server(str(tmp_path), conf=conf, env=env, workers=workers, **kw)
+        # Each server of a test gets a directory of its own (config, pidfile, log, store).
+        d = tmp_path / f"server{len(made)}" if made else tmp_path
+        d.mkdir(exist_ok=True)
+        s = Server(str(d), conf=conf, env=env, workers=workers, **kw)
         made.append(s)
         return s.start() if start else s
 

@@ -13,6 +13,7 @@ main(void)
         scoreboard_suite,
         token_suite,
         json_merge_suite,
+        redis_url_suite,
         store_suite,
     };
     SRunner *sr = srunner_create(NULL);

@@ -12,5 +12,6 @@ Suite *scoreboard_suite(void);
 Suite *token_suite(void);
 Suite *store_suite(void);
 Suite *json_merge_suite(void);
+Suite *redis_url_suite(void);
 
 #endif

@@ -1,13 +1,28 @@
-/* store (LMDB engine): every operation, its limits and indexes, and the store shared by
- * processes, including one killed in the middle of its writes. Each test has its own
- * store in a fresh directory under /tmp. */
+/* store: the interface, run against each engine, then what is particular to each.
+ *
+ * The interface tests run once per engine (Check's loop index says which): LMDB in a fresh
+ * directory under /tmp, Redis on a redis-server of its own on a free loopback port
+ * (started for each test and killed by pid at its end; it also dies with the test
+ * process, through PR_SET_PDEATHSIG, when a failed assertion ends the test early). The
+ * Redis engine answers from the event loop, so the helpers run the loop until the callback
+ * came (with a deadline) and check that it did not come before the call returned.
+ *
+ * Test times are offsets from the fixture's t0: 0 for LMDB (the times are the times),
+ * and the current time for Redis, because Redis really expires keys at EXPIREAT, so every
+ * test time must lie ahead of the real clock. */
 #include <errno.h>
+#include <ev.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <hiredis/hiredis.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -17,13 +32,21 @@
 #include "store.h"
 #include "suites.h"
 
+enum { LMDB = 0, REDIS = 1 };
+
 struct fx {
+    int engine;
     char dir[64];
     struct conf c;
     struct store *st;
+    struct ev_loop *loop; /* Redis only */
+    int64_t t0;
+    pid_t redis_pid;      /* the redis-server, while it runs */
+    int redis_port;
 };
 
-/* What a callback reported; the session is copied out, since its memory is the store's. */
+/* What a callback reported; the session is copied out, since its memory is the store's.
+ * Times are relative to the fixture's t0. */
 struct got {
     int calls;
     enum store_status status;
@@ -36,6 +59,142 @@ struct got {
     int64_t created[16];
 };
 
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int64_t
+at(const struct fx *f, int64_t t)
+{
+    return f->t0 + t;
+}
+
+/* ---- redis-server ---- */
+
+static bool
+redis_installed(void)
+{
+    const char *path = getenv("PATH");
+    char dirs[4096], exe[4200];
+    snprintf(dirs, sizeof dirs, "%s", path != NULL ? path : "/usr/bin:/bin");
+    for (char *save = NULL, *d = strtok_r(dirs, ":", &save); d != NULL;
+         d = strtok_r(NULL, ":", &save)) {
+        snprintf(exe, sizeof exe, "%s/redis-server", d);
+        if (access(exe, X_OK) == 0)
+            return true;
+    }
+    return false;
+}
+
+static int
+free_port(void)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* A connection for the test's own commands (SCRIPT FLUSH, TTL, ...). */
+static redisContext *
+redis_admin(const struct fx *f)
+{
+    struct timeval tv = {.tv_sec = 1};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", f->redis_port, tv);
+    ck_assert_msg(c != NULL && c->err == 0, "cannot reach redis-server on port %d",
+                  f->redis_port);
+    return c;
+}
+
+/* Run one command on the test's connection; returns the reply (caller frees). */
+static redisReply *
+redis_cmd(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    redisReply *r = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(r != NULL, "redis command failed: %s", c->errstr);
+    return r;
+}
+
+static long long
+redis_int(redisContext *c, const char *fmt, const char *arg)
+{
+    redisReply *r = redis_cmd(c, fmt, arg);
+    ck_assert_int_eq(r->type, REDIS_REPLY_INTEGER);
+    long long v = r->integer;
+    freeReplyObject(r);
+    return v;
+}
+
+/* Whether redis-server answers on the port yet (any reply will do, NOAUTH included). */
+static bool
+redis_answers(int port)
+{
+    struct timeval tv = {.tv_usec = 200000};
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
+    bool up = false;
+    if (c != NULL && c->err == 0) {
+        redisReply *r = redisCommand(c, "PING");
+        up = r != NULL;
+        freeReplyObject(r);
+    }
+    redisFree(c);
+    return up;
+}
+
+/* Start redis-server on f's port (extra: more arguments, NULL-terminated, or NULL) and
+ * wait until it answers. */
+static void
+redis_start(struct fx *f, const char *const *extra)
+{
+    char port[16];
+    const char *argv[32] = {"redis-server", "--port", port, "--save", "", "--appendonly", "no",
+                            "--bind", "127.0.0.1", "--dir", f->dir};
+    size_t n = 11;
+    for (; extra != NULL && *extra != NULL && n < 31; extra++)
+        argv[n++] = *extra;
+    snprintf(port, sizeof port, "%d", f->redis_port);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        execvp("redis-server", (char *const *)argv);
+        _exit(127);
+    }
+    f->redis_pid = pid;
+    for (int64_t end = now_ms() + 10000; !redis_answers(f->redis_port); usleep(10000)) {
+        int status = 0;
+        ck_assert_msg(waitpid(pid, &status, WNOHANG) == 0, "redis-server exited (status %d)",
+                      status);
+        ck_assert_msg(now_ms() < end, "redis-server did not answer within 10 s");
+    }
+}
+
+static void
+redis_kill(struct fx *f)
+{
+    if (f->redis_pid <= 0)
+        return;
+    kill(f->redis_pid, SIGKILL);
+    waitpid(f->redis_pid, NULL, 0);
+    f->redis_pid = 0;
+}
+
+/* ---- the fixture ---- */
+
 static int
 rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
 {
@@ -43,9 +202,12 @@ rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
     return remove(path);
 }
 
+/* The config for engine (Redis: the URL of a port on which no server runs yet). */
 static void
-fx_conf(struct fx *f, int64_t max_sessions, int per_user, int64_t max_bytes)
+fx_conf(struct fx *f, int engine, int64_t max_sessions, int per_user, int64_t max_bytes)
 {
+    memset(f, 0, sizeof *f);
+    f->engine = engine;
     snprintf(f->dir, sizeof f->dir, "/tmp/sessiond-store-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(f->dir));
     conf_defaults(&f->c);
@@ -53,14 +215,22 @@ fx_conf(struct fx *f, int64_t max_sessions, int per_user, int64_t max_bytes)
     f->c.max_sessions = max_sessions;
     f->c.max_sessions_per_user = per_user;
     f->c.session_max_bytes = max_bytes;
-    f->st = NULL;
+    if (engine == LMDB)
+        return;
+    f->redis_port = free_port();
+    snprintf(f->c.store, sizeof f->c.store, "redis");
+    snprintf(f->c.redis_url, sizeof f->c.redis_url, "redis://127.0.0.1:%d/0", f->redis_port);
+    snprintf(f->c.redis_prefix, sizeof f->c.redis_prefix, "test:");
+    f->loop = ev_loop_new(EVFLAG_AUTO);
+    ck_assert_ptr_nonnull(f->loop);
+    f->t0 = (int64_t)time(NULL);
 }
 
 static struct store *
-fx_open(const struct conf *c)
+fx_open(const struct fx *f, const struct conf *c)
 {
     char err[CONF_ERR_LEN] = "";
-    struct store *st = store_open(c, NULL, err, sizeof err);
+    struct store *st = store_open(c, f->loop, err, sizeof err);
     ck_assert_msg(st != NULL, "store_open: %s", err);
     return st;
 }
@@ -73,11 +243,84 @@ fx_prepare(const struct conf *c)
 }
 
 static void
-fx_setup(struct fx *f, int64_t max_sessions, int per_user, int64_t max_bytes)
+on_guard(struct ev_loop *loop, ev_timer *t, int revents)
 {
-    fx_conf(f, max_sessions, per_user, max_bytes);
+    (void)loop, (void)t, (void)revents;
+}
+
+/* Run f's loop until done(arg) or ms milliseconds; returns done(arg). A repeating guard
+ * timer makes each round return, so the deadline holds even if nothing else happens. */
+static bool
+fx_run_until(struct fx *f, bool (*done)(const void *), const void *arg, int ms)
+{
+    if (f->loop == NULL)
+        return done(arg);
+    ev_timer guard;
+    ev_timer_init(&guard, on_guard, 0.05, 0.05);
+    ev_timer_start(f->loop, &guard);
+    for (int64_t end = now_ms() + ms; !done(arg) && now_ms() < end;)
+        ev_run(f->loop, EVRUN_ONCE);
+    ev_timer_stop(f->loop, &guard);
+    return done(arg);
+}
+
+static bool
+called(const void *arg)
+{
+    return ((const struct got *)arg)->calls > 0;
+}
+
+static bool
+never(const void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+/* Run the loop for ms milliseconds (Redis), letting whatever is due happen. */
+static void
+fx_pause(struct fx *f, int ms)
+{
+    fx_run_until(f, never, NULL, ms);
+}
+
+/* After a call: LMDB has answered already; Redis answers from the loop, and not before
+ * the call returned. Either way, exactly once. */
+static void
+fx_wait(struct fx *f, struct got *g)
+{
+    if (f->loop != NULL) {
+        ck_assert_int_eq(g->calls, 0);
+        ck_assert_msg(fx_run_until(f, called, g, 10000), "no answer within 10 s");
+    }
+    ck_assert_int_eq(g->calls, 1);
+}
+
+static bool
+healthy(const void *arg)
+{
+    struct store_info info;
+    store_info(arg, &info);
+    return info.healthy;
+}
+
+static void
+fx_start(struct fx *f)
+{
     fx_prepare(&f->c);
-    f->st = fx_open(&f->c);
+    f->st = fx_open(f, &f->c);
+    if (f->engine == REDIS)
+        ck_assert_msg(fx_run_until(f, healthy, f->st, 10000), "not connected: %s",
+                      store_last_error(f->st));
+}
+
+static void
+fx_setup(struct fx *f, int engine, int64_t max_sessions, int per_user, int64_t max_bytes)
+{
+    fx_conf(f, engine, max_sessions, per_user, max_bytes);
+    if (engine == REDIS)
+        redis_start(f, NULL);
+    fx_start(f);
 }
 
 static void
@@ -85,9 +328,15 @@ fx_teardown(struct fx *f)
 {
     store_close(f->st);
     f->st = NULL;
+    if (f->loop != NULL)
+        ev_loop_destroy(f->loop);
+    f->loop = NULL;
+    redis_kill(f);
     chmod(f->dir, 0700);
     nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
+
+/* ---- callbacks and helpers ---- */
 
 static void
 on_session(void *arg, enum store_status status, const struct session *s)
@@ -154,117 +403,135 @@ sid_fmt(char *buf, int n)
 /* The id of session number n, in a buffer that lives as long as the enclosing block. */
 #define sid(n) sid_fmt((char[SESSION_ID_LEN + 1]){0}, (n))
 
+/* Wait for a one-session answer and make its times relative to t0. */
 static enum store_status
-t_create(struct store *st, const struct session *s, struct got *g)
+t_one(struct fx *f, struct got *g)
 {
-    memset(g, 0, sizeof *g);
-    store_create(st, s, on_session, g);
-    ck_assert_int_eq(g->calls, 1);
+    fx_wait(f, g);
     ck_assert(g->has_session == (g->status == STORE_OK));
+    if (g->has_session) {
+        g->s.created_at -= f->t0;
+        g->s.expires_at -= f->t0;
+    }
     return g->status;
 }
 
+/* s has absolute times. */
 static enum store_status
-t_new(struct store *st, int n, const char *user, int64_t now, int64_t ttl, const char *data)
+t_create(struct fx *f, const struct session *s, struct got *g)
+{
+    memset(g, 0, sizeof *g);
+    store_create(f->st, s, on_session, g);
+    return t_one(f, g);
+}
+
+static enum store_status
+t_new(struct fx *f, int n, const char *user, int64_t now, int64_t ttl, const char *data)
 {
     struct session s;
     struct got g;
-    mk(&s, n, user, now, ttl, data);
-    return t_create(st, &s, &g);
+    mk(&s, n, user, at(f, now), ttl, data);
+    return t_create(f, &s, &g);
 }
 
 static enum store_status
-t_get(struct store *st, const char *id, int64_t now, struct got *g)
+t_get(struct fx *f, const char *id, int64_t now, struct got *g)
 {
     memset(g, 0, sizeof *g);
-    store_get(st, id, now, on_session, g);
-    ck_assert_int_eq(g->calls, 1);
-    ck_assert(g->has_session == (g->status == STORE_OK));
-    return g->status;
+    store_get(f->st, id, at(f, now), on_session, g);
+    return t_one(f, g);
 }
 
 static enum store_status
-t_token(struct store *st, int n, int64_t now, struct got *g)
+t_token(struct fx *f, int n, int64_t now, struct got *g)
 {
     struct session s;
     mk(&s, n, "x", 0, 0, "");
     memset(g, 0, sizeof *g);
-    store_get_by_token(st, s.token_hash, now, on_session, g);
-    ck_assert_int_eq(g->calls, 1);
-    return g->status;
+    store_get_by_token(f->st, s.token_hash, at(f, now), on_session, g);
+    return t_one(f, g);
 }
 
 static enum store_status
-t_update(struct store *st, const char *id, int64_t now, const struct store_change *ch,
+t_update(struct fx *f, const char *id, int64_t now, const struct store_change *ch,
          struct got *g)
 {
     memset(g, 0, sizeof *g);
-    store_update(st, id, now, ch, on_session, g);
-    ck_assert_int_eq(g->calls, 1);
-    ck_assert(g->has_session == (g->status == STORE_OK));
-    return g->status;
+    store_update(f->st, id, at(f, now), ch, on_session, g);
+    return t_one(f, g);
 }
 
 static enum store_status
-t_patch(struct store *st, const char *id, int64_t now, const char *patch, uint64_t if_version,
+t_patch(struct fx *f, const char *id, int64_t now, const char *patch, uint64_t if_version,
         struct got *g)
 {
     struct store_change ch = {.patch = patch, .patch_len = strlen(patch),
                               .if_version = if_version};
-    return t_update(st, id, now, &ch, g);
+    return t_update(f, id, now, &ch, g);
 }
 
 static enum store_status
-t_delete(struct store *st, const char *id, struct got *g)
+t_delete(struct fx *f, const char *id, struct got *g)
 {
     memset(g, 0, sizeof *g);
-    store_delete(st, id, on_session, g);
-    ck_assert_int_eq(g->calls, 1);
-    return g->status;
+    store_delete(f->st, id, on_session, g);
+    return t_one(f, g);
 }
 
 static size_t
-t_list(struct store *st, const char *user, int64_t now, struct got *g)
+t_list(struct fx *f, const char *user, int64_t now, struct got *g)
 {
     memset(g, 0, sizeof *g);
-    store_list_user(st, user, now, on_list, g);
-    ck_assert_int_eq(g->calls, 1);
+    store_list_user(f->st, user, at(f, now), on_list, g);
+    fx_wait(f, g);
     ck_assert_int_eq(g->status, STORE_OK);
+    for (size_t i = 0; i < g->nlist && i < 16; i++)
+        g->created[i] -= f->t0;
     return g->nlist;
 }
 
 static uint64_t
-t_count(struct store *st)
+t_count(struct fx *f)
 {
     struct got g = {0};
-    store_count(st, on_count, &g);
-    ck_assert_int_eq(g.calls, 1);
+    store_count(f->st, on_count, &g);
+    fx_wait(f, &g);
     ck_assert_int_eq(g.status, STORE_OK);
     return g.n;
 }
 
 static uint64_t
-t_delete_user(struct store *st, const char *user)
+t_delete_user(struct fx *f, const char *user)
 {
     struct got g = {0};
-    store_delete_user(st, user, on_count, &g);
-    ck_assert_int_eq(g.calls, 1);
+    store_delete_user(f->st, user, on_count, &g);
+    fx_wait(f, &g);
     ck_assert_int_eq(g.status, STORE_OK);
     return g.n;
 }
+
+/* LMDB sweeps at once and says how many; Redis sends its command and says 0. */
+static int
+t_sweep(struct fx *f, int64_t now, int max)
+{
+    return store_sweep(f->st, at(f, now), max);
+}
+
+/* ---- the interface, on each engine (_i is the engine) ---- */
 
 START_TEST(round_trip)
 {
     struct fx f;
     struct session s;
     struct got g;
-    fx_setup(&f, 100, 10, 4096);
-    mk(&s, 1, "alice@example.com", 1000, 3600, "{\"cart\":[1,2],\"n\":1}");
-    ck_assert_int_eq(t_create(f.st, &s, &g), STORE_OK);
+    fx_setup(&f, _i, 100, 10, 4096);
+    mk(&s, 1, "alice@example.com", at(&f, 1000), 3600, "{\"cart\":[1,2],\"n\":1}");
+    ck_assert_int_eq(t_create(&f, &s, &g), STORE_OK);
     ck_assert_uint_eq(g.s.version, 1);
     ck_assert_str_eq(g.s.id, s.id);
+    ck_assert_str_eq(g.data, "{\"cart\":[1,2],\"n\":1}");
 
-    ck_assert_int_eq(t_get(f.st, s.id, 1000, &g), STORE_OK);
+    ck_assert_int_eq(t_get(&f, s.id, 1000, &g), STORE_OK);
     ck_assert_str_eq(g.s.id, "s000000000000000000001");
     ck_assert_str_eq(g.s.user, "alice@example.com");
     ck_assert_mem_eq(g.s.token_hash, s.token_hash, SESSION_HASH_LEN);
@@ -275,33 +542,18 @@ START_TEST(round_trip)
     ck_assert_uint_eq(g.s.data_len, strlen(s.data));
     ck_assert_str_eq(g.data, "{\"cart\":[1,2],\"n\":1}");
 
-    ck_assert_int_eq(t_token(f.st, 1, 1000, &g), STORE_OK);
+    ck_assert_int_eq(t_token(&f, 1, 1000, &g), STORE_OK);
     ck_assert_str_eq(g.s.id, s.id);
     ck_assert_str_eq(g.s.user, "alice@example.com");
     ck_assert_str_eq(g.data, "{\"cart\":[1,2],\"n\":1}");
-    ck_assert_uint_eq(t_count(f.st), 1);
+    ck_assert_uint_eq(t_count(&f), 1);
 
     struct store_info info;
     store_info(f.st, &info);
-    ck_assert_str_eq(info.backend, "lmdb");
+    ck_assert_str_eq(info.backend, f.engine == LMDB ? "lmdb" : "redis");
     ck_assert(info.healthy);
     ck_assert_str_eq(info.circuit, "closed");
     ck_assert_str_eq(store_last_error(f.st), "");
-    fx_teardown(&f);
-}
-END_TEST
-
-START_TEST(sync_mode_round_trip)
-{
-    struct fx f;
-    struct got g;
-    fx_conf(&f, 100, 10, 4096);
-    f.c.store_sync = true;
-    fx_prepare(&f.c);
-    f.st = fx_open(&f.c);
-    ck_assert_int_eq(t_new(f.st, 1, "u", 1000, 60, "{}"), STORE_OK);
-    ck_assert_int_eq(t_get(f.st, sid(1), 1000, &g), STORE_OK);
-    ck_assert_str_eq(g.data, "{}");
     fx_teardown(&f);
 }
 END_TEST
@@ -310,13 +562,13 @@ START_TEST(unknown_ids)
 {
     struct fx f;
     struct got g;
-    fx_setup(&f, 100, 10, 4096);
-    ck_assert_int_eq(t_new(f.st, 1, "u", 1000, 60, "{}"), STORE_OK);
-    ck_assert_int_eq(t_get(f.st, sid(2), 1000, &g), STORE_NOT_FOUND);
-    ck_assert_int_eq(t_get(f.st, "", 1000, &g), STORE_NOT_FOUND);
-    ck_assert_int_eq(t_get(f.st, "s0000000000000000000010", 1000, &g), STORE_NOT_FOUND);
-    ck_assert_int_eq(t_token(f.st, 2, 1000, &g), STORE_NOT_FOUND);
-    ck_assert_int_eq(t_get(f.st, sid(1), 1000, &g), STORE_OK);
+    fx_setup(&f, _i, 100, 10, 4096);
+    ck_assert_int_eq(t_new(&f, 1, "u", 1000, 60, "{}"), STORE_OK);
+    ck_assert_int_eq(t_get(&f, sid(2), 1000, &g), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_get(&f, "", 1000, &g), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_get(&f, "s0000000000000000000010", 1000, &g), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_token(&f, 2, 1000, &g), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_OK);
     fx_teardown(&f);
 }
 END_TEST
@@ -325,14 +577,17 @@ START_TEST(expired_is_not_found_before_the_sweep)
 {
     struct fx f;
     struct got g;
-    fx_setup(&f, 100, 10, 4096);
-    ck_assert_int_eq(t_new(f.st, 1, "u", 1000, 10, "{}"), STORE_OK);
-    ck_assert_int_eq(t_get(f.st, sid(1), 1009, &g), STORE_OK);
-    ck_assert_int_eq(t_get(f.st, sid(1), 1010, &g), STORE_NOT_FOUND);
-    ck_assert_int_eq(t_token(f.st, 1, 1009, &g), STORE_OK);
-    ck_assert_int_eq(t_token(f.st, 1, 1010, &g), STORE_NOT_FOUND);
-    ck_assert_uint_eq(t_list(f.st, "u", 1010, &g), 0);
-    ck_assert_uint_eq(t_count(f.st), 1); /* still there until the sweep */
+    fx_setup(&f, _i, 100, 10, 4096);
+    ck_assert_int_eq(t_new(&f, 1, "u", 1000, 10, "{}"), STORE_OK);
+    ck_assert_int_eq(t_get(&f, sid(1), 1009, &g), STORE_OK);
+    ck_assert_int_eq(t_get(&f, sid(1), 1010, &g), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_token(&f, 1, 1009, &g), STORE_OK);
+    ck_assert_int_eq(t_token(&f, 1, 1010, &g), STORE_NOT_FOUND);
+    ck_assert_uint_eq(t_list(&f, "u", 1010, &g), 0);
+    struct store_change touch = {.touch = true};
+    ck_assert_int_eq(t_update(&f, sid(1), 1010, &touch, &g), STORE_NOT_FOUND);
+    ck_assert_uint_eq(t_count(&f), 1); /* still there until the sweep */
+    ck_assert_int_eq(t_get(&f, sid(1), 1009, &g), STORE_OK);
     fx_teardown(&f);
 }
 END_TEST
@@ -343,26 +598,27 @@ START_TEST(create_refusals)
     struct session s;
     struct got g;
     char big[80];
-    fx_setup(&f, 100, 10, 64);
+    fx_setup(&f, _i, 100, 10, 64);
     snprintf(big, sizeof big, "{\"x\":\"%059d\"}", 0); /* 67 bytes */
-    mk(&s, 1, "u", 1000, 60, big);
-    ck_assert_int_eq(t_create(f.st, &s, &g), STORE_TOO_BIG);
+    mk(&s, 1, "u", at(&f, 1000), 60, big);
+    ck_assert_int_eq(t_create(&f, &s, &g), STORE_TOO_BIG);
     big[62] = '\0', big[61] = '}', big[60] = '"'; /* 62 bytes */
-    mk(&s, 1, "u", 1000, 60, big);
-    ck_assert_int_eq(t_create(f.st, &s, &g), STORE_OK);
-    ck_assert_uint_eq(t_count(f.st), 1);
+    mk(&s, 1, "u", at(&f, 1000), 60, big);
+    ck_assert_int_eq(t_create(&f, &s, &g), STORE_OK);
+    ck_assert_uint_eq(t_count(&f), 1);
 
-    mk(&s, 1, "u", 1000, 60, "{}"); /* the same id again */
-    ck_assert_int_eq(t_create(f.st, &s, &g), STORE_ERROR);
+    mk(&s, 1, "u", at(&f, 1000), 60, "{}"); /* the same id again */
+    ck_assert_int_eq(t_create(&f, &s, &g), STORE_ERROR);
     ck_assert_str_eq(store_last_error(f.st), "a session with this id exists");
-    mk(&s, 2, "u", 1000, 60, "{}");
+    mk(&s, 2, "u", at(&f, 1000), 60, "{}");
     s.token_hash[0] = 1; /* session 1's token */
-    ck_assert_int_eq(t_create(f.st, &s, &g), STORE_ERROR);
+    ck_assert_int_eq(t_create(&f, &s, &g), STORE_ERROR);
     ck_assert_str_eq(store_last_error(f.st), "a session with this token exists");
-    mk(&s, 3, "", 1000, 60, "{}");
-    ck_assert_int_eq(t_create(f.st, &s, &g), STORE_ERROR);
-    ck_assert_uint_eq(t_count(f.st), 1);
-    ck_assert_uint_eq(t_list(f.st, "u", 1000, &g), 1);
+    mk(&s, 3, "", at(&f, 1000), 60, "{}");
+    ck_assert_int_eq(t_create(&f, &s, &g), STORE_ERROR);
+    ck_assert_str_eq(store_last_error(f.st), "user: 1 to 128 bytes");
+    ck_assert_uint_eq(t_count(&f), 1);
+    ck_assert_uint_eq(t_list(&f, "u", 1000, &g), 1);
 
     struct store_info info;
     store_info(f.st, &info);
@@ -375,16 +631,16 @@ START_TEST(per_user_limit)
 {
     struct fx f;
     struct got g;
-    fx_setup(&f, 100, 3, 4096);
+    fx_setup(&f, _i, 100, 3, 4096);
     for (int i = 1; i <= 3; i++)
-        ck_assert_int_eq(t_new(f.st, i, "u1", 1000 + i, 60, "{}"), STORE_OK);
-    ck_assert_int_eq(t_new(f.st, 4, "u1", 1005, 60, "{}"), STORE_USER_LIMIT);
-    ck_assert_uint_eq(t_count(f.st), 3);
-    ck_assert_int_eq(t_get(f.st, sid(4), 1005, &g), STORE_NOT_FOUND);
-    ck_assert_int_eq(t_token(f.st, 4, 1005, &g), STORE_NOT_FOUND);
-    ck_assert_uint_eq(t_list(f.st, "u1", 1005, &g), 3);
-    ck_assert_int_eq(t_new(f.st, 5, "u2", 1005, 60, "{}"), STORE_OK);
-    ck_assert_uint_eq(t_count(f.st), 4);
+        ck_assert_int_eq(t_new(&f, i, "u1", 1000 + i, 60, "{}"), STORE_OK);
+    ck_assert_int_eq(t_new(&f, 4, "u1", 1005, 60, "{}"), STORE_USER_LIMIT);
+    ck_assert_uint_eq(t_count(&f), 3);
+    ck_assert_int_eq(t_get(&f, sid(4), 1005, &g), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_token(&f, 4, 1005, &g), STORE_NOT_FOUND);
+    ck_assert_uint_eq(t_list(&f, "u1", 1005, &g), 3);
+    ck_assert_int_eq(t_new(&f, 5, "u2", 1005, 60, "{}"), STORE_OK);
+    ck_assert_uint_eq(t_count(&f), 4);
     fx_teardown(&f);
 }
 END_TEST
@@ -393,18 +649,18 @@ START_TEST(per_user_limit_ignores_expired)
 {
     struct fx f;
     struct got g;
-    fx_setup(&f, 100, 3, 4096);
+    fx_setup(&f, _i, 100, 3, 4096);
     for (int i = 1; i <= 3; i++)
-        ck_assert_int_eq(t_new(f.st, i, "u", 1000, 10, "{}"), STORE_OK);
-    ck_assert_int_eq(t_new(f.st, 10, "u", 1009, 60, "{}"), STORE_USER_LIMIT);
+        ck_assert_int_eq(t_new(&f, i, "u", 1000, 10, "{}"), STORE_OK);
+    ck_assert_int_eq(t_new(&f, 10, "u", 1009, 60, "{}"), STORE_USER_LIMIT);
     /* At 1010 all three have expired: the create deletes them and goes on. */
-    ck_assert_int_eq(t_new(f.st, 11, "u", 1010, 60, "{}"), STORE_OK);
-    ck_assert_uint_eq(t_count(f.st), 1);
-    ck_assert_int_eq(t_new(f.st, 12, "u", 1010, 60, "{}"), STORE_OK);
-    ck_assert_int_eq(t_new(f.st, 13, "u", 1010, 60, "{}"), STORE_OK);
-    ck_assert_int_eq(t_new(f.st, 14, "u", 1010, 60, "{}"), STORE_USER_LIMIT);
-    ck_assert_uint_eq(t_count(f.st), 3);
-    ck_assert_uint_eq(t_list(f.st, "u", 1010, &g), 3);
+    ck_assert_int_eq(t_new(&f, 11, "u", 1010, 60, "{}"), STORE_OK);
+    ck_assert_uint_eq(t_count(&f), 1);
+    ck_assert_int_eq(t_new(&f, 12, "u", 1010, 60, "{}"), STORE_OK);
+    ck_assert_int_eq(t_new(&f, 13, "u", 1010, 60, "{}"), STORE_OK);
+    ck_assert_int_eq(t_new(&f, 14, "u", 1010, 60, "{}"), STORE_USER_LIMIT);
+    ck_assert_uint_eq(t_count(&f), 3);
+    ck_assert_uint_eq(t_list(&f, "u", 1010, &g), 3);
     ck_assert_str_eq(g.ids[0], sid(11));
     fx_teardown(&f);
 }
@@ -415,29 +671,29 @@ START_TEST(total_limit)
     struct fx f;
     struct got g;
     char user[16];
-    fx_setup(&f, 5, 100, 4096);
+    fx_setup(&f, _i, 5, 100, 4096);
     for (int i = 1; i <= 5; i++) {
         snprintf(user, sizeof user, "u%d", i);
-        ck_assert_int_eq(t_new(f.st, i, user, 1000, i <= 2 ? 10 : 1000, "{}"), STORE_OK);
+        ck_assert_int_eq(t_new(&f, i, user, 1000, i <= 2 ? 10 : 1000, "{}"), STORE_OK);
     }
-    ck_assert_int_eq(t_new(f.st, 6, "u6", 1005, 1000, "{}"), STORE_FULL);
-    ck_assert_uint_eq(t_count(f.st), 5);
-    ck_assert_int_eq(t_get(f.st, sid(6), 1005, &g), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_new(&f, 6, "u6", 1005, 1000, "{}"), STORE_FULL);
+    ck_assert_uint_eq(t_count(&f), 5);
+    ck_assert_int_eq(t_get(&f, sid(6), 1005, &g), STORE_NOT_FOUND);
 
     /* Sessions 1 and 2 expired at 1010: the create reclaims them, and only them. */
-    ck_assert_int_eq(t_new(f.st, 6, "u6", 1020, 1000, "{}"), STORE_OK);
-    ck_assert_uint_eq(t_count(f.st), 4);
+    ck_assert_int_eq(t_new(&f, 6, "u6", 1020, 1000, "{}"), STORE_OK);
+    ck_assert_uint_eq(t_count(&f), 4);
     for (int i = 3; i <= 6; i++)
-        ck_assert_int_eq(t_get(f.st, sid(i), 1020, &g), STORE_OK);
+        ck_assert_int_eq(t_get(&f, sid(i), 1020, &g), STORE_OK);
     /* Their index entries went with them: session 1's token is free again. */
     struct session s;
-    mk(&s, 7, "u7", 1020, 1000, "{}");
+    mk(&s, 7, "u7", at(&f, 1020), 1000, "{}");
     s.token_hash[0] = 1;
-    ck_assert_int_eq(t_create(f.st, &s, &g), STORE_OK);
-    ck_assert_uint_eq(t_count(f.st), 5);
+    ck_assert_int_eq(t_create(&f, &s, &g), STORE_OK);
+    ck_assert_uint_eq(t_count(&f), 5);
     /* Nothing has expired now, and nothing live is evicted. */
-    ck_assert_int_eq(t_new(f.st, 8, "u8", 1020, 1000, "{}"), STORE_FULL);
-    ck_assert_uint_eq(t_count(f.st), 5);
+    ck_assert_int_eq(t_new(&f, 8, "u8", 1020, 1000, "{}"), STORE_FULL);
+    ck_assert_uint_eq(t_count(&f), 5);
     fx_teardown(&f);
 }
 END_TEST
@@ -446,9 +702,9 @@ START_TEST(update_merge_and_versions)
 {
     struct fx f;
     struct got g;
-    fx_setup(&f, 100, 10, 4096);
-    ck_assert_int_eq(t_new(f.st, 1, "u", 1000, 100, "{\"a\":1,\"b\":{\"c\":2}}"), STORE_OK);
-    ck_assert_int_eq(t_patch(f.st, sid(1), 1010, "{\"b\":{\"c\":null,\"d\":3},\"e\":[1]}", 0, &g),
+    fx_setup(&f, _i, 100, 10, 4096);
+    ck_assert_int_eq(t_new(&f, 1, "u", 1000, 100, "{\"a\":1,\"b\":{\"c\":2}}"), STORE_OK);
+    ck_assert_int_eq(t_patch(&f, sid(1), 1010, "{\"b\":{\"c\":null,\"d\":3},\"e\":[1]}", 0, &g),
                      STORE_OK);
     ck_assert_uint_eq(g.s.version, 2);
     ck_assert_str_eq(g.data, "{\"a\":1,\"b\":{\"d\":3},\"e\":[1]}");
@@ -456,20 +712,23 @@ START_TEST(update_merge_and_versions)
     ck_assert_int_eq(g.s.ttl, 100);
     ck_assert_str_eq(g.s.user, "u");
     ck_assert_int_eq(g.s.created_at, 1000);
-    ck_assert_int_eq(t_get(f.st, sid(1), 1010, &g), STORE_OK);
+    ck_assert_int_eq(t_get(&f, sid(1), 1010, &g), STORE_OK);
     ck_assert_uint_eq(g.s.version, 2);
     ck_assert_str_eq(g.data, "{\"a\":1,\"b\":{\"d\":3},\"e\":[1]}");
 
-    ck_assert_int_eq(t_patch(f.st, sid(1), 1010, "{\"a\":5}", 1, &g), STORE_VERSION);
-    ck_assert_int_eq(t_patch(f.st, sid(1), 1010, "{\"a\":2}", 2, &g), STORE_OK);
+    ck_assert_int_eq(t_patch(&f, sid(1), 1010, "{\"a\":5}", 1, &g), STORE_VERSION);
+    ck_assert_int_eq(t_patch(&f, sid(1), 1010, "{\"a\":2}", 2, &g), STORE_OK);
     ck_assert_uint_eq(g.s.version, 3);
     ck_assert_str_eq(g.data, "{\"a\":2,\"b\":{\"d\":3},\"e\":[1]}");
     /* Every patch is a new version, even one that leaves the data as it was (API.md). */
-    ck_assert_int_eq(t_patch(f.st, sid(1), 1010, "{\"a\":2}", 0, &g), STORE_OK);
+    ck_assert_int_eq(t_patch(&f, sid(1), 1010, "{\"a\":2}", 0, &g), STORE_OK);
     ck_assert_uint_eq(g.s.version, 4);
-    ck_assert_int_eq(t_get(f.st, sid(1), 1010, &g), STORE_OK);
+    ck_assert_int_eq(t_get(&f, sid(1), 1010, &g), STORE_OK);
     ck_assert_uint_eq(g.s.version, 4);
     ck_assert_str_eq(g.data, "{\"a\":2,\"b\":{\"d\":3},\"e\":[1]}");
+    /* The token finds the new state too. */
+    ck_assert_int_eq(t_token(&f, 1, 1010, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 4);
     fx_teardown(&f);
 }
 END_TEST
@@ -478,33 +737,49 @@ START_TEST(update_ttl_and_touch)
 {
     struct fx f;
     struct got g;
-    fx_setup(&f, 100, 10, 4096);
-    ck_assert_int_eq(t_new(f.st, 1, "u", 1000, 100, "{}"), STORE_OK);
+    fx_setup(&f, _i, 100, 10, 4096);
+    ck_assert_int_eq(t_new(&f, 1, "u", 1000, 100, "{}"), STORE_OK);
     struct store_change ttl = {.ttl = 500};
-    ck_assert_int_eq(t_update(f.st, sid(1), 1010, &ttl, &g), STORE_OK);
+    ck_assert_int_eq(t_update(&f, sid(1), 1010, &ttl, &g), STORE_OK);
     ck_assert_uint_eq(g.s.version, 2);
     ck_assert_int_eq(g.s.ttl, 500);
     ck_assert_int_eq(g.s.expires_at, 1100); /* a new ttl without a touch keeps the expiry */
 
     struct store_change touch = {.touch = true};
-    ck_assert_int_eq(t_update(f.st, sid(1), 1050, &touch, &g), STORE_OK);
+    ck_assert_int_eq(t_update(&f, sid(1), 1050, &touch, &g), STORE_OK);
     ck_assert_uint_eq(g.s.version, 2);
     ck_assert_int_eq(g.s.expires_at, 1550);
     ck_assert_str_eq(g.data, "{}");
+    ck_assert_int_eq(t_get(&f, sid(1), 1549, &g), STORE_OK);
+    ck_assert_int_eq(g.s.expires_at, 1550);
+    ck_assert_uint_eq(g.s.version, 2);
 
     struct store_change both = {.ttl = 500, .touch = true}; /* a ttl, even the same: new */
-    ck_assert_int_eq(t_update(f.st, sid(1), 1060, &both, &g), STORE_OK);
+    ck_assert_int_eq(t_update(&f, sid(1), 1060, &both, &g), STORE_OK);
     ck_assert_uint_eq(g.s.version, 3);
+    ck_assert_int_eq(g.s.expires_at, 1560);
+    /* If-Match holds for a ttl change as for a patch. */
+    struct store_change stale = {.ttl = 600, .if_version = 2};
+    ck_assert_int_eq(t_update(&f, sid(1), 1060, &stale, &g), STORE_VERSION);
+    struct store_change fresh = {.ttl = 600, .if_version = 3};
+    ck_assert_int_eq(t_update(&f, sid(1), 1060, &fresh, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 4);
+    ck_assert_int_eq(g.s.ttl, 600);
     ck_assert_int_eq(g.s.expires_at, 1560);
 
     /* The expiry index moved with the session: the old expiry sweeps nothing. */
-    ck_assert_int_eq(store_sweep(f.st, 1100, 10), 0);
-    ck_assert_int_eq(t_get(f.st, sid(1), 1559, &g), STORE_OK);
+    ck_assert_int_eq(t_sweep(&f, 1100, 10), 0);
+    ck_assert_int_eq(t_get(&f, sid(1), 1559, &g), STORE_OK);
     ck_assert_int_eq(g.s.expires_at, 1560);
-    ck_assert_int_eq(store_sweep(f.st, 1559, 10), 0);
-    ck_assert_int_eq(store_sweep(f.st, 1560, 10), 1);
-    ck_assert_uint_eq(t_count(f.st), 0);
-    ck_assert_int_eq(t_update(f.st, sid(1), 1000, &touch, &g), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_token(&f, 1, 1559, &g), STORE_OK);
+    ck_assert_uint_eq(t_count(&f), 1);
+    ck_assert_int_eq(t_sweep(&f, 1559, 10), 0);
+    ck_assert_uint_eq(t_count(&f), 1);
+    ck_assert_int_eq(t_sweep(&f, 1560, 10), f.engine == LMDB ? 1 : 0);
+    ck_assert_uint_eq(t_count(&f), 0);
+    ck_assert_int_eq(t_update(&f, sid(1), 1560, &touch, &g), STORE_NOT_FOUND);
+    if (f.engine == LMDB) /* swept means deleted, at any time; Redis deletes it at 1560 */
+        ck_assert_int_eq(t_update(&f, sid(1), 1000, &touch, &g), STORE_NOT_FOUND);
     fx_teardown(&f);
 }
 END_TEST
@@ -514,23 +789,24 @@ START_TEST(update_refusals)
     struct fx f;
     struct got g;
     char patch[96];
-    fx_setup(&f, 100, 10, 64);
-    ck_assert_int_eq(t_new(f.st, 1, "u", 1000, 100, "{\"a\":1}"), STORE_OK);
-    ck_assert_int_eq(t_patch(f.st, sid(1), 1010, "[1]", 0, &g), STORE_BAD_DATA);
-    ck_assert_int_eq(t_patch(f.st, sid(1), 1010, "\"x\"", 0, &g), STORE_BAD_DATA);
-    ck_assert_int_eq(t_patch(f.st, sid(1), 1010, "{\"b\":", 0, &g), STORE_BAD_DATA);
+    fx_setup(&f, _i, 100, 10, 64);
+    ck_assert_int_eq(t_new(&f, 1, "u", 1000, 100, "{\"a\":1}"), STORE_OK);
+    ck_assert_int_eq(t_patch(&f, sid(1), 1010, "[1]", 0, &g), STORE_BAD_DATA);
+    ck_assert_int_eq(t_patch(&f, sid(1), 1010, "\"x\"", 0, &g), STORE_BAD_DATA);
+    ck_assert_int_eq(t_patch(&f, sid(1), 1010, "{\"b\":", 0, &g), STORE_BAD_DATA);
     snprintf(patch, sizeof patch, "{\"b\":\"%051d\"}", 0); /* {"a":1,"b":"0..0"}: 65 bytes */
-    ck_assert_int_eq(t_patch(f.st, sid(1), 1010, patch, 0, &g), STORE_TOO_BIG);
+    ck_assert_int_eq(t_patch(&f, sid(1), 1010, patch, 0, &g), STORE_TOO_BIG);
     snprintf(patch, sizeof patch, "{\"b\":\"%050d\"}", 0); /* 64 bytes: fits */
-    ck_assert_int_eq(t_get(f.st, sid(1), 1010, &g), STORE_OK);
+    ck_assert_int_eq(t_get(&f, sid(1), 1010, &g), STORE_OK);
     ck_assert_uint_eq(g.s.version, 1);
     ck_assert_str_eq(g.data, "{\"a\":1}");
-    ck_assert_int_eq(t_patch(f.st, sid(1), 1010, patch, 0, &g), STORE_OK);
+    ck_assert_int_eq(t_patch(&f, sid(1), 1010, patch, 0, &g), STORE_OK);
     ck_assert_uint_eq(g.s.data_len, 64);
     ck_assert_uint_eq(g.s.version, 2);
 
-    ck_assert_int_eq(t_patch(f.st, sid(2), 1010, "{}", 0, &g), STORE_NOT_FOUND);
-    ck_assert_int_eq(t_patch(f.st, sid(1), 1100, "{}", 0, &g), STORE_NOT_FOUND); /* expired */
+    ck_assert_int_eq(t_patch(&f, sid(2), 1010, "{}", 0, &g), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_patch(&f, sid(1), 1100, "{}", 0, &g), STORE_NOT_FOUND); /* expired */
+    ck_assert_int_eq(t_patch(&f, "", 1010, "{}", 0, &g), STORE_NOT_FOUND);
     fx_teardown(&f);
 }
 END_TEST
@@ -539,25 +815,26 @@ START_TEST(delete_one)
 {
     struct fx f;
     struct got g;
-    fx_setup(&f, 100, 10, 4096);
-    ck_assert_int_eq(t_new(f.st, 1, "u1", 1000, 100, "{\"k\":1}"), STORE_OK);
-    ck_assert_int_eq(t_new(f.st, 2, "u1", 1001, 100, "{}"), STORE_OK);
-    ck_assert_int_eq(t_delete(f.st, sid(1), &g), STORE_OK);
+    fx_setup(&f, _i, 100, 10, 4096);
+    ck_assert_int_eq(t_new(&f, 1, "u1", 1000, 100, "{\"k\":1}"), STORE_OK);
+    ck_assert_int_eq(t_new(&f, 2, "u1", 1001, 100, "{}"), STORE_OK);
+    ck_assert_int_eq(t_delete(&f, sid(1), &g), STORE_OK);
     ck_assert(g.has_session);
     ck_assert_str_eq(g.s.id, sid(1));
     ck_assert_str_eq(g.s.user, "u1");
     ck_assert_str_eq(g.data, "{\"k\":1}");
-    ck_assert_int_eq(t_get(f.st, sid(1), 1010, &g), STORE_NOT_FOUND);
-    ck_assert_int_eq(t_token(f.st, 1, 1010, &g), STORE_NOT_FOUND);
-    ck_assert_uint_eq(t_list(f.st, "u1", 1010, &g), 1);
+    ck_assert_int_eq(t_get(&f, sid(1), 1010, &g), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_token(&f, 1, 1010, &g), STORE_NOT_FOUND);
+    ck_assert_uint_eq(t_list(&f, "u1", 1010, &g), 1);
     ck_assert_str_eq(g.ids[0], sid(2));
-    ck_assert_int_eq(t_delete(f.st, sid(1), &g), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_delete(&f, sid(1), &g), STORE_NOT_FOUND);
     ck_assert(!g.has_session);
-    ck_assert_uint_eq(t_count(f.st), 1);
+    ck_assert_int_eq(t_delete(&f, "", &g), STORE_NOT_FOUND);
+    ck_assert_uint_eq(t_count(&f), 1);
     /* No index entry of the deleted session is left to point at a new session that
      * happens to take its id. */
-    ck_assert_int_eq(t_new(f.st, 1, "u9", 1000, 100, "{}"), STORE_OK);
-    ck_assert_uint_eq(t_list(f.st, "u1", 1010, &g), 1);
+    ck_assert_int_eq(t_new(&f, 1, "u9", 1000, 100, "{}"), STORE_OK);
+    ck_assert_uint_eq(t_list(&f, "u1", 1010, &g), 1);
     ck_assert_str_eq(g.ids[0], sid(2));
     fx_teardown(&f);
 }
@@ -567,20 +844,24 @@ START_TEST(delete_user)
 {
     struct fx f;
     struct got g;
-    fx_setup(&f, 100, 10, 4096);
-    ck_assert_int_eq(t_new(f.st, 1, "u1", 1000, 10, "{}"), STORE_OK); /* expires at 1010 */
-    ck_assert_int_eq(t_new(f.st, 2, "u1", 1001, 100, "{}"), STORE_OK);
-    ck_assert_int_eq(t_new(f.st, 3, "u1", 1002, 100, "{}"), STORE_OK);
-    ck_assert_int_eq(t_new(f.st, 4, "u2", 1003, 100, "{}"), STORE_OK);
-    ck_assert_uint_eq(t_delete_user(f.st, "u1"), 3);
-    ck_assert_uint_eq(t_count(f.st), 1);
-    ck_assert_uint_eq(t_list(f.st, "u1", 1005, &g), 0);
-    ck_assert_int_eq(t_token(f.st, 2, 1005, &g), STORE_NOT_FOUND);
-    ck_assert_int_eq(t_get(f.st, sid(4), 1005, &g), STORE_OK);
-    ck_assert_uint_eq(t_delete_user(f.st, "u1"), 0);
-    ck_assert_uint_eq(t_delete_user(f.st, "nobody"), 0);
-    ck_assert_uint_eq(t_delete_user(f.st, ""), 0);
-    ck_assert_uint_eq(t_count(f.st), 1);
+    fx_setup(&f, _i, 100, 10, 4096);
+    ck_assert_int_eq(t_new(&f, 1, "u1", 1000, 10, "{}"), STORE_OK); /* expires at 1010 */
+    ck_assert_int_eq(t_new(&f, 2, "u1", 1001, 100, "{}"), STORE_OK);
+    ck_assert_int_eq(t_new(&f, 3, "u1", 1002, 100, "{}"), STORE_OK);
+    ck_assert_int_eq(t_new(&f, 4, "u2", 1003, 100, "{}"), STORE_OK);
+    ck_assert_uint_eq(t_delete_user(&f, "u1"), 3);
+    ck_assert_uint_eq(t_count(&f), 1);
+    ck_assert_uint_eq(t_list(&f, "u1", 1005, &g), 0);
+    ck_assert_int_eq(t_token(&f, 2, 1005, &g), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_get(&f, sid(3), 1005, &g), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_get(&f, sid(4), 1005, &g), STORE_OK);
+    ck_assert_uint_eq(t_delete_user(&f, "u1"), 0);
+    ck_assert_uint_eq(t_delete_user(&f, "nobody"), 0);
+    ck_assert_uint_eq(t_delete_user(&f, ""), 0);
+    ck_assert_uint_eq(t_count(&f), 1);
+    /* The user can start again from nothing. */
+    ck_assert_int_eq(t_new(&f, 2, "u1", 1006, 100, "{}"), STORE_OK);
+    ck_assert_uint_eq(t_list(&f, "u1", 1006, &g), 1);
     fx_teardown(&f);
 }
 END_TEST
@@ -589,22 +870,42 @@ START_TEST(list_oldest_first)
 {
     struct fx f;
     struct got g;
-    fx_setup(&f, 100, 10, 4096);
-    ck_assert_int_eq(t_new(f.st, 1, "u", 3000, 10000, "{}"), STORE_OK);
-    ck_assert_int_eq(t_new(f.st, 2, "u", 1000, 10000, "{}"), STORE_OK);
-    ck_assert_int_eq(t_new(f.st, 3, "u", 2000, 10000, "{}"), STORE_OK);
-    ck_assert_int_eq(t_new(f.st, 4, "u", 500, 10, "{}"), STORE_OK); /* expired at 510 */
-    ck_assert_int_eq(t_new(f.st, 5, "v", 1500, 10000, "{}"), STORE_OK);
-    ck_assert_uint_eq(t_list(f.st, "u", 3000, &g), 3);
+    fx_setup(&f, _i, 100, 10, 4096);
+    ck_assert_int_eq(t_new(&f, 1, "u", 3000, 10000, "{}"), STORE_OK);
+    ck_assert_int_eq(t_new(&f, 2, "u", 1000, 10000, "{}"), STORE_OK);
+    ck_assert_int_eq(t_new(&f, 3, "u", 2000, 10000, "{}"), STORE_OK);
+    ck_assert_int_eq(t_new(&f, 6, "u", 2000, 10000, "{}"), STORE_OK); /* 3's time: by id */
+    ck_assert_int_eq(t_new(&f, 4, "u", 500, 10, "{}"), STORE_OK); /* expired at 510 */
+    ck_assert_int_eq(t_new(&f, 5, "v", 1500, 10000, "{}"), STORE_OK);
+    ck_assert_uint_eq(t_list(&f, "u", 3000, &g), 4);
     ck_assert_str_eq(g.ids[0], sid(2));
     ck_assert_int_eq(g.created[0], 1000);
     ck_assert_str_eq(g.ids[1], sid(3));
     ck_assert_int_eq(g.created[1], 2000);
-    ck_assert_str_eq(g.ids[2], sid(1));
-    ck_assert_int_eq(g.created[2], 3000);
-    ck_assert_uint_eq(t_list(f.st, "u", 505, &g), 4);
+    ck_assert_str_eq(g.ids[2], sid(6));
+    ck_assert_int_eq(g.created[2], 2000);
+    ck_assert_str_eq(g.ids[3], sid(1));
+    ck_assert_int_eq(g.created[3], 3000);
+    ck_assert_uint_eq(t_list(&f, "u", 505, &g), 5);
     ck_assert_str_eq(g.ids[0], sid(4));
-    ck_assert_uint_eq(t_list(f.st, "nobody", 3000, &g), 0);
+    ck_assert_uint_eq(t_list(&f, "nobody", 3000, &g), 0);
+    ck_assert_uint_eq(t_list(&f, "", 3000, &g), 0);
+    fx_teardown(&f);
+}
+END_TEST
+
+/* ---- LMDB only ---- */
+
+START_TEST(sync_mode_round_trip)
+{
+    struct fx f;
+    struct got g;
+    fx_conf(&f, LMDB, 100, 10, 4096);
+    f.c.store_sync = true;
+    fx_start(&f);
+    ck_assert_int_eq(t_new(&f, 1, "u", 1000, 60, "{}"), STORE_OK);
+    ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_OK);
+    ck_assert_str_eq(g.data, "{}");
     fx_teardown(&f);
 }
 END_TEST
@@ -614,27 +915,27 @@ START_TEST(sweep_in_batches)
     struct fx f;
     struct got g;
     char user[16];
-    fx_setup(&f, 100, 100, 4096);
+    fx_setup(&f, LMDB, 100, 100, 4096);
     for (int i = 1; i <= 10; i++) {
         snprintf(user, sizeof user, "u%d", i % 3);
-        ck_assert_int_eq(t_new(f.st, i, user, 1000, i <= 7 ? 10 + i : 1000, "{}"), STORE_OK);
+        ck_assert_int_eq(t_new(&f, i, user, 1000, i <= 7 ? 10 + i : 1000, "{}"), STORE_OK);
     }
     ck_assert_int_eq(store_sweep(f.st, 1010, 100), 0);
     ck_assert_int_eq(store_sweep(f.st, 1017, 0), 0);
     ck_assert_int_eq(store_sweep(f.st, 1017, 3), 3);
-    ck_assert_uint_eq(t_count(f.st), 7);
+    ck_assert_uint_eq(t_count(&f), 7);
     ck_assert_int_eq(store_sweep(f.st, 1017, 3), 3);
     ck_assert_int_eq(store_sweep(f.st, 1017, 3), 1);
     ck_assert_int_eq(store_sweep(f.st, 1017, 3), 0);
-    ck_assert_uint_eq(t_count(f.st), 3);
+    ck_assert_uint_eq(t_count(&f), 3);
     for (int i = 8; i <= 10; i++)
-        ck_assert_int_eq(t_get(f.st, sid(i), 1017, &g), STORE_OK);
+        ck_assert_int_eq(t_get(&f, sid(i), 1017, &g), STORE_OK);
     /* Nothing of the swept ones is left: their ids and tokens can be used again. */
-    ck_assert_uint_eq(t_list(f.st, "u1", 900, &g), 1);
+    ck_assert_uint_eq(t_list(&f, "u1", 900, &g), 1);
     ck_assert_str_eq(g.ids[0], sid(10));
     for (int i = 1; i <= 7; i++)
-        ck_assert_int_eq(t_new(f.st, i, "again", 2000, 10, "{}"), STORE_OK);
-    ck_assert_uint_eq(t_count(f.st), 10);
+        ck_assert_int_eq(t_new(&f, i, "again", 2000, 10, "{}"), STORE_OK);
+    ck_assert_uint_eq(t_count(&f), 10);
     fx_teardown(&f);
 }
 END_TEST
@@ -642,7 +943,7 @@ END_TEST
 /* A callback may call the store again (the engine calls back before returning), and what
  * it was handed stays valid and unchanged meanwhile. */
 struct nested {
-    struct store *st;
+    struct fx *f;
     int calls;
     enum store_status inner_get, inner_update;
     char before[64], after[64];
@@ -656,15 +957,15 @@ on_nested(void *arg, enum store_status status, const struct session *s)
     n->calls++;
     ck_assert_int_eq(status, STORE_OK);
     snprintf(n->before, sizeof n->before, "%.*s", (int)s->data_len, s->data);
-    n->inner_get = t_get(n->st, sid(2), 1000, &g);
+    n->inner_get = t_get(n->f, sid(2), 1000, &g);
     if (n->inner_get == STORE_OK)
-        n->inner_get = t_get(n->st, sid(1), 1000, &g);
+        n->inner_get = t_get(n->f, sid(1), 1000, &g);
     /* Several commits, so that LMDB would reuse the pages the outer read still sees if
      * that read had lost its snapshot. */
     for (int i = 2; i <= 20; i++) {
         char patch[24];
         snprintf(patch, sizeof patch, "{\"a\":%d}", i);
-        n->inner_update = t_patch(n->st, sid(1), 1000, patch, 0, &g);
+        n->inner_update = t_patch(n->f, sid(1), 1000, patch, 0, &g);
     }
     snprintf(n->after, sizeof n->after, "%.*s", (int)s->data_len, s->data);
 }
@@ -673,24 +974,24 @@ START_TEST(callbacks_may_call_again)
 {
     struct fx f;
     struct got g;
-    fx_setup(&f, 100, 10, 4096);
-    ck_assert_int_eq(t_new(f.st, 1, "u", 1000, 100, "{\"a\":1}"), STORE_OK);
-    ck_assert_int_eq(t_new(f.st, 2, "u", 1000, 100, "{}"), STORE_OK);
-    struct nested n = {.st = f.st};
+    fx_setup(&f, LMDB, 100, 10, 4096);
+    ck_assert_int_eq(t_new(&f, 1, "u", 1000, 100, "{\"a\":1}"), STORE_OK);
+    ck_assert_int_eq(t_new(&f, 2, "u", 1000, 100, "{}"), STORE_OK);
+    struct nested n = {.f = &f};
     store_get(f.st, sid(1), 1000, on_nested, &n);
     ck_assert_int_eq(n.calls, 1);
     ck_assert_int_eq(n.inner_get, STORE_OK);
     ck_assert_int_eq(n.inner_update, STORE_OK);
     ck_assert_str_eq(n.before, "{\"a\":1}");
     ck_assert_str_eq(n.after, "{\"a\":1}"); /* the outer read's snapshot */
-    ck_assert_int_eq(t_get(f.st, sid(1), 1000, &g), STORE_OK);
+    ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_OK);
     ck_assert_str_eq(g.data, "{\"a\":20}");
     ck_assert_uint_eq(g.s.version, 20);
     fx_teardown(&f);
 }
 END_TEST
 
-/* ---- several processes ---- */
+/* ---- LMDB only: several processes ---- */
 
 static char
 pipe_read_byte(int fd)
@@ -743,7 +1044,7 @@ START_TEST(two_processes_see_each_other)
     struct fx f;
     struct got g;
     int down[2], up[2], status;
-    fx_conf(&f, 100, 10, 4096);
+    fx_conf(&f, LMDB, 100, 10, 4096);
     fx_prepare(&f.c);
     ck_assert_int_eq(pipe(down), 0);
     ck_assert_int_eq(pipe(up), 0);
@@ -752,15 +1053,15 @@ START_TEST(two_processes_see_each_other)
     if (pid == 0)
         two_handles_child(&f.c, down[0], up[1]);
     /* Both open after the fork, as workers do. */
-    f.st = fx_open(&f.c);
-    ck_assert_int_eq(t_get(f.st, sid(2), 1000, &g), STORE_NOT_FOUND); /* a read txn, reused */
-    ck_assert_int_eq(t_new(f.st, 1, "u", 1000, 100, "{\"from\":\"parent\"}"), STORE_OK);
+    f.st = fx_open(&f, &f.c);
+    ck_assert_int_eq(t_get(&f, sid(2), 1000, &g), STORE_NOT_FOUND); /* a read txn, reused */
+    ck_assert_int_eq(t_new(&f, 1, "u", 1000, 100, "{\"from\":\"parent\"}"), STORE_OK);
     pipe_write_byte(down[1], 'a');
     ck_assert_int_eq(pipe_read_byte(up[0]), '1');
-    ck_assert_int_eq(t_get(f.st, sid(2), 1000, &g), STORE_OK);
+    ck_assert_int_eq(t_get(&f, sid(2), 1000, &g), STORE_OK);
     ck_assert_str_eq(g.data, "{\"from\":\"child\"}");
-    ck_assert_uint_eq(t_list(f.st, "u", 1000, &g), 2);
-    ck_assert_int_eq(t_patch(f.st, sid(2), 1000, "{\"seen\":true}", 1, &g), STORE_OK);
+    ck_assert_uint_eq(t_list(&f, "u", 1000, &g), 2);
+    ck_assert_int_eq(t_patch(&f, sid(2), 1000, "{\"seen\":true}", 1, &g), STORE_OK);
     pipe_write_byte(down[1], 'b');
     ck_assert_int_eq(pipe_read_byte(up[0]), '1');
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
@@ -774,8 +1075,8 @@ START_TEST(forked_child_writes)
     struct fx f;
     struct got g;
     int status;
-    fx_setup(&f, 100, 10, 4096);
-    ck_assert_int_eq(t_get(f.st, sid(1), 1000, &g), STORE_NOT_FOUND);
+    fx_setup(&f, LMDB, 100, 10, 4096);
+    ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_NOT_FOUND);
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
@@ -793,10 +1094,10 @@ START_TEST(forked_child_writes)
     }
     ck_assert_int_eq(waitpid(pid, &status, 0), pid);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    ck_assert_int_eq(t_get(f.st, sid(1), 1000, &g), STORE_OK);
+    ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_OK);
     ck_assert_str_eq(g.s.user, "child");
     ck_assert_str_eq(g.data, "{\"pid\":1}");
-    ck_assert_int_eq(t_token(f.st, 1, 1000, &g), STORE_OK);
+    ck_assert_int_eq(t_token(&f, 1, 1000, &g), STORE_OK);
     fx_teardown(&f);
 }
 END_TEST
@@ -821,14 +1122,6 @@ creating_child(const struct conf *c, int first, int out)
         if (write(out, &i, sizeof i) != sizeof i)
             _exit(3);
     }
-}
-
-static int64_t
-now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Read every id the child reports, for ms milliseconds from the first one (a loaded
@@ -865,7 +1158,7 @@ START_TEST(kill_9_in_the_middle)
     struct got g;
     enum { MAX_IDS = 200000 };
     int *ids = malloc(MAX_IDS * sizeof *ids), status;
-    fx_conf(&f, 1000000, 100000, 256);
+    fx_conf(&f, LMDB, 1000000, 100000, 256);
     fx_prepare(&f.c);
     size_t total = 0;
     for (int round = 0; round < 3; round++) {
@@ -888,19 +1181,19 @@ START_TEST(kill_9_in_the_middle)
 
         /* As the master would at its next start, then as a fresh worker. */
         fx_prepare(&f.c);
-        f.st = fx_open(&f.c);
+        f.st = fx_open(&f, &f.c);
         for (size_t i = 0; i < n; i++) {
             char data[64];
             snprintf(data, sizeof data, "{\"i\":%d}", ids[i]);
-            ck_assert_int_eq(t_get(f.st, sid(ids[i]), 2000, &g), STORE_OK);
+            ck_assert_int_eq(t_get(&f, sid(ids[i]), 2000, &g), STORE_OK);
             ck_assert_str_eq(g.data, data);
         }
-        uint64_t count = t_count(f.st);
+        uint64_t count = t_count(&f);
         ck_assert_uint_ge(count, total);
         ck_assert_uint_le(count, total + 1); /* at most the create being acknowledged */
         total = count;
         /* The writer lock is free again: a create and a sweep go through. */
-        ck_assert_int_eq(t_new(f.st, 900000000 + round, "after", 2000, 10, "{}"), STORE_OK);
+        ck_assert_int_eq(t_new(&f, 900000000 + round, "after", 2000, 10, "{}"), STORE_OK);
         ck_assert_int_eq(store_sweep(f.st, 2010, 10), 1);
         store_close(f.st);
         f.st = NULL;
@@ -910,7 +1203,7 @@ START_TEST(kill_9_in_the_middle)
 }
 END_TEST
 
-/* ---- full map ---- */
+/* ---- LMDB only: full map ---- */
 
 /* Fill the file with large sessions under a roomy config, then reopen it with a config
  * whose map (1 MiB, smaller than the file) has no room to grow: creates must answer
@@ -920,40 +1213,40 @@ START_TEST(map_full_is_store_full)
     struct fx f;
     struct got g;
     char big[4100], user[SESSION_USER_MAX + 1];
-    fx_setup(&f, 100000, 1000000, 4096);
+    fx_setup(&f, LMDB, 100000, 1000000, 4096);
     snprintf(big, sizeof big, "{\"p\":\"%03990d\"}", 0);
     for (int i = 1; i <= 200; i++) {
         snprintf(user, sizeof user, "big%d", i);
-        ck_assert_int_eq(t_new(f.st, i, user, 1000, 100000, big), STORE_OK);
+        ck_assert_int_eq(t_new(&f, i, user, 1000, 100000, big), STORE_OK);
     }
     store_close(f.st);
 
     struct conf small = f.c;
     small.max_sessions = 990; /* 990 x (16 + 512) x 2 < 1 MiB */
     small.session_max_bytes = 16;
-    f.st = fx_open(&small);
+    f.st = fx_open(&f, &small);
     enum store_status last = STORE_OK;
     int i;
     for (i = 1000; i < 1790 && last == STORE_OK; i++) {
         snprintf(user, sizeof user, "%0100d", i);
-        last = t_new(f.st, i, user, 1000, 100000, "{}");
+        last = t_new(&f, i, user, 1000, 100000, "{}");
     }
     ck_assert_int_eq(last, STORE_FULL);
-    uint64_t count = t_count(f.st);
+    uint64_t count = t_count(&f);
     ck_assert_uint_lt(count, 990); /* the map was full, not the count */
     ck_assert_uint_eq(count, 200 + (uint64_t)(i - 1 - 1000));
-    ck_assert_int_eq(t_get(f.st, sid(i - 1), 1000, &g), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_get(&f, sid(i - 1), 1000, &g), STORE_NOT_FOUND);
     ck_assert_ptr_nonnull(strstr(store_last_error(f.st), "MDB_MAP_FULL"));
     struct store_info info;
     store_info(f.st, &info);
     ck_assert(info.healthy);
-    ck_assert_int_eq(t_get(f.st, sid(7), 1000, &g), STORE_OK);
+    ck_assert_int_eq(t_get(&f, sid(7), 1000, &g), STORE_OK);
     ck_assert_uint_eq(g.s.data_len, strlen(big));
     store_close(f.st);
 
     /* The roomy config again: there is room. */
-    f.st = fx_open(&f.c);
-    ck_assert_int_eq(t_new(f.st, i - 1, "again", 1000, 100000, "{}"), STORE_OK);
+    f.st = fx_open(&f, &f.c);
+    ck_assert_int_eq(t_new(&f, i - 1, "again", 1000, 100000, "{}"), STORE_OK);
     fx_teardown(&f);
 }
 END_TEST
@@ -973,7 +1266,7 @@ START_TEST(prepare_creates_what_is_missing)
     struct fx f;
     struct stat sb;
     char want[8192];
-    fx_conf(&f, 100, 10, 4096);
+    fx_conf(&f, LMDB, 100, 10, 4096);
     snprintf(f.c.store_path, sizeof f.c.store_path, "%s/a/b/sessions.db", f.dir);
     char err[CONF_ERR_LEN] = "";
     f.st = store_open(&f.c, NULL, err, sizeof err); /* open does not create directories */
@@ -991,7 +1284,7 @@ START_TEST(prepare_creates_what_is_missing)
     ck_assert_int_eq(stat(want, &sb), 0);
     ck_assert_int_eq(sb.st_mode & 0777, 0700);
     fx_prepare(&f.c); /* and again, on an existing store */
-    f.st = fx_open(&f.c);
+    f.st = fx_open(&f, &f.c);
     fx_teardown(&f);
 }
 END_TEST
@@ -1000,7 +1293,7 @@ START_TEST(prepare_errors)
 {
     struct fx f;
     char want[8192], file[128];
-    fx_conf(&f, 100, 10, 4096);
+    fx_conf(&f, LMDB, 100, 10, 4096);
 
     snprintf(file, sizeof file, "%s/file", f.dir);
     FILE *fp = fopen(file, "w");
@@ -1022,6 +1315,13 @@ START_TEST(prepare_errors)
     snprintf(f.c.store_path, sizeof f.c.store_path, "%s", f.dir);
     snprintf(want, sizeof want, "store_path %s: Is a directory", f.dir);
     expect_prepare_error(&f.c, want);
+
+    /* A config built by hand may name an engine that does not exist. */
+    snprintf(f.c.store, sizeof f.c.store, "mem");
+    expect_prepare_error(&f.c, "store \"mem\": must be lmdb or redis");
+    char err[CONF_ERR_LEN] = "";
+    ck_assert_ptr_null(store_open(&f.c, NULL, err, sizeof err));
+    ck_assert_str_eq(err, "store \"mem\": must be lmdb or redis");
     fx_teardown(&f);
 }
 END_TEST
@@ -1030,7 +1330,7 @@ START_TEST(prepare_checks_free_space)
 {
     struct fx f;
     char err[CONF_ERR_LEN] = "", start[8192];
-    fx_conf(&f, 100000000, 10, 1024 * 1024);
+    fx_conf(&f, LMDB, 100000000, 10, 1024 * 1024);
     ck_assert_int_eq(store_prepare(&f.c, err, sizeof err), -1);
     /* 1e8 x (1 MiB + 512) x 2 bytes = 200097656.25 MiB, rounded up. */
     snprintf(start, sizeof start, "store_path %s: the disk has ", f.c.store_path);
@@ -1081,7 +1381,7 @@ START_TEST(prepare_permission_denied)
 {
     struct fx f;
     char want[8192], ro[128];
-    fx_conf(&f, 100, 10, 4096);
+    fx_conf(&f, LMDB, 100, 10, 4096);
     ck_assert_int_eq(chmod(f.dir, 0755), 0);
     snprintf(ro, sizeof ro, "%s/ro", f.dir);
     ck_assert_int_eq(mkdir(ro, 0555), 0);
@@ -1099,26 +1399,539 @@ START_TEST(prepare_permission_denied)
 }
 END_TEST
 
-Suite *
-store_suite(void)
+/* ---- Redis only ---- */
+
+/* A second handle on f's Redis, as another worker or instance would have: the same loop
+ * and times, its own connection. */
+static struct fx
+fx_other(struct fx *f, const struct conf *c)
 {
-    Suite *s = suite_create("store");
+    struct fx o = *f;
+    o.st = fx_open(f, c);
+    ck_assert_msg(fx_run_until(f, healthy, o.st, 10000), "not connected: %s",
+                  store_last_error(o.st));
+    return o;
+}
+
+/* The prefix keeps two deployments apart on one Redis; the keys are where the engine's
+ * header says, and Redis expires them at the session's expiry. */
+START_TEST(redis_prefix_and_keys)
+{
+    struct fx f;
+    struct got g;
+    fx_setup(&f, REDIS, 100, 10, 4096);
+    struct conf c2 = f.c;
+    snprintf(c2.redis_prefix, sizeof c2.redis_prefix, "other:");
+    struct fx b = fx_other(&f, &c2);
+
+    ck_assert_int_eq(t_new(&f, 1, "u", 1000, 3600, "{\"a\":1}"), STORE_OK);
+    ck_assert_int_eq(t_get(&b, sid(1), 1000, &g), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_new(&b, 1, "u", 1000, 3600, "{\"b\":2}"), STORE_OK); /* same id, token */
+    ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_OK);
+    ck_assert_str_eq(g.data, "{\"a\":1}");
+    ck_assert_int_eq(t_token(&b, 1, 1000, &g), STORE_OK);
+    ck_assert_str_eq(g.data, "{\"b\":2}");
+    ck_assert_uint_eq(t_count(&f), 1);
+    ck_assert_uint_eq(t_count(&b), 1);
+
+    redisContext *rc = redis_admin(&f);
+    long long left = redis_int(rc, "TTL %s", "test:s:s000000000000000000001");
+    ck_assert_int_ge(left, 1000 + 3600 - 5);
+    ck_assert_int_le(left, 1000 + 3600);
+    struct session s;
+    char key[128];
+    mk(&s, 1, "u", 0, 0, "");
+    strcpy(key, "test:t:");
+    for (int i = 0; i < SESSION_HASH_LEN; i++)
+        snprintf(key + 7 + 2 * i, 3, "%02x", s.token_hash[i]);
+    ck_assert_int_ge(redis_int(rc, "TTL %s", key), 1000 + 3600 - 5);
+    ck_assert_int_ge(redis_int(rc, "TTL %s", "test:u:u"), 1000 + 3600 - 5);
+    ck_assert_int_eq(redis_int(rc, "ZCARD %s", "test:all"), 1);
+    ck_assert_int_eq(redis_int(rc, "EXISTS %s", "other:s:s000000000000000000001"), 1);
+
+    /* A touch moves the expiry of every key with it. */
+    struct store_change touch = {.touch = true};
+    ck_assert_int_eq(t_update(&f, sid(1), 2000, &touch, &g), STORE_OK);
+    ck_assert_int_eq(g.s.expires_at, 5600);
+    ck_assert_int_ge(redis_int(rc, "TTL %s", "test:s:s000000000000000000001"), 5600 - 5);
+    ck_assert_int_ge(redis_int(rc, "TTL %s", key), 5600 - 5);
+    ck_assert_int_ge(redis_int(rc, "TTL %s", "test:u:u"), 5600 - 5);
+
+    ck_assert_uint_eq(t_delete_user(&f, "u"), 1);
+    ck_assert_int_eq(redis_int(rc, "EXISTS %s", "test:s:s000000000000000000001"), 0);
+    ck_assert_int_eq(redis_int(rc, "EXISTS %s", key), 0);
+    ck_assert_int_eq(redis_int(rc, "EXISTS %s", "test:u:u"), 0);
+    ck_assert_int_eq(t_get(&b, sid(1), 1000, &g), STORE_OK);
+    ck_assert_uint_eq(t_count(&b), 1);
+    ck_assert_uint_eq(t_count(&f), 0);
+    redisFree(rc);
+    store_close(b.st);
+    fx_teardown(&f);
+}
+END_TEST
+
+/* Redis forgets its scripts (SCRIPT FLUSH, a restart): the next calls get NOSCRIPT and are
+ * sent again with the script's body, several at once included. */
+START_TEST(redis_noscript_recovery)
+{
+    struct fx f;
+    struct got g, many[6];
+    fx_setup(&f, REDIS, 100, 10, 4096);
+    ck_assert_int_eq(t_new(&f, 1, "u", 1000, 100, "{\"a\":1}"), STORE_OK);
+    redisContext *rc = redis_admin(&f);
+    freeReplyObject(redis_cmd(rc, "SCRIPT FLUSH"));
+    ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_OK);
+    ck_assert_str_eq(g.data, "{\"a\":1}");
+
+    freeReplyObject(redis_cmd(rc, "SCRIPT FLUSH"));
+    memset(many, 0, sizeof many);
+    struct session s;
+    mk(&s, 2, "u", at(&f, 1000), 100, "{}");
+    store_create(f.st, &s, on_session, &many[0]);
+    store_get(f.st, sid(1), at(&f, 1000), on_session, &many[1]);
+    struct store_change ch = {.patch = "{\"b\":2}", .patch_len = 7};
+    store_update(f.st, sid(1), at(&f, 1000), &ch, on_session, &many[2]);
+    store_list_user(f.st, "u", at(&f, 1000), on_list, &many[3]);
+    store_count(f.st, on_count, &many[4]);
+    store_delete_user(f.st, "nobody", on_count, &many[5]);
+    for (int i = 0; i < 6; i++) {
+        ck_assert(fx_run_until(&f, called, &many[i], 10000));
+        ck_assert_int_eq(many[i].status, STORE_OK);
+    }
+    fx_pause(&f, 50);
+    for (int i = 0; i < 6; i++)
+        ck_assert_int_eq(many[i].calls, 1);
+    ck_assert_str_eq(many[2].data, "{\"a\":1,\"b\":2}");
+    ck_assert_uint_eq(many[3].nlist, 2);
+    ck_assert_uint_eq(many[4].n, 2);
+    ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 2);
+    redisFree(rc);
+    fx_teardown(&f);
+}
+END_TEST
+
+/* A Redis that stops answering: the calls in flight fail within redis_timeout, each once;
+ * calls meanwhile fail at once; when it answers again, so does the store. */
+START_TEST(redis_timeout)
+{
+    struct fx f;
+    struct got g, inflight[3];
+    fx_conf(&f, REDIS, 100, 10, 4096);
+    f.c.redis_timeout_ms = 300;
+    redis_start(&f, NULL);
+    fx_start(&f);
+    ck_assert_int_eq(t_new(&f, 1, "u", 1000, 100, "{}"), STORE_OK);
+
+    ck_assert_int_eq(kill(f.redis_pid, SIGSTOP), 0);
+    memset(inflight, 0, sizeof inflight);
+    int64_t t = now_ms();
+    store_get(f.st, sid(1), at(&f, 1000), on_session, &inflight[0]);
+    store_update(f.st, sid(1), at(&f, 1000), &(struct store_change){.touch = true}, on_session,
+                 &inflight[1]);
+    store_count(f.st, on_count, &inflight[2]);
+    for (int i = 0; i < 3; i++)
+        ck_assert(fx_run_until(&f, called, &inflight[i], 5000));
+    int64_t took = now_ms() - t;
+    ck_assert_msg(took <= 300 + 200, "the timeout took %lld ms", (long long)took);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(inflight[i].status, STORE_UNAVAILABLE);
+    ck_assert_ptr_nonnull(strstr(store_last_error(f.st), "no reply within 300 ms"));
+    struct store_info info;
+    store_info(f.st, &info);
+    ck_assert_str_eq(info.circuit, "open");
+    ck_assert(!info.healthy);
+
+    /* While it is open, calls fail without waiting. */
+    t = now_ms();
+    ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_UNAVAILABLE);
+    ck_assert_int_lt(now_ms() - t, 100);
+    fx_pause(&f, 400); /* reconnects meet the stopped server and time out too */
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(inflight[i].calls, 1);
+
+    ck_assert_int_eq(kill(f.redis_pid, SIGCONT), 0);
+    t = now_ms();
+    enum store_status st = STORE_UNAVAILABLE;
+    while (st == STORE_UNAVAILABLE && now_ms() - t < 10000) {
+        fx_pause(&f, 50);
+        st = t_get(&f, sid(1), 1000, &g);
+    }
+    ck_assert_int_eq(st, STORE_OK);
+    store_info(f.st, &info);
+    ck_assert_str_eq(info.circuit, "closed");
+    ck_assert(info.healthy);
+    fx_teardown(&f);
+}
+END_TEST
+
+/* A worker whose loop stalls past redis_timeout while the reply waits in the socket: the
+ * reply counts, not the clock. */
+START_TEST(redis_stalled_loop_is_no_timeout)
+{
+    struct fx f;
+    struct got g;
+    fx_conf(&f, REDIS, 100, 10, 4096);
+    f.c.redis_timeout_ms = 200;
+    redis_start(&f, NULL);
+    fx_start(&f);
+    ck_assert_int_eq(t_new(&f, 1, "u", 1000, 100, "{}"), STORE_OK);
+    memset(&g, 0, sizeof g);
+    store_get(f.st, sid(1), at(&f, 1000), on_session, &g);
+    ev_run(f.loop, EVRUN_NOWAIT); /* the command goes out */
+    usleep(500 * 1000);           /* the loop stalls; the reply comes meanwhile */
+    ck_assert(fx_run_until(&f, called, &g, 5000));
+    ck_assert_int_eq(g.status, STORE_OK);
+    ck_assert(healthy(f.st));
+    fx_teardown(&f);
+}
+END_TEST
+
+static bool
+circuit_open(const void *arg)
+{
+    struct store_info info;
+    store_info(arg, &info);
+    return strcmp(info.circuit, "open") == 0;
+}
+
+/* Redis goes away: calls fail fast behind an open circuit; Redis comes back on the same
+ * port: within about two seconds the store serves again, by itself. */
+START_TEST(redis_outage)
+{
+    struct fx f;
+    struct got g, inflight;
+    fx_setup(&f, REDIS, 100, 10, 4096);
+    ck_assert_int_eq(t_new(&f, 1, "u", 1000, 100, "{}"), STORE_OK);
+    memset(&inflight, 0, sizeof inflight);
+    store_get(f.st, sid(1), at(&f, 1000), on_session, &inflight);
+    redis_kill(&f);
+    ck_assert(fx_run_until(&f, called, &inflight, 5000));
+    ck_assert(inflight.status == STORE_UNAVAILABLE || inflight.status == STORE_OK);
+    ck_assert_msg(fx_run_until(&f, circuit_open, f.st, 1000), "the circuit did not open");
+    struct store_info info;
+    store_info(f.st, &info);
+    ck_assert(!info.healthy);
+
+    for (int i = 0; i < 5; i++) {
+        int64_t t = now_ms();
+        ck_assert_int_eq(t_new(&f, 2, "u", 1000, 100, "{}"), STORE_UNAVAILABLE);
+        ck_assert_int_lt(now_ms() - t, 100);
+    }
+    ck_assert_ptr_nonnull(strstr(store_last_error(f.st), "redis unavailable (circuit open)"));
+    ck_assert_int_eq(inflight.calls, 1);
+
+    redis_start(&f, NULL);
+    int64_t back = now_ms();
+    enum store_status st = STORE_UNAVAILABLE;
+    while (st == STORE_UNAVAILABLE && now_ms() - back < 10000) {
+        fx_pause(&f, 50);
+        st = t_new(&f, 3, "u", 1000, 100, "{}");
+    }
+    ck_assert_int_eq(st, STORE_OK);
+    int64_t took = now_ms() - back;
+    ck_assert_msg(took < 2500, "recovered %lld ms after Redis was back", (long long)took);
+    store_info(f.st, &info);
+    ck_assert_str_eq(info.circuit, "closed");
+    ck_assert(info.healthy);
+    ck_assert_int_eq(t_get(&f, sid(3), 1000, &g), STORE_OK);
+    fx_teardown(&f);
+}
+END_TEST
+
+/* Redis down when the worker starts: prepare and open succeed, calls fail, and the store
+ * serves once Redis is up. */
+START_TEST(redis_down_at_start)
+{
+    struct fx f;
+    struct got g;
+    fx_conf(&f, REDIS, 100, 10, 4096);
+    fx_prepare(&f.c);
+    f.st = fx_open(&f, &f.c);
+    struct store_info info;
+    store_info(f.st, &info);
+    ck_assert(!info.healthy);
+    ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_UNAVAILABLE);
+    ck_assert_ptr_nonnull(strstr(store_last_error(f.st), "Connection refused"));
+    ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_UNAVAILABLE);
+    redis_start(&f, NULL);
+    enum store_status st = STORE_UNAVAILABLE;
+    for (int64_t t = now_ms(); st == STORE_UNAVAILABLE && now_ms() - t < 10000;) {
+        fx_pause(&f, 50);
+        st = t_new(&f, 1, "u", 1000, 100, "{}");
+    }
+    ck_assert_int_eq(st, STORE_OK);
+    ck_assert(healthy(f.st));
+    fx_teardown(&f);
+}
+END_TEST
+
+/* store_prepare checks the URL and nothing else. */
+START_TEST(redis_prepare_checks_the_url)
+{
+    struct fx f;
+    char err[CONF_ERR_LEN] = "";
+    fx_conf(&f, REDIS, 100, 10, 4096);
+    fx_prepare(&f.c); /* nothing listens there: fine */
+    snprintf(f.c.redis_url, sizeof f.c.redis_url, "redis://:secret@127.0.0.1:0/0");
+    expect_prepare_error(&f.c, "redis_url: bad port \"0\" (1 to 65535)");
+    ck_assert_ptr_null(store_open(&f.c, f.loop, err, sizeof err));
+    ck_assert_str_eq(err, "redis_url: bad port \"0\" (1 to 65535)");
+    snprintf(f.c.redis_url, sizeof f.c.redis_url, "rediss://127.0.0.1:6380/0");
+    expect_prepare_error(&f.c, "redis_url: rediss:// (TLS) is not supported yet; use redis:// "
+                               "on a trusted network, or a TLS tunnel");
+    snprintf(f.c.redis_url, sizeof f.c.redis_url, "redis://127.0.0.1:6379/0");
+    ck_assert_ptr_null(store_open(&f.c, NULL, err, sizeof err));
+    ck_assert_str_eq(err, "store redis: needs the worker's event loop");
+    fx_teardown(&f);
+}
+END_TEST
+
+/* A password (percent-encoded in the URL) and a database other than 0; a wrong password
+ * is a clear error, not a crash or a hang. */
+START_TEST(redis_auth_and_db)
+{
+    static const char *const auth[] = {"--requirepass", "p@ss word", NULL};
+    struct fx f;
+    struct got g;
+    fx_conf(&f, REDIS, 100, 10, 4096);
+    redis_start(&f, auth);
+    snprintf(f.c.redis_url, sizeof f.c.redis_url, "redis://:p%%40ss%%20word@127.0.0.1:%d/3",
+             f.redis_port);
+    fx_start(&f);
+    ck_assert_int_eq(t_new(&f, 1, "u", 1000, 100, "{}"), STORE_OK);
+    ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_OK);
+    redisContext *rc = redis_admin(&f);
+    freeReplyObject(redis_cmd(rc, "AUTH %s", "p@ss word"));
+    freeReplyObject(redis_cmd(rc, "SELECT 3"));
+    ck_assert_int_eq(redis_int(rc, "EXISTS %s", "test:s:s000000000000000000001"), 1);
+    freeReplyObject(redis_cmd(rc, "SELECT 0"));
+    ck_assert_int_eq(redis_int(rc, "EXISTS %s", "test:s:s000000000000000000001"), 0);
+    redisFree(rc);
+
+    struct conf c2 = f.c; /* the same with a user name (Redis 6 ACL) */
+    snprintf(c2.redis_url, sizeof c2.redis_url, "redis://default:p%%40ss%%20word@127.0.0.1:%d/3",
+             f.redis_port);
+    struct fx b = fx_other(&f, &c2);
+    ck_assert_int_eq(t_get(&b, sid(1), 1000, &g), STORE_OK);
+    store_close(b.st);
+
+    snprintf(c2.redis_url, sizeof c2.redis_url, "redis://:hunter2@127.0.0.1:%d/3", f.redis_port);
+    b.st = fx_open(&f, &c2);
+    ck_assert_int_eq(t_get(&b, sid(1), 1000, &g), STORE_UNAVAILABLE);
+    ck_assert_ptr_nonnull(strstr(store_last_error(b.st), "AUTH: WRONGPASS"));
+    ck_assert_ptr_null(strstr(store_last_error(b.st), "hunter2"));
+    ck_assert(!healthy(b.st));
+    store_close(b.st);
+    fx_teardown(&f);
+}
+END_TEST
+
+/* Two handles (two connections, as two instances have) creating for one user at once:
+ * the limit holds exactly. */
+START_TEST(redis_user_limit_across_handles)
+{
+    struct fx f;
+    struct got g, res[12];
+    fx_setup(&f, REDIS, 1000, 5, 4096);
+    struct fx b = fx_other(&f, &f.c);
+    memset(res, 0, sizeof res);
+    for (int i = 0; i < 12; i++) {
+        struct session s;
+        mk(&s, i + 1, "racer", at(&f, 1000 + i), 100, "{}");
+        store_create(i % 2 ? b.st : f.st, &s, on_session, &res[i]);
+    }
+    int created = 0, refused = 0;
+    for (int i = 0; i < 12; i++) {
+        ck_assert(fx_run_until(&f, called, &res[i], 10000));
+        created += res[i].status == STORE_OK;
+        refused += res[i].status == STORE_USER_LIMIT;
+    }
+    ck_assert_int_eq(created, 5);
+    ck_assert_int_eq(refused, 7);
+    ck_assert_uint_eq(t_list(&f, "racer", 1000, &g), 5);
+    ck_assert_uint_eq(t_list(&b, "racer", 1000, &g), 5);
+    ck_assert_uint_eq(t_count(&b), 5);
+    store_close(b.st);
+    fx_teardown(&f);
+}
+END_TEST
+
+/* Updates of one session at once, from two handles: touches never conflict; patches
+ * compare-and-set, so none is lost; with If-Match exactly one of two wins. */
+START_TEST(redis_concurrent_updates)
+{
+    struct fx f;
+    struct got g, res[20];
+    fx_setup(&f, REDIS, 100, 10, 4096);
+    struct fx b = fx_other(&f, &f.c);
+    ck_assert_int_eq(t_new(&f, 1, "u", 1000, 100, "{}"), STORE_OK);
+
+    memset(res, 0, sizeof res);
+    for (int i = 0; i < 20; i++)
+        store_update(i % 2 ? b.st : f.st, sid(1), at(&f, 1000 + i),
+                     &(struct store_change){.touch = true}, on_session, &res[i]);
+    for (int i = 0; i < 20; i++) {
+        ck_assert(fx_run_until(&f, called, &res[i], 10000));
+        ck_assert_int_eq(res[i].status, STORE_OK);
+        ck_assert_uint_eq(res[i].s.version, 1);
+    }
+    ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_OK);
+    ck_assert_int_ge(g.s.expires_at, 1000 + 10 + 100);
+
+    static const char *const patches[] = {"{\"a\":1}", "{\"b\":2}", "{\"c\":3}", "{\"d\":4}"};
+    memset(res, 0, sizeof res);
+    for (int i = 0; i < 4; i++)
+        store_update(i % 2 ? b.st : f.st, sid(1), at(&f, 1000),
+                     &(struct store_change){.patch = patches[i], .patch_len = 7}, on_session,
+                     &res[i]);
+    for (int i = 0; i < 4; i++) {
+        ck_assert(fx_run_until(&f, called, &res[i], 10000));
+        ck_assert_msg(res[i].status == STORE_OK, "patch %d: %d (%s)", i, res[i].status,
+                      store_last_error(i % 2 ? b.st : f.st));
+    }
+    ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 5);
+    for (int i = 0; i < 4; i++) {
+        char member[8];
+        snprintf(member, sizeof member, "%.5s", patches[i] + 1); /* "a":1 */
+        ck_assert_msg(strstr(g.data, member) != NULL, "lost %s in %s", member, g.data);
+    }
+
+    memset(res, 0, sizeof res);
+    for (int i = 0; i < 2; i++)
+        store_update(i % 2 ? b.st : f.st, sid(1), at(&f, 1000),
+                     &(struct store_change){.patch = "{\"e\":5}", .patch_len = 7,
+                                            .if_version = 5},
+                     on_session, &res[i]);
+    for (int i = 0; i < 2; i++)
+        ck_assert(fx_run_until(&f, called, &res[i], 10000));
+    ck_assert_int_eq((res[0].status == STORE_OK) + (res[1].status == STORE_OK), 1);
+    ck_assert_int_eq((res[0].status == STORE_VERSION) + (res[1].status == STORE_VERSION), 1);
+    ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 6);
+    store_close(b.st);
+    fx_teardown(&f);
+}
+END_TEST
+
+/* Error replies (here: a key of the wrong type under the prefix) are failures: five in a
+ * row open the circuit; a second later a probe finds Redis well and closes it. */
+START_TEST(redis_breaker_opens_on_errors)
+{
+    struct fx f;
+    struct got g;
+    fx_setup(&f, REDIS, 100, 10, 4096);
+    redisContext *rc = redis_admin(&f);
+    freeReplyObject(redis_cmd(rc, "SET %s %s", "test:all", "not a zset"));
+    for (int i = 0; i < 5; i++) {
+        memset(&g, 0, sizeof g);
+        store_count(f.st, on_count, &g);
+        fx_wait(&f, &g);
+        ck_assert_int_eq(g.status, STORE_ERROR);
+        ck_assert_ptr_nonnull(strstr(store_last_error(f.st), "WRONGTYPE"));
+    }
+    ck_assert(circuit_open(f.st));
+    int64_t t = now_ms();
+    ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_UNAVAILABLE);
+    ck_assert_int_lt(now_ms() - t, 100);
+    freeReplyObject(redis_cmd(rc, "DEL %s", "test:all"));
+    ck_assert_msg(fx_run_until(&f, healthy, f.st, 3000), "the circuit did not close");
+    ck_assert_uint_eq(t_count(&f), 0);
+    redisFree(rc);
+    fx_teardown(&f);
+}
+END_TEST
+
+/* What the worker does: a callback that calls the store again (own_found, then a touch).
+ * Each call is answered once, in order. */
+struct chain {
+    struct fx *f;
+    struct got touched;
+    int calls;
+};
+
+static void
+on_found_then_touch(void *arg, enum store_status status, const struct session *s)
+{
+    struct chain *c = arg;
+    c->calls++;
+    ck_assert_int_eq(status, STORE_OK);
+    char id[SESSION_ID_LEN + 1];
+    memcpy(id, s->id, sizeof id);
+    store_update(c->f->st, id, at(c->f, 1050), &(struct store_change){.touch = true},
+                 on_session, &c->touched);
+    ck_assert_int_eq(c->touched.calls, 0);
+}
+
+START_TEST(redis_callback_calls_again)
+{
+    struct fx f;
+    struct got g;
+    fx_setup(&f, REDIS, 100, 10, 4096);
+    ck_assert_int_eq(t_new(&f, 1, "u", 1000, 100, "{}"), STORE_OK);
+    struct chain c = {.f = &f};
+    struct session s;
+    mk(&s, 1, "x", 0, 0, "");
+    store_get_by_token(f.st, s.token_hash, at(&f, 1000), on_found_then_touch, &c);
+    ck_assert(fx_run_until(&f, called, &c.touched, 10000));
+    ck_assert_int_eq(c.calls, 1);
+    ck_assert_int_eq(c.touched.calls, 1);
+    ck_assert_int_eq(c.touched.status, STORE_OK);
+    ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_OK);
+    ck_assert_int_eq(g.s.expires_at, 1150);
+    fx_teardown(&f);
+}
+END_TEST
+
+/* store_close with calls pending: they are dropped, never answered (and nothing leaks,
+ * which the sanitizer build checks). */
+START_TEST(redis_close_drops_pending)
+{
+    struct fx f;
+    struct got g[4];
+    fx_setup(&f, REDIS, 100, 10, 4096);
+    memset(g, 0, sizeof g);
+    struct session s;
+    mk(&s, 1, "u", at(&f, 1000), 100, "{}");
+    store_create(f.st, &s, on_session, &g[0]);
+    store_get(f.st, sid(1), at(&f, 1000), on_session, &g[1]);
+    store_get(f.st, "", at(&f, 1000), on_session, &g[2]); /* answered later, even so */
+    store_count(f.st, on_count, &g[3]);
+    store_close(f.st);
+    f.st = NULL;
+    fx_pause(&f, 100);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(g[i].calls, 0);
+    fx_teardown(&f);
+}
+END_TEST
+
+/* The interface tests, for each engine. */
+#define STORE_INTERFACE_TESTS(X)                                                            \
+    X(round_trip)                                                                           \
+    X(unknown_ids)                                                                          \
+    X(expired_is_not_found_before_the_sweep)                                                \
+    X(create_refusals)                                                                      \
+    X(per_user_limit)                                                                       \
+    X(per_user_limit_ignores_expired)                                                       \
+    X(total_limit)                                                                          \
+    X(update_merge_and_versions)                                                            \
+    X(update_ttl_and_touch)                                                                 \
+    X(update_refusals)                                                                      \
+    X(delete_one)                                                                           \
+    X(delete_user)                                                                          \
+    X(list_oldest_first)
+
+static TCase *
+lmdb_tcase(void)
+{
     TCase *tc = tcase_create("lmdb");
     tcase_set_timeout(tc, 30);
-    tcase_add_test(tc, round_trip);
+#define ADD_LMDB(t) tcase_add_loop_test(tc, t, LMDB, LMDB + 1);
+    STORE_INTERFACE_TESTS(ADD_LMDB)
+#undef ADD_LMDB
     tcase_add_test(tc, sync_mode_round_trip);
-    tcase_add_test(tc, unknown_ids);
-    tcase_add_test(tc, expired_is_not_found_before_the_sweep);
-    tcase_add_test(tc, create_refusals);
-    tcase_add_test(tc, per_user_limit);
-    tcase_add_test(tc, per_user_limit_ignores_expired);
-    tcase_add_test(tc, total_limit);
-    tcase_add_test(tc, update_merge_and_versions);
-    tcase_add_test(tc, update_ttl_and_touch);
-    tcase_add_test(tc, update_refusals);
-    tcase_add_test(tc, delete_one);
-    tcase_add_test(tc, delete_user);
-    tcase_add_test(tc, list_oldest_first);
     tcase_add_test(tc, sweep_in_batches);
     tcase_add_test(tc, callbacks_may_call_again);
     tcase_add_test(tc, two_processes_see_each_other);
@@ -1129,6 +1942,42 @@ store_suite(void)
     tcase_add_test(tc, prepare_errors);
     tcase_add_test(tc, prepare_checks_free_space);
     tcase_add_test(tc, prepare_permission_denied);
-    suite_add_tcase(s, tc);
+    return tc;
+}
+
+static TCase *
+redis_tcase(void)
+{
+    TCase *tc = tcase_create("redis");
+    tcase_set_timeout(tc, 60);
+#define ADD_REDIS(t) tcase_add_loop_test(tc, t, REDIS, REDIS + 1);
+    STORE_INTERFACE_TESTS(ADD_REDIS)
+#undef ADD_REDIS
+    tcase_add_test(tc, redis_prefix_and_keys);
+    tcase_add_test(tc, redis_noscript_recovery);
+    tcase_add_test(tc, redis_timeout);
+    tcase_add_test(tc, redis_stalled_loop_is_no_timeout);
+    tcase_add_test(tc, redis_outage);
+    tcase_add_test(tc, redis_down_at_start);
+    tcase_add_test(tc, redis_prepare_checks_the_url);
+    tcase_add_test(tc, redis_auth_and_db);
+    tcase_add_test(tc, redis_user_limit_across_handles);
+    tcase_add_test(tc, redis_concurrent_updates);
+    tcase_add_test(tc, redis_breaker_opens_on_errors);
+    tcase_add_test(tc, redis_callback_calls_again);
+    tcase_add_test(tc, redis_close_drops_pending);
+    return tc;
+}
+
+Suite *
+store_suite(void)
+{
+    Suite *s = suite_create("store");
+    suite_add_tcase(s, lmdb_tcase());
+    if (redis_installed())
+        suite_add_tcase(s, redis_tcase());
+    else
+        fprintf(stderr, "store: redis-server is not installed (not in PATH): skipping the "
+                        "Redis engine's tests\n");
     return s;
 }

@@ -1,0 +1,1178 @@
+/* store_lmdb: the embedded engine, on LMDB (store.c dispatches to it for store lmdb).
+ *
+ * One memory-mapped file (store_path, with store_path-lock beside it) shared by every
+ * worker. LMDB gives what the store promises: a commit is all or nothing, readers never
+ * block the writer, and the kill -9 of any process at any moment leaves the file intact
+ * (copy-on-write pages, a robust writer mutex, reader slots cleared by mdb_reader_check).
+ *
+ * Four named databases:
+ *   sessions  id -> record: a fixed header (below) followed by the user and data bytes
+ *   tokens    token_hash -> id
+ *   users     user -> created_at (8 bytes big-endian) + id, sorted duplicates, so that a
+ *             cursor lists a user's sessions oldest first
+ *   expiry    expires_at (8 bytes big-endian) + id -> empty, so that the sweep finds the
+ *             expired sessions at the front
+ * Every operation is one transaction, so the indexes never disagree with the records. */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <lmdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include "json_merge.h"
+#include "store_engine.h"
+
+#define LMDB_SESSION_OVERHEAD 512 /* bytes of records and index entries per session */
+#define LMDB_MIN_MAP (1024 * 1024)
+#define LMDB_MAX_READERS 512      /* 64 workers, each with a read txn or two, and room */
+#define LMDB_RECLAIM 64           /* expired sessions a create may delete to make room */
+#define LMDB_LIST_MAX 10000
+#define LMDB_TIME_KEY (8 + SESSION_ID_LEN)
+
+/* The record header, written and read with memcpy at these offsets because LMDB values
+ * carry no alignment promise. */
+enum {
+    REC_VERSION = 0,    /* u64 */
+    REC_CREATED = 8,    /* i64 */
+    REC_EXPIRES = 16,   /* i64 */
+    REC_TTL = 24,       /* i64 */
+    REC_HASH = 32,      /* SESSION_HASH_LEN bytes */
+    REC_USER_LEN = 64,  /* u16 */
+    REC_DATA_LEN = 66,  /* u32 */
+    REC_HEADER = 70,
+};
+
+struct lmdb_store {
+    MDB_env *env;
+    MDB_dbi sessions, tokens, users, expiry;
+    MDB_txn *rtxn;   /* the read transaction, reset between operations and renewed */
+    bool rtxn_busy;  /* rtxn is in use: a callback is running and may call us again */
+    int64_t max_sessions;
+    int max_per_user;
+    size_t max_bytes;
+    bool healthy;
+    char error[256];
+};
+
+/* A record decoded: the pointers point into LMDB's memory (or the caller's). */
+struct lmdb_rec {
+    uint64_t version;
+    int64_t created_at, expires_at, ttl;
+    uint8_t hash[SESSION_HASH_LEN];
+    const char *user;
+    size_t user_len;
+    const char *data;
+    size_t data_len;
+};
+
+typedef enum store_status (*lmdb_body)(struct lmdb_store *st, MDB_txn *txn, void *ctx);
+
+/* ---- encoding ---- */
+
+static MDB_val
+lmdb_val(const void *p, size_t n)
+{
+    MDB_val v = {.mv_size = n, .mv_data = (void *)p};
+    return v;
+}
+
+static void
+lmdb_put_be64(char *p, int64_t v)
+{
+    uint64_t u = (uint64_t)v;
+    for (int i = 7; i >= 0; i--, u >>= 8)
+        p[i] = (char)(u & 0xff);
+}
+
+static int64_t
+lmdb_get_be64(const char *p)
+{
+    uint64_t u = 0;
+    for (int i = 0; i < 8; i++)
+        u = u << 8 | (unsigned char)p[i];
+    return (int64_t)u;
+}
+
+/* A users value or an expiry key: the time, big-endian so that byte order is time order,
+ * then the id. Returns its length. */
+static size_t
+lmdb_time_key(char out[LMDB_TIME_KEY], int64_t t, const char *id, size_t id_len)
+{
+    lmdb_put_be64(out, t);
+    memcpy(out + 8, id, id_len);
+    return 8 + id_len;
+}
+
+static bool
+lmdb_id_ok(size_t id_len)
+{
+    return id_len >= 1 && id_len <= SESSION_ID_LEN;
+}
+
+static size_t
+lmdb_rec_size(const struct lmdb_rec *r)
+{
+    return REC_HEADER + r->user_len + r->data_len;
+}
+
+static void
+lmdb_rec_encode(const struct lmdb_rec *r, char *p)
+{
+    uint16_t user_len = (uint16_t)r->user_len;
+    uint32_t data_len = (uint32_t)r->data_len;
+    memcpy(p + REC_VERSION, &r->version, 8);
+    memcpy(p + REC_CREATED, &r->created_at, 8);
+    memcpy(p + REC_EXPIRES, &r->expires_at, 8);
+    memcpy(p + REC_TTL, &r->ttl, 8);
+    memcpy(p + REC_HASH, r->hash, SESSION_HASH_LEN);
+    memcpy(p + REC_USER_LEN, &user_len, 2);
+    memcpy(p + REC_DATA_LEN, &data_len, 4);
+    memcpy(p + REC_HEADER, r->user, r->user_len);
+    if (r->data_len > 0)
+        memcpy(p + REC_HEADER + r->user_len, r->data, r->data_len);
+}
+
+/* Returns 0, or -1 if v is not a well-formed record. */
+static int
+lmdb_rec_decode(const MDB_val *v, struct lmdb_rec *r)
+{
+    const char *p = v->mv_data;
+    uint16_t user_len;
+    uint32_t data_len;
+    if (v->mv_size < REC_HEADER)
+        return -1;
+    memcpy(&r->version, p + REC_VERSION, 8);
+    memcpy(&r->created_at, p + REC_CREATED, 8);
+    memcpy(&r->expires_at, p + REC_EXPIRES, 8);
+    memcpy(&r->ttl, p + REC_TTL, 8);
+    memcpy(r->hash, p + REC_HASH, SESSION_HASH_LEN);
+    memcpy(&user_len, p + REC_USER_LEN, 2);
+    memcpy(&data_len, p + REC_DATA_LEN, 4);
+    if (user_len > SESSION_USER_MAX || v->mv_size != (size_t)REC_HEADER + user_len + data_len)
+        return -1;
+    r->user = p + REC_HEADER;
+    r->user_len = user_len;
+    r->data = p + REC_HEADER + user_len;
+    r->data_len = data_len;
+    return 0;
+}
+
+/* Fill s from r (data still points where r's does). */
+static void
+lmdb_rec_to_session(const char *id, size_t id_len, const struct lmdb_rec *r, struct session *s)
+{
+    memcpy(s->id, id, id_len);
+    s->id[id_len] = '\0';
+    memcpy(s->user, r->user, r->user_len);
+    s->user[r->user_len] = '\0';
+    memcpy(s->token_hash, r->hash, SESSION_HASH_LEN);
+    s->created_at = r->created_at;
+    s->expires_at = r->expires_at;
+    s->ttl = r->ttl;
+    s->version = r->version;
+    s->data = r->data;
+    s->data_len = r->data_len;
+}
+
+/* ---- errors and transactions ---- */
+
+/* An LMDB failure: a full map is an answer (STORE_FULL), anything else is a fault that
+ * marks the store unhealthy until an operation succeeds. */
+static enum store_status
+lmdb_fail(struct lmdb_store *st, int rc, const char *what)
+{
+    store_errf(st->error, sizeof st->error, "%s: %s", what, mdb_strerror(rc));
+    if (rc == MDB_MAP_FULL)
+        return STORE_FULL;
+    st->healthy = false;
+    return STORE_ERROR;
+}
+
+/* A refusal that is the caller's doing (a duplicate id, a malformed argument): an error,
+ * but no sign that the store is unwell. */
+static enum store_status
+lmdb_refuse(struct lmdb_store *st, const char *why)
+{
+    store_errf(st->error, sizeof st->error, "%s", why);
+    return STORE_ERROR;
+}
+
+static int
+lmdb_begin(struct lmdb_store *st, unsigned flags, MDB_txn **txn)
+{
+    int rc = mdb_txn_begin(st->env, NULL, flags, txn);
+    /* Another process grew the map (it runs a newer config): adopt its size. Remapping
+     * is only allowed while no read of ours is in progress. */
+    if (rc == MDB_MAP_RESIZED && !st->rtxn_busy) {
+        rc = mdb_env_set_mapsize(st->env, 0);
+        if (rc == 0)
+            rc = mdb_txn_begin(st->env, NULL, flags, txn);
+    }
+    return rc;
+}
+
+/* The reusable read transaction; renewing it costs far less than a new one. A call made
+ * from inside a callback finds it busy and gets a transaction of its own. */
+static int
+lmdb_read_begin(struct lmdb_store *st, MDB_txn **txn)
+{
+    if (st->rtxn_busy)
+        return lmdb_begin(st, MDB_RDONLY, txn);
+    if (st->rtxn != NULL && mdb_txn_renew(st->rtxn) != 0) {
+        mdb_txn_abort(st->rtxn);
+        st->rtxn = NULL;
+    }
+    if (st->rtxn == NULL) {
+        int rc = lmdb_begin(st, MDB_RDONLY, &st->rtxn);
+        if (rc != 0) {
+            st->rtxn = NULL;
+            return rc;
+        }
+    }
+    st->rtxn_busy = true;
+    *txn = st->rtxn;
+    return 0;
+}
+
+static void
+lmdb_read_end(struct lmdb_store *st, MDB_txn *txn)
+{
+    if (txn == st->rtxn) {
+        mdb_txn_reset(txn);
+        st->rtxn_busy = false;
+    } else {
+        mdb_txn_abort(txn);
+    }
+}
+
+/* Run body in one write transaction: commit if it returns STORE_OK, else write nothing. */
+static enum store_status
+lmdb_write(struct lmdb_store *st, lmdb_body body, void *ctx)
+{
+    MDB_txn *txn;
+    int rc = lmdb_begin(st, 0, &txn);
+    if (rc != 0)
+        return lmdb_fail(st, rc, "mdb_txn_begin");
+    enum store_status status = body(st, txn, ctx);
+    if (status != STORE_OK) {
+        mdb_txn_abort(txn);
+        return status;
+    }
+    rc = mdb_txn_commit(txn);
+    return rc == 0 ? STORE_OK : lmdb_fail(st, rc, "mdb_txn_commit");
+}
+
+/* ---- records and their indexes ---- */
+
+/* The record of id, expired or not. */
+static enum store_status
+lmdb_find(struct lmdb_store *st, MDB_txn *txn, const char *id, size_t id_len, struct lmdb_rec *r)
+{
+    if (!lmdb_id_ok(id_len))
+        return STORE_NOT_FOUND;
+    MDB_val key = lmdb_val(id, id_len), val;
+    int rc = mdb_get(txn, st->sessions, &key, &val);
+    if (rc == MDB_NOTFOUND)
+        return STORE_NOT_FOUND;
+    if (rc != 0)
+        return lmdb_fail(st, rc, "mdb_get sessions");
+    if (lmdb_rec_decode(&val, r) != 0) {
+        st->healthy = false;
+        store_errf(st->error, sizeof st->error, "session %.*s: malformed record", (int)id_len,
+                   id);
+        return STORE_ERROR;
+    }
+    return STORE_OK;
+}
+
+/* The live session of id as s, pointing into txn's memory. */
+static enum store_status
+lmdb_load(struct lmdb_store *st, MDB_txn *txn, const char *id, size_t id_len, int64_t now,
+          struct session *s)
+{
+    struct lmdb_rec r;
+    enum store_status status = lmdb_find(st, txn, id, id_len, &r);
+    if (status != STORE_OK)
+        return status;
+    if (r.expires_at <= now)
+        return STORE_NOT_FOUND;
+    lmdb_rec_to_session(id, id_len, &r, s);
+    return STORE_OK;
+}
+
+/* Write r as the record of id. With MDB_RESERVE, LMDB hands us the space in its page and
+ * we fill it, which saves a copy. */
+static enum store_status
+lmdb_put_rec(struct lmdb_store *st, MDB_txn *txn, const char *id, size_t id_len,
+             const struct lmdb_rec *r, unsigned flags)
+{
+    MDB_val key = lmdb_val(id, id_len), val = lmdb_val(NULL, lmdb_rec_size(r));
+    int rc = mdb_put(txn, st->sessions, &key, &val, flags | MDB_RESERVE);
+    if (rc == MDB_KEYEXIST)
+        return lmdb_refuse(st, "a session with this id exists");
+    if (rc != 0)
+        return lmdb_fail(st, rc, "mdb_put sessions");
+    lmdb_rec_encode(r, val.mv_data);
+    return STORE_OK;
+}
+
+static int
+lmdb_put(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen, const void *v, size_t vlen,
+         unsigned flags)
+{
+    MDB_val key = lmdb_val(k, klen), val = lmdb_val(v, vlen);
+    return mdb_put(txn, dbi, &key, &val, flags);
+}
+
+/* Delete one entry; an entry already gone is no failure (the goal is its absence). */
+static int
+lmdb_del(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen, const void *v, size_t vlen)
+{
+    MDB_val key = lmdb_val(k, klen), val = lmdb_val(v, vlen);
+    int rc = mdb_del(txn, dbi, &key, v != NULL ? &val : NULL);
+    return rc == MDB_NOTFOUND ? 0 : rc;
+}
+
+/* Write a new session: record and all three index entries. */
+static enum store_status
+lmdb_insert(struct lmdb_store *st, MDB_txn *txn, const char *id, size_t id_len,
+            const struct lmdb_rec *r)
+{
+    char k[LMDB_TIME_KEY];
+    enum store_status status = lmdb_put_rec(st, txn, id, id_len, r, MDB_NOOVERWRITE);
+    if (status != STORE_OK)
+        return status;
+    int rc = lmdb_put(txn, st->tokens, r->hash, SESSION_HASH_LEN, id, id_len, MDB_NOOVERWRITE);
+    if (rc == MDB_KEYEXIST)
+        return lmdb_refuse(st, "a session with this token exists");
+    if (rc == 0)
+        rc = lmdb_put(txn, st->users, r->user, r->user_len, k,
+                      lmdb_time_key(k, r->created_at, id, id_len), 0);
+    if (rc == 0)
+        rc = lmdb_put(txn, st->expiry, k, lmdb_time_key(k, r->expires_at, id, id_len), "", 0, 0);
+    return rc == 0 ? STORE_OK : lmdb_fail(st, rc, "mdb_put index");
+}
+
+/* Delete the session id whose record is r, with its index entries. id and r may point
+ * into pages that the first delete changes, so everything is copied first. */
+static enum store_status
+lmdb_remove(struct lmdb_store *st, MDB_txn *txn, const char *id, size_t id_len,
+            const struct lmdb_rec *r)
+{
+    char sid[SESSION_ID_LEN], user[SESSION_USER_MAX], uval[LMDB_TIME_KEY], ekey[LMDB_TIME_KEY];
+    uint8_t hash[SESSION_HASH_LEN];
+    size_t user_len = r->user_len;
+    memcpy(sid, id, id_len);
+    memcpy(user, r->user, user_len);
+    memcpy(hash, r->hash, SESSION_HASH_LEN);
+    size_t uval_len = lmdb_time_key(uval, r->created_at, sid, id_len);
+    size_t ekey_len = lmdb_time_key(ekey, r->expires_at, sid, id_len);
+
+    int rc = lmdb_del(txn, st->tokens, hash, SESSION_HASH_LEN, NULL, 0);
+    if (rc == 0)
+        rc = lmdb_del(txn, st->users, user, user_len, uval, uval_len);
+    if (rc == 0)
+        rc = lmdb_del(txn, st->expiry, ekey, ekey_len, NULL, 0);
+    if (rc == 0)
+        rc = lmdb_del(txn, st->sessions, sid, id_len, NULL, 0);
+    return rc == 0 ? STORE_OK : lmdb_fail(st, rc, "mdb_del");
+}
+
+/* Find and remove the session id; NOT_FOUND if there is none. */
+static enum store_status
+lmdb_remove_id(struct lmdb_store *st, MDB_txn *txn, const char *id, size_t id_len)
+{
+    struct lmdb_rec r;
+    enum store_status status = lmdb_find(st, txn, id, id_len, &r);
+    return status == STORE_OK ? lmdb_remove(st, txn, id, id_len, &r) : status;
+}
+
+/* The first key of the expiry index, copied into k, if it is due by now; MDB_NOTFOUND if
+ * none is. */
+static int
+lmdb_first_expired(MDB_cursor *cur, int64_t now, char k[LMDB_TIME_KEY], size_t *klen)
+{
+    MDB_val key, val;
+    int rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+    if (rc != 0)
+        return rc;
+    if (key.mv_size <= 8 || key.mv_size > LMDB_TIME_KEY || lmdb_get_be64(key.mv_data) > now)
+        return MDB_NOTFOUND;
+    memcpy(k, key.mv_data, key.mv_size);
+    *klen = key.mv_size;
+    return 0;
+}
+
+/* Delete the session an expiry key names; a key without its record goes alone. */
+static enum store_status
+lmdb_expire(struct lmdb_store *st, MDB_txn *txn, const char *k, size_t klen)
+{
+    enum store_status status = lmdb_remove_id(st, txn, k + 8, klen - 8);
+    if (status != STORE_NOT_FOUND)
+        return status;
+    int rc = lmdb_del(txn, st->expiry, k, klen, NULL, 0);
+    return rc == 0 ? STORE_OK : lmdb_fail(st, rc, "mdb_del expiry");
+}
+
+/* Delete up to max expired sessions from the front of the expiry index. Returns how many,
+ * or -1 with the status in *status. */
+static int
+lmdb_sweep_txn(struct lmdb_store *st, MDB_txn *txn, int64_t now, int max, enum store_status *status)
+{
+    MDB_cursor *cur;
+    int n = 0, rc = mdb_cursor_open(txn, st->expiry, &cur);
+    if (rc != 0) {
+        *status = lmdb_fail(st, rc, "mdb_cursor_open expiry");
+        return -1;
+    }
+    *status = STORE_OK;
+    while (n < max && *status == STORE_OK) {
+        char k[LMDB_TIME_KEY];
+        size_t klen;
+        if ((rc = lmdb_first_expired(cur, now, k, &klen)) != 0)
+            break;
+        *status = lmdb_expire(st, txn, k, klen);
+        n++;
+    }
+    mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        *status = lmdb_fail(st, rc, "mdb_cursor_get expiry");
+    return *status == STORE_OK ? n : -1;
+}
+
+/* ---- create ---- */
+
+/* The ids of a user's expired sessions met while counting, deleted if the create goes on. */
+struct lmdb_ids {
+    size_t n;
+    size_t len[LMDB_RECLAIM];
+    char id[LMDB_RECLAIM][SESSION_ID_LEN];
+};
+
+/* Look at one entry of a user's list (created_at + id): count it if live, note it if
+ * expired. */
+static enum store_status
+lmdb_count_one(struct lmdb_store *st, MDB_txn *txn, const MDB_val *v, int64_t now, int *live,
+               struct lmdb_ids *expired)
+{
+    struct lmdb_rec r;
+    const char *id = (const char *)v->mv_data + 8;
+    size_t id_len = v->mv_size - 8;
+    enum store_status status = lmdb_find(st, txn, id, id_len, &r);
+    if (status == STORE_NOT_FOUND)
+        return STORE_OK;
+    if (status != STORE_OK)
+        return status;
+    if (r.expires_at > now) {
+        (*live)++;
+    } else if (expired->n < LMDB_RECLAIM) {
+        memcpy(expired->id[expired->n], id, id_len);
+        expired->len[expired->n++] = id_len;
+    }
+    return STORE_OK;
+}
+
+/* Count the user's live sessions against max_sessions_per_user, then delete the expired
+ * ones met on the way, since they must not hold a place. */
+static enum store_status
+lmdb_check_user(struct lmdb_store *st, MDB_txn *txn, const struct lmdb_rec *r)
+{
+    MDB_cursor *cur;
+    MDB_val key = lmdb_val(r->user, r->user_len), val;
+    struct lmdb_ids expired = {0};
+    enum store_status status = STORE_OK;
+    int live = 0, rc = mdb_cursor_open(txn, st->users, &cur);
+    if (rc != 0)
+        return lmdb_fail(st, rc, "mdb_cursor_open users");
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_KEY); rc == 0 && status == STORE_OK;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT_DUP)) {
+        if (val.mv_size > 8 && lmdb_id_ok(val.mv_size - 8))
+            status = lmdb_count_one(st, txn, &val, r->created_at, &live, &expired);
+        if (status == STORE_OK && live >= st->max_per_user)
+            status = STORE_USER_LIMIT;
+    }
+    mdb_cursor_close(cur);
+    if (status != STORE_OK)
+        return status;
+    if (rc != 0 && rc != MDB_NOTFOUND)
+        return lmdb_fail(st, rc, "mdb_cursor_get users");
+    for (size_t i = 0; i < expired.n && status == STORE_OK; i++)
+        status = lmdb_remove_id(st, txn, expired.id[i], expired.len[i]);
+    return status;
+}
+
+static enum store_status
+lmdb_entries(struct lmdb_store *st, MDB_txn *txn, uint64_t *n)
+{
+    MDB_stat ms;
+    int rc = mdb_stat(txn, st->sessions, &ms);
+    if (rc != 0)
+        return lmdb_fail(st, rc, "mdb_stat");
+    *n = ms.ms_entries;
+    return STORE_OK;
+}
+
+/* Make sure there is room under max_sessions, reclaiming expired sessions (never a live
+ * one) when the store is at its limit. */
+static enum store_status
+lmdb_check_total(struct lmdb_store *st, MDB_txn *txn, int64_t now)
+{
+    uint64_t n;
+    enum store_status status = lmdb_entries(st, txn, &n);
+    if (status != STORE_OK || n < (uint64_t)st->max_sessions)
+        return status;
+    if (lmdb_sweep_txn(st, txn, now, LMDB_RECLAIM, &status) < 0)
+        return status;
+    status = lmdb_entries(st, txn, &n);
+    if (status == STORE_OK && n >= (uint64_t)st->max_sessions)
+        status = STORE_FULL;
+    return status;
+}
+
+struct lmdb_create {
+    const char *id;
+    size_t id_len;
+    struct lmdb_rec rec;
+};
+
+static enum store_status
+lmdb_create_txn(struct lmdb_store *st, MDB_txn *txn, void *ctx)
+{
+    struct lmdb_create *c = ctx;
+    enum store_status status = lmdb_check_user(st, txn, &c->rec);
+    if (status == STORE_OK)
+        status = lmdb_check_total(st, txn, c->rec.created_at);
+    if (status == STORE_OK)
+        status = lmdb_insert(st, txn, c->id, c->id_len, &c->rec);
+    return status;
+}
+
+/* Check s before any transaction: a bad argument or oversized data writes nothing. */
+static enum store_status
+lmdb_create_args(struct lmdb_store *st, const struct session *s, struct lmdb_create *c)
+{
+    c->id = s->id;
+    c->id_len = strnlen(s->id, sizeof s->id);
+    c->rec = (struct lmdb_rec){.version = 1, .created_at = s->created_at,
+                               .expires_at = s->expires_at, .ttl = s->ttl, .user = s->user,
+                               .user_len = strnlen(s->user, sizeof s->user), .data = s->data,
+                               .data_len = s->data_len};
+    memcpy(c->rec.hash, s->token_hash, SESSION_HASH_LEN);
+    if (!lmdb_id_ok(c->id_len))
+        return lmdb_refuse(st, "session id: 1 to 22 bytes");
+    if (c->rec.user_len == 0 || c->rec.user_len > SESSION_USER_MAX)
+        return lmdb_refuse(st, "user: 1 to 128 bytes");
+    if (s->data_len > st->max_bytes)
+        return STORE_TOO_BIG;
+    if (s->data == NULL && s->data_len > 0)
+        return lmdb_refuse(st, "data: NULL with a length");
+    return STORE_OK;
+}
+
+static void
+lmdb_store_create(void *self, const struct session *s, store_cb cb, void *arg)
+{
+    struct lmdb_store *st = self;
+    struct lmdb_create c;
+    st->healthy = true;
+    enum store_status status = lmdb_create_args(st, s, &c);
+    if (status == STORE_OK)
+        status = lmdb_write(st, lmdb_create_txn, &c);
+    if (status != STORE_OK) {
+        cb(arg, status, NULL);
+        return;
+    }
+    struct session out = *s;
+    out.version = 1;
+    cb(arg, STORE_OK, &out);
+}
+
+/* ---- reads ---- */
+
+static void
+lmdb_store_get(void *self, const char *id, int64_t now, store_cb cb, void *arg)
+{
+    struct lmdb_store *st = self;
+    MDB_txn *txn;
+    struct session s;
+    st->healthy = true;
+    int rc = lmdb_read_begin(st, &txn);
+    if (rc != 0) {
+        cb(arg, lmdb_fail(st, rc, "mdb_txn_begin"), NULL);
+        return;
+    }
+    enum store_status status = lmdb_load(st, txn, id, strlen(id), now, &s);
+    cb(arg, status, status == STORE_OK ? &s : NULL);
+    lmdb_read_end(st, txn);
+}
+
+static enum store_status
+lmdb_load_by_token(struct lmdb_store *st, MDB_txn *txn, const uint8_t *hash, int64_t now,
+                   struct session *s)
+{
+    MDB_val key = lmdb_val(hash, SESSION_HASH_LEN), val;
+    int rc = mdb_get(txn, st->tokens, &key, &val);
+    if (rc == MDB_NOTFOUND)
+        return STORE_NOT_FOUND;
+    if (rc != 0)
+        return lmdb_fail(st, rc, "mdb_get tokens");
+    return lmdb_load(st, txn, val.mv_data, val.mv_size, now, s);
+}
+
+static void
+lmdb_store_get_by_token(void *self, const uint8_t hash[SESSION_HASH_LEN], int64_t now,
+                   store_cb cb, void *arg)
+{
+    struct lmdb_store *st = self;
+    MDB_txn *txn;
+    struct session s;
+    st->healthy = true;
+    int rc = lmdb_read_begin(st, &txn);
+    if (rc != 0) {
+        cb(arg, lmdb_fail(st, rc, "mdb_txn_begin"), NULL);
+        return;
+    }
+    enum store_status status = lmdb_load_by_token(st, txn, hash, now, &s);
+    cb(arg, status, status == STORE_OK ? &s : NULL);
+    lmdb_read_end(st, txn);
+}
+
+struct lmdb_list {
+    struct session *v;
+    size_t n, cap;
+};
+
+static enum store_status
+lmdb_list_add(struct lmdb_store *st, MDB_txn *txn, const MDB_val *val, int64_t now,
+              struct lmdb_list *l)
+{
+    if (val->mv_size <= 8)
+        return STORE_OK;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct session *v = realloc(l->v, cap * sizeof *v);
+        if (v == NULL)
+            return lmdb_refuse(st, "out of memory");
+        l->v = v;
+        l->cap = cap;
+    }
+    enum store_status status = lmdb_load(st, txn, (const char *)val->mv_data + 8,
+                                         val->mv_size - 8, now, &l->v[l->n]);
+    if (status == STORE_OK)
+        l->n++;
+    return status == STORE_NOT_FOUND ? STORE_OK : status;
+}
+
+/* The user's live sessions, oldest first: the order of the users index. */
+static enum store_status
+lmdb_list_txn(struct lmdb_store *st, MDB_txn *txn, const char *user, int64_t now,
+              struct lmdb_list *l)
+{
+    MDB_cursor *cur;
+    MDB_val key = lmdb_val(user, strlen(user)), val;
+    enum store_status status = STORE_OK;
+    if (key.mv_size == 0 || key.mv_size > SESSION_USER_MAX)
+        return STORE_OK;
+    int rc = mdb_cursor_open(txn, st->users, &cur);
+    if (rc != 0)
+        return lmdb_fail(st, rc, "mdb_cursor_open users");
+    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_KEY);
+         rc == 0 && status == STORE_OK && l->n < LMDB_LIST_MAX;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT_DUP))
+        status = lmdb_list_add(st, txn, &val, now, l);
+    mdb_cursor_close(cur);
+    if (status == STORE_OK && rc != 0 && rc != MDB_NOTFOUND)
+        status = lmdb_fail(st, rc, "mdb_cursor_get users");
+    return status;
+}
+
+static void
+lmdb_store_list_user(void *self, const char *user, int64_t now, store_list_cb cb, void *arg)
+{
+    struct lmdb_store *st = self;
+    MDB_txn *txn;
+    struct lmdb_list l = {0};
+    st->healthy = true;
+    int rc = lmdb_read_begin(st, &txn);
+    if (rc != 0) {
+        cb(arg, lmdb_fail(st, rc, "mdb_txn_begin"), NULL, 0);
+        return;
+    }
+    enum store_status status = lmdb_list_txn(st, txn, user, now, &l);
+    if (status == STORE_OK)
+        cb(arg, STORE_OK, l.v, l.n);
+    else
+        cb(arg, status, NULL, 0);
+    lmdb_read_end(st, txn);
+    free(l.v);
+}
+
+static void
+lmdb_store_count(void *self, store_count_cb cb, void *arg)
+{
+    struct lmdb_store *st = self;
+    MDB_txn *txn;
+    uint64_t n = 0;
+    st->healthy = true;
+    int rc = lmdb_read_begin(st, &txn);
+    if (rc != 0) {
+        cb(arg, lmdb_fail(st, rc, "mdb_txn_begin"), 0);
+        return;
+    }
+    enum store_status status = lmdb_entries(st, txn, &n);
+    lmdb_read_end(st, txn);
+    cb(arg, status, n);
+}
+
+/* ---- update ---- */
+
+struct lmdb_update {
+    const char *id;
+    size_t id_len;
+    int64_t now;
+    const struct store_change *ch;
+    struct session out; /* the session as it is now, for the callback */
+    char *data;         /* out.data: ours, because the transaction's memory is gone */
+};
+
+/* The data after the change, in new memory: the patch applied, or a copy. */
+static enum store_status
+lmdb_new_data(struct lmdb_store *st, const struct lmdb_rec *r, const struct store_change *ch,
+              char **out, size_t *out_len)
+{
+    if (ch->patch == NULL) {
+        *out = malloc(r->data_len + 1);
+        if (*out == NULL)
+            return lmdb_refuse(st, "out of memory");
+        if (r->data_len > 0)
+            memcpy(*out, r->data, r->data_len);
+        *out_len = r->data_len;
+        return STORE_OK;
+    }
+    /* A session created without data has the empty object as data. */
+    const char *t = r->data_len > 0 ? r->data : "{}";
+    size_t tlen = r->data_len > 0 ? r->data_len : 2;
+    int rc = json_merge_patch(t, tlen, ch->patch, ch->patch_len, st->max_bytes, out, out_len);
+    return rc == 0 ? STORE_OK : rc == -2 ? STORE_TOO_BIG : STORE_BAD_DATA;
+}
+
+static enum store_status
+lmdb_move_expiry(struct lmdb_store *st, MDB_txn *txn, const char *id, size_t id_len, int64_t from,
+                 int64_t to)
+{
+    char k[LMDB_TIME_KEY];
+    int rc = lmdb_del(txn, st->expiry, k, lmdb_time_key(k, from, id, id_len), NULL, 0);
+    if (rc == 0)
+        rc = lmdb_put(txn, st->expiry, k, lmdb_time_key(k, to, id, id_len), "", 0, 0);
+    return rc == 0 ? STORE_OK : lmdb_fail(st, rc, "expiry index");
+}
+
+/* Write the changed record n over old (its expiry entry moving with it). Nothing is
+ * written when nothing changed. */
+static enum store_status
+lmdb_rewrite(struct lmdb_store *st, MDB_txn *txn, const struct lmdb_update *u,
+             const struct lmdb_rec *old, const struct lmdb_rec *n)
+{
+    enum store_status status = STORE_OK;
+    if (n->version == old->version && n->expires_at == old->expires_at)
+        return STORE_OK;
+    if (n->expires_at != old->expires_at)
+        status = lmdb_move_expiry(st, txn, u->id, u->id_len, old->expires_at, n->expires_at);
+    if (status == STORE_OK)
+        status = lmdb_put_rec(st, txn, u->id, u->id_len, n, 0);
+    return status;
+}
+
+static enum store_status
+lmdb_update_txn(struct lmdb_store *st, MDB_txn *txn, void *ctx)
+{
+    struct lmdb_update *u = ctx;
+    const struct store_change *ch = u->ch;
+    struct lmdb_rec old, n;
+    enum store_status status = lmdb_find(st, txn, u->id, u->id_len, &old);
+    if (status != STORE_OK)
+        return status;
+    if (old.expires_at <= u->now)
+        return STORE_NOT_FOUND;
+    if (ch->if_version > 0 && ch->if_version != old.version)
+        return STORE_VERSION;
+    n = old;
+    status = lmdb_new_data(st, &old, ch, &u->data, &n.data_len);
+    if (status != STORE_OK)
+        return status;
+    n.data = u->data;
+    n.ttl = ch->ttl > 0 ? ch->ttl : old.ttl;
+    n.expires_at = ch->touch ? u->now + n.ttl : old.expires_at;
+    /* Every patch or new ttl is a new version (API.md: PATCH increments it, even when the
+     * patch happens to leave the data as it was); a touch alone only moves the expiry. */
+    bool changed = ch->patch != NULL || ch->ttl > 0;
+    n.version = old.version + (changed ? 1 : 0);
+    /* Copy the user out of the old record before the write may move it. */
+    lmdb_rec_to_session(u->id, u->id_len, &n, &u->out);
+    n.user = u->out.user;
+    return lmdb_rewrite(st, txn, u, &old, &n);
+}
+
+static void
+lmdb_store_update(void *self, const char *id, int64_t now, const struct store_change *ch,
+             store_cb cb, void *arg)
+{
+    struct lmdb_store *st = self;
+    struct lmdb_update u = {.id = id, .id_len = strlen(id), .now = now, .ch = ch};
+    st->healthy = true;
+    enum store_status status = lmdb_write(st, lmdb_update_txn, &u);
+    cb(arg, status, status == STORE_OK ? &u.out : NULL);
+    free(u.data);
+}
+
+/* ---- deletes and the sweep ---- */
+
+struct lmdb_delete {
+    const char *id;
+    size_t id_len;
+    struct session out; /* the session deleted, so that the caller learns its user */
+    char *data;
+};
+
+static enum store_status
+lmdb_delete_txn(struct lmdb_store *st, MDB_txn *txn, void *ctx)
+{
+    struct lmdb_delete *d = ctx;
+    struct lmdb_rec r;
+    enum store_status status = lmdb_find(st, txn, d->id, d->id_len, &r);
+    if (status != STORE_OK)
+        return status;
+    d->data = malloc(r.data_len + 1);
+    if (d->data == NULL)
+        return lmdb_refuse(st, "out of memory");
+    if (r.data_len > 0)
+        memcpy(d->data, r.data, r.data_len);
+    lmdb_rec_to_session(d->id, d->id_len, &r, &d->out);
+    d->out.data = d->data;
+    return lmdb_remove(st, txn, d->id, d->id_len, &r);
+}
+
+static void
+lmdb_store_delete(void *self, const char *id, store_cb cb, void *arg)
+{
+    struct lmdb_store *st = self;
+    struct lmdb_delete d = {.id = id, .id_len = strlen(id)};
+    st->healthy = true;
+    enum store_status status = lmdb_write(st, lmdb_delete_txn, &d);
+    cb(arg, status, status == STORE_OK ? &d.out : NULL);
+    free(d.data);
+}
+
+struct lmdb_delete_user {
+    const char *user;
+    size_t user_len;
+    uint64_t n;
+};
+
+/* Delete the user's first session (the list shrinks each time) until none is left. */
+static enum store_status
+lmdb_delete_user_txn(struct lmdb_store *st, MDB_txn *txn, void *ctx)
+{
+    struct lmdb_delete_user *d = ctx;
+    for (;;) {
+        MDB_val key = lmdb_val(d->user, d->user_len), val;
+        char v[LMDB_TIME_KEY];
+        int rc = mdb_get(txn, st->users, &key, &val);
+        if (rc == MDB_NOTFOUND)
+            return STORE_OK;
+        if (rc != 0)
+            return lmdb_fail(st, rc, "mdb_get users");
+        size_t vlen = val.mv_size <= LMDB_TIME_KEY ? val.mv_size : LMDB_TIME_KEY;
+        memcpy(v, val.mv_data, vlen);
+        enum store_status status = vlen > 8 ? lmdb_remove_id(st, txn, v + 8, vlen - 8)
+                                            : STORE_NOT_FOUND;
+        if (status == STORE_OK)
+            d->n++;
+        else if (status != STORE_NOT_FOUND)
+            return status;
+        else if ((rc = mdb_del(txn, st->users, &key, &val)) != 0) /* an entry alone */
+            return lmdb_fail(st, rc, "mdb_del users");
+    }
+}
+
+static void
+lmdb_store_delete_user(void *self, const char *user, store_count_cb cb, void *arg)
+{
+    struct lmdb_store *st = self;
+    struct lmdb_delete_user d = {.user = user, .user_len = strlen(user)};
+    st->healthy = true;
+    if (d.user_len == 0 || d.user_len > SESSION_USER_MAX) {
+        cb(arg, STORE_OK, 0);
+        return;
+    }
+    enum store_status status = lmdb_write(st, lmdb_delete_user_txn, &d);
+    cb(arg, status, status == STORE_OK ? d.n : 0);
+}
+
+struct lmdb_sweep {
+    int64_t now;
+    int max, n;
+};
+
+static enum store_status
+lmdb_sweep_body(struct lmdb_store *st, MDB_txn *txn, void *ctx)
+{
+    struct lmdb_sweep *s = ctx;
+    enum store_status status = STORE_OK;
+    s->n = lmdb_sweep_txn(st, txn, s->now, s->max, &status);
+    return status;
+}
+
+static int
+lmdb_store_sweep(void *self, int64_t now, int max)
+{
+    struct lmdb_store *st = self;
+    struct lmdb_sweep s = {.now = now, .max = max};
+    int dead;
+    st->healthy = true;
+    /* A worker killed while reading leaves its reader slot behind, and a stale slot stops
+     * LMDB from reusing pages; the sweep's timer is a good moment to clear them. */
+    (void)mdb_reader_check(st->env, &dead);
+    if (max <= 0)
+        return 0;
+    return lmdb_write(st, lmdb_sweep_body, &s) == STORE_OK ? s.n : -1;
+}
+
+/* ---- open, prepare, close ---- */
+
+/* The map size from the bounds: every session at its largest, with its index entries,
+ * twice over for copy-on-write and fragmentation. The file is sparse, so this is a
+ * ceiling, not an allocation. */
+static int
+lmdb_map_size(const struct conf *c, size_t *out)
+{
+    uint64_t per = (uint64_t)c->session_max_bytes + LMDB_SESSION_OVERHEAD, size;
+    uint64_t page = (uint64_t)sysconf(_SC_PAGESIZE);
+    if (c->max_sessions <= 0 || c->session_max_bytes < 0 ||
+        __builtin_mul_overflow((uint64_t)c->max_sessions, per, &size) ||
+        __builtin_mul_overflow(size, 2, &size) || size > SIZE_MAX - page)
+        return -1;
+    size = (size + page - 1) / page * page;
+    *out = size < LMDB_MIN_MAP ? LMDB_MIN_MAP : (size_t)size;
+    return 0;
+}
+
+static int
+lmdb_env_open(const struct conf *c, size_t map, MDB_env **out)
+{
+    MDB_env *env;
+    unsigned flags = MDB_NOSUBDIR | MDB_NOTLS | (c->store_sync ? 0 : MDB_NOSYNC);
+    int rc = mdb_env_create(&env);
+    if (rc != 0)
+        return rc;
+    if ((rc = mdb_env_set_mapsize(env, map)) != 0 || (rc = mdb_env_set_maxdbs(env, 4)) != 0 ||
+        (rc = mdb_env_set_maxreaders(env, LMDB_MAX_READERS)) != 0 ||
+        (rc = mdb_env_open(env, c->store_path, flags, 0600)) != 0) {
+        mdb_env_close(env);
+        return rc;
+    }
+    *out = env;
+    return 0;
+}
+
+/* Open (creating if need be) the four databases. The handles stay valid for the env's
+ * life once the transaction that opened them commits. */
+static int
+lmdb_open_dbs(MDB_env *env, struct lmdb_store *st)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin(env, NULL, 0, &txn);
+    if (rc != 0)
+        return rc;
+    if ((rc = mdb_dbi_open(txn, "sessions", MDB_CREATE, &st->sessions)) != 0 ||
+        (rc = mdb_dbi_open(txn, "tokens", MDB_CREATE, &st->tokens)) != 0 ||
+        (rc = mdb_dbi_open(txn, "users", MDB_CREATE | MDB_DUPSORT, &st->users)) != 0 ||
+        (rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &st->expiry)) != 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return mdb_txn_commit(txn);
+}
+
+/* Create the missing directories above path (mode 0700: sessions are secrets). */
+static int
+lmdb_mkdirs(const char *path, char *err, size_t errlen)
+{
+    char dir[sizeof ((struct conf *)0)->store_path];
+    struct stat sb;
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash == NULL || slash == dir)
+        return 0;
+    *slash = '\0';
+    if (stat(dir, &sb) == 0)
+        return 0;
+    for (char *p = dir + 1; ; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char end = *p;
+        *p = '\0';
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+            store_errf(err, errlen, "store_path %s: cannot create directory %s: %s", path, dir,
+                       strerror(errno));
+            return -1;
+        }
+        if (end == '\0')
+            return 0;
+        *p = end;
+    }
+}
+
+/* The map may grow to its full size, so the disk must have room for it (counting what
+ * the file already holds). */
+static int
+lmdb_check_space(const char *path, int fd, size_t map, char *err, size_t errlen)
+{
+    struct statvfs vfs;
+    struct stat sb;
+    if (fstatvfs(fd, &vfs) != 0 || fstat(fd, &sb) != 0) {
+        store_errf(err, errlen, "store_path %s: %s", path, strerror(errno));
+        return -1;
+    }
+    uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize + (uint64_t)sb.st_blocks * 512;
+    if (avail >= map)
+        return 0;
+    uint64_t mib = 1024 * 1024;
+    store_errf(err, errlen,
+               "store_path %s: the disk has %llu MiB free but the store may grow to %llu MiB "
+               "(max_sessions x session_max_bytes, doubled for copy-on-write); lower "
+               "max_sessions or session_max_bytes, or free space",
+               path, (unsigned long long)(avail / mib),
+               (unsigned long long)((map + mib - 1) / mib));
+    return -1;
+}
+
+/* Everything prepare checks before LMDB sees the file: the size, the directory, the
+ * file itself (mode 0600) and the free space. */
+static int
+lmdb_prepare_file(const struct conf *c, size_t *map, char *err, size_t errlen)
+{
+    if (lmdb_map_size(c, map) != 0) {
+        store_errf(err, errlen, "store_path %s: max_sessions x session_max_bytes is too "
+                   "large to map", c->store_path);
+        return -1;
+    }
+    if (lmdb_mkdirs(c->store_path, err, errlen) != 0)
+        return -1;
+    int fd = open(c->store_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        store_errf(err, errlen, "store_path %s: %s", c->store_path, strerror(errno));
+        return -1;
+    }
+    int rc = lmdb_check_space(c->store_path, fd, *map, err, errlen);
+    close(fd);
+    return rc;
+}
+
+static int
+lmdb_store_prepare(const struct conf *c, char *err, size_t errlen)
+{
+    size_t map;
+    MDB_env *env;
+    struct lmdb_store dbs;
+    int dead, rc;
+    if (lmdb_prepare_file(c, &map, err, errlen) != 0)
+        return -1;
+    if ((rc = lmdb_env_open(c, map, &env)) != 0) {
+        store_errf(err, errlen, "store_path %s: %s", c->store_path, mdb_strerror(rc));
+        return -1;
+    }
+    rc = mdb_reader_check(env, &dead);
+    if (rc == 0)
+        rc = lmdb_open_dbs(env, &dbs);
+    mdb_env_close(env);
+    if (rc != 0) {
+        store_errf(err, errlen, "store_path %s: %s", c->store_path, mdb_strerror(rc));
+        return -1;
+    }
+    return 0;
+}
+
+static void *
+lmdb_store_open(const struct conf *c, void *loop, char *err, size_t errlen)
+{
+    (void)loop; /* LMDB answers at once; it needs no event loop */
+    size_t map;
+    int dead, rc;
+    struct lmdb_store *st = calloc(1, sizeof *st);
+    if (st == NULL) {
+        store_errf(err, errlen, "store: out of memory");
+        return NULL;
+    }
+    if (lmdb_map_size(c, &map) != 0) {
+        store_errf(err, errlen, "store_path %s: max_sessions x session_max_bytes is too "
+                   "large to map", c->store_path);
+        free(st);
+        return NULL;
+    }
+    if ((rc = lmdb_env_open(c, map, &st->env)) != 0 ||
+        (rc = mdb_reader_check(st->env, &dead)) != 0 || (rc = lmdb_open_dbs(st->env, st)) != 0) {
+        store_errf(err, errlen, "store_path %s: %s", c->store_path, mdb_strerror(rc));
+        if (st->env != NULL)
+            mdb_env_close(st->env);
+        free(st);
+        return NULL;
+    }
+    st->max_sessions = c->max_sessions;
+    st->max_per_user = c->max_sessions_per_user;
+    st->max_bytes = (size_t)c->session_max_bytes;
+    st->healthy = true;
+    return st;
+}
+
+static void
+lmdb_store_close(void *self)
+{
+    struct lmdb_store *st = self;
+    if (st == NULL)
+        return;
+    if (st->rtxn != NULL)
+        mdb_txn_abort(st->rtxn);
+    mdb_env_close(st->env);
+    free(st);
+}
+
+static void
+lmdb_store_info(const void *self, struct store_info *out)
+{
+    const struct lmdb_store *st = self;
+    out->backend = "lmdb";
+    out->healthy = st->healthy;
+    out->circuit = "closed";
+}
+
+static const char *
+lmdb_store_last_error(const void *self)
+{
+    const struct lmdb_store *st = self;
+    return st->error;
+}
+
+const struct store_ops store_lmdb_ops = {
+    .name = "lmdb",
+    .prepare = lmdb_store_prepare,
+    .open = lmdb_store_open,
+    .close = lmdb_store_close,
+    .create = lmdb_store_create,
+    .get = lmdb_store_get,
+    .get_by_token = lmdb_store_get_by_token,
+    .update = lmdb_store_update,
+    .delete_one = lmdb_store_delete,
+    .list_user = lmdb_store_list_user,
+    .delete_user = lmdb_store_delete_user,
+    .count = lmdb_store_count,
+    .sweep = lmdb_store_sweep,
+    .info = lmdb_store_info,
+    .last_error = lmdb_store_last_error,
+};

@@ -1,0 +1,150 @@
+"""Sessions on Redis: two instances sharing one Redis, limits across them, and a Redis
+outage that degrades service visibly and recovers by itself."""
+import json
+import shutil
+import subprocess
+import threading
+import time
+
+import pytest
+
+from conftest import free_port, wait_for
+
+pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
+                                reason="redis-server is not installed")
+
+JSON = {"Content-Type": "application/json"}
+
+
+class Redis:
+    def __init__(self, tmp_path, port=None):
+        self.port = port or free_port()
+        self.dir = tmp_path
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis
+
+        def up():
+            try:
+                return redis.Redis(port=self.port, socket_timeout=0.5).ping()
+            except redis.exceptions.ConnectionError:
+                return False
+        wait_for(up, what="redis-server")
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    r = Redis(tmp_path).start()
+    yield r
+    r.stop()
+
+
+def on_redis(server_factory, redis_server, conf="", **kw):
+    return server_factory(conf=f"store redis\nredis_url {redis_server.url}\n"
+                               f"redis_timeout 500ms\n{conf}", **kw)
+
+
+def create(s, user="u1", data=None):
+    body = json.dumps({"user": user, "data": data or {}}).encode()
+    status, _, out = s.request("POST", "/api/sessions", body=body, headers=JSON)
+    return status, (json.loads(out) if out else None)
+
+
+def test_api_on_redis(server_factory, redis_server):
+    s = on_redis(server_factory, redis_server)
+    assert s.health()[1]["store"] == {"backend": "redis", "healthy": True, "circuit": "closed"}
+    status, body = create(s, "r1", {"a": 1})
+    assert status == 201
+    sid, tok = body["id"], body["token"]
+    assert s.get_json(f"/api/sessions/{sid}")[1]["data"] == {"a": 1}
+    status, h, out = s.request("PATCH", f"/api/sessions/{sid}", headers=JSON,
+                               body=b'{"data": {"b": 2}}')
+    assert status == 200 and json.loads(out)["data"] == {"a": 1, "b": 2}
+    assert s.get_json("/api/session", headers={"Authorization": f"Bearer {tok}"})[0] == 200
+    # Redis expires the keys itself.
+    import redis
+    r = redis.Redis(port=redis_server.port)
+    ttl = r.ttl(f"sessiond:s:{sid}")
+    assert 3500 < ttl <= 3600
+    assert s.request("DELETE", f"/api/sessions/{sid}")[0] == 204
+    assert s.request("GET", f"/api/sessions/{sid}")[0] == 404
+
+
+def test_two_instances_share_sessions_and_limits(server_factory, redis_server):
+    a = on_redis(server_factory, redis_server, "max_sessions_per_user 4")
+    b = on_redis(server_factory, redis_server, "max_sessions_per_user 4")
+    assert a.port != b.port
+    status, body = create(a, "shared", {"x": 1})
+    sid = body["id"]
+    assert b.get_json(f"/api/sessions/{sid}")[1]["data"] == {"x": 1}
+    assert b.request("PATCH", f"/api/sessions/{sid}", headers=JSON,
+                     body=b'{"data": {"y": 2}}')[0] == 200
+    assert a.get_json(f"/api/sessions/{sid}")[1]["data"] == {"x": 1, "y": 2}
+    assert a.request("DELETE", f"/api/sessions/{sid}")[0] == 204
+    assert b.request("GET", f"/api/sessions/{sid}")[0] == 404
+    # The per-user limit holds across both instances under concurrent creates.
+    results = []
+
+    def burst(s):
+        for _ in range(10):
+            results.append(create(s, "racer")[0])
+
+    threads = [threading.Thread(target=burst, args=(s,)) for s in (a, b, a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count(201) == 4 and results.count(429) == 36
+
+
+def test_redis_outage_degrades_fast_and_recovers(server_factory, redis_server):
+    s = on_redis(server_factory, redis_server)
+    assert create(s)[0] == 201
+    pids = s.worker_pids()
+    redis_server.stop()
+    # Within a few failures the circuit opens: answers are fast 503s.
+    wait_for(lambda: s.health()[1]["store"]["circuit"] == "open", timeout=10,
+             what="the circuit to open")
+    status, h = s.health()
+    assert status == 503 and h["status"] == "degraded" and h["store"]["healthy"] is False
+    t0 = time.monotonic()
+    status, body = create(s)
+    assert status == 503 and body["error"]["code"] == "store_unavailable"
+    assert time.monotonic() - t0 < 0.1
+    # Redis comes back on the same port: service recovers by itself within 2 s.
+    redis_server.start()
+    t0 = time.monotonic()
+    wait_for(lambda: create(s)[0] == 201, timeout=5, what="recovery")
+    assert time.monotonic() - t0 < 2.5
+    wait_for(lambda: s.health()[0] == 200, timeout=3, what="healthy again")
+    assert s.worker_pids() == pids                 # no worker restarted
+    assert s.health()[1]["workers"]["restarts"] == 0
+
+
+def test_redis_down_at_start_is_not_fatal(server_factory, tmp_path):
+    port = free_port()
+    s = server_factory(conf=f"store redis\nredis_url redis://127.0.0.1:{port}/0\n"
+                            "redis_timeout 300ms", start=False)
+    s.start(wait=False)
+    wait_for(lambda: s.health()[1]["status"] == "degraded", what="degraded health")
+    assert create(s)[0] == 503
+    r = Redis(tmp_path, port).start()
+    try:
+        wait_for(lambda: create(s)[0] == 201, timeout=8, what="sessions once Redis is up")
+    finally:
+        r.stop()
