@@ -967,7 +967,13 @@ static int
 lmdb_env_open(const struct conf *c, size_t map, MDB_env **out)
 {
     MDB_env *env;
-    unsigned flags = MDB_NOSUBDIR | MDB_NOTLS | (c->store_sync ? 0 : MDB_NOSYNC);
+    /* MDB_WRITEMAP: a commit writes its pages into the shared mapping instead of one
+     * pwrite per page, which took POST /api/sessions from 9k to 16k requests/s here.
+     * Commits stay copy-on-write, so a process killed mid-transaction still leaves the
+     * last committed state intact; the price is that a stray write through a bad
+     * pointer in sessiond could reach the map, and that the file's apparent size is the
+     * whole (sparse) map. */
+    unsigned flags = MDB_NOSUBDIR | MDB_NOTLS | MDB_WRITEMAP | (c->store_sync ? 0 : MDB_NOSYNC);
     int rc = mdb_env_create(&env);
     if (rc != 0)
         return rc;
