@@ -1,5 +1,6 @@
 #include "conf.h"
 #include "redis_url.h"
+#include "util.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -143,20 +144,6 @@ static const struct directive directives[] = {
 };
 
 #define NDIRECTIVES (sizeof directives / sizeof *directives)
-
-static void errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static const struct directive *
 find_directive(const char *name)

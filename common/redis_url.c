@@ -13,18 +13,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util.h"
+
 #define REDIS_DEFAULT_PORT 6379
 
-__attribute__((format(printf, 3, 4))) static void
-url_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* A decimal number of n digits and nothing else. Returns 0, -1 if it is not one (or is
  * empty), -2 if it is greater than max. */
@@ -71,19 +63,19 @@ url_decode(const char *p, size_t n, char *out, size_t outsize, const char *what,
             int hi = i + 2 < n ? url_hex(p[i + 1]) : -1;
             int lo = hi >= 0 ? url_hex(p[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
-                url_errf(err, errlen, "bad percent-escape in the %s (%%XX, two hex digits)",
+                errf(err, errlen, "bad percent-escape in the %s (%%XX, two hex digits)",
                          what);
                 return -1;
             }
             c = hi << 4 | lo;
             i += 2;
             if (c == 0) {
-                url_errf(err, errlen, "the %s contains %%00", what);
+                errf(err, errlen, "the %s contains %%00", what);
                 return -1;
             }
         }
         if (len + 1 >= outsize) {
-            url_errf(err, errlen, "the %s is too long (at most %zu bytes)", what, outsize - 1);
+            errf(err, errlen, "the %s is too long (at most %zu bytes)", what, outsize - 1);
             return -1;
         }
         out[len++] = (char)c;
@@ -109,7 +101,7 @@ url_userinfo(const char *p, size_t n, struct redis_url *out, char *err, size_t e
     if (url_decode(pw, pwlen, out->password, sizeof out->password, "password", err, errlen) < 0)
         return -1;
     if (out->user[0] != '\0' && out->password[0] == '\0') {
-        url_errf(err, errlen, "a user name needs a password (user:password@host)");
+        errf(err, errlen, "a user name needs a password (user:password@host)");
         return -1;
     }
     return 0;
@@ -120,7 +112,7 @@ url_port(const char *p, size_t n, struct redis_url *out, char *err, size_t errle
 {
     long long v;
     if (url_number(p, n, 65535, &v) < 0 || v == 0) {
-        url_errf(err, errlen, "bad port \"%.*s\" (1 to 65535)", (int)n, p);
+        errf(err, errlen, "bad port \"%.*s\" (1 to 65535)", (int)n, p);
         return -1;
     }
     out->port = (int)v;
@@ -134,29 +126,29 @@ url_host_v6(const char *p, size_t n, struct redis_url *out, char *err, size_t er
     const char *close = memchr(p, ']', n), *end = p + n;
     struct in6_addr a;
     if (close == NULL) {
-        url_errf(err, errlen, "missing ] after the IPv6 address");
+        errf(err, errlen, "missing ] after the IPv6 address");
         return -1;
     }
     size_t alen = (size_t)(close - p) - 1;
     if (alen == 0) {
-        url_errf(err, errlen, "empty host");
+        errf(err, errlen, "empty host");
         return -1;
     }
     if (alen >= sizeof out->host) {
-        url_errf(err, errlen, "host too long (at most %zu bytes)", sizeof out->host - 1);
+        errf(err, errlen, "host too long (at most %zu bytes)", sizeof out->host - 1);
         return -1;
     }
     memcpy(out->host, p + 1, alen);
     out->host[alen] = '\0';
     if (inet_pton(AF_INET6, out->host, &a) != 1) {
-        url_errf(err, errlen, "bad IPv6 address \"[%s]\"", out->host);
+        errf(err, errlen, "bad IPv6 address \"[%s]\"", out->host);
         return -1;
     }
     const char *rest = close + 1;
     if (rest == end)
         return 0;
     if (*rest != ':') {
-        url_errf(err, errlen, "unexpected \"%.*s\" after the host", (int)(end - rest), rest);
+        errf(err, errlen, "unexpected \"%.*s\" after the host", (int)(end - rest), rest);
         return -1;
     }
     return url_port(rest + 1, (size_t)(end - rest - 1), out, err, errlen);
@@ -178,20 +170,20 @@ url_host(const char *p, size_t n, struct redis_url *out, char *err, size_t errle
     const char *colon = memchr(p, ':', n);
     size_t hlen = colon != NULL ? (size_t)(colon - p) : n;
     if (colon != NULL && memchr(colon + 1, ':', n - hlen - 1) != NULL) {
-        url_errf(err, errlen, "an IPv6 host needs brackets, as in redis://[::1]:6379");
+        errf(err, errlen, "an IPv6 host needs brackets, as in redis://[::1]:6379");
         return -1;
     }
     if (hlen == 0) {
-        url_errf(err, errlen, "empty host");
+        errf(err, errlen, "empty host");
         return -1;
     }
     if (hlen >= sizeof out->host) {
-        url_errf(err, errlen, "host too long (at most %zu bytes)", sizeof out->host - 1);
+        errf(err, errlen, "host too long (at most %zu bytes)", sizeof out->host - 1);
         return -1;
     }
     for (size_t i = 0; i < hlen; i++) {
         if (!url_host_char(p[i])) {
-            url_errf(err, errlen, "bad character '%c' in the host", p[i]);
+            errf(err, errlen, "bad character '%c' in the host", p[i]);
             return -1;
         }
     }
@@ -208,12 +200,12 @@ url_db(const char *p, size_t n, const char *form, struct redis_url *out, char *e
     long long v;
     int rc = url_number(p, n, INT_MAX, &v);
     if (rc == -1) {
-        url_errf(err, errlen, "the database must be a number, as in %s (not \"%.*s\")", form,
+        errf(err, errlen, "the database must be a number, as in %s (not \"%.*s\")", form,
                  (int)n, p);
         return -1;
     }
     if (rc == -2) {
-        url_errf(err, errlen, "database %.*s is out of range (0 to %d)", (int)n, p, INT_MAX);
+        errf(err, errlen, "database %.*s is out of range (0 to %d)", (int)n, p, INT_MAX);
         return -1;
     }
     out->db = (int)v;
@@ -230,12 +222,12 @@ url_path(const char *p, struct redis_url *out, char *err, size_t errlen)
         p++;
         size_t n = strcspn(p, "?#");
         if (p[n] != '\0') {
-            url_errf(err, errlen, "unexpected \"%s\" after the database", p + n);
+            errf(err, errlen, "unexpected \"%s\" after the database", p + n);
             return -1;
         }
         return n == 0 ? 0 : url_db(p, n, "/0", out, err, errlen);
     }
-    url_errf(err, errlen, "unexpected \"%s\" after the host", p);
+    errf(err, errlen, "unexpected \"%s\" after the host", p);
     return -1;
 }
 
@@ -260,22 +252,22 @@ url_unix(const char *p, struct redis_url *out, char *err, size_t errlen)
 {
     if (strncmp(p, "//", 2) == 0) {
         if (p[2] != '/') {
-            url_errf(err, errlen, "a socket path is written unix:/path/to.sock");
+            errf(err, errlen, "a socket path is written unix:/path/to.sock");
             return -1;
         }
         p += 2;
     }
     size_t n = strcspn(p, "?");
     if (n == 0) {
-        url_errf(err, errlen, "empty socket path");
+        errf(err, errlen, "empty socket path");
         return -1;
     }
     if (p[0] != '/') {
-        url_errf(err, errlen, "the socket path must be absolute, as in unix:/run/redis.sock");
+        errf(err, errlen, "the socket path must be absolute, as in unix:/run/redis.sock");
         return -1;
     }
     if (n >= sizeof out->path) {
-        url_errf(err, errlen, "socket path too long (at most %zu bytes)", sizeof out->path - 1);
+        errf(err, errlen, "socket path too long (at most %zu bytes)", sizeof out->path - 1);
         return -1;
     }
     memcpy(out->path, p, n);
@@ -286,7 +278,7 @@ url_unix(const char *p, struct redis_url *out, char *err, size_t errlen)
         return 0;
     const char *q = p + n + 1;
     if (strncmp(q, "db=", 3) != 0) {
-        url_errf(err, errlen, "unknown parameter \"%s\" (only db=N)", q);
+        errf(err, errlen, "unknown parameter \"%s\" (only db=N)", q);
         return -1;
     }
     return url_db(q + 3, strlen(q + 3), "?db=0", out, err, errlen);
@@ -302,10 +294,10 @@ redis_url_parse(const char *url, struct redis_url *out, char *err, size_t errlen
     if (strncasecmp(url, "unix:", 5) == 0)
         return url_unix(url + 5, out, err, errlen);
     if (strncasecmp(url, "rediss://", 9) == 0) {
-        url_errf(err, errlen, "rediss:// (TLS) is not supported yet; use redis:// on a trusted "
+        errf(err, errlen, "rediss:// (TLS) is not supported yet; use redis:// on a trusted "
                               "network, or a TLS tunnel");
         return -1;
     }
-    url_errf(err, errlen, "must start with redis:// or unix: (as in redis://127.0.0.1:6379/0)");
+    errf(err, errlen, "must start with redis:// or unix: (as in redis://127.0.0.1:6379/0)");
     return -1;
 }

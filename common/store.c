@@ -15,17 +15,6 @@ struct store {
     void *engine;
 };
 
-void
-store_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err == NULL || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* The engine named by c->store; NULL (with err) for a name we do not know. The config
  * refuses such names already, but a struct conf can be built by hand (tests). */
 static const struct store_ops *
@@ -35,7 +24,7 @@ store_ops_for(const struct conf *c, char *err, size_t errlen)
         return &store_lmdb_ops;
     if (strcmp(c->store, store_redis_ops.name) == 0)
         return &store_redis_ops;
-    store_errf(err, errlen, "store \"%s\": must be lmdb or redis", c->store);
+    errf(err, errlen, "store \"%s\": must be lmdb or redis", c->store);
     return NULL;
 }
 
@@ -54,7 +43,7 @@ store_open(const struct conf *c, void *loop, char *err, size_t errlen)
         return NULL;
     struct store *st = malloc(sizeof *st);
     if (st == NULL) {
-        store_errf(err, errlen, "store: out of memory");
+        errf(err, errlen, "store: out of memory");
         return NULL;
     }
     st->ops = ops;

@@ -8,6 +8,7 @@
 #define SESSIOND_STORE_ENGINE_H
 
 #include "store.h"
+#include "util.h" /* errf */
 
 struct store_ops {
     const char *name; /* as in the config's "store" and store_info's backend */
@@ -32,8 +33,5 @@ struct store_ops {
 extern const struct store_ops store_lmdb_ops;
 extern const struct store_ops store_redis_ops;
 
-/* snprintf into an error buffer (err may be NULL or errlen 0: then nothing is written). */
-void store_errf(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -187,7 +187,7 @@ lmdb_rec_to_session(const char *id, size_t id_len, const struct lmdb_rec *r, str
 static enum store_status
 lmdb_fail(struct lmdb_store *st, int rc, const char *what)
 {
-    store_errf(st->error, sizeof st->error, "%s: %s", what, mdb_strerror(rc));
+    errf(st->error, sizeof st->error, "%s: %s", what, mdb_strerror(rc));
     if (rc == MDB_MAP_FULL)
         return STORE_FULL;
     st->healthy = false;
@@ -199,7 +199,7 @@ lmdb_fail(struct lmdb_store *st, int rc, const char *what)
 static enum store_status
 lmdb_refuse(struct lmdb_store *st, const char *why)
 {
-    store_errf(st->error, sizeof st->error, "%s", why);
+    errf(st->error, sizeof st->error, "%s", why);
     return STORE_ERROR;
 }
 
@@ -284,7 +284,7 @@ lmdb_find(struct lmdb_store *st, MDB_txn *txn, const char *id, size_t id_len, st
         return lmdb_fail(st, rc, "mdb_get sessions");
     if (lmdb_rec_decode(&val, r) != 0) {
         st->healthy = false;
-        store_errf(st->error, sizeof st->error, "session %.*s: malformed record", (int)id_len,
+        errf(st->error, sizeof st->error, "session %.*s: malformed record", (int)id_len,
                    id);
         return STORE_ERROR;
     }
@@ -1025,7 +1025,7 @@ lmdb_mkdirs(const char *path, char *err, size_t errlen)
         char end = *p;
         *p = '\0';
         if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
-            store_errf(err, errlen, "store_path %s: cannot create directory %s: %s", path, dir,
+            errf(err, errlen, "store_path %s: cannot create directory %s: %s", path, dir,
                        strerror(errno));
             return -1;
         }
@@ -1043,14 +1043,14 @@ lmdb_check_space(const char *path, int fd, size_t map, char *err, size_t errlen)
     struct statvfs vfs;
     struct stat sb;
     if (fstatvfs(fd, &vfs) != 0 || fstat(fd, &sb) != 0) {
-        store_errf(err, errlen, "store_path %s: %s", path, strerror(errno));
+        errf(err, errlen, "store_path %s: %s", path, strerror(errno));
         return -1;
     }
     uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize + (uint64_t)sb.st_blocks * 512;
     if (avail >= map)
         return 0;
     uint64_t mib = 1024 * 1024;
-    store_errf(err, errlen,
+    errf(err, errlen,
                "store_path %s: the disk has %llu MiB free but the store may grow to %llu MiB "
                "(max_sessions x session_max_bytes, doubled for copy-on-write); lower "
                "max_sessions or session_max_bytes, or free space",
@@ -1065,7 +1065,7 @@ static int
 lmdb_prepare_file(const struct conf *c, size_t *map, char *err, size_t errlen)
 {
     if (lmdb_map_size(c, map) != 0) {
-        store_errf(err, errlen, "store_path %s: max_sessions x session_max_bytes is too "
+        errf(err, errlen, "store_path %s: max_sessions x session_max_bytes is too "
                    "large to map", c->store_path);
         return -1;
     }
@@ -1073,7 +1073,7 @@ lmdb_prepare_file(const struct conf *c, size_t *map, char *err, size_t errlen)
         return -1;
     int fd = open(c->store_path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0) {
-        store_errf(err, errlen, "store_path %s: %s", c->store_path, strerror(errno));
+        errf(err, errlen, "store_path %s: %s", c->store_path, strerror(errno));
         return -1;
     }
     int rc = lmdb_check_space(c->store_path, fd, *map, err, errlen);
@@ -1091,7 +1091,7 @@ lmdb_store_prepare(const struct conf *c, char *err, size_t errlen)
     if (lmdb_prepare_file(c, &map, err, errlen) != 0)
         return -1;
     if ((rc = lmdb_env_open(c, map, &env)) != 0) {
-        store_errf(err, errlen, "store_path %s: %s", c->store_path, mdb_strerror(rc));
+        errf(err, errlen, "store_path %s: %s", c->store_path, mdb_strerror(rc));
         return -1;
     }
     rc = mdb_reader_check(env, &dead);
@@ -1099,7 +1099,7 @@ lmdb_store_prepare(const struct conf *c, char *err, size_t errlen)
         rc = lmdb_open_dbs(env, &dbs);
     mdb_env_close(env);
     if (rc != 0) {
-        store_errf(err, errlen, "store_path %s: %s", c->store_path, mdb_strerror(rc));
+        errf(err, errlen, "store_path %s: %s", c->store_path, mdb_strerror(rc));
         return -1;
     }
     return 0;
@@ -1113,18 +1113,18 @@ lmdb_store_open(const struct conf *c, void *loop, char *err, size_t errlen)
     int dead, rc;
     struct lmdb_store *st = calloc(1, sizeof *st);
     if (st == NULL) {
-        store_errf(err, errlen, "store: out of memory");
+        errf(err, errlen, "store: out of memory");
         return NULL;
     }
     if (lmdb_map_size(c, &map) != 0) {
-        store_errf(err, errlen, "store_path %s: max_sessions x session_max_bytes is too "
+        errf(err, errlen, "store_path %s: max_sessions x session_max_bytes is too "
                    "large to map", c->store_path);
         free(st);
         return NULL;
     }
     if ((rc = lmdb_env_open(c, map, &st->env)) != 0 ||
         (rc = mdb_reader_check(st->env, &dead)) != 0 || (rc = lmdb_open_dbs(st->env, st)) != 0) {
-        store_errf(err, errlen, "store_path %s: %s", c->store_path, mdb_strerror(rc));
+        errf(err, errlen, "store_path %s: %s", c->store_path, mdb_strerror(rc));
         if (st->env != NULL)
             mdb_env_close(st->env);
         free(st);

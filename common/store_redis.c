@@ -525,7 +525,7 @@ rs_answer(struct redis_store *st, struct rs_op *op, enum store_status status,
           const struct session *s, size_t n, uint64_t count)
 {
     if (status == STORE_UNAVAILABLE && op->kind != RS_INTERNAL)
-        store_errf(st->error, sizeof st->error, "redis unavailable (circuit %s): %s",
+        errf(st->error, sizeof st->error, "redis unavailable (circuit %s): %s",
                    rs_circuit_name(st->circuit), st->cause);
     if (!st->closing) {
         if (op->kind == RS_ONE)
@@ -549,7 +549,7 @@ rs_finish(struct redis_store *st, struct rs_op *op, enum store_status status)
 static void
 rs_fail(struct redis_store *st, struct rs_op *op, const char *why)
 {
-    store_errf(st->error, sizeof st->error, "%s", why);
+    errf(st->error, sizeof st->error, "%s", why);
     rs_finish(st, op, STORE_ERROR);
 }
 
@@ -642,7 +642,7 @@ static bool
 rs_send_new(struct redis_store *st, struct rs_op *op)
 {
     if (!rs_seal(op)) {
-        store_errf(st->error, sizeof st->error, "redis: out of memory");
+        errf(st->error, sizeof st->error, "redis: out of memory");
         rs_later(st, op, STORE_ERROR);
         return false;
     }
@@ -991,7 +991,7 @@ rs_failed(struct redis_store *st, struct rs_op *op, const redisReply *r)
         return false;
     enum store_status status = rs_error_status(r);
     rs_cause(st, "%s: %.*s", st->where, (int)r->len, r->str);
-    store_errf(st->error, sizeof st->error, "redis: %.*s", (int)r->len, r->str);
+    errf(st->error, sizeof st->error, "redis: %.*s", (int)r->len, r->str);
     rs_count_failure(st);
     rs_finish(st, op, status);
     return true;
@@ -1094,7 +1094,7 @@ rs_op_one(struct redis_store *st, rs_reply_fn fn, store_cb cb, void *arg)
     if (op != NULL)
         op->cb.one = cb;
     else
-        store_errf(st->error, sizeof st->error, "redis: out of memory");
+        errf(st->error, sizeof st->error, "redis: out of memory");
     return op;
 }
 
@@ -1128,7 +1128,7 @@ rs_create_check(struct redis_store *st, const struct session *s)
         why = "data: NULL with a length";
     if (why == NULL)
         return STORE_OK;
-    store_errf(st->error, sizeof st->error, "%s", why);
+    errf(st->error, sizeof st->error, "%s", why);
     return STORE_ERROR;
 }
 
@@ -1144,7 +1144,7 @@ rs_create(void *self, const struct session *s, store_cb cb, void *arg)
     }
     enum store_status status = rs_create_check(st, s);
     if (status == STORE_OK && (op->data = malloc(s->data_len + 1)) == NULL) {
-        store_errf(st->error, sizeof st->error, "redis: out of memory");
+        errf(st->error, sizeof st->error, "redis: out of memory");
         status = STORE_ERROR;
     }
     if (status != STORE_OK) {
@@ -1372,7 +1372,7 @@ rs_update(void *self, const char *id, int64_t now, const struct store_change *ch
     }
     /* Ours: the caller's patch is gone once this returns. */
     if ((op->patch = malloc(ch->patch_len + 1)) == NULL) {
-        store_errf(st->error, sizeof st->error, "redis: out of memory");
+        errf(st->error, sizeof st->error, "redis: out of memory");
         rs_later(st, op, STORE_ERROR);
         return;
     }
@@ -1406,7 +1406,7 @@ rs_list_user(void *self, const char *user, int64_t now, store_list_cb cb, void *
     struct redis_store *st = self;
     struct rs_op *op = rs_op_new(st, RS_LIST_CB, rs_on_list, arg);
     if (op == NULL) {
-        store_errf(st->error, sizeof st->error, "redis: out of memory");
+        errf(st->error, sizeof st->error, "redis: out of memory");
         cb(arg, STORE_ERROR, NULL, 0);
         return;
     }
@@ -1429,7 +1429,7 @@ rs_op_count(struct redis_store *st, store_count_cb cb, void *arg)
     if (op != NULL)
         op->cb.count = cb;
     else
-        store_errf(st->error, sizeof st->error, "redis: out of memory");
+        errf(st->error, sizeof st->error, "redis: out of memory");
     return op;
 }
 
@@ -1469,7 +1469,7 @@ static void
 rs_on_sweep(struct redis_store *st, struct rs_op *op, redisReply *r)
 {
     if (r->type == REDIS_REPLY_ERROR) {
-        store_errf(st->error, sizeof st->error, "redis: sweep: %.*s", (int)r->len, r->str);
+        errf(st->error, sizeof st->error, "redis: sweep: %.*s", (int)r->len, r->str);
         rs_count_failure(st);
     }
     rs_op_free(op);
@@ -1507,7 +1507,7 @@ rs_prepare(const struct conf *c, char *err, size_t errlen)
     char msg[256];
     if (redis_url_parse(c->redis_url, &u, msg, sizeof msg) == 0)
         return 0;
-    store_errf(err, errlen, "redis_url: %s", msg);
+    errf(err, errlen, "redis_url: %s", msg);
     return -1;
 }
 
@@ -1536,12 +1536,12 @@ rs_init(struct redis_store *st, const struct conf *c, char *err, size_t errlen)
 {
     char msg[256];
     if (redis_url_parse(c->redis_url, &st->url, msg, sizeof msg) < 0) {
-        store_errf(err, errlen, "redis_url: %s", msg);
+        errf(err, errlen, "redis_url: %s", msg);
         return -1;
     }
     for (int i = 0; i < RS_NSCRIPTS; i++) {
         if (rs_sha1(rs_scripts[i], st->sha[i]) < 0) {
-            store_errf(err, errlen, "store redis: cannot compute the scripts' SHA-1");
+            errf(err, errlen, "store redis: cannot compute the scripts' SHA-1");
             return -1;
         }
     }
@@ -1569,12 +1569,12 @@ static void *
 rs_open(const struct conf *c, void *loop, char *err, size_t errlen)
 {
     if (loop == NULL) {
-        store_errf(err, errlen, "store redis: needs the worker's event loop");
+        errf(err, errlen, "store redis: needs the worker's event loop");
         return NULL;
     }
     struct redis_store *st = calloc(1, sizeof *st);
     if (st == NULL) {
-        store_errf(err, errlen, "store: out of memory");
+        errf(err, errlen, "store: out of memory");
         return NULL;
     }
     if (rs_init(st, c, err, errlen) < 0) {

@@ -11,4 +11,8 @@
 
 #define SESSIOND_VERSION "0.1.0"
 
+/* Write a message into a caller's error buffer (err may be NULL): how helpers that do not
+ * log report what went wrong. */
+void errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 #endif
