@@ -16,6 +16,7 @@
 #include "store.h"
 
 #include <errno.h>
+#include <ev.h>
 #include <fcntl.h>
 #include <lmdb.h>
 #include <stdio.h>
@@ -48,8 +49,23 @@ enum {
     REC_HEADER = 70,
 };
 
+/* A create waiting for the group commit. */
+struct lmdb_queued {
+    struct lmdb_queued *next;
+    store_cb cb;
+    void *arg;
+    struct session s; /* a copy; its data follows this struct */
+    enum store_status status;
+};
+
 struct lmdb_store {
     MDB_env *env;
+    /* Group commit: with a loop, the creates of one loop iteration share one write
+     * transaction, committed before the loop waits again. Under load that takes the
+     * cross-process write lock once per iteration instead of once per request. */
+    struct ev_loop *loop;
+    ev_prepare flush;
+    struct lmdb_queued *queue, **queue_tail;
     MDB_dbi sessions, tokens, users, expiry;
     MDB_txn *rtxn;   /* the read transaction, reset between operations and renewed */
     bool rtxn_busy;  /* rtxn is in use: a callback is running and may call us again */
@@ -575,6 +591,41 @@ lmdb_create_args(struct lmdb_store *st, const struct session *s, struct lmdb_cre
     return STORE_OK;
 }
 
+/* Commit the queued creates in one transaction, then answer each. Every create checks
+ * its limits against the ones before it in the same transaction, so limits hold as they
+ * do one by one; a failed check writes nothing. If the transaction itself fails (the map
+ * is full mid-write), none of the batch is written and every create reports it. */
+static void
+lmdb_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    struct lmdb_store *st = w->data;
+    struct lmdb_queued *q = st->queue;
+    st->queue = NULL;
+    st->queue_tail = &st->queue;
+    ev_prepare_stop(loop, w);
+    MDB_txn *txn;
+    int rc = lmdb_begin(st, 0, &txn);
+    for (struct lmdb_queued *b = q; b != NULL; b = b->next) {
+        struct lmdb_create c;
+        b->status = rc != 0 ? lmdb_fail(st, rc, "mdb_txn_begin") : lmdb_create_args(st, &b->s, &c);
+        if (b->status == STORE_OK)
+            b->status = lmdb_create_txn(st, txn, &c);
+    }
+    if (rc == 0 && (rc = mdb_txn_commit(txn)) != 0) {
+        enum store_status failed = lmdb_fail(st, rc, "mdb_txn_commit");
+        for (struct lmdb_queued *b = q; b != NULL; b = b->next)
+            b->status = b->status == STORE_OK ? failed : b->status;
+    }
+    while (q != NULL) {
+        struct lmdb_queued *next = q->next;
+        q->s.version = 1;
+        q->cb(q->arg, q->status, q->status == STORE_OK ? &q->s : NULL);
+        free(q);
+        q = next;
+    }
+}
+
 static void
 lmdb_store_create(void *self, const struct session *s, store_cb cb, void *arg)
 {
@@ -582,6 +633,22 @@ lmdb_store_create(void *self, const struct session *s, store_cb cb, void *arg)
     struct lmdb_create c;
     st->healthy = true;
     enum store_status status = lmdb_create_args(st, s, &c);
+    struct lmdb_queued *q = NULL;
+    if (status == STORE_OK && st->loop != NULL) {
+        q = malloc(sizeof *q + s->data_len);
+        if (q == NULL)
+            status = lmdb_refuse(st, "out of memory");
+    }
+    if (q != NULL) {
+        *q = (struct lmdb_queued){.cb = cb, .arg = arg, .s = *s};
+        memcpy(q + 1, s->data, s->data_len);
+        q->s.data = (const char *)(q + 1);
+        *st->queue_tail = q;
+        st->queue_tail = &q->next;
+        if (!ev_is_active(&st->flush))
+            ev_prepare_start(st->loop, &st->flush);
+        return;
+    }
     if (status == STORE_OK)
         status = lmdb_write(st, lmdb_create_txn, &c);
     if (status != STORE_OK) {
@@ -1108,7 +1175,6 @@ lmdb_store_prepare(const struct conf *c, char *err, size_t errlen)
 static void *
 lmdb_store_open(const struct conf *c, void *loop, char *err, size_t errlen)
 {
-    (void)loop; /* LMDB answers at once; it needs no event loop */
     size_t map;
     int dead, rc;
     struct lmdb_store *st = calloc(1, sizeof *st);
@@ -1134,6 +1200,10 @@ lmdb_store_open(const struct conf *c, void *loop, char *err, size_t errlen)
     st->max_per_user = c->max_sessions_per_user;
     st->max_bytes = (size_t)c->session_max_bytes;
     st->healthy = true;
+    st->loop = loop;
+    st->queue_tail = &st->queue;
+    ev_prepare_init(&st->flush, lmdb_flush);
+    st->flush.data = st;
     return st;
 }
 
@@ -1143,6 +1213,15 @@ lmdb_store_close(void *self)
     struct lmdb_store *st = self;
     if (st == NULL)
         return;
+    /* Creates still queued were never acknowledged: they are dropped, as the Redis
+     * engine drops its pending calls (the worker closed their connections first). */
+    if (st->loop != NULL)
+        ev_prepare_stop(st->loop, &st->flush);
+    while (st->queue != NULL) {
+        struct lmdb_queued *next = st->queue->next;
+        free(st->queue);
+        st->queue = next;
+    }
     if (st->rtxn != NULL)
         mdb_txn_abort(st->rtxn);
     mdb_env_close(st->env);
