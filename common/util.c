@@ -2,6 +2,20 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <unistd.h>
+
+unsigned long long
+proc_rss_bytes(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long size = 0, resident = 0;
+    if (f == NULL)
+        return 0;
+    if (fscanf(f, "%lu %lu", &size, &resident) != 2)
+        resident = 0;
+    fclose(f);
+    return (unsigned long long)resident * (unsigned long long)sysconf(_SC_PAGESIZE);
+}
 
 void
 errf(char *err, size_t errlen, const char *fmt, ...)

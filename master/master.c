@@ -325,13 +325,9 @@ on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 static void
 update_master_rss(struct master *m)
 {
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size, resident;
-    if (f == NULL)
-        return;
-    if (fscanf(f, "%lu %lu", &size, &resident) == 2)
-        sb_set(&m->sb->master_rss, (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE));
-    fclose(f);
+    uint64_t rss = proc_rss_bytes();
+    if (rss > 0) /* keep the last figure if /proc could not be read */
+        sb_set(&m->sb->master_rss, rss);
 }
 
 static void

@@ -213,19 +213,6 @@ on_reap(struct ev_loop *loop, ev_prepare *p, int revents)
     }
 }
 
-static uint64_t
-read_rss(void)
-{
-    FILE *f = fopen("/proc/self/statm", "r");
-    unsigned long size = 0, resident = 0;
-    if (f == NULL)
-        return 0;
-    if (fscanf(f, "%lu %lu", &size, &resident) != 2)
-        resident = 0;
-    fclose(f);
-    return (uint64_t)resident * (uint64_t)sysconf(_SC_PAGESIZE);
-}
-
 static double
 cpu_seconds(void)
 {
@@ -242,7 +229,7 @@ on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct worker *w = container_of(t, struct worker, heartbeat);
     sb_set(&w->slot->heartbeat_ms, (uint64_t)sb_now_ms());
-    sb_set(&w->slot->rss_bytes, read_rss());
+    sb_set(&w->slot->rss_bytes, proc_rss_bytes());
     double now = ev_time(), cpu = cpu_seconds();
     if (now > w->cpu_prev_at)
         sb_set(&w->slot->load_permille,
