@@ -10,6 +10,7 @@
 // and exits on SIGTERM or SIGINT.
 
 const cluster = require('node:cluster');
+const { runPrimary } = require('./cluster-primary.js');
 const http = require('node:http');
 
 const port = Number(process.argv[2]);
@@ -20,26 +21,7 @@ if (!Number.isInteger(port) || port <= 0 || !Number.isInteger(nworkers) || nwork
 }
 
 if (cluster.isPrimary) {
-  let listening = 0;
-  let stopping = false;
-  for (let i = 0; i < nworkers; i++) cluster.fork({ BENCH_WORKER_ID: String(i) });
-  cluster.on('listening', () => {
-    if (++listening === nworkers) console.log('ready');
-  });
-  cluster.on('exit', (worker, code, signal) => {
-    if (!stopping) console.error(`worker ${worker.process.pid} exited (${signal || code})`);
-    if (stopping && Object.keys(cluster.workers).length === 0) process.exit(0);
-  });
-  const stop = () => {
-    if (stopping) return;
-    stopping = true;
-    const left = Object.values(cluster.workers);
-    if (left.length === 0) process.exit(0);
-    for (const w of left) w.process.kill('SIGTERM');
-    setTimeout(() => process.exit(0), 2000).unref();
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  runPrimary(nworkers);
 } else {
   const id = Number(process.env.BENCH_WORKER_ID || 0);
   const started = Date.now();

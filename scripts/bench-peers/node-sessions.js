@@ -23,6 +23,7 @@
 // listens, and stops its workers and exits on SIGTERM or SIGINT.
 
 const cluster = require('node:cluster');
+const { runPrimary } = require('./cluster-primary.js');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
@@ -41,26 +42,7 @@ const MAX_BODY = 64 * 1024;
 const USER_RE = /^[A-Za-z0-9_.@:-]{1,128}$/;
 
 if (cluster.isPrimary) {
-  let listening = 0;
-  let stopping = false;
-  for (let i = 0; i < nworkers; i++) cluster.fork({ BENCH_WORKER_ID: String(i) });
-  cluster.on('listening', () => {
-    if (++listening === nworkers) console.log('ready');
-  });
-  cluster.on('exit', (worker, code, signal) => {
-    if (!stopping) console.error(`worker ${worker.process.pid} exited (${signal || code})`);
-    if (stopping && Object.keys(cluster.workers).length === 0) process.exit(0);
-  });
-  const stop = () => {
-    if (stopping) return;
-    stopping = true;
-    const left = Object.values(cluster.workers);
-    if (left.length === 0) process.exit(0);
-    for (const w of left) w.process.kill('SIGTERM');
-    setTimeout(() => process.exit(0), 2000).unref();
-  };
-  process.on('SIGTERM', stop);
-  process.on('SIGINT', stop);
+  runPrimary(nworkers);
 } else {
   const id = Number(process.env.BENCH_WORKER_ID || 0);
   const started = Date.now();
