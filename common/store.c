@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "store_engine.h"
+#include "token.h"
 
 struct store {
     const struct store_ops *ops;
@@ -26,6 +27,14 @@ store_ops_for(const struct conf *c, char *err, size_t errlen)
         return &store_redis_ops;
     errf(err, errlen, "store \"%s\": must be lmdb or redis", c->store);
     return NULL;
+}
+
+bool
+store_id_fits(const struct session *s)
+{
+    char id[ID_CHARS + 1];
+    token_id_of_hash(s->token_hash, id);
+    return strncmp(id, s->id, sizeof s->id) == 0;
 }
 
 int

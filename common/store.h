@@ -19,7 +19,7 @@
 
 #include "conf.h"
 
-#define SESSION_ID_LEN 22      /* base64url of 16 random bytes */
+#define SESSION_ID_LEN 22      /* base64url of the token hash's first 16 bytes (token.h) */
 #define SESSION_TOKEN_LEN 43   /* base64url of 32 random bytes, no padding */
 #define SESSION_HASH_LEN 32    /* SHA-256 of the token: all the store keeps of it */
 #define SESSION_USER_MAX 128
@@ -58,6 +58,9 @@ typedef void (*store_count_cb)(void *arg, enum store_status st, uint64_t n);
 
 struct store;
 
+/* Whether s's id is the one its token hash gives (see token.h). */
+bool store_id_fits(const struct session *s);
+
 /* What the engine reports for health and metrics. */
 struct store_info {
     const char *backend;  /* "lmdb" or "redis" */
@@ -82,13 +85,16 @@ void store_close(struct store *st);
 
 /* Create s (id, token_hash, user, data, created_at, expires_at and ttl filled in by the
  * caller, version ignored and set to 1), checking max_sessions and max_sessions_per_user
- * in the same transaction. The callback gets the stored session. */
+ * in the same transaction. The id must be token_id_of_hash(token_hash) (store_id_fits),
+ * which is how the engines find a session by its token without an index of tokens. The
+ * callback gets the stored session. */
 void store_create(struct store *st, const struct session *s, store_cb cb, void *arg);
 
 /* The session with this id, unless it expired before now. */
 void store_get(struct store *st, const char *id, int64_t now, store_cb cb, void *arg);
 
-/* The session whose token hashes to hash, unless expired. */
+/* The session whose token hashes to hash, unless expired: the session with the id of
+ * hash, if the whole of its stored hash is hash (compared in constant time). */
 void store_get_by_token(struct store *st, const uint8_t hash[SESSION_HASH_LEN], int64_t now,
                         store_cb cb, void *arg);
 

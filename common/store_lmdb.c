@@ -5,9 +5,9 @@
  * block the writer, and the kill -9 of any process at any moment leaves the file intact
  * (copy-on-write pages, a robust writer mutex, reader slots cleared by mdb_reader_check).
  *
- * Four named databases:
- *   sessions  id -> record: a fixed header (below) followed by the user and data bytes
- *   tokens    token_hash -> id
+ * Three named databases:
+ *   sessions  id -> record: a fixed header (below) followed by the user and data bytes;
+ *             the id follows from the token hash (token.h), so no index of tokens
  *   users     user -> created_at (8 bytes big-endian) + id, sorted duplicates, so that a
  *             cursor lists a user's sessions oldest first
  *   expiry    expires_at (8 bytes big-endian) + id -> empty, so that the sweep finds the
@@ -28,6 +28,7 @@
 
 #include "json_merge.h"
 #include "store_engine.h"
+#include "token.h"
 
 #define LMDB_SESSION_OVERHEAD 512 /* bytes of records and index entries per session */
 #define LMDB_MIN_MAP (1024 * 1024)
@@ -66,7 +67,7 @@ struct lmdb_store {
     struct ev_loop *loop;
     ev_prepare flush;
     struct lmdb_queued *queue, **queue_tail;
-    MDB_dbi sessions, tokens, users, expiry;
+    MDB_dbi sessions, users, expiry;
     MDB_txn *rtxn;   /* the read transaction, reset between operations and renewed */
     bool rtxn_busy;  /* rtxn is in use: a callback is running and may call us again */
     int64_t max_sessions;
@@ -355,7 +356,7 @@ lmdb_del(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t klen, const void *v, s
     return rc == MDB_NOTFOUND ? 0 : rc;
 }
 
-/* Write a new session: record and all three index entries. */
+/* Write a new session: record and both index entries. */
 static enum store_status
 lmdb_insert(struct lmdb_store *st, MDB_txn *txn, const char *id, size_t id_len,
             const struct lmdb_rec *r)
@@ -364,11 +365,7 @@ lmdb_insert(struct lmdb_store *st, MDB_txn *txn, const char *id, size_t id_len,
     enum store_status status = lmdb_put_rec(st, txn, id, id_len, r, MDB_NOOVERWRITE);
     if (status != STORE_OK)
         return status;
-    int rc = lmdb_put(txn, st->tokens, r->hash, SESSION_HASH_LEN, id, id_len, MDB_NOOVERWRITE);
-    if (rc == MDB_KEYEXIST)
-        return lmdb_refuse(st, "a session with this token exists");
-    if (rc == 0)
-        rc = lmdb_put(txn, st->users, r->user, r->user_len, k,
+    int rc = lmdb_put(txn, st->users, r->user, r->user_len, k,
                       lmdb_time_key(k, r->created_at, id, id_len), 0);
     if (rc == 0)
         rc = lmdb_put(txn, st->expiry, k, lmdb_time_key(k, r->expires_at, id, id_len), "", 0, 0);
@@ -382,17 +379,13 @@ lmdb_remove(struct lmdb_store *st, MDB_txn *txn, const char *id, size_t id_len,
             const struct lmdb_rec *r)
 {
     char sid[SESSION_ID_LEN], user[SESSION_USER_MAX], uval[LMDB_TIME_KEY], ekey[LMDB_TIME_KEY];
-    uint8_t hash[SESSION_HASH_LEN];
     size_t user_len = r->user_len;
     memcpy(sid, id, id_len);
     memcpy(user, r->user, user_len);
-    memcpy(hash, r->hash, SESSION_HASH_LEN);
     size_t uval_len = lmdb_time_key(uval, r->created_at, sid, id_len);
     size_t ekey_len = lmdb_time_key(ekey, r->expires_at, sid, id_len);
 
-    int rc = lmdb_del(txn, st->tokens, hash, SESSION_HASH_LEN, NULL, 0);
-    if (rc == 0)
-        rc = lmdb_del(txn, st->users, user, user_len, uval, uval_len);
+    int rc = lmdb_del(txn, st->users, user, user_len, uval, uval_len);
     if (rc == 0)
         rc = lmdb_del(txn, st->expiry, ekey, ekey_len, NULL, 0);
     if (rc == 0)
@@ -506,7 +499,16 @@ lmdb_check_user(struct lmdb_store *st, MDB_txn *txn, const struct lmdb_rec *r)
     int live = 0, rc = mdb_cursor_open(txn, st->users, &cur);
     if (rc != 0)
         return lmdb_fail(st, rc, "mdb_cursor_open users");
-    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_KEY); rc == 0 && status == STORE_OK;
+    /* Fewer entries than the limit, live or not, cannot reach it: the usual case needs no
+     * look at each session (the sweep reclaims the expired ones in time). */
+    size_t entries = 0;
+    rc = mdb_cursor_get(cur, &key, &val, MDB_SET_KEY);
+    if (rc == 0 && (rc = mdb_cursor_count(cur, &entries)) == 0 &&
+        entries < (size_t)st->max_per_user) {
+        mdb_cursor_close(cur);
+        return STORE_OK;
+    }
+    for (; rc == 0 && status == STORE_OK;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT_DUP)) {
         if (val.mv_size > 8 && lmdb_id_ok(val.mv_size - 8))
             status = lmdb_count_one(st, txn, &val, r->created_at, &live, &expired);
@@ -580,8 +582,8 @@ lmdb_create_args(struct lmdb_store *st, const struct session *s, struct lmdb_cre
                                .user_len = strnlen(s->user, sizeof s->user), .data = s->data,
                                .data_len = s->data_len};
     memcpy(c->rec.hash, s->token_hash, SESSION_HASH_LEN);
-    if (!lmdb_id_ok(c->id_len))
-        return lmdb_refuse(st, "session id: 1 to 22 bytes");
+    if (!lmdb_id_ok(c->id_len) || !store_id_fits(s))
+        return lmdb_refuse(st, "session id: not the id of its token");
     if (c->rec.user_len == 0 || c->rec.user_len > SESSION_USER_MAX)
         return lmdb_refuse(st, "user: 1 to 128 bytes");
     if (s->data_len > st->max_bytes)
@@ -683,13 +685,12 @@ static enum store_status
 lmdb_load_by_token(struct lmdb_store *st, MDB_txn *txn, const uint8_t *hash, int64_t now,
                    struct session *s)
 {
-    MDB_val key = lmdb_val(hash, SESSION_HASH_LEN), val;
-    int rc = mdb_get(txn, st->tokens, &key, &val);
-    if (rc == MDB_NOTFOUND)
-        return STORE_NOT_FOUND;
-    if (rc != 0)
-        return lmdb_fail(st, rc, "mdb_get tokens");
-    return lmdb_load(st, txn, val.mv_data, val.mv_size, now, s);
+    char id[SESSION_ID_LEN + 1];
+    token_id_of_hash(hash, id);
+    enum store_status status = lmdb_load(st, txn, id, SESSION_ID_LEN, now, s);
+    if (status == STORE_OK && !token_equal(s->token_hash, SESSION_HASH_LEN, hash, SESSION_HASH_LEN))
+        status = STORE_NOT_FOUND;
+    return status;
 }
 
 static void
@@ -1044,7 +1045,7 @@ lmdb_env_open(const struct conf *c, size_t map, MDB_env **out)
     int rc = mdb_env_create(&env);
     if (rc != 0)
         return rc;
-    if ((rc = mdb_env_set_mapsize(env, map)) != 0 || (rc = mdb_env_set_maxdbs(env, 4)) != 0 ||
+    if ((rc = mdb_env_set_mapsize(env, map)) != 0 || (rc = mdb_env_set_maxdbs(env, 3)) != 0 ||
         (rc = mdb_env_set_maxreaders(env, LMDB_MAX_READERS)) != 0 ||
         (rc = mdb_env_open(env, c->store_path, flags, 0600)) != 0) {
         mdb_env_close(env);
@@ -1064,7 +1065,6 @@ lmdb_open_dbs(MDB_env *env, struct lmdb_store *st)
     if (rc != 0)
         return rc;
     if ((rc = mdb_dbi_open(txn, "sessions", MDB_CREATE, &st->sessions)) != 0 ||
-        (rc = mdb_dbi_open(txn, "tokens", MDB_CREATE, &st->tokens)) != 0 ||
         (rc = mdb_dbi_open(txn, "users", MDB_CREATE | MDB_DUPSORT, &st->users)) != 0 ||
         (rc = mdb_dbi_open(txn, "expiry", MDB_CREATE, &st->expiry)) != 0) {
         mdb_txn_abort(txn);

@@ -5,8 +5,8 @@
  * Every check-and-write is one Lua script, so that it is atomic across every worker of
  * every instance. The keys, under redis_prefix {p}:
  *   {p}s:{id}         HASH user, th (token hash, hex), c (created), e (expires), ttl,
- *                     v (version), d (data JSON); EXPIREAT e, so Redis expires it itself
- *   {p}t:{th}         STRING -> id; EXPIREAT e
+ *                     v (version), d (data JSON); EXPIREAT e, so Redis expires it itself.
+ *                     The id follows from the token hash (token.h): no key per token.
  *   {p}u:{user}       ZSET of ids scored by created_at (a user's list, oldest first);
  *                     EXPIREAT the latest e among its sessions
  *   {p}all            ZSET of ids scored by expires_at: the count, trimmed by time
@@ -45,6 +45,7 @@
 #include "json_merge.h"
 #include "redis_url.h"
 #include "store_engine.h"
+#include "token.h"
 #include "util.h"
 
 #define RS_FAILURES_TO_OPEN 5
@@ -62,14 +63,13 @@
 /* ---- the scripts ---- */
 
 /* Shared by every script: ARGV[1] is the prefix. load() returns a live session as
- * {id, user, th, c, e, ttl, v, d}; purge() deletes one with its token and index entries;
+ * {id, user, th, c, e, ttl, v, d}; purge() deletes one with its index entries;
  * extend() keeps a key at least until e. e is compared on the caller's clock (now), and
  * EXPIREAT reads it on Redis's, as extend() does with TIME. */
 #define RS_PRELUDE                                                                          \
     "local P = ARGV[1]\n"                                                                   \
     "local ALL = P .. 'all'\n"                                                              \
     "local function skey(id) return P .. 's:' .. id end\n"                                  \
-    "local function tkey(th) return P .. 't:' .. th end\n"                                  \
     "local function ukey(u) return P .. 'u:' .. u end\n"                                    \
     "local function load(id, now)\n"                                                        \
     "  local r = redis.call('HMGET', skey(id), 'user', 'th', 'c', 'e', 'ttl', 'v', 'd')\n"  \
@@ -78,11 +78,8 @@
     "  return r\n"                                                                          \
     "end\n"                                                                                 \
     "local function purge(id)\n"                                                            \
-    "  local f = redis.call('HMGET', skey(id), 'user', 'th')\n"                             \
+    "  local f = redis.call('HMGET', skey(id), 'user')\n"                                   \
     "  redis.call('DEL', skey(id))\n"                                                       \
-    "  if f[2] and redis.call('GET', tkey(f[2])) == id then\n"                              \
-    "    redis.call('DEL', tkey(f[2]))\n"                                                   \
-    "  end\n"                                                                               \
     "  if f[1] then redis.call('ZREM', ukey(f[1]), id) end\n"                               \
     "  redis.call('ZREM', ALL, id)\n"                                                       \
     "end\n"                                                                                 \
@@ -98,7 +95,6 @@
 
 enum rs_script {
     RS_GET,
-    RS_GET_TOKEN,
     RS_CREATE,
     RS_UPDATE,
     RS_DELETE,
@@ -112,17 +108,9 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
     /* ARGV: P, now, id */
     [RS_GET] = RS_PRELUDE "return load(ARGV[3], tonumber(ARGV[2]))\n",
 
-    /* ARGV: P, now, th. One round trip: the token's id, then its session. */
-    [RS_GET_TOKEN] = RS_PRELUDE
-    "local id = redis.call('GET', tkey(ARGV[3]))\n"
-    "if not id then return nil end\n"
-    "local s = load(id, tonumber(ARGV[2]))\n"
-    "if not s or s[3] ~= ARGV[3] then return nil end\n"
-    "return s\n",
-
     /* ARGV: P, now, id, user, th, c, e, ttl, d, max_per_user, max_sessions.
-     * Returns 0 (created), 1 (the id is taken), 2 (the token is taken), 3 (the user has
-     * max_per_user live sessions), 4 (the store has max_sessions). Expired sessions met on
+     * Returns 0 (created), 1 (the id is taken), 3 (the user has max_per_user live
+     * sessions), 4 (the store has max_sessions). Expired sessions met on
      * the way are deleted, since they hold no place; nothing of the new session is
      * written unless every check passed. */
     [RS_CREATE] = RS_PRELUDE
@@ -132,11 +120,6 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
     "if old then\n"
     "  if tonumber(old) > now then return 1 end\n"
     "  purge(id)\n"
-    "end\n"
-    "local tid = redis.call('GET', tkey(th))\n"
-    "if tid then\n"
-    "  if load(tid, now) then return 2 end\n"
-    "  purge(tid)\n"
     "end\n"
     "local uk, live, last = ukey(user), 0, e\n"
     "for _, sid in ipairs(redis.call('ZRANGE', uk, 0, -1)) do\n"
@@ -155,8 +138,6 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
     "redis.call('HSET', k, 'user', user, 'th', th, 'c', ARGV[6], 'e', ARGV[7],\n"
     "           'ttl', ARGV[8], 'v', '1', 'd', ARGV[9])\n"
     "redis.call('EXPIREAT', k, e)\n"
-    "redis.call('SET', tkey(th), id)\n"
-    "redis.call('EXPIREAT', tkey(th), e)\n"
     "redis.call('ZADD', uk, ARGV[6], id)\n"
     "redis.call('ZADD', ALL, e, id)\n"
     "redis.call('EXPIREAT', uk, last)\n"
@@ -171,12 +152,12 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
     [RS_UPDATE] = RS_PRELUDE
     "local id, now = ARGV[3], tonumber(ARGV[2])\n"
     "local k = skey(id)\n"
-    "local f = redis.call('HMGET', k, 'v', 'e', 'user', 'th', 'ttl')\n"
+    "local f = redis.call('HMGET', k, 'v', 'e', 'user', 'ttl')\n"
     "if not f[2] or tonumber(f[2]) <= now then return 0 end\n"
     "if ARGV[5] ~= '0' and f[1] ~= ARGV[5] then return -2 end\n"
     "if ARGV[4] ~= '' and f[1] ~= ARGV[4] then return -1 end\n"
     "local nttl = tonumber(ARGV[6])\n"
-    "local ttl = nttl > 0 and nttl or tonumber(f[5])\n"
+    "local ttl = nttl > 0 and nttl or tonumber(f[4])\n"
     "local e = tonumber(f[2])\n"
     "if ARGV[7] == '1' then e = now + ttl end\n"
     "local v = tonumber(f[1])\n"
@@ -186,7 +167,6 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
     "if ARGV[8] == '1' then redis.call('HSET', k, 'd', ARGV[9]) end\n"
     "if es ~= f[2] then\n"
     "  redis.call('EXPIREAT', k, es)\n"
-    "  if redis.call('GET', tkey(f[4])) == id then redis.call('EXPIREAT', tkey(f[4]), es) end\n"
     "  redis.call('ZADD', ALL, es, id)\n"
     "  extend(ukey(f[3]), e)\n"
     "end\n"
@@ -278,8 +258,9 @@ struct rs_op {
     struct session out;
     char *data;
     size_t data_len;
-    /* update */
+    /* get and update */
     int64_t now;
+    bool by_token; /* a get by token: out.token_hash is the hash the session must have */
     struct store_change ch; /* ch.patch points to patch, ours */
     char *patch;
     int retries;
@@ -1003,7 +984,7 @@ rs_unexpected(struct redis_store *st, struct rs_op *op)
     rs_fail(st, op, "redis: unexpected reply");
 }
 
-/* get, get_by_token and delete: a session or nil. */
+/* Scripts that answer a session or nil: delete, and update's read. */
 static void
 rs_on_session(struct redis_store *st, struct rs_op *op, redisReply *r)
 {
@@ -1070,9 +1051,6 @@ rs_on_create(struct redis_store *st, struct rs_op *op, redisReply *r)
     case 1:
         rs_fail(st, op, "a session with this id exists");
         break;
-    case 2:
-        rs_fail(st, op, "a session with this token exists");
-        break;
     case 3:
         rs_finish(st, op, STORE_USER_LIMIT);
         break;
@@ -1117,8 +1095,8 @@ static enum store_status
 rs_create_check(struct redis_store *st, const struct session *s)
 {
     const char *why = NULL;
-    if (strnlen(s->id, sizeof s->id) == 0 || strnlen(s->id, sizeof s->id) > SESSION_ID_LEN)
-        why = "session id: 1 to 22 bytes";
+    if (!rs_id_ok(s->id) || !store_id_fits(s))
+        why = "session id: not the id of its token";
     else if (strnlen(s->user, sizeof s->user) == 0 ||
              strnlen(s->user, sizeof s->user) > SESSION_USER_MAX)
         why = "user: 1 to 128 bytes";
@@ -1171,8 +1149,9 @@ rs_create(void *self, const struct session *s, store_cb cb, void *arg)
     rs_submit(st, op);
 }
 
-/* A read by id is the hot path and needs no atomicity beyond one command's: a plain
- * HMGET costs Redis a fraction of a script call, and the expiry check moves here. */
+/* A read by id or token is the hot path and needs no atomicity beyond one command's: a
+ * plain HMGET costs Redis a fraction of a script call, and the expiry check (and for a
+ * token the comparison of the whole hash) moves here. */
 static void
 rs_on_get(struct redis_store *st, struct rs_op *op, redisReply *r)
 {
@@ -1187,20 +1166,17 @@ rs_on_get(struct redis_store *st, struct rs_op *op, redisReply *r)
         rs_fail(st, op, "redis: malformed session");
     } else if (s.expires_at <= op->now) {
         rs_finish(st, op, STORE_NOT_FOUND); /* Redis has not expired the key yet */
+    } else if (op->by_token && !token_equal(s.token_hash, SESSION_HASH_LEN,
+                                            op->out.token_hash, SESSION_HASH_LEN)) {
+        rs_finish(st, op, STORE_NOT_FOUND);
     } else {
         rs_answer(st, op, STORE_OK, &s, 1, 0);
     }
 }
 
 static void
-rs_get(void *self, const char *id, int64_t now, store_cb cb, void *arg)
+rs_hmget(struct redis_store *st, struct rs_op *op, const char *id, int64_t now)
 {
-    struct redis_store *st = self;
-    struct rs_op *op = rs_op_one(st, rs_on_get, cb, arg);
-    if (op == NULL) {
-        cb(arg, STORE_ERROR, NULL);
-        return;
-    }
     if (!rs_id_ok(id)) {
         rs_later(st, op, STORE_NOT_FOUND);
         return;
@@ -1220,21 +1196,31 @@ rs_get(void *self, const char *id, int64_t now, store_cb cb, void *arg)
 }
 
 static void
+rs_get(void *self, const char *id, int64_t now, store_cb cb, void *arg)
+{
+    struct redis_store *st = self;
+    struct rs_op *op = rs_op_one(st, rs_on_get, cb, arg);
+    if (op == NULL)
+        cb(arg, STORE_ERROR, NULL);
+    else
+        rs_hmget(st, op, id, now);
+}
+
+static void
 rs_get_by_token(void *self, const uint8_t hash[SESSION_HASH_LEN], int64_t now, store_cb cb,
                 void *arg)
 {
     struct redis_store *st = self;
-    char th[RS_HASH_HEX + 1];
-    struct rs_op *op = rs_op_one(st, rs_on_session, cb, arg);
+    char id[SESSION_ID_LEN + 1];
+    struct rs_op *op = rs_op_one(st, rs_on_get, cb, arg);
     if (op == NULL) {
         cb(arg, STORE_ERROR, NULL);
         return;
     }
-    rs_hex(hash, SESSION_HASH_LEN, th);
-    rs_script(st, op, RS_GET_TOKEN);
-    rs_arg_int(op, now);
-    rs_arg_str(op, th);
-    rs_submit(st, op);
+    op->by_token = true;
+    memcpy(op->out.token_hash, hash, SESSION_HASH_LEN);
+    token_id_of_hash(hash, id);
+    rs_hmget(st, op, id, now);
 }
 
 /* ---- update ---- */

@@ -32,27 +32,21 @@ token_base64url(const uint8_t *in, size_t n, char *out)
     return o;
 }
 
-static int
-random_text(size_t nbytes, char *out)
+int
+token_new(char out[TOKEN_CHARS + 1])
 {
     uint8_t raw[TOKEN_BYTES];
-    if (nbytes > sizeof raw || RAND_bytes(raw, (int)nbytes) != 1)
+    if (RAND_bytes(raw, (int)sizeof raw) != 1)
         return -1;
-    token_base64url(raw, nbytes, out);
+    token_base64url(raw, sizeof raw, out);
     OPENSSL_cleanse(raw, sizeof raw);
     return 0;
 }
 
-int
-token_new_id(char out[ID_CHARS + 1])
+void
+token_id_of_hash(const uint8_t hash[TOKEN_HASH_BYTES], char out[ID_CHARS + 1])
 {
-    return random_text(ID_BYTES, out);
-}
-
-int
-token_new(char out[TOKEN_CHARS + 1])
-{
-    return random_text(TOKEN_BYTES, out);
+    token_base64url(hash, ID_BYTES, out);
 }
 
 void

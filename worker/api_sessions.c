@@ -364,10 +364,11 @@ api_session_create(struct request *r)
     struct create_ctx *cx = NULL;
     if (parse_create(r, j, &s, &data)) {
         cx = malloc(sizeof *cx);
-        if (cx == NULL || token_new(cx->token) < 0 || token_new_id(s.id) < 0) {
+        if (cx == NULL || token_new(cx->token) < 0) {
             http_error(r, 500, NULL, "Could not make a session token.");
         } else {
             token_hash(cx->token, TOKEN_CHARS, s.token_hash);
+            token_id_of_hash(s.token_hash, s.id);
             cx->r = r;
             count_store_op(r);
             store_create(store_of(r), &s, created, cx);

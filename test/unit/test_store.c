@@ -31,6 +31,7 @@
 #include "conf.h"
 #include "store.h"
 #include "suites.h"
+#include "token.h"
 
 enum { LMDB = 0, REDIS = 1 };
 
@@ -376,15 +377,16 @@ on_count(void *arg, enum store_status status, uint64_t n)
     g->n = n;
 }
 
-/* Session number n of user, created at now; its id and token hash derive from n. */
+/* Session number n of user, created at now; its token hash derives from n, and its id
+ * from the hash as the API makes it. */
 static void
 mk(struct session *s, int n, const char *user, int64_t now, int64_t ttl, const char *data)
 {
     memset(s, 0, sizeof *s);
-    snprintf(s->id, sizeof s->id, "s%021d", n);
     snprintf(s->user, sizeof s->user, "%s", user);
     memcpy(s->token_hash, &n, sizeof n);
     s->token_hash[SESSION_HASH_LEN - 1] = 0xab;
+    token_id_of_hash(s->token_hash, s->id);
     s->created_at = now;
     s->expires_at = now + ttl;
     s->ttl = ttl;
@@ -396,7 +398,9 @@ mk(struct session *s, int n, const char *user, int64_t now, int64_t ttl, const c
 static const char *
 sid_fmt(char *buf, int n)
 {
-    snprintf(buf, SESSION_ID_LEN + 1, "s%021d", n);
+    struct session s;
+    mk(&s, n, "x", 0, 0, "");
+    memcpy(buf, s.id, SESSION_ID_LEN + 1);
     return buf;
 }
 
@@ -443,13 +447,19 @@ t_get(struct fx *f, const char *id, int64_t now, struct got *g)
 }
 
 static enum store_status
+t_hash(struct fx *f, const uint8_t hash[SESSION_HASH_LEN], int64_t now, struct got *g)
+{
+    memset(g, 0, sizeof *g);
+    store_get_by_token(f->st, hash, at(f, now), on_session, g);
+    return t_one(f, g);
+}
+
+static enum store_status
 t_token(struct fx *f, int n, int64_t now, struct got *g)
 {
     struct session s;
     mk(&s, n, "x", 0, 0, "");
-    memset(g, 0, sizeof *g);
-    store_get_by_token(f->st, s.token_hash, at(f, now), on_session, g);
-    return t_one(f, g);
+    return t_hash(f, s.token_hash, now, g);
 }
 
 static enum store_status
@@ -532,7 +542,7 @@ START_TEST(round_trip)
     ck_assert_str_eq(g.data, "{\"cart\":[1,2],\"n\":1}");
 
     ck_assert_int_eq(t_get(&f, s.id, 1000, &g), STORE_OK);
-    ck_assert_str_eq(g.s.id, "s000000000000000000001");
+    ck_assert_str_eq(g.s.id, sid(1));
     ck_assert_str_eq(g.s.user, "alice@example.com");
     ck_assert_mem_eq(g.s.token_hash, s.token_hash, SESSION_HASH_LEN);
     ck_assert_int_eq(g.s.created_at, 1000);
@@ -568,6 +578,13 @@ START_TEST(unknown_ids)
     ck_assert_int_eq(t_get(&f, "", 1000, &g), STORE_NOT_FOUND);
     ck_assert_int_eq(t_get(&f, "s0000000000000000000010", 1000, &g), STORE_NOT_FOUND);
     ck_assert_int_eq(t_token(&f, 2, 1000, &g), STORE_NOT_FOUND);
+    /* A hash that gives session 1's id but is not its token's: the id alone opens nothing. */
+    struct session s;
+    mk(&s, 1, "u", 0, 0, "");
+    s.token_hash[SESSION_HASH_LEN - 1] ^= 1;
+    ck_assert_int_eq(t_hash(&f, s.token_hash, 1000, &g), STORE_NOT_FOUND);
+    s.token_hash[SESSION_HASH_LEN - 1] ^= 1;
+    ck_assert_int_eq(t_hash(&f, s.token_hash, 1000, &g), STORE_OK);
     ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_OK);
     fx_teardown(&f);
 }
@@ -611,9 +628,9 @@ START_TEST(create_refusals)
     ck_assert_int_eq(t_create(&f, &s, &g), STORE_ERROR);
     ck_assert_str_eq(store_last_error(f.st), "a session with this id exists");
     mk(&s, 2, "u", at(&f, 1000), 60, "{}");
-    s.token_hash[0] = 1; /* session 1's token */
+    s.id[0] = s.id[0] == 'A' ? 'B' : 'A'; /* not the id its token gives */
     ck_assert_int_eq(t_create(&f, &s, &g), STORE_ERROR);
-    ck_assert_str_eq(store_last_error(f.st), "a session with this token exists");
+    ck_assert_str_eq(store_last_error(f.st), "session id: not the id of its token");
     mk(&s, 3, "", at(&f, 1000), 60, "{}");
     ck_assert_int_eq(t_create(&f, &s, &g), STORE_ERROR);
     ck_assert_str_eq(store_last_error(f.st), "user: 1 to 128 bytes");
@@ -685,11 +702,8 @@ START_TEST(total_limit)
     ck_assert_uint_eq(t_count(&f), 4);
     for (int i = 3; i <= 6; i++)
         ck_assert_int_eq(t_get(&f, sid(i), 1020, &g), STORE_OK);
-    /* Their index entries went with them: session 1's token is free again. */
-    struct session s;
-    mk(&s, 7, "u7", at(&f, 1020), 1000, "{}");
-    s.token_hash[0] = 1;
-    ck_assert_int_eq(t_create(&f, &s, &g), STORE_OK);
+    /* Their index entries went with them: session 1's id and token are free again. */
+    ck_assert_int_eq(t_new(&f, 1, "u7", 1020, 1000, "{}"), STORE_OK);
     ck_assert_uint_eq(t_count(&f), 5);
     /* Nothing has expired now, and nothing live is evicted. */
     ck_assert_int_eq(t_new(&f, 8, "u8", 1020, 1000, "{}"), STORE_FULL);
@@ -1435,30 +1449,24 @@ START_TEST(redis_prefix_and_keys)
     ck_assert_uint_eq(t_count(&b), 1);
 
     redisContext *rc = redis_admin(&f);
-    long long left = redis_int(rc, "TTL %s", "test:s:s000000000000000000001");
+    char key[64], other[64];
+    snprintf(key, sizeof key, "test:s:%s", sid(1));
+    snprintf(other, sizeof other, "other:s:%s", sid(1));
+    long long left = redis_int(rc, "TTL %s", key);
     ck_assert_int_ge(left, 1000 + 3600 - 5);
     ck_assert_int_le(left, 1000 + 3600);
-    struct session s;
-    char key[128];
-    mk(&s, 1, "u", 0, 0, "");
-    strcpy(key, "test:t:");
-    for (int i = 0; i < SESSION_HASH_LEN; i++)
-        snprintf(key + 7 + 2 * i, 3, "%02x", s.token_hash[i]);
-    ck_assert_int_ge(redis_int(rc, "TTL %s", key), 1000 + 3600 - 5);
     ck_assert_int_ge(redis_int(rc, "TTL %s", "test:u:u"), 1000 + 3600 - 5);
     ck_assert_int_eq(redis_int(rc, "ZCARD %s", "test:all"), 1);
-    ck_assert_int_eq(redis_int(rc, "EXISTS %s", "other:s:s000000000000000000001"), 1);
+    ck_assert_int_eq(redis_int(rc, "EXISTS %s", other), 1);
 
     /* A touch moves the expiry of every key with it. */
     struct store_change touch = {.touch = true};
     ck_assert_int_eq(t_update(&f, sid(1), 2000, &touch, &g), STORE_OK);
     ck_assert_int_eq(g.s.expires_at, 5600);
-    ck_assert_int_ge(redis_int(rc, "TTL %s", "test:s:s000000000000000000001"), 5600 - 5);
     ck_assert_int_ge(redis_int(rc, "TTL %s", key), 5600 - 5);
     ck_assert_int_ge(redis_int(rc, "TTL %s", "test:u:u"), 5600 - 5);
 
     ck_assert_uint_eq(t_delete_user(&f, "u"), 1);
-    ck_assert_int_eq(redis_int(rc, "EXISTS %s", "test:s:s000000000000000000001"), 0);
     ck_assert_int_eq(redis_int(rc, "EXISTS %s", key), 0);
     ck_assert_int_eq(redis_int(rc, "EXISTS %s", "test:u:u"), 0);
     ck_assert_int_eq(t_get(&b, sid(1), 1000, &g), STORE_OK);
@@ -1702,11 +1710,13 @@ START_TEST(redis_auth_and_db)
     ck_assert_int_eq(t_new(&f, 1, "u", 1000, 100, "{}"), STORE_OK);
     ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_OK);
     redisContext *rc = redis_admin(&f);
+    char key[64];
+    snprintf(key, sizeof key, "test:s:%s", sid(1));
     freeReplyObject(redis_cmd(rc, "AUTH %s", "p@ss word"));
     freeReplyObject(redis_cmd(rc, "SELECT 3"));
-    ck_assert_int_eq(redis_int(rc, "EXISTS %s", "test:s:s000000000000000000001"), 1);
+    ck_assert_int_eq(redis_int(rc, "EXISTS %s", key), 1);
     freeReplyObject(redis_cmd(rc, "SELECT 0"));
-    ck_assert_int_eq(redis_int(rc, "EXISTS %s", "test:s:s000000000000000000001"), 0);
+    ck_assert_int_eq(redis_int(rc, "EXISTS %s", key), 0);
     redisFree(rc);
 
     struct conf c2 = f.c; /* the same with a user name (Redis 6 ACL) */
