@@ -84,16 +84,28 @@ sb_status_code(int index)
     return index >= 0 && index < SB_STATUS_OTHER ? status_codes[index] : 0;
 }
 
+static void
+observe(uint64_t hist[SB_NHIST + 1], uint64_t *sum, uint64_t us)
+{
+    int b = 0;
+    while (b < SB_NHIST && us > hist_bounds[b])
+        b++;
+    sb_add(&hist[b], 1);
+    sb_add(sum, us);
+}
+
 void
 sb_count_request(struct sb_slot *s, int status, uint64_t duration_us)
 {
     sb_add(&s->c.requests, 1);
     sb_add(&s->c.status[sb_status_index(status)], 1);
-    sb_add(&s->c.duration_us_sum, duration_us);
-    int b = 0;
-    while (b < SB_NHIST && duration_us > hist_bounds[b])
-        b++;
-    sb_add(&s->c.hist[b], 1);
+    observe(s->c.hist, &s->c.duration_us_sum, duration_us);
+}
+
+void
+sb_count_store_op(struct sb_slot *s, uint64_t duration_us)
+{
+    observe(s->c.store_hist, &s->c.store_us_sum, duration_us);
 }
 
 void

@@ -32,7 +32,8 @@ enum {
     SB_NSTATUS
 };
 
-/* Request duration histogram bounds, in microseconds (Prometheus "le" labels). */
+/* Histogram bounds of request and store durations, in microseconds (Prometheus "le"
+ * labels). */
 #define SB_HIST_BOUNDS_US                                                                    \
     {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,   \
      2500000}
@@ -49,8 +50,9 @@ struct sb_counters {
     uint64_t accepted;
     uint64_t store_ops;    /* store operations started */
     uint64_t store_errors; /* of those, failed for the store's own reasons */
-    uint64_t store_done;   /* answered (by the store, or failed by it) */
-    uint64_t store_us_sum; /* time from call to answer, summed */
+    uint64_t store_hist[SB_NHIST + 1]; /* answered (by the store, or failed by it), by the
+                                        * time from call to answer */
+    uint64_t store_us_sum;
 };
 
 struct sb_slot {
@@ -114,6 +116,7 @@ int sb_status_index(int code);
 int sb_status_code(int index);
 /* Count one finished request of the given status and duration into a slot. */
 void sb_count_request(struct sb_slot *s, int status, uint64_t duration_us);
+void sb_count_store_op(struct sb_slot *s, uint64_t duration_us);
 
 /* How many slots readers need to look at (the high-water mark of claimed slots). */
 static inline int

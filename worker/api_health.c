@@ -157,9 +157,26 @@ api_health(struct request *r)
 }
 
 static void
-metrics_requests(struct buf *b, const struct sb_counters *c)
+metrics_histogram(struct buf *b, const char *name, const char *help,
+                  const uint64_t hist[SB_NHIST + 1], uint64_t us_sum)
 {
     static const uint64_t bounds[SB_NHIST] = SB_HIST_BOUNDS_US;
+    buf_printf(b, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (int i = 0; i < SB_NHIST; i++) {
+        cum += hist[i];
+        buf_printf(b, "%s_bucket{le=\"%g\"} %llu\n", name, (double)bounds[i] / 1e6,
+                   (unsigned long long)cum);
+    }
+    cum += hist[SB_NHIST];
+    buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
+               (unsigned long long)cum, name, (double)us_sum / 1e6, name,
+               (unsigned long long)cum);
+}
+
+static void
+metrics_requests(struct buf *b, const struct sb_counters *c)
+{
     buf_printf(b, "# HELP sessiond_http_requests_total HTTP requests answered, by status code.\n"
                   "# TYPE sessiond_http_requests_total counter\n");
     for (int i = 0; i < SB_NSTATUS; i++) {
@@ -173,22 +190,9 @@ metrics_requests(struct buf *b, const struct sb_counters *c)
             buf_printf(b, "sessiond_http_requests_total{code=\"other\"} %llu\n",
                        (unsigned long long)c->status[i]);
     }
-    buf_printf(b, "# HELP sessiond_http_request_duration_seconds Time from a complete request "
-                  "to its response.\n"
-                  "# TYPE sessiond_http_request_duration_seconds histogram\n");
-    uint64_t cum = 0;
-    for (int i = 0; i < SB_NHIST; i++) {
-        cum += c->hist[i];
-        buf_printf(b, "sessiond_http_request_duration_seconds_bucket{le=\"%g\"} %llu\n",
-                   (double)bounds[i] / 1e6, (unsigned long long)cum);
-    }
-    cum += c->hist[SB_NHIST];
-    buf_printf(b,
-               "sessiond_http_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-               "sessiond_http_request_duration_seconds_sum %.6f\n"
-               "sessiond_http_request_duration_seconds_count %llu\n",
-               (unsigned long long)cum, (double)c->duration_us_sum / 1e6,
-               (unsigned long long)cum);
+    metrics_histogram(b, "sessiond_http_request_duration_seconds",
+                      "Time from a complete request to its response.", c->hist,
+                      c->duration_us_sum);
 }
 
 static void
@@ -252,10 +256,6 @@ api_metrics(struct request *r)
                "# HELP sessiond_store_operations_total Operations on the session store.\n"
                "# TYPE sessiond_store_operations_total counter\n"
                "sessiond_store_operations_total %llu\n"
-               "# HELP sessiond_store_operation_seconds Time from a store call to its answer.\n"
-               "# TYPE sessiond_store_operation_seconds summary\n"
-               "sessiond_store_operation_seconds_sum %.6f\n"
-               "sessiond_store_operation_seconds_count %llu\n"
                "# HELP sessiond_store_errors_total Store operations that failed.\n"
                "# TYPE sessiond_store_errors_total counter\n"
                "sessiond_store_errors_total %llu\n"
@@ -274,10 +274,11 @@ api_metrics(struct request *r)
                (unsigned long long)sb_get(&sb->workers_target),
                (unsigned long long)sb_get(&sb->restarts), (unsigned long long)c.ws_in,
                (unsigned long long)c.ws_out, (unsigned long long)c.store_ops,
-               (double)c.store_us_sum / 1e6, (unsigned long long)c.store_done,
                (unsigned long long)c.store_errors, circuit_state(w),
                instance_draining(w) ? 1 : 0,
                (unsigned long long)(t.rss + sb_get(&sb->master_rss)));
+    metrics_histogram(&b, "sessiond_store_operation_seconds",
+                      "Time from a store call to its answer.", c.store_hist, c.store_us_sum);
     metrics_workers(&b, sb);
     if (b.p == NULL) {
         http_error(r, 500, NULL, "Out of memory.");

@@ -285,9 +285,7 @@ count_store_op(struct request *r)
 static void
 store_done(struct request *r)
 {
-    struct sb_slot *slot = r->conn->w->slot;
-    sb_add(&slot->c.store_done, 1);
-    sb_add(&slot->c.store_us_sum, (uint64_t)((ev_time() - r->store_started) * 1e6));
+    sb_count_store_op(r->conn->w->slot, (uint64_t)((ev_time() - r->store_started) * 1e6));
 }
 
 /* ---- POST /api/sessions ---- */

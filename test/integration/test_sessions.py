@@ -259,6 +259,13 @@ def test_metrics_count_sessions_and_store_operations(server_factory):
     secs = float(re.search(r"^sessiond_store_operation_seconds_sum ([0-9.]+)$", text,
                            re.M).group(1))
     assert 0 < secs < 1
+    # a histogram: cumulative buckets, the last one (+Inf) holding every operation
+    buckets = [(le, int(v)) for le, v in re.findall(
+        r'^sessiond_store_operation_seconds_bucket\{le="([^"]+)"\} (\d+)$', text, re.M)]
+    assert buckets and buckets[-1] == ("+Inf", done), text
+    counts = [v for _, v in buckets]
+    assert counts == sorted(counts) and counts[0] >= 0
+    assert "# TYPE sessiond_store_operation_seconds histogram" in text
     h = s.health()[1]
     assert h["store"] == {"backend": "lmdb", "healthy": True, "circuit": "closed"}
 
