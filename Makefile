@@ -19,7 +19,7 @@ WARN      := -Wall -Wextra -Wshadow -Wconversion -Wno-sign-conversion -Wstrict-p
 CFLAGS    ?= -O2 -g
 CFLAGS    += -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -Icommon -Iworker -Imaster
 CFLAGS    += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS    += -lev $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
+LDLIBS    += -lev -lwslay $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 ifneq ($(SANITIZE),)
 CFLAGS    += -fsanitize=$(SANITIZE) -fno-omit-frame-pointer -fno-sanitize-recover=all
 LDFLAGS   += -fsanitize=$(SANITIZE)
