@@ -3,6 +3,20 @@
 #define SESSIOND_API_H
 
 #include "conn.h"
+#include "store.h"
+
+/* Shared by the handlers (api_common.c). */
+/* The bearer credential of a request, or an empty string. */
+struct http_str api_bearer(const struct request *r);
+/* The admin API: the configured key, or with none configured, loopback peers only.
+ * Answers 401/403 itself and returns false when the request may not go on. */
+bool api_admin_ok(struct request *r);
+/* The worker's store, and the metrics of a call to it: begin before, end in its callback. */
+struct store *api_store(const struct request *r);
+void api_store_begin(struct request *r);
+void api_store_end(struct request *r);
+/* Answer a store failure as the API says (404, 412, 429, 503, ...). */
+void api_store_error(struct request *r, enum store_status st);
 
 /* GET /api/health and /health: the whole instance's state, from the scoreboard. */
 void api_health(struct request *r);

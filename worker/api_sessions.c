@@ -19,45 +19,6 @@
 #include "util.h"
 #include "worker.h"
 
-/* ---- credentials ---- */
-
-/* The bearer credential of a request, or an empty string. */
-static struct http_str
-bearer(const struct request *r)
-{
-    struct http_str none = {"", 0};
-    const struct http_str *h = http_header_get(&r->http, "Authorization");
-    if (h == NULL || h->len < 7 || strncasecmp(h->p, "Bearer ", 7) != 0)
-        return none;
-    struct http_str b = {h->p + 7, h->len - 7};
-    while (b.len > 0 && b.p[0] == ' ') {
-        b.p++;
-        b.len--;
-    }
-    return b;
-}
-
-/* The admin API: the configured key, or with none configured, loopback peers only.
- * Answers 401/403 itself and returns false when the request may not go on. */
-static bool
-admin_ok(struct request *r)
-{
-    const char *key = r->conn->w->conf->api_key;
-    if (key[0] == '\0') {
-        if (conn_peer_is_loopback(r->conn))
-            return true;
-        http_error(r, 403, NULL,
-                   "No api_key is configured, so the admin API answers loopback clients only.");
-        return false;
-    }
-    struct http_str b = bearer(r);
-    if (token_equal(b.p, b.len, key, strlen(key)))
-        return true;
-    http_error_with(r, 401, "WWW-Authenticate: Bearer\r\n", NULL,
-                    b.len ? "The API key is not valid." : "An API key is required.");
-    return false;
-}
-
 /* ---- input ---- */
 
 static bool
@@ -231,63 +192,6 @@ respond_session(struct request *r, int status, const struct session *s, const ch
     http_respond_json(r, status, headers, b->p, b->len);
 }
 
-/* Map a store failure to the API's answer. */
-static void
-respond_store_error(struct request *r, enum store_status st)
-{
-    sb_add(&r->conn->w->slot->c.store_errors, st == STORE_ERROR || st == STORE_UNAVAILABLE);
-    switch (st) {
-    case STORE_NOT_FOUND:
-        http_error(r, 404, NULL, "No such session.");
-        break;
-    case STORE_VERSION:
-        http_error(r, 412, NULL, "The session has changed since that version (If-Match).");
-        break;
-    case STORE_USER_LIMIT:
-        http_error_with(r, 429, "Retry-After: 60\r\n", "too_many_sessions",
-                        "The user has max_sessions_per_user live sessions.");
-        break;
-    case STORE_FULL:
-        http_error_with(r, 503, "Retry-After: 60\r\n", "over_capacity",
-                        "The store holds max_sessions live sessions.");
-        break;
-    case STORE_TOO_BIG:
-        http_error(r, 413, NULL, "The session data would exceed session_max_bytes.");
-        break;
-    case STORE_BAD_DATA:
-        http_error(r, 400, NULL, "\"data\" must be a JSON object.");
-        break;
-    case STORE_UNAVAILABLE:
-        http_error_with(r, 503, "Retry-After: 1\r\n", "store_unavailable",
-                        "The session store is unavailable.");
-        break;
-    default:
-        http_error(r, 500, NULL, "The session store failed.");
-        break;
-    }
-}
-
-static struct store *
-store_of(const struct request *r)
-{
-    return r->conn->w->store;
-}
-
-/* Every store call is counted when it starts and timed when its callback runs. */
-static void
-count_store_op(struct request *r)
-{
-    sb_add(&r->conn->w->slot->c.store_ops, 1);
-    r->conn->w->store_used = true;
-    r->store_started = ev_time();
-}
-
-static void
-store_done(struct request *r)
-{
-    sb_count_store_op(r->conn->w->slot, (uint64_t)((ev_time() - r->store_started) * 1e6));
-}
-
 /* ---- POST /api/sessions ---- */
 
 struct create_ctx {
@@ -299,9 +203,9 @@ static void
 created(void *arg, enum store_status st, const struct session *s)
 {
     struct create_ctx *cx = arg;
-    store_done(cx->r);
+    api_store_end(cx->r);
     if (st != STORE_OK)
-        respond_store_error(cx->r, st);
+        api_store_error(cx->r, st);
     else
         respond_session(cx->r, 201, s, cx->token);
     token_wipe(cx->token, sizeof cx->token);
@@ -352,7 +256,7 @@ parse_create(struct request *r, json_t *j, struct session *s, char **data)
 void
 api_session_create(struct request *r)
 {
-    if (!admin_ok(r))
+    if (!api_admin_ok(r))
         return;
     json_t *j = json_body(r);
     if (j == NULL)
@@ -368,8 +272,8 @@ api_session_create(struct request *r)
             token_hash(cx->token, TOKEN_CHARS, s.token_hash);
             token_id_of_hash(s.token_hash, s.id);
             cx->r = r;
-            count_store_op(r);
-            store_create(store_of(r), &s, created, cx);
+            api_store_begin(r);
+            store_create(api_store(r), &s, created, cx);
             cx = NULL; /* the callback owns it now */
         }
     }
@@ -384,9 +288,9 @@ static void
 answered_session(void *arg, enum store_status st, const struct session *s)
 {
     struct request *r = arg;
-    store_done(r);
+    api_store_end(r);
     if (st != STORE_OK)
-        respond_store_error(r, st);
+        api_store_error(r, st);
     else
         respond_session(r, 200, s, NULL);
 }
@@ -395,10 +299,10 @@ void
 api_session_get(struct request *r)
 {
     char id[SESSION_ID_LEN + 1];
-    if (!admin_ok(r) || path_id(r, id) == NULL)
+    if (!api_admin_ok(r) || path_id(r, id) == NULL)
         return;
-    count_store_op(r);
-    store_get(store_of(r), id, (int64_t)time(NULL), answered_session, r);
+    api_store_begin(r);
+    store_get(api_store(r), id, (int64_t)time(NULL), answered_session, r);
 }
 
 /* If-Match: "<version>" (or *). Returns the version, 0 for none or *, -1 after 400. */
@@ -433,7 +337,7 @@ api_session_patch(struct request *r)
 {
     static const char *const allowed[] = {"data", "ttl", NULL};
     char id[SESSION_ID_LEN + 1];
-    if (!admin_ok(r) || path_id(r, id) == NULL)
+    if (!api_admin_ok(r) || path_id(r, id) == NULL)
         return;
     int64_t version = if_match(r);
     json_t *j = version < 0 ? NULL : json_body(r);
@@ -458,8 +362,8 @@ api_session_patch(struct request *r)
     }
     ch.patch = patch;
     ch.touch = ch.ttl > 0; /* a new ttl runs from now */
-    count_store_op(r);
-    store_update(store_of(r), id, (int64_t)time(NULL), &ch, answered_session, r);
+    api_store_begin(r);
+    store_update(api_store(r), id, (int64_t)time(NULL), &ch, answered_session, r);
 out:
     free(patch);
     json_decref(j);
@@ -469,21 +373,21 @@ void
 api_session_touch(struct request *r)
 {
     char id[SESSION_ID_LEN + 1];
-    if (!admin_ok(r) || path_id(r, id) == NULL)
+    if (!api_admin_ok(r) || path_id(r, id) == NULL)
         return;
     struct store_change ch = {.touch = true};
-    count_store_op(r);
-    store_update(store_of(r), id, (int64_t)time(NULL), &ch, answered_session, r);
+    api_store_begin(r);
+    store_update(api_store(r), id, (int64_t)time(NULL), &ch, answered_session, r);
 }
 
 static void
 deleted(void *arg, enum store_status st, const struct session *s)
 {
     struct request *r = arg;
-    store_done(r);
+    api_store_end(r);
     (void)s; /* the realtime layer will close this session's sockets here */
     if (st != STORE_OK)
-        respond_store_error(r, st);
+        api_store_error(r, st);
     else
         http_respond(r, 204, NULL, NULL, NULL, 0);
 }
@@ -492,10 +396,10 @@ void
 api_session_delete(struct request *r)
 {
     char id[SESSION_ID_LEN + 1];
-    if (!admin_ok(r) || path_id(r, id) == NULL)
+    if (!api_admin_ok(r) || path_id(r, id) == NULL)
         return;
-    count_store_op(r);
-    store_delete(store_of(r), id, deleted, r);
+    api_store_begin(r);
+    store_delete(api_store(r), id, deleted, r);
 }
 
 /* ---- /api/users/{user}/sessions ---- */
@@ -504,9 +408,9 @@ static void
 listed(void *arg, enum store_status st, const struct session *list, size_t n)
 {
     struct request *r = arg;
-    store_done(r);
+    api_store_end(r);
     if (st != STORE_OK) {
-        respond_store_error(r, st);
+        api_store_error(r, st);
         return;
     }
     struct buf *b = &r->conn->w->scratch;
@@ -531,20 +435,20 @@ void
 api_user_sessions(struct request *r)
 {
     char user[SESSION_USER_MAX + 1];
-    if (!admin_ok(r) || path_user(r, user) == NULL)
+    if (!api_admin_ok(r) || path_user(r, user) == NULL)
         return;
-    count_store_op(r);
-    store_list_user(store_of(r), user, (int64_t)time(NULL), listed, r);
+    api_store_begin(r);
+    store_list_user(api_store(r), user, (int64_t)time(NULL), listed, r);
 }
 
 static void
 user_deleted(void *arg, enum store_status st, uint64_t n)
 {
     struct request *r = arg;
-    store_done(r);
+    api_store_end(r);
     (void)n;
     if (st != STORE_OK)
-        respond_store_error(r, st);
+        api_store_error(r, st);
     else
         http_respond(r, 204, NULL, NULL, NULL, 0);
 }
@@ -553,10 +457,10 @@ void
 api_user_sessions_delete(struct request *r)
 {
     char user[SESSION_USER_MAX + 1];
-    if (!admin_ok(r) || path_user(r, user) == NULL)
+    if (!api_admin_ok(r) || path_user(r, user) == NULL)
         return;
-    count_store_op(r);
-    store_delete_user(store_of(r), user, user_deleted, r);
+    api_store_begin(r);
+    store_delete_user(api_store(r), user, user_deleted, r);
 }
 
 /* ---- /api/session: the end user's own session, by its token ---- */
@@ -565,7 +469,7 @@ api_user_sessions_delete(struct request *r)
 static bool
 token_of(struct request *r, uint8_t hash[SESSION_HASH_LEN])
 {
-    struct http_str b = bearer(r);
+    struct http_str b = api_bearer(r);
     if (!token_is_wellformed(b.p, b.len)) {
         http_error_with(r, 401, "WWW-Authenticate: Bearer\r\n", NULL,
                         b.len ? "The session token is not valid." : "A session token is required.");
@@ -583,7 +487,7 @@ own_respond(struct request *r, enum store_status st, const struct session *s)
         http_error_with(r, 401, "WWW-Authenticate: Bearer\r\n", NULL,
                         "The session has expired or was ended.");
     else if (st != STORE_OK)
-        respond_store_error(r, st);
+        api_store_error(r, st);
     else
         respond_session(r, 200, s, NULL);
 }
@@ -592,7 +496,7 @@ static void
 own_answered(void *arg, enum store_status st, const struct session *s)
 {
     struct request *r = arg;
-    store_done(r);
+    api_store_end(r);
     own_respond(r, st, s);
 }
 
@@ -601,7 +505,7 @@ static void
 own_found(void *arg, enum store_status st, const struct session *s)
 {
     struct request *r = arg;
-    store_done(r);
+    api_store_end(r);
     if (st != STORE_OK || !r->conn->w->conf->session_rolling) {
         own_respond(r, st, s);
         return;
@@ -609,8 +513,8 @@ own_found(void *arg, enum store_status st, const struct session *s)
     struct store_change ch = {.touch = true};
     char id[SESSION_ID_LEN + 1];
     memcpy(id, s->id, sizeof id);
-    count_store_op(r);
-    store_update(store_of(r), id, (int64_t)time(NULL), &ch, own_answered, r);
+    api_store_begin(r);
+    store_update(api_store(r), id, (int64_t)time(NULL), &ch, own_answered, r);
 }
 
 void
@@ -619,23 +523,23 @@ api_own_session(struct request *r)
     uint8_t hash[SESSION_HASH_LEN];
     if (!token_of(r, hash))
         return;
-    count_store_op(r);
-    store_get_by_token(store_of(r), hash, (int64_t)time(NULL), own_found, r);
+    api_store_begin(r);
+    store_get_by_token(api_store(r), hash, (int64_t)time(NULL), own_found, r);
 }
 
 static void
 own_delete_found(void *arg, enum store_status st, const struct session *s)
 {
     struct request *r = arg;
-    store_done(r);
+    api_store_end(r);
     if (st != STORE_OK) {
         own_respond(r, st, s);
         return;
     }
     char id[SESSION_ID_LEN + 1];
     memcpy(id, s->id, sizeof id);
-    count_store_op(r);
-    store_delete(store_of(r), id, deleted, r);
+    api_store_begin(r);
+    store_delete(api_store(r), id, deleted, r);
 }
 
 void
@@ -644,6 +548,6 @@ api_own_session_delete(struct request *r)
     uint8_t hash[SESSION_HASH_LEN];
     if (!token_of(r, hash))
         return;
-    count_store_op(r);
-    store_get_by_token(store_of(r), hash, (int64_t)time(NULL), own_delete_found, r);
+    api_store_begin(r);
+    store_get_by_token(api_store(r), hash, (int64_t)time(NULL), own_delete_found, r);
 }
