@@ -14,6 +14,7 @@ main(void)
         token_suite,
         json_merge_suite,
         redis_url_suite,
+        hub_suite,
         store_suite,
     };
     SRunner *sr = srunner_create(NULL);
