@@ -14,6 +14,7 @@ main(void)
         token_suite,
         json_merge_suite,
         redis_url_suite,
+        ws_proto_suite,
         hub_suite,
         store_suite,
     };
