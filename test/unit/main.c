@@ -17,6 +17,7 @@ main(void)
         ws_proto_suite,
         hub_suite,
         store_suite,
+        bus_suite,
     };
     SRunner *sr = srunner_create(NULL);
     for (size_t i = 0; i < sizeof suites / sizeof *suites; i++)
