@@ -141,6 +141,22 @@ static const struct directive directives[] = {
      "prefix of every key, so that several deployments can share one Redis"},
     {"redis_timeout", CT_DURATION, FIELD(redis_timeout_ms), MS(10), MIN(1), false, "2s", NULL,
      "a Redis command without an answer by then fails (503 store_unavailable)"},
+    {"ws_max_message_bytes", CT_SIZE, FIELD(ws_max_message_bytes), 125, MIB(16), false, "64k",
+     NULL, "a WebSocket message from a client; larger ones close it with 1009"},
+    {"ws_max_queue", CT_SIZE, FIELD(ws_max_queue), KIB(4), GIB(1), false, "1m", NULL,
+     "bytes waiting for a slow WebSocket reader; beyond, it is closed with 1008"},
+    {"ws_rate_limit", CT_INT, FIELD(ws_rate_limit), 1, 1000000, true, "100", NULL,
+     "messages per second a WebSocket client may send (a burst of as many); 0: no limit"},
+    {"ws_ping_interval", CT_DURATION, FIELD(ws_ping_interval_ms), SEC(1), HOUR(1), false,
+     "25s", NULL, "time between the server's pings on an idle WebSocket"},
+    {"ws_pong_timeout", CT_DURATION, FIELD(ws_pong_timeout_ms), SEC(1), HOUR(1), false, "10s",
+     NULL, "a WebSocket that does not answer a ping by then is closed"},
+    {"ws_compression", CT_BOOL, FIELD(ws_compression), 0, 0, false, "on", NULL,
+     "on: permessage-deflate when the client offers it"},
+    {"client_publish", CT_BOOL, FIELD(client_publish), 0, 0, false, "on", NULL,
+     "on: WebSocket clients may publish; off: only POST /api/channels/{c}/publish"},
+    {"ws_drain_spread", CT_DURATION, FIELD(ws_drain_spread_ms), 0, MIN(1), false, "2s", NULL,
+     "a drain closes WebSockets (1001) spread over this time, not in one burst"},
 };
 
 #define NDIRECTIVES (sizeof directives / sizeof *directives)

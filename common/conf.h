@@ -76,6 +76,16 @@ struct conf {
     char redis_url[1024];  /* redis://[:password@]host:port/db or unix:/path */
     char redis_prefix[64]; /* before every key, so deployments can share a Redis */
     int64_t redis_timeout_ms;
+
+    /* WebSockets */
+    int64_t ws_max_message_bytes;
+    int64_t ws_max_queue;
+    int ws_rate_limit;           /* messages per second per connection; 0 = no limit */
+    int64_t ws_ping_interval_ms;
+    int64_t ws_pong_timeout_ms;
+    bool ws_compression;
+    bool client_publish;
+    int64_t ws_drain_spread_ms;
 };
 
 /* Builds a whole config (defaults, file, environment): main's loader, called again on

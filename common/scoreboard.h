@@ -47,6 +47,7 @@ struct sb_counters {
     uint64_t hist[SB_NHIST + 1]; /* the last bucket is +Inf */
     uint64_t duration_us_sum;
     uint64_t ws_in, ws_out;
+    uint64_t ws_slow_closed; /* WebSockets closed for falling ws_max_queue behind */
     uint64_t accepted;
     uint64_t store_ops;    /* store operations started */
     uint64_t store_errors; /* of those, failed for the store's own reasons */

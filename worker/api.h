@@ -2,6 +2,8 @@
 #ifndef SESSIOND_API_H
 #define SESSIOND_API_H
 
+#include <jansson.h>
+
 #include "conn.h"
 #include "store.h"
 
@@ -15,6 +17,8 @@ bool api_admin_ok(struct request *r);
 struct store *api_store(const struct request *r);
 void api_store_begin(struct request *r);
 void api_store_end(struct request *r);
+/* Parse a JSON object body, answering 411/415/400 itself on failure (NULL). */
+json_t *api_json_body(struct request *r);
 /* Answer a store failure as the API says (404, 412, 429, 503, ...). */
 void api_store_error(struct request *r, enum store_status st);
 
@@ -31,6 +35,8 @@ void api_session_touch(struct request *r);
 void api_session_delete(struct request *r);
 void api_user_sessions(struct request *r);
 void api_user_sessions_delete(struct request *r);
+/* Channels, with the API key: POST /api/channels/{channel}/publish. */
+void api_channel_publish(struct request *r);
 /* The end user's own session, with its token: /api/session. */
 void api_own_session(struct request *r);
 void api_own_session_delete(struct request *r);

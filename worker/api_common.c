@@ -1,5 +1,7 @@
 /* What the endpoint handlers share: credentials, and the bookkeeping and error answers
  * of store calls. */
+#include <jansson.h>
+#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
@@ -101,4 +103,44 @@ void
 api_store_end(struct request *r)
 {
     sb_count_store_op(r->conn->w->slot, (uint64_t)((ev_time() - r->store_started) * 1e6));
+}
+
+static bool
+json_content_type(const struct request *r)
+{
+    const struct http_str *ct = http_header_get(&r->http, "Content-Type");
+    if (ct == NULL)
+        return false;
+    size_t n = 0;
+    while (n < ct->len && ct->p[n] != ';' && ct->p[n] != ' ')
+        n++;
+    return n == 16 && strncasecmp(ct->p, "application/json", 16) == 0;
+}
+
+/* Parse a JSON object body, answering 411/415/400 itself on failure (NULL). */
+json_t *
+api_json_body(struct request *r)
+{
+    if (r->http.content_length < 0 && !r->http.chunked) {
+        http_error(r, 411, NULL, "A JSON body with a Content-Length is required.");
+        return NULL;
+    }
+    if (!json_content_type(r)) {
+        http_error(r, 415, NULL, "The body must be sent as Content-Type: application/json.");
+        return NULL;
+    }
+    json_error_t e;
+    json_t *j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &e);
+    if (j == NULL) {
+        char msg[256];
+        snprintf(msg, sizeof msg, "Invalid JSON at byte %d: %s.", e.position, e.text);
+        http_error(r, 400, NULL, msg);
+        return NULL;
+    }
+    if (!json_is_object(j)) {
+        json_decref(j);
+        http_error(r, 400, NULL, "The body must be a JSON object.");
+        return NULL;
+    }
+    return j;
 }

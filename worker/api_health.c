@@ -253,6 +253,10 @@ api_metrics(struct request *r)
                "# TYPE sessiond_websocket_messages_total counter\n"
                "sessiond_websocket_messages_total{direction=\"in\"} %llu\n"
                "sessiond_websocket_messages_total{direction=\"out\"} %llu\n"
+               "# HELP sessiond_websocket_slow_closed_total WebSockets closed for falling "
+               "ws_max_queue behind.\n"
+               "# TYPE sessiond_websocket_slow_closed_total counter\n"
+               "sessiond_websocket_slow_closed_total %llu\n"
                "# HELP sessiond_store_operations_total Operations on the session store.\n"
                "# TYPE sessiond_store_operations_total counter\n"
                "sessiond_store_operations_total %llu\n"
@@ -273,7 +277,8 @@ api_metrics(struct request *r)
                (unsigned long long)t.alive,
                (unsigned long long)sb_get(&sb->workers_target),
                (unsigned long long)sb_get(&sb->restarts), (unsigned long long)c.ws_in,
-               (unsigned long long)c.ws_out, (unsigned long long)c.store_ops,
+               (unsigned long long)c.ws_out, (unsigned long long)c.ws_slow_closed,
+               (unsigned long long)c.store_ops,
                (unsigned long long)c.store_errors, circuit_state(w),
                instance_draining(w) ? 1 : 0,
                (unsigned long long)(t.rss + sb_get(&sb->master_rss)));

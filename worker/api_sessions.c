@@ -18,6 +18,7 @@
 #include "token.h"
 #include "util.h"
 #include "worker.h"
+#include "ws.h"
 
 /* ---- input ---- */
 
@@ -34,46 +35,6 @@ valid_user(const char *s, size_t len)
             return false;
     }
     return true;
-}
-
-static bool
-json_content_type(const struct request *r)
-{
-    const struct http_str *ct = http_header_get(&r->http, "Content-Type");
-    if (ct == NULL)
-        return false;
-    size_t n = 0;
-    while (n < ct->len && ct->p[n] != ';' && ct->p[n] != ' ')
-        n++;
-    return n == 16 && strncasecmp(ct->p, "application/json", 16) == 0;
-}
-
-/* Parse a JSON object body, answering 411/415/400 itself on failure (NULL). */
-static json_t *
-json_body(struct request *r)
-{
-    if (r->http.content_length < 0 && !r->http.chunked) {
-        http_error(r, 411, NULL, "A JSON body with a Content-Length is required.");
-        return NULL;
-    }
-    if (!json_content_type(r)) {
-        http_error(r, 415, NULL, "The body must be sent as Content-Type: application/json.");
-        return NULL;
-    }
-    json_error_t e;
-    json_t *j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &e);
-    if (j == NULL) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "Invalid JSON at byte %d: %s.", e.position, e.text);
-        http_error(r, 400, NULL, msg);
-        return NULL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        http_error(r, 400, NULL, "The body must be a JSON object.");
-        return NULL;
-    }
-    return j;
 }
 
 /* Refuse members other than the allowed ones, naming the first stranger. */
@@ -258,7 +219,7 @@ api_session_create(struct request *r)
 {
     if (!api_admin_ok(r))
         return;
-    json_t *j = json_body(r);
+    json_t *j = api_json_body(r);
     if (j == NULL)
         return;
     struct session s = {0};
@@ -340,7 +301,7 @@ api_session_patch(struct request *r)
     if (!api_admin_ok(r) || path_id(r, id) == NULL)
         return;
     int64_t version = if_match(r);
-    json_t *j = version < 0 ? NULL : json_body(r);
+    json_t *j = version < 0 ? NULL : api_json_body(r);
     if (j == NULL)
         return;
     struct store_change ch = {.if_version = (uint64_t)version};
@@ -385,11 +346,12 @@ deleted(void *arg, enum store_status st, const struct session *s)
 {
     struct request *r = arg;
     api_store_end(r);
-    (void)s; /* the realtime layer will close this session's sockets here */
-    if (st != STORE_OK)
+    if (st != STORE_OK) {
         api_store_error(r, st);
-    else
-        http_respond(r, 204, NULL, NULL, NULL, 0);
+        return;
+    }
+    ws_session_ended(r->conn->w, s->id); /* its sockets close with 4001, everywhere */
+    http_respond(r, 204, NULL, NULL, NULL, 0);
 }
 
 void
@@ -447,10 +409,14 @@ user_deleted(void *arg, enum store_status st, uint64_t n)
     struct request *r = arg;
     api_store_end(r);
     (void)n;
-    if (st != STORE_OK)
+    if (st != STORE_OK) {
         api_store_error(r, st);
-    else
-        http_respond(r, 204, NULL, NULL, NULL, 0);
+        return;
+    }
+    char user[SESSION_USER_MAX + 1];
+    if (path_user(r, user) != NULL)
+        ws_user_ended(r->conn->w, user);
+    http_respond(r, 204, NULL, NULL, NULL, 0);
 }
 
 void

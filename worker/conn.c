@@ -13,6 +13,7 @@
 #include "router.h"
 #include "util.h"
 #include "worker.h"
+#include "ws.h"
 
 /* How long an idle keep-alive connection may stay once a drain starts: long enough for a
  * client that is about to send its next request to get an answer (with Connection: close),
@@ -79,6 +80,8 @@ conn_close(struct conn *c)
 {
     if (c->closed)
         return;
+    if (c->ws != NULL)
+        ws_on_close(c);
     struct ev_loop *loop = c->w->loop;
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
@@ -93,6 +96,7 @@ conn_close(struct conn *c)
 void
 conn_free(struct conn *c)
 {
+    ws_free(c->ws);
     buf_free(&c->in);
     buf_free(&c->out);
     free(c);
@@ -132,6 +136,10 @@ on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
     struct conn *c = container_of(t, struct conn, timer);
+    if (c->state == CONN_WS) {
+        ws_on_timer(c);
+        return;
+    }
     double left = c->deadline - ev_now(loop);
     if (left > 0.0005) {
         ev_timer_set(t, left, 0.);
@@ -157,7 +165,11 @@ on_write(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     (void)revents;
-    conn_flush(container_of(io, struct conn, wio));
+    struct conn *c = container_of(io, struct conn, wio);
+    if (c->state == CONN_WS)
+        ws_on_writable(c);
+    else
+        conn_flush(c);
 }
 
 static void
@@ -166,6 +178,10 @@ on_read(struct ev_loop *loop, ev_io *io, int revents)
     (void)loop;
     (void)revents;
     struct conn *c = container_of(io, struct conn, rio);
+    if (c->state == CONN_WS) {
+        ws_on_readable(c);
+        return;
+    }
     if (c->state == CONN_LINGER) {
         linger_read(c);
         return;
@@ -362,11 +378,11 @@ conn_process(struct conn *c)
                 break;
             dispatch(c);
         }
-        if (c->state == CONN_PENDING)
+        if (c->state == CONN_PENDING || c->state == CONN_WS)
             break;
     }
     c->in_process = false;
-    if (c->closed)
+    if (c->closed || c->state == CONN_WS)
         return;
     /* Stop reading while a handler holds the request (its strings point into the input
      * buffer, which a read could move) or while the input holds more than one full
@@ -441,6 +457,10 @@ conn_response_done(struct conn *c, int status, bool keep_alive)
 void
 conn_drain(struct conn *c)
 {
+    if (c->state == CONN_WS) {
+        ws_drain(c);
+        return;
+    }
     if (c->state == CONN_HEAD && buf_used(&c->in) == 0 && buf_used(&c->out) == 0)
         set_idle(c);
 }

@@ -17,6 +17,7 @@
 
 struct worker;
 struct conn;
+struct ws;
 
 #define ROUTE_MAX_PARAMS 4
 
@@ -41,6 +42,7 @@ enum conn_state {
     CONN_BODY,    /* reading a request body */
     CONN_PENDING, /* a handler has the request and will answer later */
     CONN_LINGER,  /* response sent, write side shut, draining what the client still sends */
+    CONN_WS,      /* upgraded: the ws module has it */
 };
 
 struct conn {
@@ -61,6 +63,7 @@ struct conn {
     size_t body_len;      /* decoded body bytes so far, stored right after the head */
     size_t in_consumed;   /* raw bytes (head + encoded body) of the current request */
     struct request req;
+    struct ws *ws;        /* once upgraded */
     struct sockaddr_storage peer;
     unsigned requests;    /* served on this connection */
     struct conn *prev, *next; /* in the worker's list */

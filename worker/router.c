@@ -6,6 +6,7 @@
 #include "api.h"
 #include "http.h"
 #include "util.h"
+#include "ws.h"
 
 static const struct route routes[] = {
     {HTTP_GET, "/api/health", api_health},
@@ -20,6 +21,8 @@ static const struct route routes[] = {
     {HTTP_DELETE, "/api/users/{user}/sessions", api_user_sessions_delete},
     {HTTP_GET, "/api/session", api_own_session},
     {HTTP_DELETE, "/api/session", api_own_session_delete},
+    {HTTP_GET, "/ws", ws_upgrade_request},
+    {HTTP_POST, "/api/channels/{channel}/publish", api_channel_publish},
 #ifdef SESSIOND_TEST_HOOKS
     {HTTP_GET, "/debug/{action}", api_debug},
     {HTTP_POST, "/debug/{action}", api_debug},

@@ -14,6 +14,7 @@
 #include "log.h"
 #include "store.h"
 #include "util.h"
+#include "ws.h"
 
 /* How long a worker that holds more than its share of connections leaves a new
  * connection in the shared queue for a sibling before taking it itself. */
@@ -188,7 +189,8 @@ worker_conn_closed(struct worker *w, struct conn *c)
     c->next = w->closed;
     w->closed = c;
     w->nconns--;
-    sb_set(&w->slot->conns_http, sb_get(&w->slot->conns_http) - 1);
+    uint64_t *count = c->state == CONN_WS ? &w->slot->conns_ws : &w->slot->conns_http;
+    sb_set(count, sb_get(count) - 1);
     if (w->draining && w->nconns == 0)
         ev_break(w->loop, EVBREAK_ALL);
 }
@@ -366,6 +368,7 @@ worker_free(struct worker *w)
         deflateEnd(w->gz);
         free(w->gz);
     }
+    ws_worker_stop(w);
     if (w->store != NULL)
         store_close(w->store);
     free(w->owned_conf);
@@ -409,6 +412,12 @@ worker_run(const struct worker_params *p)
     w.store = store_open(w.conf, w.loop, err, sizeof err);
     if (w.store == NULL) {
         log_errorx("cannot open the session store: %s", err);
+        ev_loop_destroy(w.loop);
+        return WORKER_EXIT_FATAL;
+    }
+    if (ws_worker_start(&w, err, sizeof err) < 0) {
+        log_errorx("cannot start the realtime side: %s", err);
+        store_close(w.store);
         ev_loop_destroy(w.loop);
         return WORKER_EXIT_FATAL;
     }

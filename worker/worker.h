@@ -29,6 +29,7 @@ struct worker_params {
 
 struct conn;
 struct store;
+struct ws_worker;
 
 struct worker_accept {
     ev_io io;
@@ -64,6 +65,7 @@ struct worker {
     z_stream *gz;         /* one deflate state reused by every response of this worker */
     struct buf scratch;   /* for building a response body; handlers reuse it */
     struct store *store;  /* sessions */
+    struct ws_worker *ws; /* the realtime side: channels, the bus */
     ev_timer sweep;       /* deletes expired sessions, a batch at a time */
     uint64_t sessions_active; /* the store's last count */
     ev_tstamp sessions_counted_at;

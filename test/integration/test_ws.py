@@ -1,0 +1,461 @@
+"""WebSockets (GET /ws): authentication, channels across workers, the API's publish, and
+every way a connection ends: protocol errors, limits, slow readers, missing pongs, ended
+sessions, drains and killed workers. Clients are python3-websockets, and a raw socket
+client where a test needs to break the protocol or stop reading."""
+import asyncio
+import base64
+import json
+import os
+import re
+import signal
+import socket
+import struct
+import time
+
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatusCode
+
+from conftest import wait_for
+from test_sessions import call, create, keyed
+
+WORKER_PID = re.compile(r"^([0-9a-f]+)\.")
+
+
+def run(coro, timeout=30):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def token_for(s, user="u1", **kw):
+    status, _, body = create(s, user, **kw)
+    assert status == 201, body
+    return body["token"], body["id"]
+
+
+def url(s, tok=None):
+    return f"ws://127.0.0.1:{s.port}/ws" + (f"?token={tok}" if tok else "")
+
+
+async def op(ws, **msg):
+    """Send one operation and return its reply (skipping pushed messages)."""
+    await ws.send(json.dumps(msg))
+    while True:
+        r = json.loads(await ws.recv())
+        if r["op"] in ("ok", "error", "pong"):
+            return r
+
+
+async def next_push(ws, timeout=5):
+    while True:
+        r = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if r["op"] not in ("ok", "error", "pong"):
+            return r
+
+
+async def worker_of(ws, tag):
+    """The pid of the worker holding this connection: its presence entry's conn id starts
+    with the pid in hex."""
+    assert (await op(ws, op="subscribe", channel=f"whoami-{tag}"))["op"] == "ok"
+    r = await op(ws, op="presence", channel=f"whoami-{tag}")
+    await op(ws, op="unsubscribe", channel=f"whoami-{tag}")
+    return int(WORKER_PID.match(r["members"][0]["conn"]).group(1), 16)
+
+
+# ---- a raw client, for what a library client will not do ----
+
+class Raw:
+    def __init__(self, port, token, extra=b"", rcvbuf=None):
+        self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if rcvbuf:  # before connecting, so that the window is small from the start
+            self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.s.settimeout(5)
+        self.s.connect(("127.0.0.1", port))
+        key = base64.b64encode(os.urandom(16))
+        self.s.sendall(b"GET /ws?token=" + token.encode() + b" HTTP/1.1\r\nHost: x\r\n"
+                       b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                       b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + b"\r\n" +
+                       extra + b"\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.s.recv(1)
+            assert chunk, head
+            head += chunk
+        self.head = head.decode()
+        assert self.head.startswith("HTTP/1.1 101"), self.head
+        self.buf = b""
+
+    def send_frame(self, opcode, payload, fin=True):
+        mask = os.urandom(4)
+        n = len(payload)
+        h = bytes([(0x80 if fin else 0) | opcode])
+        if n < 126:
+            h += bytes([0x80 | n])
+        elif n < 65536:
+            h += bytes([0x80 | 126]) + struct.pack(">H", n)
+        else:
+            h += bytes([0x80 | 127]) + struct.pack(">Q", n)
+        body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.s.sendall(h + mask + body)
+
+    def read_frame(self, timeout=5):
+        """(opcode, payload); (None, b"") when the server closed the TCP connection."""
+        self.s.settimeout(timeout)
+        while True:
+            if len(self.buf) >= 2:
+                n = self.buf[1] & 0x7F
+                off = 2
+                if n == 126:
+                    n, off = struct.unpack(">H", self.buf[2:4])[0], 4
+                elif n == 127:
+                    n, off = struct.unpack(">Q", self.buf[2:10])[0], 10
+                if len(self.buf) >= off + n:
+                    f = (self.buf[0] & 0x0F, self.buf[off:off + n])
+                    self.buf = self.buf[off + n:]
+                    return f
+            chunk = self.s.recv(65536)
+            if not chunk:
+                return None, b""
+            self.buf += chunk
+
+    def close_code(self, timeout=5):
+        """Read until the server's close frame; its code."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            opcode, payload = self.read_frame(timeout)
+            if opcode is None:
+                return None
+            if opcode == 8:
+                return struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else 1005
+        raise AssertionError("no close frame")
+
+    def close(self):
+        self.s.close()
+
+
+# ---- the handshake ----
+
+def test_upgrade_needs_a_live_token(server_factory):
+    s = keyed(server_factory)
+    tok, sid = token_for(s)
+
+    async def refused(u, headers=None):
+        with pytest.raises(InvalidStatusCode) as e:
+            async with websockets.connect(u, extra_headers=headers or {}):
+                pass
+        return e.value.status_code
+
+    assert run(refused(url(s))) == 401
+    assert run(refused(url(s, "x" * 43))) == 401
+    assert run(refused(url(s, "bad"))) == 401
+    assert run(refused(url(s), {"Authorization": "Bearer " + "A" * 43})) == 401
+    # a plain GET, or another protocol version, is told what to speak
+    status, headers, _ = s.request("GET", "/ws")
+    assert status == 426 and headers["Upgrade"] == "websocket"
+    status, headers, _ = s.request("GET", "/ws", headers={
+        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "8",
+        "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert status == 426 and headers["Sec-WebSocket-Version"] == "13"
+    status, _, _ = s.request("GET", "/ws?token=" + tok, headers={
+        "Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13",
+        "Sec-WebSocket-Key": "short"})
+    assert status == 400
+
+    async def accepted():
+        async with websockets.connect(url(s, tok)) as ws:
+            assert (await op(ws, op="ping", id=7)) == {"op": "pong", "id": 7}
+        async with websockets.connect(url(s), extra_headers={"Authorization": "Bearer " + tok}) as ws:
+            assert (await op(ws, op="ping", id="a")) == {"op": "pong", "id": "a"}
+
+    run(accepted())
+    assert call(s, "DELETE", f"/api/sessions/{sid}")[0] == 204
+    assert run(refused(url(s, tok))) == 401  # an ended session opens nothing
+
+
+def test_operations_and_their_errors(server_factory):
+    s = keyed(server_factory)
+    tok, sid = token_for(s, "alice")
+
+    async def go():
+        async with websockets.connect(url(s, tok)) as ws:
+            assert await op(ws, op="subscribe", channel="room1", id=1) == {"op": "ok", "id": 1}
+            assert await op(ws, op="subscribe", channel="room1", id=2) == {"op": "ok", "id": 2}
+            r = await op(ws, op="publish", channel="room1", data={"n": 19.99, "s": "é"}, id=3)
+            assert r == {"op": "ok", "id": 3}
+            m = await next_push(ws)
+            assert m == {"op": "message", "channel": "room1", "data": {"n": 19.99, "s": "é"},
+                         "from": "alice"}
+            r = await op(ws, op="presence", channel="room1", id=4)
+            assert [(x["user"], x["session"]) for x in r["members"]] == [("alice", sid)]
+            for bad, code in [({"op": "subscribe", "channel": "a b"}, "bad_request"),
+                              ({"op": "subscribe"}, "bad_request"),
+                              ({"op": "dance", "channel": "c"}, "unknown_op"),
+                              ({"channel": "c"}, "bad_request"),
+                              ({"op": "publish", "channel": "c"}, "bad_request")]:
+                r = await op(ws, id=9, **bad)
+                assert r["op"] == "error" and r["id"] == 9 and r["error"]["code"] == code, r
+            await ws.send("[1, 2]")
+            assert json.loads(await ws.recv())["error"]["code"] == "bad_request"
+            await ws.send("{nope")
+            assert json.loads(await ws.recv())["error"]["code"] == "bad_request"
+            assert await op(ws, op="unsubscribe", channel="room1", id=5) == {"op": "ok", "id": 5}
+            await op(ws, op="publish", channel="room1", data=1)
+            with pytest.raises(asyncio.TimeoutError):  # no longer subscribed
+                await next_push(ws, timeout=0.5)
+            assert (await op(ws, op="presence", channel="room1"))["members"] == []
+
+    run(go())
+
+
+def test_client_publish_off(server_factory):
+    s = keyed(server_factory, "client_publish off")
+    tok, _ = token_for(s)
+
+    async def go():
+        async with websockets.connect(url(s, tok)) as ws:
+            await op(ws, op="subscribe", channel="news")
+            r = await op(ws, op="publish", channel="news", data=1)
+            assert r["error"]["code"] == "forbidden"
+            st, _, body = call(s, "POST", "/api/channels/news/publish", {"data": {"v": 1}})
+            assert st == 202 and body["channel"] == "news"
+            assert (await next_push(ws))["data"] == {"v": 1}
+
+    run(go())
+
+
+# ---- across workers ----
+
+def test_publish_reaches_subscribers_on_every_worker(server_factory):
+    s = keyed(server_factory, workers=2)
+    toks = [token_for(s, f"u{i}")[0] for i in range(12)]
+
+    async def go():
+        conns = [await websockets.connect(url(s, t)) for t in toks]
+        try:
+            pids = {await worker_of(ws, i) for i, ws in enumerate(conns)}
+            assert pids == set(s.health_pids()), (pids, s.health_pids())
+            for ws in conns:
+                await op(ws, op="subscribe", channel="all")
+            # from a client on one worker ...
+            await op(conns[0], op="publish", channel="all", data={"from": "ws"})
+            for ws in conns:
+                assert (await next_push(ws))["data"] == {"from": "ws"}
+            # ... and from the API, whichever worker answers it
+            for i in range(4):
+                st, _, body = call(s, "POST", "/api/channels/all/publish", {"data": i})
+                assert st == 202, body
+                for ws in conns:
+                    m = await next_push(ws)
+                    assert m["data"] == i and m["from"] == "", m
+        finally:
+            for ws in conns:
+                await ws.close()
+
+    run(go())
+
+
+def test_ending_a_session_closes_its_sockets_everywhere(server_factory):
+    s = keyed(server_factory, workers=2)
+    tok, sid = token_for(s, "bob")
+    other, _ = token_for(s, "carol")
+    tok2, _ = token_for(s, "dave")
+
+    async def go():
+        mine = [await websockets.connect(url(s, tok)) for _ in range(6)]
+        theirs = await websockets.connect(url(s, other))
+        dave = [await websockets.connect(url(s, tok2)) for _ in range(4)]
+        assert len({await worker_of(ws, i) for i, ws in enumerate(mine)}) == 2
+        assert call(s, "DELETE", f"/api/sessions/{sid}")[0] == 204
+        for ws in mine:
+            with pytest.raises(ConnectionClosed) as e:
+                await asyncio.wait_for(ws.recv(), 2)
+            assert e.value.rcvd.code == 4001
+        assert (await op(theirs, op="ping"))["op"] == "pong"
+        # revoking every session of a user
+        assert call(s, "DELETE", "/api/users/dave/sessions")[0] == 204
+        for ws in dave:
+            with pytest.raises(ConnectionClosed) as e:
+                await asyncio.wait_for(ws.recv(), 2)
+            assert e.value.rcvd.code == 4001
+        await theirs.close()
+
+    run(go())
+
+
+def test_expired_session_is_closed_within_a_second_or_two(server_factory):
+    s = keyed(server_factory, workers=1)
+    tok, _ = token_for(s, "eve", ttl=2)
+
+    async def go():
+        async with websockets.connect(url(s, tok)) as ws:
+            t0 = time.monotonic()
+            with pytest.raises(ConnectionClosed) as e:
+                while True:
+                    await asyncio.wait_for(ws.recv(), 6)
+            assert e.value.rcvd.code == 4001
+            assert time.monotonic() - t0 < 4.5
+
+    run(go())
+
+
+# ---- limits and protocol errors ----
+
+def test_invalid_utf8_closes_1007_and_binary_1003(server_factory):
+    s = keyed(server_factory)
+    tok, _ = token_for(s)
+    r = Raw(s.port, tok)
+    r.send_frame(1, b'{"op":"ping","x":"\xc0\xaf"}')
+    assert r.close_code() == 1007
+    r.close()
+    r = Raw(s.port, tok)
+    r.send_frame(2, b"\x00\x01")
+    assert r.close_code() == 1003
+    r.close()
+
+
+def test_oversized_message_closes_1009(server_factory):
+    s = keyed(server_factory, "ws_max_message_bytes 1k")
+    tok, _ = token_for(s)
+
+    async def go():
+        async with websockets.connect(url(s, tok), max_size=None) as ws:
+            await ws.send(json.dumps({"op": "ping", "pad": "x" * 900}))
+            assert json.loads(await ws.recv())["op"] == "pong"
+            await ws.send(json.dumps({"op": "ping", "pad": "x" * 2000}))
+            with pytest.raises(ConnectionClosed) as e:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert e.value.rcvd.code == 1009
+
+    run(go())
+
+
+def test_rate_limit_answers_then_closes_1008(server_factory):
+    s = keyed(server_factory, "ws_rate_limit 20")
+    tok, _ = token_for(s)
+    r = Raw(s.port, tok)
+    for _ in range(30):
+        r.send_frame(1, b'{"op":"ping"}')
+    replies = []
+    for _ in range(30):
+        opcode, payload = r.read_frame()
+        replies.append(json.loads(payload)["op"])
+    assert replies.count("pong") == 20 and replies.count("error") == 10, replies
+    for _ in range(60):  # it goes on: a second full bucket of refusals
+        r.send_frame(1, b'{"op":"ping"}')
+    assert r.close_code() == 1008
+    r.close()
+
+
+def test_missing_pong_closes_the_connection(server_factory):
+    s = keyed(server_factory, "ws_ping_interval 1s\nws_pong_timeout 1s")
+    tok, _ = token_for(s)
+    r = Raw(s.port, tok)
+    opcode, _ = r.read_frame(timeout=3)
+    assert opcode == 9  # the server's ping, which we do not answer
+    t0 = time.monotonic()
+    while True:
+        opcode, _ = r.read_frame(timeout=5)
+        if opcode is None:
+            break
+    assert time.monotonic() - t0 < 3
+    wait_for(lambda: s.health()[1]["connections"]["websocket"] == 0, what="websocket count 0")
+    r.close()
+    # a client that answers pings stays
+    r = Raw(s.port, tok)
+    for _ in range(3):
+        opcode, payload = r.read_frame(timeout=3)
+        assert opcode == 9
+        r.send_frame(10, payload)
+    r.send_frame(1, b'{"op":"ping"}')
+    opcode, payload = r.read_frame()
+    assert json.loads(payload)["op"] == "pong"
+    r.close()
+
+
+def test_slow_reader_is_closed_and_fast_one_keeps_receiving(server_factory):
+    s = keyed(server_factory, "ws_max_queue 64k", workers=1)
+    slow_tok, _ = token_for(s, "slow")
+    fast_tok, _ = token_for(s, "fast")
+    slow = Raw(s.port, slow_tok, rcvbuf=65536)
+    slow.send_frame(1, b'{"op":"subscribe","channel":"firehose"}')
+    slow.read_frame()
+
+    async def go():
+        async with websockets.connect(url(s, fast_tok), max_size=None) as fast:
+            await op(fast, op="subscribe", channel="firehose")
+            pad = "y" * 30000
+            for i in range(400):  # 12 MB: far beyond what the kernel buffers hold
+                st, _, _ = call(s, "POST", "/api/channels/firehose/publish",
+                                {"data": {"i": i, "pad": pad}})
+                assert st == 202
+                m = await next_push(fast)
+                assert m["data"]["i"] == i
+
+    run(go(), timeout=60)
+    text = s.request("GET", "/metrics")[2].decode()
+    n = int(re.search(r"^sessiond_websocket_slow_closed_total (\d+)$", text, re.M).group(1))
+    assert n == 1
+    # A reader that catches up within the grace finds a 1008 close behind what it had.
+    assert slow.close_code(timeout=5) == 1008
+    slow.close()
+    wait_for(lambda: s.health()[1]["connections"]["websocket"] == 0, what="no websocket left")
+    # One that never reads again is reset after the grace: the server holds nothing for it.
+    dead = Raw(s.port, slow_tok, rcvbuf=65536)
+    dead.send_frame(1, b'{"op":"subscribe","channel":"firehose"}')
+    dead.read_frame()
+    for i in range(400):
+        call(s, "POST", "/api/channels/firehose/publish", {"data": {"pad": "z" * 30000}})
+    wait_for(lambda: s.health()[1]["connections"]["websocket"] == 0, timeout=5,
+             what="the dead reader reset")
+    with pytest.raises(ConnectionResetError):
+        while dead.read_frame(timeout=5)[0] is not None:
+            pass
+    dead.close()
+
+
+# ---- ends of workers and of the server ----
+
+def test_drain_closes_websockets_with_1001(server_factory):
+    s = keyed(server_factory, "ws_drain_spread 500ms", workers=2)
+    toks = [token_for(s, f"d{i}")[0] for i in range(6)]
+
+    async def go():
+        conns = [await websockets.connect(url(s, t)) for t in toks]
+        t0 = time.monotonic()
+        s.signal(signal.SIGTERM)
+        for ws in conns:
+            with pytest.raises(ConnectionClosed) as e:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert e.value.rcvd.code == 1001
+        assert time.monotonic() - t0 < 3
+
+    run(go())
+    assert s.wait_exit(12) == 0
+
+
+def test_killed_worker_drops_its_clients_who_can_reconnect(server_factory):
+    s = keyed(server_factory, workers=2)
+    tok, _ = token_for(s)
+    tok2, _ = token_for(s, "u2")
+
+    async def go():
+        conns = [await websockets.connect(url(s, tok if i % 2 else tok2)) for i in range(8)]
+        where = [await worker_of(ws, i) for i, ws in enumerate(conns)]
+        victim = where[0]
+        os.kill(victim, signal.SIGKILL)
+        for ws, pid in zip(conns, where):
+            if pid == victim:
+                with pytest.raises(ConnectionClosed):
+                    await asyncio.wait_for(ws.recv(), 5)
+            else:
+                assert (await op(ws, op="ping"))["op"] == "pong"
+        wait_for(lambda: len(s.health_pids()) == 2 and victim not in s.health_pids(),
+                 what="a replacement worker")
+        async with websockets.connect(url(s, tok)) as again:
+            await op(again, op="subscribe", channel="back")
+            st, _, body = call(s, "POST", "/api/channels/back/publish", {"data": "hi"})
+            assert st == 202
+            assert (await next_push(again))["data"] == "hi"
+        for ws in conns:
+            await ws.close()
+
+    run(go())

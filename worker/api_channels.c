@@ -1,0 +1,56 @@
+/* The channel endpoints: the application's backend publishes to WebSocket subscribers
+ * with its API key. */
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "api.h"
+#include "http.h"
+#include "hub.h"
+#include "json_merge.h"
+#include "worker.h"
+#include "ws.h"
+
+/* The {channel} of the path; false after answering 400. */
+static bool
+path_channel(struct request *r)
+{
+    struct http_str ch = r->params[0];
+    if (hub_channel_ok(ch.p, ch.len))
+        return true;
+    http_error(r, 400, NULL, "The channel must be 1-128 characters of A-Z a-z 0-9 and _ . : @ -");
+    return false;
+}
+
+/* POST /api/channels/{channel}/publish {"data": <any JSON>} -> 202. */
+void
+api_channel_publish(struct request *r)
+{
+    if (!api_admin_ok(r) || !path_channel(r))
+        return;
+    json_t *j = api_json_body(r);
+    if (j == NULL)
+        return;
+    json_t *data = json_object_get(j, "data");
+    char *d = NULL;
+    size_t dlen = 0;
+    int rc = data != NULL ? json_merge_dump(data, (size_t)r->conn->w->conf->ws_max_message_bytes,
+                                            &d, &dlen)
+                          : 0;
+    if (data == NULL) {
+        http_error(r, 400, NULL, "\"data\" is required.");
+    } else if (rc == -2) {
+        http_error(r, 413, NULL, "\"data\" is larger than ws_max_message_bytes.");
+    } else if (rc < 0) {
+        http_error(r, 500, NULL, "Out of memory.");
+    } else {
+        struct http_str ch = r->params[0];
+        size_t n = ws_publish(r->conn->w, ch.p, ch.len, d, dlen, "");
+        char body[256];
+        int len = snprintf(body, sizeof body, "{\"channel\":\"%.*s\",\"recipients\":%zu}",
+                           (int)ch.len, ch.p, n);
+        http_respond_json(r, 202, NULL, body, (size_t)len);
+    }
+    free(d);
+    json_decref(j);
+}

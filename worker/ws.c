@@ -1,0 +1,1058 @@
+#include "ws.h"
+
+#include <errno.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <wslay/wslay.h>
+#include <zlib.h>
+
+#include "api.h"
+#include "bus.h"
+#include "conn.h"
+#include "http.h"
+#include "hub.h"
+#include "json_merge.h"
+#include "log.h"
+#include "store.h"
+#include "token.h"
+#include "util.h"
+#include "worker.h"
+#include "ws_proto.h"
+
+#define WS_MAX_CHANNELS 256    /* channels one connection may be in */
+#define WS_CLOSE_GRACE 2.0     /* how long we wait for the client's close frame */
+#define WS_READ_BUF 65536
+#define WS_DEFLATE_MIN 128     /* smaller pushes are not worth compressing */
+#define WS_EXPIRY_CHECK 1.0    /* how often expired sessions' sockets are looked for */
+
+/* Messages between the workers of an instance, on the bus. The first byte says what. */
+enum {
+    BUS_PUBLISH = 'P',     /* u16 channel length, channel, the pushed message's JSON */
+    BUS_SESSION_END = 'S', /* the session id */
+    BUS_USER_END = 'U',    /* the user */
+};
+
+enum ws_phase {
+    WS_OPEN,
+    WS_CLOSING, /* our close frame is queued or sent; waiting for the client's */
+};
+
+struct ws {
+    struct conn *c;
+    struct ws *prev, *next; /* in the worker's list */
+    wslay_event_context_ptr ctx;
+    const uint8_t *in;      /* bytes being handed to wslay by ws_recv */
+    size_t in_len;
+    struct hub_member **subs;
+    size_t nsubs, subs_cap;
+    char id[SESSION_ID_LEN + 1];
+    char user[SESSION_USER_MAX + 1];
+    char conn_id[24];
+    int64_t expires_at;
+    double tokens, debt;    /* the rate limit's buckets */
+    ev_tstamp bucket_at;
+    enum ws_phase phase;
+    int deflate_bits;       /* 0: no permessage-deflate; else the window we compress with */
+    bool awaiting_pong;
+    bool checking;          /* a store lookup of its session is in flight */
+    bool doomed;            /* it fell too far behind: gets nothing more but a close */
+    bool orphan;            /* its connection was freed while a lookup was in flight */
+    struct ws *doomed_next;
+};
+
+/* The worker's realtime state. */
+struct ws_worker {
+    struct worker *w;
+    struct hub *hub;
+    struct bus *bus;
+    struct ws *list;
+    struct ws *doomed;
+    ev_prepare reaper;       /* closes doomed connections, outside of any fan-out */
+    ev_timer expiry;
+    z_stream *deflate[16];   /* by window bits, made when first needed */
+    z_stream inflate;
+    bool inflate_ok;
+    struct buf frame, zframe, msg, text;
+    uint64_t seq;            /* for connection ids */
+    uint8_t rbuf[WS_READ_BUF];
+};
+
+static struct ws_worker *
+rt_of(const struct conn *c)
+{
+    return c->w->ws;
+}
+
+static double
+ms(int64_t v)
+{
+    return (double)v / 1000.0;
+}
+
+static void
+ws_timer(struct conn *c, double secs)
+{
+    struct ev_loop *loop = c->w->loop;
+    ev_timer_stop(loop, &c->timer);
+    ev_timer_set(&c->timer, secs, 0.);
+    ev_timer_start(loop, &c->timer);
+}
+
+/* ---- output ---- */
+
+/* Write what the connection's output holds; free the buffer once it is empty, so that an
+ * idle connection holds no output memory. */
+static void
+ws_flush(struct conn *c)
+{
+    while (buf_used(&c->out) > 0) {
+        ssize_t n = send(c->fd, buf_data(&c->out), buf_used(&c->out), MSG_NOSIGNAL);
+        if (n > 0) {
+            buf_consume(&c->out, (size_t)n);
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            if (!ev_is_active(&c->wio))
+                ev_io_start(c->w->loop, &c->wio);
+            return;
+        }
+        conn_close(c);
+        return;
+    }
+    if (ev_is_active(&c->wio))
+        ev_io_stop(c->w->loop, &c->wio);
+    buf_free(&c->out);
+}
+
+/* A reader that fell more than ws_max_queue behind gets nothing more but a close (1008),
+ * queued behind what it has not read yet, and WS_CLOSE_GRACE to read it; then it is
+ * reset. Not from inside a fan-out that walks the channel it is in: the reaper does it
+ * before the loop sleeps. */
+static void
+ws_doom(struct ws *ws)
+{
+    if (ws->doomed)
+        return;
+    struct ws_worker *rt = rt_of(ws->c);
+    ws->doomed = true;
+    ws->doomed_next = rt->doomed;
+    rt->doomed = ws;
+    sb_add(&ws->c->w->slot->c.ws_slow_closed, 1);
+    if (!ev_is_active(&rt->reaper))
+        ev_prepare_start(ws->c->w->loop, &rt->reaper);
+}
+
+/* Queue bytes for the client, unless that would put it over ws_max_queue. */
+static int
+ws_append(struct ws *ws, const void *p, size_t len)
+{
+    struct conn *c = ws->c;
+    if (ws->doomed || c->closed)
+        return -1;
+    if (buf_used(&c->out) + len > (size_t)c->w->conf->ws_max_queue) {
+        ws_doom(ws);
+        return -1;
+    }
+    return buf_append(&c->out, p, len);
+}
+
+/* Frame a server message (unmasked) into out: FIN, the opcode, RSV1 when compressed. */
+static int
+ws_frame(struct buf *out, int opcode, bool rsv1, const void *p, size_t len)
+{
+    uint8_t h[10];
+    size_t n = 2;
+    h[0] = (uint8_t)(0x80 | (rsv1 ? 0x40 : 0) | opcode);
+    if (len < 126) {
+        h[1] = (uint8_t)len;
+    } else if (len <= 0xffff) {
+        h[1] = 126;
+        h[2] = (uint8_t)(len >> 8);
+        h[3] = (uint8_t)len;
+        n = 4;
+    } else {
+        h[1] = 127;
+        for (int i = 0; i < 8; i++)
+            h[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+        n = 10;
+    }
+    out->off = out->len = 0;
+    if (buf_append(out, h, n) < 0 || buf_append(out, p, len) < 0)
+        return -1;
+    return 0;
+}
+
+/* ---- wslay's callbacks ---- */
+
+static ssize_t
+ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *user)
+{
+    (void)flags;
+    struct ws *ws = user;
+    if (ws->in_len == 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
+        return -1;
+    }
+    size_t n = len < ws->in_len ? len : ws->in_len;
+    memcpy(buf, ws->in, n);
+    ws->in += n;
+    ws->in_len -= n;
+    return (ssize_t)n;
+}
+
+static ssize_t
+ws_send(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags, void *user)
+{
+    (void)flags;
+    struct ws *ws = user;
+    if (ws_append(ws, data, len) < 0) {
+        wslay_event_set_error(ctx, WSLAY_ERR_CALLBACK_FAILURE);
+        return -1;
+    }
+    return (ssize_t)len;
+}
+
+static void ws_on_message(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+                          void *user);
+
+static const struct wslay_event_callbacks ws_callbacks = {
+    .recv_callback = ws_recv,
+    .send_callback = ws_send,
+    .on_msg_recv_callback = ws_on_message,
+};
+
+/* Let wslay write what it has queued (replies, pongs, a close), then send it. A close
+ * handshake that is complete both ways ends the connection. */
+static void
+ws_pump(struct ws *ws)
+{
+    struct conn *c = ws->c;
+    if (c->closed || ws->doomed)
+        return;
+    if (wslay_event_send(ws->ctx) != 0) {
+        conn_close(c);
+        return;
+    }
+    ws_flush(c);
+    if (!c->closed && !wslay_event_want_read(ws->ctx) && !wslay_event_want_write(ws->ctx) &&
+        buf_used(&c->out) == 0)
+        conn_close(c);
+}
+
+/* Start the close handshake with code; the client has WS_CLOSE_GRACE to answer. */
+static void
+ws_close_with(struct ws *ws, int code, const char *reason)
+{
+    if (ws->phase == WS_CLOSING || ws->c->closed)
+        return;
+    ws->phase = WS_CLOSING;
+    wslay_event_queue_close(ws->ctx, (uint16_t)code, (const uint8_t *)reason, strlen(reason));
+    ws_timer(ws->c, WS_CLOSE_GRACE);
+    ws_pump(ws);
+}
+
+/* ---- replies ---- */
+
+/* Queue a text message for this connection (a reply: not compressed). */
+static void
+ws_send_text(struct ws *ws, const char *p, size_t len)
+{
+    struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)p, len};
+    if (wslay_event_queue_msg(ws->ctx, &m) != 0)
+        ws_doom(ws);
+}
+
+/* {"op": op, "id": id, ...rest}: rest is "" or starts with a comma. */
+static void
+ws_reply(struct ws *ws, const char *op, const json_t *id, const char *rest)
+{
+    struct buf *t = &rt_of(ws->c)->text;
+    t->off = t->len = 0;
+    buf_puts(t, "{\"op\":\"");
+    buf_puts(t, op);
+    buf_puts(t, "\"");
+    if (id != NULL) {
+        char *s = json_dumps(id, JSON_ENCODE_ANY | JSON_COMPACT);
+        if (s != NULL) {
+            buf_puts(t, ",\"id\":");
+            buf_puts(t, s);
+            free(s);
+        }
+    }
+    buf_puts(t, rest);
+    buf_puts(t, "}");
+    if (t->p != NULL)
+        ws_send_text(ws, buf_data(t), buf_used(t));
+}
+
+static void
+ws_error(struct ws *ws, const json_t *id, const char *code, const char *message)
+{
+    char rest[512];
+    snprintf(rest, sizeof rest, ",\"error\":{\"code\":\"%s\",\"message\":\"%s\"}", code, message);
+    ws_reply(ws, "error", id, rest);
+}
+
+/* ---- channels ---- */
+
+static ssize_t
+ws_find_sub(const struct ws *ws, const char *name, size_t len)
+{
+    for (size_t i = 0; i < ws->nsubs; i++) {
+        size_t n;
+        const char *ch = hub_member_channel(ws->subs[i], &n);
+        if (n == len && memcmp(ch, name, len) == 0)
+            return (ssize_t)i;
+    }
+    return -1;
+}
+
+static int
+ws_subscribe(struct ws *ws, const char *name, size_t len)
+{
+    if (ws_find_sub(ws, name, len) >= 0)
+        return 0;
+    if (ws->nsubs == ws->subs_cap) {
+        size_t cap = ws->subs_cap ? ws->subs_cap * 2 : 2;
+        struct hub_member **v = realloc(ws->subs, cap * sizeof *v);
+        if (v == NULL)
+            return -1;
+        ws->subs = v;
+        ws->subs_cap = cap;
+    }
+    struct hub_member *m = hub_join(rt_of(ws->c)->hub, name, len, ws);
+    if (m == NULL)
+        return -1;
+    ws->subs[ws->nsubs++] = m;
+    return 0;
+}
+
+static void
+ws_unsubscribe(struct ws *ws, const char *name, size_t len)
+{
+    ssize_t i = ws_find_sub(ws, name, len);
+    if (i < 0)
+        return;
+    hub_leave(rt_of(ws->c)->hub, ws->subs[i]);
+    ws->subs[i] = ws->subs[--ws->nsubs];
+}
+
+/* The compressor for a window, made when first needed. */
+static z_stream *
+ws_deflater(struct ws_worker *rt, int bits)
+{
+    int i = bits >= 8 && bits <= 15 ? bits : 15;
+    if (rt->deflate[i] == NULL) {
+        z_stream *z = calloc(1, sizeof *z);
+        if (z == NULL || ws_proto_deflate_init(z, i) < 0) {
+            free(z);
+            return NULL;
+        }
+        rt->deflate[i] = z;
+    }
+    return rt->deflate[i];
+}
+
+/* Send a pushed message to this worker's subscribers of a channel: framed once, and
+ * compressed once per window for those that negotiated compression. */
+static size_t
+ws_fanout(struct ws_worker *rt, const char *channel, size_t len, const char *text,
+          size_t text_len)
+{
+    size_t n;
+    struct hub_member *const *m = hub_members(rt->hub, channel, len, &n);
+    if (n == 0)
+        return 0;
+    if (ws_frame(&rt->frame, WSLAY_TEXT_FRAME, false, text, text_len) < 0)
+        return 0;
+    int zbits = -1; /* the window rt->zframe holds, if any */
+    size_t reached = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct ws *ws = hub_member_sub(m[i]);
+        const struct buf *f = &rt->frame;
+        if (ws->deflate_bits > 0 && text_len >= WS_DEFLATE_MIN) {
+            if (zbits != ws->deflate_bits) {
+                z_stream *z = ws_deflater(rt, ws->deflate_bits);
+                rt->msg.off = rt->msg.len = 0;
+                zbits = z != NULL && ws_proto_deflate(z, ws->deflate_bits, text, text_len,
+                                                      &rt->msg) == 0 &&
+                                ws_frame(&rt->zframe, WSLAY_TEXT_FRAME, true,
+                                         buf_data(&rt->msg), buf_used(&rt->msg)) == 0
+                            ? ws->deflate_bits
+                            : -1;
+            }
+            if (zbits == ws->deflate_bits)
+                f = &rt->zframe;
+        }
+        /* Replies wslay still holds go first: a publisher gets its "ok" before its message. */
+        if (wslay_event_get_queued_msg_count(ws->ctx) > 0 && wslay_event_send(ws->ctx) != 0)
+            ws_doom(ws);
+        if (ws->phase == WS_OPEN && ws_append(ws, buf_data(f), buf_used(f)) == 0) {
+            ws_flush(ws->c);
+            reached++;
+        }
+    }
+    sb_add(&rt->w->slot->c.ws_out, reached);
+    return reached;
+}
+
+/* {"op":"message","channel":C,"data":D,"from":U}: channel and user are of a safe
+ * alphabet, so they need no escaping. */
+static int
+ws_message_text(struct buf *t, const char *channel, size_t len, const char *data,
+                size_t data_len, const char *from)
+{
+    t->off = t->len = 0;
+    buf_puts(t, "{\"op\":\"message\",\"channel\":\"");
+    buf_append(t, channel, len);
+    buf_puts(t, "\",\"data\":");
+    buf_append(t, data, data_len);
+    buf_puts(t, ",\"from\":\"");
+    buf_puts(t, from);
+    return buf_puts(t, "\"}");
+}
+
+size_t
+ws_publish(struct worker *w, const char *channel, size_t len, const char *data,
+           size_t data_len, const char *from)
+{
+    struct ws_worker *rt = w->ws;
+    struct buf *t = &rt->text;
+    if (ws_message_text(t, channel, len, data, data_len, from) < 0)
+        return 0;
+    /* The bus copy: type, channel length and name, then the text. */
+    struct buf *b = &rt->msg;
+    uint8_t head[3] = {BUS_PUBLISH, (uint8_t)(len >> 8), (uint8_t)len};
+    b->off = b->len = 0;
+    if (buf_append(b, head, 3) == 0 && buf_append(b, channel, len) == 0 &&
+        buf_append(b, buf_data(t), buf_used(t)) == 0 && buf_used(b) <= BUS_MAX_MSG)
+        bus_broadcast(rt->bus, w->sb, buf_data(b), buf_used(b));
+    /* ws_fanout uses msg for compression: the bus copy has been sent by now. */
+    return ws_fanout(rt, channel, len, buf_data(t), buf_used(t));
+}
+
+/* ---- the client's operations ---- */
+
+/* Whether the client may send one more message now: a token bucket of ws_rate_limit per
+ * second with a burst of as many. Refused messages fill a second bucket that drains at
+ * the same rate; a client that keeps it full has ignored the error replies for a second
+ * and is closed. */
+static bool
+ws_rate_ok(struct ws *ws, bool *close)
+{
+    int rate = ws->c->w->conf->ws_rate_limit;
+    *close = false;
+    if (rate == 0)
+        return true;
+    ev_tstamp now = ev_now(ws->c->w->loop);
+    double refill = (now - ws->bucket_at) * rate;
+    ws->bucket_at = now;
+    ws->tokens = ws->tokens + refill > rate ? rate : ws->tokens + refill;
+    ws->debt = ws->debt - refill < 0 ? 0 : ws->debt - refill;
+    if (ws->tokens >= 1) {
+        ws->tokens -= 1;
+        return true;
+    }
+    ws->debt += 1;
+    *close = ws->debt > rate;
+    return false;
+}
+
+static const char *
+ws_channel_arg(struct ws *ws, json_t *j, const json_t *id, size_t *len)
+{
+    json_t *ch = json_object_get(j, "channel");
+    if (!json_is_string(ch) || !hub_channel_ok(json_string_value(ch), json_string_length(ch))) {
+        ws_error(ws, id, "bad_request",
+                 "\\\"channel\\\" must be 1-128 characters of A-Z a-z 0-9 and _ . : @ -");
+        return NULL;
+    }
+    *len = json_string_length(ch);
+    return json_string_value(ch);
+}
+
+static void
+ws_op_publish(struct ws *ws, json_t *j, const json_t *id, const char *channel, size_t len)
+{
+    struct worker *w = ws->c->w;
+    if (!w->conf->client_publish) {
+        ws_error(ws, id, "forbidden", "Publishing is for the API only here (client_publish off).");
+        return;
+    }
+    json_t *data = json_object_get(j, "data");
+    if (data == NULL) {
+        ws_error(ws, id, "bad_request", "\\\"data\\\" is required.");
+        return;
+    }
+    char *d;
+    size_t dlen;
+    if (json_merge_dump(data, (size_t)w->conf->ws_max_message_bytes, &d, &dlen) != 0) {
+        ws_error(ws, id, "too_big", "\\\"data\\\" is too large.");
+        return;
+    }
+    ws_reply(ws, "ok", id, ""); /* before the message, which the publisher may also get */
+    ws_publish(w, channel, len, d, dlen, ws->user);
+    free(d);
+}
+
+static void
+ws_op_presence(struct ws *ws, const json_t *id, const char *channel, size_t len)
+{
+    struct ws_worker *rt = rt_of(ws->c);
+    size_t n;
+    struct hub_member *const *m = hub_members(rt->hub, channel, len, &n);
+    struct buf *b = &rt->msg;
+    b->off = b->len = 0;
+    buf_puts(b, ",\"members\":[");
+    for (size_t i = 0; i < n; i++) {
+        const struct ws *o = hub_member_sub(m[i]);
+        buf_printf(b, "%s{\"user\":\"%s\",\"session\":\"%s\",\"conn\":\"%s\"}", i ? "," : "",
+                   o->user, o->id, o->conn_id);
+    }
+    buf_puts(b, "]");
+    buf_append(b, "", 1);
+    if (b->p != NULL)
+        ws_reply(ws, "ok", id, buf_data(b));
+}
+
+static void
+ws_dispatch(struct ws *ws, json_t *j)
+{
+    const json_t *id = json_object_get(j, "id");
+    const char *op = json_string_value(json_object_get(j, "op"));
+    if (op == NULL) {
+        ws_error(ws, id, "bad_request", "A message needs an \\\"op\\\".");
+        return;
+    }
+    if (strcmp(op, "ping") == 0) {
+        ws_reply(ws, "pong", id, "");
+        return;
+    }
+    size_t len;
+    const char *channel;
+    bool known = strcmp(op, "subscribe") == 0 || strcmp(op, "unsubscribe") == 0 ||
+                 strcmp(op, "publish") == 0 || strcmp(op, "presence") == 0;
+    if (!known) {
+        ws_error(ws, id, "unknown_op", "op must be subscribe, unsubscribe, publish, presence "
+                                       "or ping.");
+        return;
+    }
+    if ((channel = ws_channel_arg(ws, j, id, &len)) == NULL)
+        return;
+    if (strcmp(op, "subscribe") == 0) {
+        if (ws->nsubs >= WS_MAX_CHANNELS && ws_find_sub(ws, channel, len) < 0)
+            ws_error(ws, id, "too_many_channels", "A connection may be in 256 channels.");
+        else if (ws_subscribe(ws, channel, len) < 0)
+            ws_error(ws, id, "internal", "Out of memory.");
+        else
+            ws_reply(ws, "ok", id, "");
+    } else if (strcmp(op, "unsubscribe") == 0) {
+        ws_unsubscribe(ws, channel, len);
+        ws_reply(ws, "ok", id, "");
+    } else if (strcmp(op, "publish") == 0) {
+        ws_op_publish(ws, j, id, channel, len);
+    } else {
+        ws_op_presence(ws, id, channel, len);
+    }
+}
+
+static void
+ws_text(struct ws *ws, const uint8_t *p, size_t len)
+{
+    bool close;
+    if (!ws_rate_ok(ws, &close)) {
+        if (close)
+            ws_close_with(ws, WS_CLOSE_POLICY, "rate limit");
+        else
+            ws_error(ws, NULL, "rate_limited", "Too many messages: slow down (ws_rate_limit).");
+        return;
+    }
+    if (!ws_proto_utf8_ok(p, len)) {
+        ws_close_with(ws, WS_CLOSE_INVALID, "invalid UTF-8");
+        return;
+    }
+    json_error_t e;
+    json_t *j = json_loadb((const char *)p, len, JSON_REJECT_DUPLICATES, &e);
+    if (!json_is_object(j)) {
+        ws_error(ws, NULL, "bad_request", "A message must be a JSON object.");
+    } else {
+        ws_dispatch(ws, j);
+    }
+    json_decref(j);
+}
+
+static void
+ws_on_message(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
+              void *user)
+{
+    (void)ctx;
+    struct ws *ws = user;
+    struct ws_worker *rt = rt_of(ws->c);
+    if (arg->opcode == WSLAY_PONG) {
+        ws->awaiting_pong = false;
+        return;
+    }
+    if (wslay_is_ctrl_frame(arg->opcode) || ws->phase != WS_OPEN)
+        return; /* wslay answers pings and closes itself */
+    sb_add(&ws->c->w->slot->c.ws_in, 1);
+    if (arg->opcode != WSLAY_TEXT_FRAME) {
+        ws_close_with(ws, WS_CLOSE_UNSUPPORTED, "text frames only");
+        return;
+    }
+    const uint8_t *p = arg->msg;
+    size_t len = arg->msg_length;
+    if (arg->rsv & WSLAY_RSV1_BIT) {
+        rt->msg.off = rt->msg.len = 0;
+        int rc = ws_proto_inflate(&rt->inflate, p, len, (size_t)ws->c->w->conf->ws_max_message_bytes,
+                                  &rt->msg);
+        if (rc != 0) {
+            ws_close_with(ws, rc == WS_PROTO_TOO_BIG ? WS_CLOSE_TOO_BIG : WS_CLOSE_INVALID,
+                          rc == WS_PROTO_TOO_BIG ? "message too big" : "bad compressed data");
+            return;
+        }
+        p = (const uint8_t *)buf_data(&rt->msg);
+        len = buf_used(&rt->msg);
+    }
+    ws_text(ws, p, len);
+}
+
+/* ---- events from the connection ---- */
+
+static void
+ws_feed(struct ws *ws, const void *p, size_t len)
+{
+    ws->in = p;
+    ws->in_len = len;
+    if (wslay_event_recv(ws->ctx) != 0) {
+        conn_close(ws->c);
+        return;
+    }
+    ws_pump(ws);
+}
+
+void
+ws_on_readable(struct conn *c)
+{
+    struct ws_worker *rt = rt_of(c);
+    ssize_t n = read(c->fd, rt->rbuf, sizeof rt->rbuf);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        conn_close(c); /* the client went away without a close frame */
+        return;
+    }
+    ws_feed(c->ws, rt->rbuf, (size_t)n);
+}
+
+void
+ws_on_writable(struct conn *c)
+{
+    ws_flush(c);
+    if (c->closed || c->ws->phase != WS_CLOSING || buf_used(&c->out) > 0)
+        return;
+    if (c->ws->doomed)
+        conn_close(c); /* it read everything, our close frame included */
+    else
+        ws_pump(c->ws);
+}
+
+/* The heartbeat: a ping after ws_ping_interval; no pong by ws_pong_timeout ends it. The
+ * same timer bounds the close handshake and starts a drain's close. */
+void
+ws_on_timer(struct conn *c)
+{
+    struct ws *ws = c->ws;
+    const struct conf *cf = c->w->conf;
+    if (ws->phase == WS_CLOSING || ws->awaiting_pong) {
+        /* An abortive close (RST) for a reader still behind: the kernel drops what it
+         * queues for it at once, instead of keeping a socket buffer's worth for as long
+         * as the reader takes. */
+        static const struct linger abort_close = {.l_onoff = 1, .l_linger = 0};
+        if (buf_used(&c->out) > 0)
+            setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_close, sizeof abort_close);
+        conn_close(c);
+        return;
+    }
+    if (c->w->draining) {
+        ws_close_with(ws, WS_CLOSE_GOING_AWAY, "server going away");
+        return;
+    }
+    ws->awaiting_pong = true;
+    struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
+    wslay_event_queue_msg(ws->ctx, &ping);
+    ws_timer(c, ms(cf->ws_pong_timeout_ms));
+    ws_pump(ws);
+}
+
+void
+ws_on_close(struct conn *c)
+{
+    struct ws *ws = c->ws;
+    struct ws_worker *rt = rt_of(c);
+    for (size_t i = 0; i < ws->nsubs; i++)
+        hub_leave(rt->hub, ws->subs[i]);
+    ws->nsubs = 0;
+    if (ws->prev)
+        ws->prev->next = ws->next;
+    else
+        rt->list = ws->next;
+    if (ws->next)
+        ws->next->prev = ws->prev;
+    ws->prev = ws->next = NULL;
+    for (struct ws **p = &rt->doomed; *p != NULL; p = &(*p)->doomed_next) {
+        if (*p == ws) {
+            *p = ws->doomed_next;
+            break;
+        }
+    }
+}
+
+void
+ws_free(struct ws *ws)
+{
+    if (ws == NULL)
+        return;
+    if (ws->checking) { /* the store's answer frees it */
+        ws->orphan = true;
+        return;
+    }
+    if (ws->ctx != NULL)
+        wslay_event_context_free(ws->ctx);
+    free(ws->subs);
+    free(ws);
+}
+
+void
+ws_drain(struct conn *c)
+{
+    const struct conf *cf = c->w->conf;
+    uint32_t r = 0;
+    if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r)
+        r = (uint32_t)rand();
+    ws_timer(c, ms(cf->ws_drain_spread_ms) * (r / 4294967296.0));
+}
+
+/* ---- the upgrade ---- */
+
+/* The token of a WebSocket request: the Authorization header, or ?token= (browsers cannot
+ * set headers on a WebSocket). Tokens are base64url, so the query needs no decoding. */
+static struct http_str
+ws_token(const struct request *r)
+{
+    struct http_str b = api_bearer(r);
+    if (b.len > 0)
+        return b;
+    struct http_str q = r->http.query;
+    for (size_t i = 0; i + 6 <= q.len; i++) {
+        if ((i == 0 || q.p[i - 1] == '&') && memcmp(q.p + i, "token=", 6) == 0) {
+            size_t j = i + 6;
+            while (j < q.len && q.p[j] != '&')
+                j++;
+            return (struct http_str){q.p + i + 6, j - i - 6};
+        }
+    }
+    return b;
+}
+
+static struct ws *
+ws_new(struct conn *c, const struct session *s, int deflate_bits)
+{
+    struct ws_worker *rt = rt_of(c);
+    struct ws *ws = calloc(1, sizeof *ws);
+    if (ws == NULL || wslay_event_context_server_init(&ws->ctx, &ws_callbacks, ws) != 0) {
+        free(ws);
+        return NULL;
+    }
+    const struct conf *cf = c->w->conf;
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, (uint64_t)cf->ws_max_message_bytes);
+    if (deflate_bits > 0)
+        wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV1_BIT);
+    ws->c = c;
+    ws->deflate_bits = deflate_bits;
+    memcpy(ws->id, s->id, sizeof ws->id);
+    memcpy(ws->user, s->user, sizeof ws->user);
+    ws->expires_at = s->expires_at;
+    snprintf(ws->conn_id, sizeof ws->conn_id, "%x.%llx", (unsigned)getpid(),
+             (unsigned long long)++rt->seq);
+    ws->tokens = cf->ws_rate_limit;
+    ws->bucket_at = ev_now(c->w->loop);
+    ws->next = rt->list;
+    if (rt->list)
+        rt->list->prev = ws;
+    rt->list = ws;
+    return ws;
+}
+
+/* Answer 101 and turn the connection into a WebSocket. */
+static void
+ws_accept(struct request *r, const struct session *s)
+{
+    struct conn *c = r->conn;
+    const struct http_str *key = http_header_get(&r->http, "Sec-WebSocket-Key");
+    struct ws_proto_deflate d = {0};
+    char accept[WS_PROTO_ACCEPT_CHARS + 1], ext[WS_PROTO_DEFLATE_RESPONSE_SIZE] = "";
+    if (c->w->conf->ws_compression) {
+        for (size_t i = 0; i < r->http.nheaders; i++) {
+            const struct http_header *h = &r->http.headers[i];
+            if (h->name.len == 24 && strncasecmp(h->name.p, "Sec-WebSocket-Extensions", 24) == 0)
+                ws_proto_deflate_offer(h->value.p, h->value.len, &d);
+        }
+    }
+    if (d.on && ws_proto_deflate_response(&d, ext, sizeof ext) < 0)
+        d.on = false;
+    struct ws *ws = ws_new(c, s, d.on ? (d.server_window_bits ? d.server_window_bits : 15) : 0);
+    if (ws == NULL) {
+        http_error(r, 503, NULL, "Out of memory.");
+        return;
+    }
+    ws_proto_accept(key->p, key->len, accept);
+    buf_printf(&c->out,
+               "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
+               accept, d.on ? "Sec-WebSocket-Extensions: " : "", d.on ? ext : "",
+               d.on ? "\r\n" : "");
+    sb_count_request(c->w->slot, 101, (uint64_t)((ev_time() - r->started) * 1e6));
+    c->requests++;
+    buf_consume(&c->in, c->in_consumed);
+    c->in_consumed = 0;
+    c->ws = ws;
+    c->state = CONN_WS;
+    sb_set(&c->w->slot->conns_http, sb_get(&c->w->slot->conns_http) - 1);
+    sb_add(&c->w->slot->conns_ws, 1);
+    ws_timer(c, ms(c->w->conf->ws_ping_interval_ms));
+    if (!c->reading) {
+        c->reading = true;
+        ev_io_start(c->w->loop, &c->rio);
+    }
+    if (buf_used(&c->in) > 0) /* frames the client sent right behind its request */
+        ws_feed(ws, buf_data(&c->in), buf_used(&c->in));
+    else
+        ws_flush(c);
+    buf_free(&c->in);
+}
+
+static void
+ws_authenticated(void *arg, enum store_status st, const struct session *s)
+{
+    struct request *r = arg;
+    api_store_end(r);
+    if (st == STORE_NOT_FOUND)
+        http_error_with(r, 401, "WWW-Authenticate: Bearer\r\n", NULL,
+                        "The session has expired or was ended.");
+    else if (st != STORE_OK)
+        api_store_error(r, st);
+    else if (r->conn->closed)
+        http_error(r, 503, NULL, "The client left."); /* only releases the request */
+    else
+        ws_accept(r, s);
+}
+
+void
+ws_upgrade_request(struct request *r)
+{
+    const struct http_request *h = &r->http;
+    const struct http_str *up = http_header_get(h, "Upgrade");
+    const struct http_str *conn = http_header_get(h, "Connection");
+    const struct http_str *version = http_header_get(h, "Sec-WebSocket-Version");
+    const struct http_str *key = http_header_get(h, "Sec-WebSocket-Key");
+    if (up == NULL || conn == NULL || !http_list_has_token(*up, "websocket") ||
+        !http_list_has_token(*conn, "upgrade")) {
+        http_error_with(r, 426, "Upgrade: websocket\r\nConnection: Upgrade\r\n", NULL,
+                        "This endpoint speaks WebSocket only.");
+        return;
+    }
+    if (version == NULL || version->len != 2 || memcmp(version->p, "13", 2) != 0) {
+        http_error_with(r, 426, "Sec-WebSocket-Version: 13\r\n", NULL,
+                        "Only WebSocket version 13 is supported.");
+        return;
+    }
+    if (key == NULL || !ws_proto_key_ok(key->p, key->len)) {
+        http_error(r, 400, NULL, "Sec-WebSocket-Key must be 16 bytes in base64.");
+        return;
+    }
+    if (r->conn->w->draining) {
+        http_error_with(r, 503, "Retry-After: 1\r\n", "draining", "The server is restarting.");
+        return;
+    }
+    struct http_str t = ws_token(r);
+    if (!token_is_wellformed(t.p, t.len)) {
+        http_error_with(r, 401, "WWW-Authenticate: Bearer\r\n", NULL,
+                        t.len ? "The session token is not valid." : "A session token is required.");
+        return;
+    }
+    uint8_t hash[SESSION_HASH_LEN];
+    token_hash(t.p, t.len, hash);
+    api_store_begin(r);
+    store_get_by_token(api_store(r), hash, (int64_t)time(NULL), ws_authenticated, r);
+}
+
+/* ---- sessions that end ---- */
+
+static void
+ws_end_matching(struct ws_worker *rt, const char *id, const char *user)
+{
+    for (struct ws *ws = rt->list; ws != NULL; ws = ws->next)
+        if ((id != NULL && strcmp(ws->id, id) == 0) || (user != NULL && strcmp(ws->user, user) == 0))
+            ws_close_with(ws, WS_CLOSE_SESSION_ENDED, "session ended");
+}
+
+static void
+ws_end_broadcast(struct worker *w, int type, const char *what)
+{
+    char msg[1 + SESSION_USER_MAX];
+    size_t n = strnlen(what, SESSION_USER_MAX);
+    msg[0] = (char)type;
+    memcpy(msg + 1, what, n);
+    bus_broadcast(w->ws->bus, w->sb, msg, n + 1);
+}
+
+void
+ws_session_ended(struct worker *w, const char *id)
+{
+    ws_end_matching(w->ws, id, NULL);
+    ws_end_broadcast(w, BUS_SESSION_END, id);
+}
+
+void
+ws_user_ended(struct worker *w, const char *user)
+{
+    ws_end_matching(w->ws, NULL, user);
+    ws_end_broadcast(w, BUS_USER_END, user);
+}
+
+/* Sessions expire without anyone deleting them: once a second, the sockets whose session
+ * is past its expiry at connect time ask the store whether it was extended since. */
+static void
+ws_expiry_answer(void *arg, enum store_status st, const struct session *s)
+{
+    struct ws *ws = arg;
+    ws->checking = false;
+    if (ws->orphan) {
+        ws_free(ws);
+        return;
+    }
+    if (st == STORE_OK)
+        ws->expires_at = s->expires_at;
+    else if (st == STORE_NOT_FOUND)
+        ws_close_with(ws, WS_CLOSE_SESSION_ENDED, "session expired");
+}
+
+static void
+ws_expiry_check(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct ws_worker *rt = container_of(t, struct ws_worker, expiry);
+    int64_t now = (int64_t)time(NULL);
+    for (struct ws *ws = rt->list; ws != NULL; ws = ws->next) {
+        if (ws->expires_at > now || ws->checking || ws->phase != WS_OPEN)
+            continue;
+        ws->checking = true;
+        store_get(rt->w->store, ws->id, now, ws_expiry_answer, ws);
+    }
+}
+
+/* ---- the worker's side ---- */
+
+static void
+ws_bus_message(void *arg, const void *msg, size_t len)
+{
+    struct ws_worker *rt = arg;
+    const char *p = msg;
+    char what[SESSION_USER_MAX + 1];
+    if (len < 1)
+        return;
+    if (p[0] == BUS_PUBLISH && len >= 3) {
+        size_t clen = (size_t)(uint8_t)p[1] << 8 | (uint8_t)p[2];
+        if (3 + clen <= len)
+            ws_fanout(rt, p + 3, clen, p + 3 + clen, len - 3 - clen);
+    } else if ((p[0] == BUS_SESSION_END || p[0] == BUS_USER_END) && len - 1 <= SESSION_USER_MAX) {
+        memcpy(what, p + 1, len - 1);
+        what[len - 1] = '\0';
+        ws_end_matching(rt, p[0] == BUS_SESSION_END ? what : NULL,
+                        p[0] == BUS_USER_END ? what : NULL);
+    }
+}
+
+static void
+ws_reap(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void)revents;
+    struct ws_worker *rt = container_of(p, struct ws_worker, reaper);
+    ev_prepare_stop(loop, p);
+    static const uint8_t policy[] = {WS_CLOSE_POLICY >> 8, WS_CLOSE_POLICY & 0xff};
+    while (rt->doomed != NULL) {
+        struct ws *ws = rt->doomed;
+        rt->doomed = ws->doomed_next;
+        ws->doomed_next = NULL;
+        ws->phase = WS_CLOSING;
+        if (ws_frame(&rt->frame, WSLAY_CONNECTION_CLOSE, false, policy, sizeof policy) < 0 ||
+            buf_append(&ws->c->out, buf_data(&rt->frame), buf_used(&rt->frame)) < 0) {
+            conn_close(ws->c);
+            continue;
+        }
+        ws_timer(ws->c, WS_CLOSE_GRACE);
+        ws_flush(ws->c);
+    }
+}
+
+int
+ws_worker_start(struct worker *w, char *err, size_t errlen)
+{
+    struct ws_worker *rt = calloc(1, sizeof *rt);
+    if (rt == NULL || (rt->hub = hub_new()) == NULL || ws_proto_inflate_init(&rt->inflate) < 0) {
+        errf(err, errlen, "realtime: out of memory");
+        if (rt != NULL)
+            hub_free(rt->hub);
+        free(rt);
+        return -1;
+    }
+    rt->inflate_ok = true;
+    rt->w = w;
+    char ns[64];
+    snprintf(ns, sizeof ns, "sessiond/%llu", (unsigned long long)sb_get(&w->sb->master_pid));
+    rt->bus = bus_open(w->loop, ns, (int)(w->slot - w->sb->slot), ws_bus_message, rt, err,
+                       errlen);
+    if (rt->bus == NULL) {
+        inflateEnd(&rt->inflate);
+        hub_free(rt->hub);
+        free(rt);
+        return -1;
+    }
+    ev_prepare_init(&rt->reaper, ws_reap);
+    ev_timer_init(&rt->expiry, ws_expiry_check, WS_EXPIRY_CHECK, WS_EXPIRY_CHECK);
+    ev_timer_start(w->loop, &rt->expiry);
+    w->ws = rt;
+    return 0;
+}
+
+void
+ws_worker_stop(struct worker *w)
+{
+    struct ws_worker *rt = w->ws;
+    if (rt == NULL)
+        return;
+    ev_timer_stop(w->loop, &rt->expiry);
+    ev_prepare_stop(w->loop, &rt->reaper);
+    bus_close(rt->bus);
+    hub_free(rt->hub);
+    for (size_t i = 0; i < ARRAY_LEN(rt->deflate); i++) {
+        if (rt->deflate[i] != NULL)
+            deflateEnd(rt->deflate[i]);
+        free(rt->deflate[i]);
+    }
+    if (rt->inflate_ok)
+        inflateEnd(&rt->inflate);
+    buf_free(&rt->frame);
+    buf_free(&rt->zframe);
+    buf_free(&rt->msg);
+    buf_free(&rt->text);
+    free(rt);
+    w->ws = NULL;
+}
