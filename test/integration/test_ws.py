@@ -84,10 +84,10 @@ class Raw:
         assert self.head.startswith("HTTP/1.1 101"), self.head
         self.buf = b""
 
-    def send_frame(self, opcode, payload, fin=True):
+    def send_frame(self, opcode, payload, fin=True, rsv1=False):
         mask = os.urandom(4)
         n = len(payload)
-        h = bytes([(0x80 if fin else 0) | opcode])
+        h = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
         if n < 126:
             h += bytes([0x80 | n])
         elif n < 65536:
@@ -459,3 +459,42 @@ def test_killed_worker_drops_its_clients_who_can_reconnect(server_factory):
             await ws.close()
 
     run(go())
+
+
+def test_permessage_deflate_both_ways_and_off(server_factory):
+    s = keyed(server_factory)
+    tok, _ = token_for(s)
+    big = {"text": "all work and no play " * 200}
+
+    async def go():
+        async with websockets.connect(url(s, tok), max_size=None) as ws:
+            ext = ws.response_headers.get("Sec-WebSocket-Extensions", "")
+            assert ext.startswith("permessage-deflate; server_no_context_takeover; "
+                                  "client_no_context_takeover"), ext
+            await op(ws, op="subscribe", channel="z")
+            # the client compresses this publish; the server inflates it, then compresses
+            # the push it sends back
+            assert (await op(ws, op="publish", channel="z", data=big))["op"] == "ok"
+            assert (await next_push(ws))["data"] == big
+
+    run(go())
+    # a zip bomb: small on the wire, far over ws_max_message_bytes once inflated
+    r = Raw(s.port, tok, extra=b"Sec-WebSocket-Extensions: permessage-deflate\r\n")
+    assert "permessage-deflate" in r.head
+    import zlib
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    bomb = z.compress(b'{"op":"ping","pad":"' + b"a" * (8 << 20) + b'"}') + z.flush(zlib.Z_SYNC_FLUSH)
+    assert bomb.endswith(b"\x00\x00\xff\xff") and len(bomb) < 64 * 1024
+    r.send_frame(1, bomb[:-4], rsv1=True)
+    assert r.close_code() == 1009
+    r.close()
+
+    off = keyed(server_factory, "ws_compression off")
+    tok2, _ = token_for(off)
+
+    async def plain():
+        async with websockets.connect(url(off, tok2)) as ws:
+            assert "Sec-WebSocket-Extensions" not in ws.response_headers
+            assert (await op(ws, op="ping"))["op"] == "pong"
+
+    run(plain())
