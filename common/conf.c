@@ -141,6 +141,8 @@ static const struct directive directives[] = {
      "prefix of every key, so that several deployments can share one Redis"},
     {"redis_timeout", CT_DURATION, FIELD(redis_timeout_ms), MS(10), MIN(1), false, "2s", NULL,
      "a Redis command without an answer by then fails (503 store_unavailable)"},
+    {"max_connections_per_user", CT_INT, FIELD(max_connections_per_user), 1, 1000000, false,
+     "2", NULL, "WebSockets one user may hold open over the instance; more are refused 429"},
     {"ws_max_message_bytes", CT_SIZE, FIELD(ws_max_message_bytes), 125, MIB(16), false, "64k",
      NULL, "a WebSocket message from a client; larger ones close it with 1009"},
     {"ws_max_queue", CT_SIZE, FIELD(ws_max_queue), KIB(4), GIB(1), false, "1m", NULL,
@@ -155,6 +157,8 @@ static const struct directive directives[] = {
      "on: permessage-deflate when the client offers it"},
     {"client_publish", CT_BOOL, FIELD(client_publish), 0, 0, false, "on", NULL,
      "on: WebSocket clients may publish; off: only POST /api/channels/{c}/publish"},
+    {"presence_events_max", CT_INT, FIELD(presence_events_max), 0, 1000000, false, "100", NULL,
+     "join and leave events are sent while a channel has at most this many members"},
     {"ws_drain_spread", CT_DURATION, FIELD(ws_drain_spread_ms), 0, MIN(1), false, "2s", NULL,
      "a drain closes WebSockets (1001) spread over this time, not in one burst"},
 };

@@ -78,6 +78,7 @@ struct conf {
     int64_t redis_timeout_ms;
 
     /* WebSockets */
+    int max_connections_per_user;
     int64_t ws_max_message_bytes;
     int64_t ws_max_queue;
     int ws_rate_limit;           /* messages per second per connection; 0 = no limit */
@@ -85,6 +86,7 @@ struct conf {
     int64_t ws_pong_timeout_ms;
     bool ws_compression;
     bool client_publish;
+    int presence_events_max;
     int64_t ws_drain_spread_ms;
 };
 

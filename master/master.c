@@ -15,6 +15,7 @@
 #include "listener.h"
 #include "log.h"
 #include "pidfile.h"
+#include "roster.h"
 #include "scoreboard.h"
 #include "store.h"
 #include "util.h"
@@ -195,6 +196,22 @@ schedule_respawn(struct master *m, const struct child *k)
               lived, r->delay * 1000);
 }
 
+/* A dead worker's WebSockets died with it: nobody may stay present, or hold a place
+ * under max_connections_per_user, for them. Opened for the purge only: the master holds
+ * no LMDB environment its children would inherit. */
+static void
+purge_roster(struct master *m, int slot)
+{
+    char err[CONF_ERR_LEN];
+    struct roster *r = roster_open(m->conf, err, sizeof err);
+    int n = r != NULL ? roster_purge_slot(r, slot) : -1;
+    if (n < 0)
+        log_warnx("%s", r != NULL ? roster_last_error(r) : err);
+    else if (n > 0)
+        log_info("forgot %d connection and channel entries of the dead worker", n);
+    roster_close(r);
+}
+
 static void
 on_child_exit(struct master *m, pid_t pid, int status)
 {
@@ -206,6 +223,7 @@ on_child_exit(struct master *m, pid_t pid, int status)
         return; /* an orphan we reaped as subreaper */
     struct child k = m->kids[slot];
     m->kids[slot].pid = 0;
+    purge_roster(m, slot);
     sb_release(m->sb, slot);
     char how[128];
     describe_status(status, how, sizeof how);
@@ -351,6 +369,7 @@ reload(struct master *m)
         return;
     }
     if (store_prepare(next, err, sizeof err) < 0 ||
+        roster_prepare(next, false, err, sizeof err) < 0 ||
         listener_sync(&m->ls, next, err, sizeof err) < 0) {
         log_errorx("reload refused, keeping the running configuration: %s", err);
         free(next);
@@ -500,7 +519,7 @@ prepare(struct master *m, struct conf *conf)
     }
     /* The store is created and checked here, once, so that a bad path or a full disk is
      * a start-up error and not a worker that dies at every respawn. */
-    if (store_prepare(conf, err, sizeof err) < 0) {
+    if (store_prepare(conf, err, sizeof err) < 0 || roster_prepare(conf, true, err, sizeof err) < 0) {
         log_errorx("%s", err);
         return -1;
     }

@@ -35,8 +35,9 @@ void api_session_touch(struct request *r);
 void api_session_delete(struct request *r);
 void api_user_sessions(struct request *r);
 void api_user_sessions_delete(struct request *r);
-/* Channels, with the API key: POST /api/channels/{channel}/publish. */
+/* Channels, with the API key: /api/channels/{channel}/publish and .../presence. */
 void api_channel_publish(struct request *r);
+void api_channel_presence(struct request *r);
 /* The end user's own session, with its token: /api/session. */
 void api_own_session(struct request *r);
 void api_own_session_delete(struct request *r);

@@ -1,5 +1,5 @@
-/* The channel endpoints: the application's backend publishes to WebSocket subscribers
- * with its API key. */
+/* The channel endpoints: with its API key, the application's backend publishes to
+ * WebSocket subscribers and sees who is present. */
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +8,7 @@
 #include "http.h"
 #include "hub.h"
 #include "json_merge.h"
+#include "util.h"
 #include "worker.h"
 #include "ws.h"
 
@@ -53,4 +54,24 @@ api_channel_publish(struct request *r)
     }
     free(d);
     json_decref(j);
+}
+
+/* GET /api/channels/{channel}/presence -> {"channel": c, "members": [...]}, over every
+ * worker of the instance. */
+void
+api_channel_presence(struct request *r)
+{
+    if (!api_admin_ok(r) || !path_channel(r))
+        return;
+    struct http_str ch = r->params[0];
+    struct buf *b = &r->conn->w->scratch;
+    b->off = b->len = 0;
+    buf_puts(b, "{\"channel\":\"");
+    buf_append(b, ch.p, ch.len);
+    buf_puts(b, "\",\"members\":");
+    if (ws_presence_json(r->conn->w, ch.p, ch.len, b) < 0 || buf_puts(b, "}") < 0) {
+        http_error_with(r, 503, "Retry-After: 1\r\n", NULL, "Presence is unavailable.");
+        return;
+    }
+    http_respond_json(r, 200, NULL, buf_data(b), buf_used(b));
 }

@@ -23,6 +23,7 @@ static const struct route routes[] = {
     {HTTP_DELETE, "/api/session", api_own_session_delete},
     {HTTP_GET, "/ws", ws_upgrade_request},
     {HTTP_POST, "/api/channels/{channel}/publish", api_channel_publish},
+    {HTTP_GET, "/api/channels/{channel}/presence", api_channel_presence},
 #ifdef SESSIOND_TEST_HOOKS
     {HTTP_GET, "/debug/{action}", api_debug},
     {HTTP_POST, "/debug/{action}", api_debug},

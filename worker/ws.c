@@ -19,6 +19,7 @@
 #include "hub.h"
 #include "json_merge.h"
 #include "log.h"
+#include "roster.h"
 #include "store.h"
 #include "token.h"
 #include "util.h"
@@ -30,6 +31,7 @@
 #define WS_READ_BUF 65536
 #define WS_DEFLATE_MIN 128     /* smaller pushes are not worth compressing */
 #define WS_EXPIRY_CHECK 1.0    /* how often expired sessions' sockets are looked for */
+#define WS_PRESENCE_MAX 10000  /* members listed by a presence answer */
 
 /* Messages between the workers of an instance, on the bus. The first byte says what. */
 enum {
@@ -53,7 +55,7 @@ struct ws {
     size_t nsubs, subs_cap;
     char id[SESSION_ID_LEN + 1];
     char user[SESSION_USER_MAX + 1];
-    char conn_id[24];
+    char conn_id[ROSTER_CONN_MAX + 1];
     int64_t expires_at;
     double tokens, debt;    /* the rate limit's buckets */
     ev_tstamp bucket_at;
@@ -63,6 +65,7 @@ struct ws {
     bool checking;          /* a store lookup of its session is in flight */
     bool doomed;            /* it fell too far behind: gets nothing more but a close */
     bool orphan;            /* its connection was freed while a lookup was in flight */
+    bool broken;            /* a send failed: the reaper closes it */
     struct ws *doomed_next;
 };
 
@@ -71,6 +74,8 @@ struct ws_worker {
     struct worker *w;
     struct hub *hub;
     struct bus *bus;
+    struct roster *roster;   /* the instance's connections and members */
+    int slot;
     struct ws *list;
     struct ws *doomed;
     ev_prepare reaper;       /* closes doomed connections, outside of any fan-out */
@@ -106,8 +111,11 @@ ws_timer(struct conn *c, double secs)
 
 /* ---- output ---- */
 
+static void ws_doom(struct ws *ws);
+
 /* Write what the connection's output holds; free the buffer once it is empty, so that an
- * idle connection holds no output memory. */
+ * idle connection holds no output memory. A failed send does not close the connection
+ * here, since a fan-out may be walking a channel it is in: the reaper closes it. */
 static void
 ws_flush(struct conn *c)
 {
@@ -122,7 +130,8 @@ ws_flush(struct conn *c)
                 ev_io_start(c->w->loop, &c->wio);
             return;
         }
-        conn_close(c);
+        c->ws->broken = true;
+        ws_doom(c->ws);
         return;
     }
     if (ev_is_active(&c->wio))
@@ -143,7 +152,8 @@ ws_doom(struct ws *ws)
     ws->doomed = true;
     ws->doomed_next = rt->doomed;
     rt->doomed = ws;
-    sb_add(&ws->c->w->slot->c.ws_slow_closed, 1);
+    if (!ws->broken)
+        sb_add(&ws->c->w->slot->c.ws_slow_closed, 1);
     if (!ev_is_active(&rt->reaper))
         ev_prepare_start(ws->c->w->loop, &rt->reaper);
 }
@@ -301,6 +311,10 @@ ws_error(struct ws *ws, const json_t *id, const char *code, const char *message)
 
 /* ---- channels ---- */
 
+static struct roster_member ws_member(const struct ws *ws);
+static void ws_presence_event(struct ws *ws, const char *op, const char *channel, size_t len,
+                              size_t members);
+
 static ssize_t
 ws_find_sub(const struct ws *ws, const char *name, size_t len)
 {
@@ -313,11 +327,16 @@ ws_find_sub(const struct ws *ws, const char *name, size_t len)
     return -1;
 }
 
+static void ws_reply(struct ws *ws, const char *op, const json_t *id, const char *rest);
+
+/* Join a channel, answer the client, then tell the channel (the answer comes first). */
 static int
-ws_subscribe(struct ws *ws, const char *name, size_t len)
+ws_subscribe(struct ws *ws, const char *name, size_t len, const json_t *id)
 {
-    if (ws_find_sub(ws, name, len) >= 0)
+    if (ws_find_sub(ws, name, len) >= 0) {
+        ws_reply(ws, "ok", id, "");
         return 0;
+    }
     if (ws->nsubs == ws->subs_cap) {
         size_t cap = ws->subs_cap ? ws->subs_cap * 2 : 2;
         struct hub_member **v = realloc(ws->subs, cap * sizeof *v);
@@ -326,21 +345,50 @@ ws_subscribe(struct ws *ws, const char *name, size_t len)
         ws->subs = v;
         ws->subs_cap = cap;
     }
-    struct hub_member *m = hub_join(rt_of(ws->c)->hub, name, len, ws);
-    if (m == NULL)
+    struct ws_worker *rt = rt_of(ws->c);
+    struct roster_member rm = ws_member(ws);
+    size_t members;
+    if (roster_join(rt->roster, rt->slot, name, len, &rm, &members) < 0)
         return -1;
+    struct hub_member *m = hub_join(rt->hub, name, len, ws);
+    if (m == NULL) {
+        roster_leave(rt->roster, rt->slot, name, len, &rm, &members);
+        return -1;
+    }
     ws->subs[ws->nsubs++] = m;
+    ws_reply(ws, "ok", id, "");
+    ws_presence_event(ws, "join", name, len, members);
     return 0;
 }
 
+/* Leave the i-th channel of ws; when asked by the client (reply), answer it before the
+ * channel is told. */
 static void
-ws_unsubscribe(struct ws *ws, const char *name, size_t len)
+ws_leave(struct ws *ws, size_t i, bool reply, const json_t *id)
+{
+    struct ws_worker *rt = rt_of(ws->c);
+    struct roster_member rm = ws_member(ws);
+    size_t len, members = 0;
+    const char *ch = hub_member_channel(ws->subs[i], &len);
+    char name[HUB_CHANNEL_MAX];
+    memcpy(name, ch, len);
+    hub_leave(rt->hub, ws->subs[i]);
+    ws->subs[i] = ws->subs[--ws->nsubs];
+    int rc = roster_leave(rt->roster, rt->slot, name, len, &rm, &members);
+    if (reply)
+        ws_reply(ws, "ok", id, "");
+    if (rc == 0)
+        ws_presence_event(ws, "leave", name, len, members + 1);
+}
+
+static void
+ws_unsubscribe(struct ws *ws, const char *name, size_t len, const json_t *id)
 {
     ssize_t i = ws_find_sub(ws, name, len);
-    if (i < 0)
-        return;
-    hub_leave(rt_of(ws->c)->hub, ws->subs[i]);
-    ws->subs[i] = ws->subs[--ws->nsubs];
+    if (i >= 0)
+        ws_leave(ws, (size_t)i, true, id);
+    else
+        ws_reply(ws, "ok", id, "");
 }
 
 /* The compressor for a window, made when first needed. */
@@ -418,14 +466,12 @@ ws_message_text(struct buf *t, const char *channel, size_t len, const char *data
     return buf_puts(t, "\"}");
 }
 
-size_t
-ws_publish(struct worker *w, const char *channel, size_t len, const char *data,
-           size_t data_len, const char *from)
+/* Push text (in rt->text) to a channel's subscribers on every worker. */
+static size_t
+ws_push(struct worker *w, const char *channel, size_t len)
 {
     struct ws_worker *rt = w->ws;
     struct buf *t = &rt->text;
-    if (ws_message_text(t, channel, len, data, data_len, from) < 0)
-        return 0;
     /* The bus copy: type, channel length and name, then the text. */
     struct buf *b = &rt->msg;
     uint8_t head[3] = {BUS_PUBLISH, (uint8_t)(len >> 8), (uint8_t)len};
@@ -435,6 +481,46 @@ ws_publish(struct worker *w, const char *channel, size_t len, const char *data,
         bus_broadcast(rt->bus, w->sb, buf_data(b), buf_used(b));
     /* ws_fanout uses msg for compression: the bus copy has been sent by now. */
     return ws_fanout(rt, channel, len, buf_data(t), buf_used(t));
+}
+
+size_t
+ws_publish(struct worker *w, const char *channel, size_t len, const char *data,
+           size_t data_len, const char *from)
+{
+    if (ws_message_text(&w->ws->text, channel, len, data, data_len, from) < 0)
+        return 0;
+    ws_push(w, channel, len);
+    return roster_count(w->ws->roster, channel, len);
+}
+
+/* {"op":"join"|"leave","channel":C,"user":U}, while the channel has at most
+ * presence_events_max members: beyond, they would cost members squared messages. */
+static void
+ws_presence_event(struct ws *ws, const char *op, const char *channel, size_t len, size_t members)
+{
+    struct worker *w = ws->c->w;
+    if (members > (size_t)w->conf->presence_events_max)
+        return;
+    struct buf *t = &w->ws->text;
+    t->off = t->len = 0;
+    buf_puts(t, "{\"op\":\"");
+    buf_puts(t, op);
+    buf_puts(t, "\",\"channel\":\"");
+    buf_append(t, channel, len);
+    buf_puts(t, "\",\"user\":\"");
+    buf_puts(t, ws->user);
+    if (buf_puts(t, "\"}") == 0)
+        ws_push(w, channel, len);
+}
+
+static struct roster_member
+ws_member(const struct ws *ws)
+{
+    struct roster_member m;
+    memcpy(m.conn, ws->conn_id, sizeof m.conn);
+    memcpy(m.user, ws->user, sizeof m.user);
+    snprintf(m.session, sizeof m.session, "%s", ws->id);
+    return m;
 }
 
 /* ---- the client's operations ---- */
@@ -502,22 +588,30 @@ ws_op_publish(struct ws *ws, json_t *j, const json_t *id, const char *channel, s
 }
 
 static void
+ws_member_json(void *arg, const struct roster_member *m)
+{
+    struct buf *b = arg;
+    buf_printf(b, "%s{\"user\":\"%s\",\"session\":\"%s\",\"conn\":\"%s\"}",
+               buf_data(b)[buf_used(b) - 1] == '[' ? "" : ",", m->user, m->session, m->conn);
+}
+
+int
+ws_presence_json(struct worker *w, const char *channel, size_t len, struct buf *b)
+{
+    buf_puts(b, "[");
+    int n = roster_members(w->ws->roster, channel, len, WS_PRESENCE_MAX, ws_member_json, b);
+    return buf_puts(b, "]") < 0 ? -1 : n;
+}
+
+static void
 ws_op_presence(struct ws *ws, const json_t *id, const char *channel, size_t len)
 {
-    struct ws_worker *rt = rt_of(ws->c);
-    size_t n;
-    struct hub_member *const *m = hub_members(rt->hub, channel, len, &n);
-    struct buf *b = &rt->msg;
+    struct buf *b = &rt_of(ws->c)->msg;
     b->off = b->len = 0;
-    buf_puts(b, ",\"members\":[");
-    for (size_t i = 0; i < n; i++) {
-        const struct ws *o = hub_member_sub(m[i]);
-        buf_printf(b, "%s{\"user\":\"%s\",\"session\":\"%s\",\"conn\":\"%s\"}", i ? "," : "",
-                   o->user, o->id, o->conn_id);
-    }
-    buf_puts(b, "]");
-    buf_append(b, "", 1);
-    if (b->p != NULL)
+    buf_puts(b, ",\"members\":");
+    if (ws_presence_json(ws->c->w, channel, len, b) < 0 || buf_append(b, "", 1) < 0)
+        ws_error(ws, id, "internal", "Presence is unavailable.");
+    else
         ws_reply(ws, "ok", id, buf_data(b));
 }
 
@@ -548,13 +642,10 @@ ws_dispatch(struct ws *ws, json_t *j)
     if (strcmp(op, "subscribe") == 0) {
         if (ws->nsubs >= WS_MAX_CHANNELS && ws_find_sub(ws, channel, len) < 0)
             ws_error(ws, id, "too_many_channels", "A connection may be in 256 channels.");
-        else if (ws_subscribe(ws, channel, len) < 0)
+        else if (ws_subscribe(ws, channel, len, id) < 0)
             ws_error(ws, id, "internal", "Out of memory.");
-        else
-            ws_reply(ws, "ok", id, "");
     } else if (strcmp(op, "unsubscribe") == 0) {
-        ws_unsubscribe(ws, channel, len);
-        ws_reply(ws, "ok", id, "");
+        ws_unsubscribe(ws, channel, len, id);
     } else if (strcmp(op, "publish") == 0) {
         ws_op_publish(ws, j, id, channel, len);
     } else {
@@ -695,9 +786,9 @@ ws_on_close(struct conn *c)
 {
     struct ws *ws = c->ws;
     struct ws_worker *rt = rt_of(c);
-    for (size_t i = 0; i < ws->nsubs; i++)
-        hub_leave(rt->hub, ws->subs[i]);
-    ws->nsubs = 0;
+    while (ws->nsubs > 0)
+        ws_leave(ws, ws->nsubs - 1, false, NULL);
+    roster_disconnect(rt->roster, rt->slot, ws->conn_id, ws->user);
     if (ws->prev)
         ws->prev->next = ws->next;
     else
@@ -761,7 +852,7 @@ ws_token(const struct request *r)
 }
 
 static struct ws *
-ws_new(struct conn *c, const struct session *s, int deflate_bits)
+ws_new(struct conn *c, const struct session *s, const char *conn_id, int deflate_bits)
 {
     struct ws_worker *rt = rt_of(c);
     struct ws *ws = calloc(1, sizeof *ws);
@@ -778,8 +869,7 @@ ws_new(struct conn *c, const struct session *s, int deflate_bits)
     memcpy(ws->id, s->id, sizeof ws->id);
     memcpy(ws->user, s->user, sizeof ws->user);
     ws->expires_at = s->expires_at;
-    snprintf(ws->conn_id, sizeof ws->conn_id, "%x.%llx", (unsigned)getpid(),
-             (unsigned long long)++rt->seq);
+    snprintf(ws->conn_id, sizeof ws->conn_id, "%s", conn_id);
     ws->tokens = cf->ws_rate_limit;
     ws->bucket_at = ev_now(c->w->loop);
     ws->next = rt->list;
@@ -806,9 +896,27 @@ ws_accept(struct request *r, const struct session *s)
     }
     if (d.on && ws_proto_deflate_response(&d, ext, sizeof ext) < 0)
         d.on = false;
-    struct ws *ws = ws_new(c, s, d.on ? (d.server_window_bits ? d.server_window_bits : 15) : 0);
+    /* The connection's id says where it lives: slot, process, and a count. */
+    struct ws_worker *rt = rt_of(c);
+    char conn_id[ROSTER_CONN_MAX + 1];
+    snprintf(conn_id, sizeof conn_id, "%d.%x.%llx", rt->slot, (unsigned)getpid(),
+             (unsigned long long)++rt->seq);
+    int admitted = roster_connect(rt->roster, rt->slot, conn_id, s->user,
+                                  c->w->conf->max_connections_per_user);
+    if (admitted == 0) {
+        http_error_with(r, 429, "Retry-After: 5\r\n", "too_many_connections",
+                        "The user holds max_connections_per_user WebSockets already.");
+        return;
+    }
+    struct ws *ws = admitted < 0 ? NULL
+                                 : ws_new(c, s, conn_id,
+                                          d.on ? (d.server_window_bits ? d.server_window_bits : 15) : 0);
     if (ws == NULL) {
-        http_error(r, 503, NULL, "Out of memory.");
+        if (admitted > 0)
+            roster_disconnect(rt->roster, rt->slot, conn_id, s->user);
+        else
+            log_warnx("%s", roster_last_error(rt->roster));
+        http_error_with(r, 503, "Retry-After: 1\r\n", NULL, "The connection could not be set up.");
         return;
     }
     ws_proto_accept(key->p, key->len, accept);
@@ -991,6 +1099,10 @@ ws_reap(struct ev_loop *loop, ev_prepare *p, int revents)
         struct ws *ws = rt->doomed;
         rt->doomed = ws->doomed_next;
         ws->doomed_next = NULL;
+        if (ws->broken) {
+            conn_close(ws->c);
+            continue;
+        }
         ws->phase = WS_CLOSING;
         if (ws_frame(&rt->frame, WSLAY_CONNECTION_CLOSE, false, policy, sizeof policy) < 0 ||
             buf_append(&ws->c->out, buf_data(&rt->frame), buf_used(&rt->frame)) < 0) {
@@ -1015,11 +1127,18 @@ ws_worker_start(struct worker *w, char *err, size_t errlen)
     }
     rt->inflate_ok = true;
     rt->w = w;
+    rt->slot = (int)(w->slot - w->sb->slot);
+    if ((rt->roster = roster_open(w->conf, err, errlen)) == NULL) {
+        inflateEnd(&rt->inflate);
+        hub_free(rt->hub);
+        free(rt);
+        return -1;
+    }
     char ns[64];
     snprintf(ns, sizeof ns, "sessiond/%llu", (unsigned long long)sb_get(&w->sb->master_pid));
-    rt->bus = bus_open(w->loop, ns, (int)(w->slot - w->sb->slot), ws_bus_message, rt, err,
-                       errlen);
+    rt->bus = bus_open(w->loop, ns, rt->slot, ws_bus_message, rt, err, errlen);
     if (rt->bus == NULL) {
+        roster_close(rt->roster);
         inflateEnd(&rt->inflate);
         hub_free(rt->hub);
         free(rt);
@@ -1041,6 +1160,7 @@ ws_worker_stop(struct worker *w)
     ev_timer_stop(w->loop, &rt->expiry);
     ev_prepare_stop(w->loop, &rt->reaper);
     bus_close(rt->bus);
+    roster_close(rt->roster);
     hub_free(rt->hub);
     for (size_t i = 0; i < ARRAY_LEN(rt->deflate); i++) {
         if (rt->deflate[i] != NULL)

@@ -20,6 +20,7 @@ struct conn;
 struct request;
 struct worker;
 struct ws;
+struct buf;
 
 /* Close codes of API.md. */
 enum {
@@ -52,9 +53,13 @@ void ws_drain(struct conn *c);
 
 /* Publish a message on a channel to every subscriber of the instance; data is one
  * serialized JSON value and from the publishing user ("" for the API). Returns the
- * subscribers this worker reached at once. */
+ * channel's subscribers over the instance at publish time. */
 size_t ws_publish(struct worker *w, const char *channel, size_t channel_len, const char *data,
                   size_t data_len, const char *from);
+
+/* A channel's members over the instance, as a JSON array appended to b. Returns how
+ * many, or -1. */
+int ws_presence_json(struct worker *w, const char *channel, size_t len, struct buf *b);
 
 /* A session or all of a user's sessions ended: close their sockets with 4001 on every
  * worker of the instance. */

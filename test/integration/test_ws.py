@@ -19,7 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatusCode
 from conftest import wait_for
 from test_sessions import call, create, keyed
 
-WORKER_PID = re.compile(r"^([0-9a-f]+)\.")
+WORKER_PID = re.compile(r"^[0-9]+\.([0-9a-f]+)\.")  # slot.pid.count
 
 
 def run(coro, timeout=30):
@@ -45,20 +45,24 @@ async def op(ws, **msg):
             return r
 
 
-async def next_push(ws, timeout=5):
+async def next_push(ws, timeout=5, want=("message",)):
+    """The next pushed message whose op is in want (by default a channel message: join
+    and leave events are skipped)."""
     while True:
         r = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-        if r["op"] not in ("ok", "error", "pong"):
+        if r["op"] in want:
             return r
 
 
 async def worker_of(ws, tag):
-    """The pid of the worker holding this connection: its presence entry's conn id starts
-    with the pid in hex."""
+    """The pid of the worker holding this connection: its presence entry's conn id is
+    slot.pid.count, the pid in hex."""
     assert (await op(ws, op="subscribe", channel=f"whoami-{tag}"))["op"] == "ok"
     r = await op(ws, op="presence", channel=f"whoami-{tag}")
     await op(ws, op="unsubscribe", channel=f"whoami-{tag}")
-    return int(WORKER_PID.match(r["members"][0]["conn"]).group(1), 16)
+    pid = int(WORKER_PID.match(r["members"][0]["conn"]).group(1), 16)
+    assert pid > 1  # the tests kill it: never the process group
+    return pid
 
 
 # ---- a raw client, for what a library client will not do ----
@@ -225,7 +229,7 @@ def test_client_publish_off(server_factory):
 # ---- across workers ----
 
 def test_publish_reaches_subscribers_on_every_worker(server_factory):
-    s = keyed(server_factory, workers=2)
+    s = keyed(server_factory, "max_connections_per_user 100", workers=2)
     toks = [token_for(s, f"u{i}")[0] for i in range(12)]
 
     async def go():
@@ -254,7 +258,7 @@ def test_publish_reaches_subscribers_on_every_worker(server_factory):
 
 
 def test_ending_a_session_closes_its_sockets_everywhere(server_factory):
-    s = keyed(server_factory, workers=2)
+    s = keyed(server_factory, "max_connections_per_user 100", workers=2)
     tok, sid = token_for(s, "bob")
     other, _ = token_for(s, "carol")
     tok2, _ = token_for(s, "dave")
@@ -433,7 +437,7 @@ def test_drain_closes_websockets_with_1001(server_factory):
 
 
 def test_killed_worker_drops_its_clients_who_can_reconnect(server_factory):
-    s = keyed(server_factory, workers=2)
+    s = keyed(server_factory, "max_connections_per_user 100", workers=2)
     tok, _ = token_for(s)
     tok2, _ = token_for(s, "u2")
 
@@ -498,3 +502,108 @@ def test_permessage_deflate_both_ways_and_off(server_factory):
             assert (await op(ws, op="ping"))["op"] == "pong"
 
     run(plain())
+
+
+# ---- over the whole instance: presence, limits, recipients ----
+
+def test_presence_and_events_span_workers(server_factory):
+    s = keyed(server_factory, workers=2)
+    users = [f"p{i}" for i in range(8)]
+    toks = {u: token_for(s, u) for u in users}
+
+    async def go():
+        conns = {u: await websockets.connect(url(s, toks[u][0])) for u in users}
+        where = {u: await worker_of(ws, u) for u, ws in conns.items()}
+        assert len(set(where.values())) == 2
+        first = conns[users[0]]
+        await op(first, op="subscribe", channel="lobby")
+        assert (await next_push(first, want=("join",)))["user"] == users[0]  # its own
+        for u in users[1:]:
+            await op(conns[u], op="subscribe", channel="lobby")
+            # the first member hears every later join, whichever worker it came through
+            ev = await next_push(first, want=("join", "leave"))
+            assert ev == {"op": "join", "channel": "lobby", "user": u}, ev
+        r = await op(conns[users[-1]], op="presence", channel="lobby")
+        assert sorted(m["user"] for m in r["members"]) == users
+        assert {m["session"] for m in r["members"]} == {toks[u][1] for u in users}
+        st, _, body = call(s, "GET", "/api/channels/lobby/presence")
+        assert st == 200 and sorted(m["user"] for m in body["members"]) == users
+        st, _, body = call(s, "POST", "/api/channels/lobby/publish", {"data": 1})
+        assert st == 202 and body["recipients"] == len(users)
+        await conns[users[1]].close()
+        ev = await next_push(first, want=("leave",))
+        assert ev == {"op": "leave", "channel": "lobby", "user": users[1]}, ev
+        st, _, body = call(s, "GET", "/api/channels/lobby/presence")
+        assert len(body["members"]) == len(users) - 1
+        for u in users:
+            await conns[u].close()
+
+    run(go())
+
+
+def test_no_events_beyond_presence_events_max(server_factory):
+    s = keyed(server_factory, "presence_events_max 2", workers=1)
+    toks = [token_for(s, f"e{i}")[0] for i in range(4)]
+
+    async def go():
+        c = [await websockets.connect(url(s, t)) for t in toks]
+        for ws in c:
+            await op(ws, op="subscribe", channel="big")
+        # c[0] heard its own join and e1's (1 and 2 members), not e2's or e3's (3 and 4)
+        assert [(await next_push(c[0], want=("join",)))["user"] for _ in range(2)] == ["e0", "e1"]
+        with pytest.raises(asyncio.TimeoutError):
+            await next_push(c[0], timeout=0.5, want=("join",))
+        for ws in c:
+            await ws.close()
+
+    run(go())
+
+
+def test_connections_per_user_over_the_instance(server_factory):
+    s = keyed(server_factory, "max_connections_per_user 3", workers=2)
+    tok, _ = token_for(s, "greedy")
+    tok2, _ = token_for(s, "greedy")  # another session of the same user counts too
+
+    async def go():
+        held = [await websockets.connect(url(s, t)) for t in (tok, tok2, tok)]
+        for _ in range(4):  # whichever worker takes the fourth, it is refused
+            with pytest.raises(InvalidStatusCode) as e:
+                async with websockets.connect(url(s, tok2)):
+                    pass
+            assert e.value.status_code == 429
+        await held[0].close()
+        await asyncio.sleep(0.1)
+        again = await websockets.connect(url(s, tok))  # a place came free
+        await again.close()
+        for ws in held[1:]:
+            await ws.close()
+
+    run(go())
+
+
+def test_dead_workers_members_leave(server_factory):
+    s = keyed(server_factory, "max_connections_per_user 1", workers=2)
+    users = [f"k{i}" for i in range(8)]
+    toks = {u: token_for(s, u)[0] for u in users}
+
+    async def go():
+        conns = {u: await websockets.connect(url(s, toks[u])) for u in users}
+        where = {u: await worker_of(ws, u) for u, ws in conns.items()}
+        for ws in conns.values():
+            await op(ws, op="subscribe", channel="room")
+        victim = next(iter(where.values()))
+        gone = {u for u, p in where.items() if p == victim}
+        os.kill(victim, signal.SIGKILL)
+        t0 = time.monotonic()
+        wait_for(lambda: sorted(m["user"] for m in call(s, "GET", "/api/channels/room/presence")[2]["members"])
+                 == sorted(set(users) - gone), timeout=2, what="the dead worker's members gone")
+        assert time.monotonic() - t0 < 2
+        # and their places under max_connections_per_user are free again
+        for u in gone:
+            ws = await websockets.connect(url(s, toks[u]))
+            await ws.close()
+        for u, ws in conns.items():
+            if u not in gone:
+                await ws.close()
+
+    run(go())

@@ -16,6 +16,7 @@ main(void)
         redis_url_suite,
         ws_proto_suite,
         hub_suite,
+        roster_suite,
         store_suite,
         bus_suite,
     };

@@ -16,5 +16,6 @@ Suite *redis_url_suite(void);
 Suite *ws_proto_suite(void);
 Suite *bus_suite(void);
 Suite *hub_suite(void);
+Suite *roster_suite(void);
 
 #endif
