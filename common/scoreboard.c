@@ -3,6 +3,8 @@
 #include <stddef.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/random.h>
+#include <unistd.h>
 #include <time.h>
 
 static const int status_codes[] = {
@@ -16,9 +18,15 @@ static const uint64_t hist_bounds[SB_NHIST] = SB_HIST_BOUNDS_US;
 struct scoreboard *
 sb_create(void)
 {
-    void *p = mmap(NULL, sizeof(struct scoreboard), PROT_READ | PROT_WRITE,
-                   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    return p == MAP_FAILED ? NULL : p; /* anonymous mappings start zeroed */
+    struct scoreboard *sb = mmap(NULL, sizeof(struct scoreboard), PROT_READ | PROT_WRITE,
+                                 MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (sb == MAP_FAILED)
+        return NULL; /* anonymous mappings start zeroed */
+    uint64_t nonce = 0;
+    if (getrandom(&nonce, sizeof nonce, GRND_NONBLOCK) != sizeof nonce)
+        nonce = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
+    sb_set(&sb->instance_nonce, nonce | 1);
+    return sb;
 }
 
 void

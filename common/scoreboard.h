@@ -73,6 +73,7 @@ struct sb_slot {
 
 struct scoreboard {
     uint64_t master_pid;
+    uint64_t instance_nonce; /* random, never 0: tells this instance's messages on Redis */
     uint64_t started_at; /* Unix seconds the master started */
     uint64_t workers_target;
     uint64_t restarts;

@@ -229,3 +229,12 @@ hub_nchannels(const struct hub *h)
 {
     return h->nchan;
 }
+
+void
+hub_each_channel(const struct hub *h, void (*fn)(void *arg, const char *name, size_t len),
+                 void *arg)
+{
+    for (size_t i = 0; i < h->nbuckets; i++)
+        for (const struct hub_chan *c = h->bucket[i]; c != NULL; c = c->next)
+            fn(arg, c->name, c->len);
+}

@@ -40,5 +40,8 @@ const char *hub_member_channel(const struct hub_member *m, size_t *len);
 
 /* How many channels have at least one member. */
 size_t hub_nchannels(const struct hub *h);
+/* Call fn for every channel with members (the hub must not change meanwhile). */
+void hub_each_channel(const struct hub *h, void (*fn)(void *arg, const char *name, size_t len),
+                      void *arg);
 
 #endif

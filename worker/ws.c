@@ -19,6 +19,7 @@
 #include "hub.h"
 #include "json_merge.h"
 #include "log.h"
+#include "pubsub.h"
 #include "roster.h"
 #include "store.h"
 #include "token.h"
@@ -32,8 +33,10 @@
 #define WS_DEFLATE_MIN 128     /* smaller pushes are not worth compressing */
 #define WS_EXPIRY_CHECK 1.0    /* how often expired sessions' sockets are looked for */
 #define WS_PRESENCE_MAX 10000  /* members listed by a presence answer */
+#define WS_REDIS_CONTROL "~"   /* the Redis name of session ends: no channel is called so */
 
-/* Messages between the workers of an instance, on the bus. The first byte says what. */
+/* Messages between the workers of an instance, on the bus, and between instances, on
+ * Redis (after the sending instance's nonce in hex). The first byte says what. */
 enum {
     BUS_PUBLISH = 'P',     /* u16 channel length, channel, the pushed message's JSON */
     BUS_SESSION_END = 'S', /* the session id */
@@ -75,6 +78,9 @@ struct ws_worker {
     struct hub *hub;
     struct bus *bus;
     struct roster *roster;   /* the instance's connections and members */
+    struct pubsub *ps;       /* with store redis: the other instances */
+    char nonce[17];          /* this instance's, in hex, to skip our own Redis messages */
+    struct buf redis;
     int slot;
     struct ws *list;
     struct ws *doomed;
@@ -355,6 +361,9 @@ ws_subscribe(struct ws *ws, const char *name, size_t len, const json_t *id)
         roster_leave(rt->roster, rt->slot, name, len, &rm, &members);
         return -1;
     }
+    size_t here;
+    if (rt->ps != NULL && hub_members(rt->hub, name, len, &here) != NULL && here == 1)
+        pubsub_subscribe(rt->ps, name, len); /* the first here: hear the other instances */
     ws->subs[ws->nsubs++] = m;
     ws_reply(ws, "ok", id, "");
     ws_presence_event(ws, "join", name, len, members);
@@ -374,6 +383,10 @@ ws_leave(struct ws *ws, size_t i, bool reply, const json_t *id)
     memcpy(name, ch, len);
     hub_leave(rt->hub, ws->subs[i]);
     ws->subs[i] = ws->subs[--ws->nsubs];
+    size_t here;
+    hub_members(rt->hub, name, len, &here);
+    if (rt->ps != NULL && here == 0)
+        pubsub_unsubscribe(rt->ps, name, len);
     int rc = roster_leave(rt->roster, rt->slot, name, len, &rm, &members);
     if (reply)
         ws_reply(ws, "ok", id, "");
@@ -466,7 +479,22 @@ ws_message_text(struct buf *t, const char *channel, size_t len, const char *data
     return buf_puts(t, "\"}");
 }
 
-/* Push text (in rt->text) to a channel's subscribers on every worker. */
+/* To the other instances: nonce, type, payload, under name on Redis. */
+static void
+ws_redis_send(struct ws_worker *rt, const char *name, size_t len, int type, const void *p,
+              size_t plen)
+{
+    if (rt->ps == NULL)
+        return;
+    char t = (char)type;
+    struct buf *b = &rt->redis;
+    b->off = b->len = 0;
+    if (buf_append(b, rt->nonce, 16) == 0 && buf_append(b, &t, 1) == 0 &&
+        buf_append(b, p, plen) == 0)
+        pubsub_publish(rt->ps, name, len, buf_data(b), buf_used(b));
+}
+
+/* Push text (in rt->text) to a channel's subscribers on every worker of every instance. */
 static size_t
 ws_push(struct worker *w, const char *channel, size_t len)
 {
@@ -479,6 +507,7 @@ ws_push(struct worker *w, const char *channel, size_t len)
     if (buf_append(b, head, 3) == 0 && buf_append(b, channel, len) == 0 &&
         buf_append(b, buf_data(t), buf_used(t)) == 0 && buf_used(b) <= BUS_MAX_MSG)
         bus_broadcast(rt->bus, w->sb, buf_data(b), buf_used(b));
+    ws_redis_send(rt, channel, len, BUS_PUBLISH, buf_data(t), buf_used(t));
     /* ws_fanout uses msg for compression: the bus copy has been sent by now. */
     return ws_fanout(rt, channel, len, buf_data(t), buf_used(t));
 }
@@ -1018,6 +1047,7 @@ ws_end_broadcast(struct worker *w, int type, const char *what)
     msg[0] = (char)type;
     memcpy(msg + 1, what, n);
     bus_broadcast(w->ws->bus, w->sb, msg, n + 1);
+    ws_redis_send(w->ws, WS_REDIS_CONTROL, strlen(WS_REDIS_CONTROL), type, what, n);
 }
 
 void
@@ -1068,24 +1098,65 @@ ws_expiry_check(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* ---- the worker's side ---- */
 
+/* A session end (type, then the id or the user) from another worker or instance. */
+static void
+ws_end_message(struct ws_worker *rt, int type, const char *p, size_t len)
+{
+    char what[SESSION_USER_MAX + 1];
+    if (len > SESSION_USER_MAX)
+        return;
+    memcpy(what, p, len);
+    what[len] = '\0';
+    ws_end_matching(rt, type == BUS_SESSION_END ? what : NULL, type == BUS_USER_END ? what : NULL);
+}
+
 static void
 ws_bus_message(void *arg, const void *msg, size_t len)
 {
     struct ws_worker *rt = arg;
     const char *p = msg;
-    char what[SESSION_USER_MAX + 1];
     if (len < 1)
         return;
     if (p[0] == BUS_PUBLISH && len >= 3) {
         size_t clen = (size_t)(uint8_t)p[1] << 8 | (uint8_t)p[2];
         if (3 + clen <= len)
             ws_fanout(rt, p + 3, clen, p + 3 + clen, len - 3 - clen);
-    } else if ((p[0] == BUS_SESSION_END || p[0] == BUS_USER_END) && len - 1 <= SESSION_USER_MAX) {
-        memcpy(what, p + 1, len - 1);
-        what[len - 1] = '\0';
-        ws_end_matching(rt, p[0] == BUS_SESSION_END ? what : NULL,
-                        p[0] == BUS_USER_END ? what : NULL);
+    } else if (p[0] == BUS_SESSION_END || p[0] == BUS_USER_END) {
+        ws_end_message(rt, p[0], p + 1, len - 1);
     }
+}
+
+/* From Redis: every worker of every instance hears it; our own instance's messages have
+ * reached us over the bus already. */
+static void
+ws_redis_message(void *arg, const char *name, size_t len, const char *msg, size_t msg_len)
+{
+    struct ws_worker *rt = arg;
+    if (msg_len < 17 || memcmp(msg, rt->nonce, 16) == 0)
+        return;
+    int type = msg[16];
+    const char *p = msg + 17;
+    size_t plen = msg_len - 17;
+    bool control = len == strlen(WS_REDIS_CONTROL) && memcmp(name, WS_REDIS_CONTROL, len) == 0;
+    if (control && (type == BUS_SESSION_END || type == BUS_USER_END))
+        ws_end_message(rt, type, p, plen);
+    else if (!control && type == BUS_PUBLISH && hub_channel_ok(name, len))
+        ws_fanout(rt, name, len, p, plen);
+}
+
+static void
+ws_resubscribe_one(void *arg, const char *name, size_t len)
+{
+    pubsub_subscribe(arg, name, len);
+}
+
+/* Redis forgot our subscriptions with the old connection: all of them again. */
+static void
+ws_redis_ready(void *arg)
+{
+    struct ws_worker *rt = arg;
+    pubsub_subscribe(rt->ps, WS_REDIS_CONTROL, strlen(WS_REDIS_CONTROL));
+    hub_each_channel(rt->hub, ws_resubscribe_one, rt->ps);
 }
 
 static void
@@ -1118,36 +1189,34 @@ int
 ws_worker_start(struct worker *w, char *err, size_t errlen)
 {
     struct ws_worker *rt = calloc(1, sizeof *rt);
-    if (rt == NULL || (rt->hub = hub_new()) == NULL || ws_proto_inflate_init(&rt->inflate) < 0) {
+    if (rt == NULL) {
         errf(err, errlen, "realtime: out of memory");
-        if (rt != NULL)
-            hub_free(rt->hub);
-        free(rt);
+        return -1;
+    }
+    w->ws = rt;
+    rt->w = w;
+    rt->slot = (int)(w->slot - w->sb->slot);
+    snprintf(rt->nonce, sizeof rt->nonce, "%016llx",
+             (unsigned long long)sb_get(&w->sb->instance_nonce));
+    ev_prepare_init(&rt->reaper, ws_reap);
+    ev_timer_init(&rt->expiry, ws_expiry_check, WS_EXPIRY_CHECK, WS_EXPIRY_CHECK);
+    char ns[64];
+    snprintf(ns, sizeof ns, "sessiond/%llu", (unsigned long long)sb_get(&w->sb->master_pid));
+    if ((rt->hub = hub_new()) == NULL || ws_proto_inflate_init(&rt->inflate) < 0) {
+        errf(err, errlen, "realtime: out of memory");
+        ws_worker_stop(w);
         return -1;
     }
     rt->inflate_ok = true;
-    rt->w = w;
-    rt->slot = (int)(w->slot - w->sb->slot);
-    if ((rt->roster = roster_open(w->conf, err, errlen)) == NULL) {
-        inflateEnd(&rt->inflate);
-        hub_free(rt->hub);
-        free(rt);
+    if ((rt->roster = roster_open(w->conf, err, errlen)) == NULL ||
+        (rt->bus = bus_open(w->loop, ns, rt->slot, ws_bus_message, rt, err, errlen)) == NULL ||
+        (strcmp(w->conf->store, "redis") == 0 &&
+         (rt->ps = pubsub_open(w->loop, w->conf->redis_url, w->conf->redis_prefix,
+                               ws_redis_message, ws_redis_ready, rt, err, errlen)) == NULL)) {
+        ws_worker_stop(w);
         return -1;
     }
-    char ns[64];
-    snprintf(ns, sizeof ns, "sessiond/%llu", (unsigned long long)sb_get(&w->sb->master_pid));
-    rt->bus = bus_open(w->loop, ns, rt->slot, ws_bus_message, rt, err, errlen);
-    if (rt->bus == NULL) {
-        roster_close(rt->roster);
-        inflateEnd(&rt->inflate);
-        hub_free(rt->hub);
-        free(rt);
-        return -1;
-    }
-    ev_prepare_init(&rt->reaper, ws_reap);
-    ev_timer_init(&rt->expiry, ws_expiry_check, WS_EXPIRY_CHECK, WS_EXPIRY_CHECK);
     ev_timer_start(w->loop, &rt->expiry);
-    w->ws = rt;
     return 0;
 }
 
@@ -1159,7 +1228,10 @@ ws_worker_stop(struct worker *w)
         return;
     ev_timer_stop(w->loop, &rt->expiry);
     ev_prepare_stop(w->loop, &rt->reaper);
-    bus_close(rt->bus);
+    if (rt->bus != NULL)
+        bus_close(rt->bus);
+    pubsub_close(rt->ps);
+    buf_free(&rt->redis);
     roster_close(rt->roster);
     hub_free(rt->hub);
     for (size_t i = 0; i < ARRAY_LEN(rt->deflate); i++) {

@@ -148,3 +148,64 @@ def test_redis_down_at_start_is_not_fatal(server_factory, tmp_path):
         wait_for(lambda: create(s)[0] == 201, timeout=8, what="sessions once Redis is up")
     finally:
         r.stop()
+
+
+# ---- WebSockets across instances ----
+
+def test_websockets_across_instances_and_a_redis_restart(server_factory, redis_server):
+    import asyncio
+    import websockets
+    from websockets.exceptions import ConnectionClosed
+    from test_ws import next_push, op, run, url
+
+    a = on_redis(server_factory, redis_server)
+    b = on_redis(server_factory, redis_server)
+    sa, sb = create(a, "alice")[1], create(b, "bob")[1]
+
+    async def publish_reaches(pub, sub, data, timeout=5):
+        await op(pub, op="publish", channel="room", data=data)
+        assert (await next_push(pub, timeout=timeout))["data"] == data  # its own copy
+        got = await next_push(sub, timeout=timeout)
+        assert got["data"] == data, got
+        return True
+
+    async def go():
+        ws_a = await websockets.connect(url(a, sa["token"]))
+        ws_b = await websockets.connect(url(b, sb["token"]))
+        await op(ws_a, op="subscribe", channel="room")
+        await op(ws_b, op="subscribe", channel="room")
+        # a client of one instance reaches the other's, both ways, and the API too
+        assert await publish_reaches(ws_b, ws_a, {"from": "b"})
+        assert await publish_reaches(ws_a, ws_b, {"from": "a"})
+        status, _, _ = b.request("POST", "/api/channels/room/publish",
+                                 body=json.dumps({"data": "api"}).encode(), headers=JSON)
+        assert status == 202
+        assert (await next_push(ws_a))["data"] == "api"
+        assert (await next_push(ws_b))["data"] == "api"
+        # ending a session on one instance closes its sockets on the other
+        sa2 = create(a, "alice")[1]
+        ws_a2 = await websockets.connect(url(a, sa2["token"]))
+        status, _, _ = b.request("DELETE", f"/api/sessions/{sa2['id']}")
+        assert status == 204
+        with pytest.raises(ConnectionClosed) as e:
+            while True:
+                await asyncio.wait_for(ws_a2.recv(), 3)
+        assert e.value.rcvd.code == 4001
+        assert (await op(ws_a, op="ping"))["op"] == "pong"  # another session's socket stays
+        # Redis restarts: both instances resubscribe by themselves, and delivery resumes
+        redis_server.stop()
+        await asyncio.sleep(0.3)
+        redis_server.start()
+        deadline = time.monotonic() + 10
+        n = 0
+        while True:
+            n += 1
+            try:
+                if await publish_reaches(ws_b, ws_a, {"n": n}, timeout=0.5):
+                    break
+            except asyncio.TimeoutError:
+                assert time.monotonic() < deadline, "delivery did not resume after Redis restarted"
+        await ws_a.close()
+        await ws_b.close()
+
+    run(go(), timeout=40)

@@ -102,6 +102,30 @@ START_TEST(many)
 }
 END_TEST
 
+static void
+count_channel(void *arg, const char *name, size_t len)
+{
+    (void)name;
+    ck_assert_uint_gt(len, 0);
+    (*(size_t *)arg)++;
+}
+
+START_TEST(each_channel)
+{
+    struct hub *h = hub_new();
+    int a;
+    char name[16];
+    for (int i = 0; i < 300; i++) {
+        snprintf(name, sizeof name, "c%d", i);
+        ck_assert_ptr_nonnull(hub_join(h, name, strlen(name), &a));
+    }
+    size_t n = 0;
+    hub_each_channel(h, count_channel, &n);
+    ck_assert_uint_eq(n, 300);
+    hub_free(h);
+}
+END_TEST
+
 /* hub_free takes whatever memberships are left. (Under ASan this is a leak check.) */
 START_TEST(free_with_members)
 {
@@ -122,6 +146,7 @@ hub_suite(void)
     tcase_add_test(tc, join_and_leave);
     tcase_add_test(tc, many);
     tcase_add_test(tc, free_with_members);
+    tcase_add_test(tc, each_channel);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -1,0 +1,49 @@
+/* pubsub: Redis publish/subscribe between the instances that share one Redis.
+ *
+ * Two hiredis connections on the caller's libev loop, as Redis wants them: one that
+ * SUBSCRIBEs (and can then do nothing else) and one that PUBLISHes. Both come back on
+ * their own after an outage, with jittered backoff. Redis forgets a connection's
+ * subscriptions with the connection, which is how Socket.IO's adapter silently stops
+ * delivering after a reconnect; here every (re)connect of the subscriber calls on_ready,
+ * whose job is to subscribe again to everything the caller listens to.
+ *
+ * Redis channel names are the caller's names under redis_prefix and "rt:". A publish
+ * while Redis is away is dropped and counted (the caller's own instance is served by its
+ * own bus, so only the other instances miss it, visibly in the stats). */
+#ifndef SESSIOND_PUBSUB_H
+#define SESSIOND_PUBSUB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ev_loop;
+struct pubsub;
+
+typedef void (*pubsub_msg_cb)(void *arg, const char *name, size_t len, const char *msg,
+                              size_t msg_len);
+typedef void (*pubsub_ready_cb)(void *arg);
+
+struct pubsub_stats {
+    bool subscribed; /* the subscriber is connected and has been told to resubscribe */
+    uint64_t published, received, dropped, reconnects;
+};
+
+/* Connect to url (as redis_url) in the background; NULL with err only for a bad URL or no
+ * memory: a Redis that is down is no error here. */
+struct pubsub *pubsub_open(struct ev_loop *loop, const char *url, const char *prefix,
+                           pubsub_msg_cb on_msg, pubsub_ready_cb on_ready, void *arg,
+                           char *err, size_t errlen);
+void pubsub_close(struct pubsub *ps);
+
+/* Listen to a name, or stop. Without a connection they do nothing: on_ready will. */
+void pubsub_subscribe(struct pubsub *ps, const char *name, size_t len);
+void pubsub_unsubscribe(struct pubsub *ps, const char *name, size_t len);
+
+/* Publish msg under name. 0 if handed to Redis, -1 if dropped. */
+int pubsub_publish(struct pubsub *ps, const char *name, size_t len, const void *msg,
+                   size_t msg_len);
+
+void pubsub_stats(const struct pubsub *ps, struct pubsub_stats *out);
+
+#endif
