@@ -97,6 +97,7 @@ void
 conn_free(struct conn *c)
 {
     ws_free(c->ws);
+    free(c->req);
     buf_free(&c->in);
     buf_free(&c->out);
     free(c);
@@ -215,7 +216,8 @@ struct conn *
 conn_new(struct worker *w, int fd, const struct sockaddr_storage *peer)
 {
     struct conn *c = calloc(1, sizeof *c);
-    if (c == NULL) {
+    if (c == NULL || (c->req = calloc(1, sizeof *c->req)) == NULL) {
+        free(c);
         close(fd);
         return NULL;
     }
@@ -241,7 +243,7 @@ conn_new(struct worker *w, int fd, const struct sockaddr_storage *peer)
 static void
 reject(struct conn *c, int status, const char *why)
 {
-    struct request *r = &c->req;
+    struct request *r = c->req;
     memset(&r->http, 0, sizeof r->http);
     r->http.version_minor = 1;
     r->conn = c;
@@ -257,7 +259,7 @@ static bool
 begin_request(struct conn *c)
 {
     const struct conf *cf = c->w->conf;
-    struct http_request *h = &c->req.http;
+    struct http_request *h = &c->req->http;
     if (h->content_length > cf->max_body_bytes) {
         reject(c, 413, "The request body is larger than max_body_bytes.");
         return false;
@@ -285,7 +287,7 @@ begin_request(struct conn *c)
 static int
 read_body(struct conn *c)
 {
-    struct http_request *h = &c->req.http;
+    struct http_request *h = &c->req->http;
     char *data = buf_data(&c->in);
     size_t have = buf_used(&c->in);
     if (!h->chunked) {
@@ -317,7 +319,7 @@ read_body(struct conn *c)
 static void
 dispatch(struct conn *c)
 {
-    struct request *r = &c->req;
+    struct request *r = c->req;
     struct http_request *h = &r->http;
     if (c->head_at != buf_data(&c->in)) {
         /* Reading the body moved the input buffer: the head's strings must be found
@@ -359,7 +361,7 @@ conn_process(struct conn *c)
             const char *why = NULL;
             enum http_parse_result res =
                 http_parse_request(buf_data(&c->in), buf_used(&c->in),
-                                   (size_t)cf->max_header_bytes, &c->req.http, &status, &why);
+                                   (size_t)cf->max_header_bytes, &c->req->http, &status, &why);
             if (res == HTTP_PARSE_INCOMPLETE) {
                 if (c->deadline == 0)
                     set_deadline(c, ms(cf->header_timeout_ms));
@@ -431,7 +433,7 @@ void
 conn_response_done(struct conn *c, int status, bool keep_alive)
 {
     struct worker *w = c->w;
-    uint64_t us = (uint64_t)((ev_time() - c->req.started) * 1e6);
+    uint64_t us = (uint64_t)((ev_time() - c->req->started) * 1e6);
     sb_count_request(w->slot, status, us);
     c->requests++;
     if (c->closed) {

@@ -62,7 +62,8 @@ struct conn {
     struct http_chunked chunked;
     size_t body_len;      /* decoded body bytes so far, stored right after the head */
     size_t in_consumed;   /* raw bytes (head + encoded body) of the current request */
-    struct request req;
+    struct request *req;  /* the request being served; freed once the connection is a
+                           * WebSocket, which needs none of its 2 KiB */
     struct ws *ws;        /* once upgraded */
     struct sockaddr_storage peer;
     unsigned requests;    /* served on this connection */

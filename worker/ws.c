@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <jansson.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +52,12 @@ enum ws_phase {
 struct ws {
     struct conn *c;
     struct ws *prev, *next; /* in the worker's list */
+    /* wslay's state, 8.8 KB of it: freed whenever it holds nothing (see ws_park) and
+     * made again by ws_ctx when needed. */
     wslay_event_context_ptr ctx;
+    uint64_t fed, framed;   /* bytes handed to wslay, and bytes of the frames it finished */
+    uint64_t frame_bytes;   /* of the frame being received */
+    bool in_frame, in_message;
     const uint8_t *in;      /* bytes being handed to wslay by ws_recv */
     size_t in_len;
     struct hub_member **subs;
@@ -219,7 +225,33 @@ ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *
     memcpy(buf, ws->in, n);
     ws->in += n;
     ws->in_len -= n;
+    ws->fed += n;
     return (ssize_t)n;
+}
+
+/* Frame boundaries, so that ws_park knows when wslay holds nothing half-received. A
+ * client's frame is its header (2 bytes, 2 or 8 more for the length, 4 of mask) and its
+ * payload; wslay refuses unmasked or non-minimal ones before this is called. */
+static void
+ws_frame_start(wslay_event_context_ptr ctx, const struct wslay_event_on_frame_recv_start_arg *arg,
+               void *user)
+{
+    (void)ctx;
+    struct ws *ws = user;
+    uint64_t len = arg->payload_length;
+    ws->frame_bytes = 2 + (len >= 65536 ? 8 : len >= 126 ? 2 : 0) + 4 + len;
+    ws->in_frame = true;
+    if (!wslay_is_ctrl_frame(arg->opcode))
+        ws->in_message = !arg->fin;
+}
+
+static void
+ws_frame_end(wslay_event_context_ptr ctx, void *user)
+{
+    (void)ctx;
+    struct ws *ws = user;
+    ws->framed += ws->frame_bytes;
+    ws->in_frame = false;
 }
 
 static ssize_t
@@ -240,8 +272,46 @@ static void ws_on_message(wslay_event_context_ptr ctx, const struct wslay_event_
 static const struct wslay_event_callbacks ws_callbacks = {
     .recv_callback = ws_recv,
     .send_callback = ws_send,
+    .on_frame_recv_start_callback = ws_frame_start,
+    .on_frame_recv_end_callback = ws_frame_end,
     .on_msg_recv_callback = ws_on_message,
 };
+
+/* wslay's context, made if the connection was parked. NULL only without memory. */
+static wslay_event_context_ptr
+ws_ctx(struct ws *ws)
+{
+    if (ws->ctx != NULL)
+        return ws->ctx;
+    if (wslay_event_context_server_init(&ws->ctx, &ws_callbacks, ws) != 0) {
+        ws->ctx = NULL;
+        return NULL;
+    }
+    const struct conf *cf = ws->c->w->conf;
+    wslay_event_config_set_max_recv_msg_length(ws->ctx, (uint64_t)cf->ws_max_message_bytes);
+    if (ws->deflate_bits > 0)
+        wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV1_BIT);
+    ws->fed = ws->framed = 0;
+    return ws->ctx;
+}
+
+/* Free wslay's context as soon as it holds nothing: no byte of an unfinished frame or
+ * message, nothing queued to send, no close under way. Most WebSockets are idle most of
+ * the time, and the context is most of what an idle one would cost; made again for the
+ * next read, it lives as long as the handling of one read, so the contexts of thousands
+ * of connections never sit interleaved with longer-lived memory. */
+static bool
+ws_park(struct ws *ws)
+{
+    wslay_event_context_ptr ctx = ws->ctx;
+    if (ctx == NULL || ws->phase != WS_OPEN || ws->in_frame ||
+        ws->in_message || ws->fed != ws->framed || wslay_event_get_queued_msg_count(ctx) > 0 ||
+        wslay_event_get_close_received(ctx) || wslay_event_get_close_sent(ctx))
+        return false;
+    wslay_event_context_free(ctx);
+    ws->ctx = NULL;
+    return true;
+}
 
 /* Let wslay write what it has queued (replies, pongs, a close), then send it. A close
  * handshake that is complete both ways ends the connection. */
@@ -251,6 +321,10 @@ ws_pump(struct ws *ws)
     struct conn *c = ws->c;
     if (c->closed || ws->doomed)
         return;
+    if (ws->ctx == NULL) { /* parked: wslay has nothing to say */
+        ws_flush(c);
+        return;
+    }
     if (wslay_event_send(ws->ctx) != 0) {
         conn_close(c);
         return;
@@ -267,6 +341,10 @@ ws_close_with(struct ws *ws, int code, const char *reason)
 {
     if (ws->phase == WS_CLOSING || ws->c->closed)
         return;
+    if (ws_ctx(ws) == NULL) {
+        conn_close(ws->c);
+        return;
+    }
     ws->phase = WS_CLOSING;
     wslay_event_queue_close(ws->ctx, (uint16_t)code, (const uint8_t *)reason, strlen(reason));
     ws_timer(ws->c, WS_CLOSE_GRACE);
@@ -280,7 +358,7 @@ static void
 ws_send_text(struct ws *ws, const char *p, size_t len)
 {
     struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)p, len};
-    if (wslay_event_queue_msg(ws->ctx, &m) != 0)
+    if (ws_ctx(ws) == NULL || wslay_event_queue_msg(ws->ctx, &m) != 0)
         ws_doom(ws);
 }
 
@@ -452,7 +530,8 @@ ws_fanout(struct ws_worker *rt, const char *channel, size_t len, const char *tex
                 f = &rt->zframe;
         }
         /* Replies wslay still holds go first: a publisher gets its "ok" before its message. */
-        if (wslay_event_get_queued_msg_count(ws->ctx) > 0 && wslay_event_send(ws->ctx) != 0)
+        if (ws->ctx != NULL && wslay_event_get_queued_msg_count(ws->ctx) > 0 &&
+            wslay_event_send(ws->ctx) != 0)
             ws_doom(ws);
         if (ws->phase == WS_OPEN && ws_append(ws, buf_data(f), buf_used(f)) == 0) {
             ws_flush(ws->c);
@@ -749,11 +828,13 @@ ws_feed(struct ws *ws, const void *p, size_t len)
 {
     ws->in = p;
     ws->in_len = len;
-    if (wslay_event_recv(ws->ctx) != 0) {
+    if (ws_ctx(ws) == NULL || wslay_event_recv(ws->ctx) != 0) {
         conn_close(ws->c);
         return;
     }
     ws_pump(ws);
+    if (!ws->c->closed)
+        ws_park(ws);
 }
 
 void
@@ -805,9 +886,14 @@ ws_on_timer(struct conn *c)
     }
     ws->awaiting_pong = true;
     struct wslay_event_msg ping = {WSLAY_PING, NULL, 0};
-    wslay_event_queue_msg(ws->ctx, &ping);
+    if (ws_ctx(ws) == NULL || wslay_event_queue_msg(ws->ctx, &ping) != 0) {
+        conn_close(c);
+        return;
+    }
     ws_timer(c, ms(cf->ws_pong_timeout_ms));
     ws_pump(ws);
+    if (!c->closed)
+        ws_park(ws);
 }
 
 void
@@ -885,14 +971,9 @@ ws_new(struct conn *c, const struct session *s, const char *conn_id, int deflate
 {
     struct ws_worker *rt = rt_of(c);
     struct ws *ws = calloc(1, sizeof *ws);
-    if (ws == NULL || wslay_event_context_server_init(&ws->ctx, &ws_callbacks, ws) != 0) {
-        free(ws);
+    if (ws == NULL)
         return NULL;
-    }
     const struct conf *cf = c->w->conf;
-    wslay_event_config_set_max_recv_msg_length(ws->ctx, (uint64_t)cf->ws_max_message_bytes);
-    if (deflate_bits > 0)
-        wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV1_BIT);
     ws->c = c;
     ws->deflate_bits = deflate_bits;
     memcpy(ws->id, s->id, sizeof ws->id);
@@ -967,6 +1048,9 @@ ws_accept(struct request *r, const struct session *s)
         c->reading = true;
         ev_io_start(c->w->loop, &c->rio);
     }
+    /* The request is done with: nothing up the stack touches it after this returns. */
+    free(c->req);
+    c->req = NULL;
     if (buf_used(&c->in) > 0) /* frames the client sent right behind its request */
         ws_feed(ws, buf_data(&c->in), buf_used(&c->in));
     else
@@ -1065,7 +1149,8 @@ ws_user_ended(struct worker *w, const char *user)
 }
 
 /* Sessions expire without anyone deleting them: once a second, the sockets whose session
- * is past its expiry at connect time ask the store whether it was extended since. */
+ * is past its expiry at connect time ask the store whether it was extended since. The
+ * same walk parks the wslay state of quiet connections. */
 static void
 ws_expiry_answer(void *arg, enum store_status st, const struct session *s)
 {
@@ -1088,12 +1173,19 @@ ws_expiry_check(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct ws_worker *rt = container_of(t, struct ws_worker, expiry);
     int64_t now = (int64_t)time(NULL);
+    size_t parked = 0;
     for (struct ws *ws = rt->list; ws != NULL; ws = ws->next) {
+        parked += ws_park(ws);
         if (ws->expires_at > now || ws->checking || ws->phase != WS_OPEN)
             continue;
         ws->checking = true;
         store_get(rt->w->store, ws->id, now, ws_expiry_answer, ws);
     }
+    /* free() keeps what it gets back for later; give the pages of contexts parked late
+     * (after a fan-out, say) back to the kernel. */
+    if (parked > 0)
+        malloc_trim(0);
+
 }
 
 /* ---- the worker's side ---- */

@@ -607,3 +607,29 @@ def test_dead_workers_members_leave(server_factory):
                 await ws.close()
 
     run(go())
+
+
+def test_quiet_connections_keep_their_half_received_frames(server_factory):
+    """An idle connection's wslay state is freed after a second or so and made again
+    when the client speaks: nothing may be lost across that, not half a frame, not the
+    first fragments of a message."""
+    s = keyed(server_factory, workers=1)
+    tok, _ = token_for(s)
+    r = Raw(s.port, tok)
+    time.sleep(2.5)  # parked by now
+    r.send_frame(1, b'{"op":"ping","id":1}')
+    assert json.loads(r.read_frame()[1]) == {"op": "pong", "id": 1}
+    # the first fragment of a message, then quiet, then the rest
+    r.send_frame(1, b'{"op":"ping",', fin=False)
+    time.sleep(2.5)
+    r.send_frame(0, b'"id":2}')
+    assert json.loads(r.read_frame()[1]) == {"op": "pong", "id": 2}
+    # half a frame header, then quiet, then the rest of the frame
+    mask = os.urandom(4)
+    payload = b'{"op":"ping","id":3}'
+    frame = bytes([0x81, 0x80 | len(payload)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    r.s.sendall(frame[:3])
+    time.sleep(2.5)
+    r.s.sendall(frame[3:])
+    assert json.loads(r.read_frame()[1]) == {"op": "pong", "id": 3}
+    r.close()
