@@ -1157,7 +1157,7 @@ rs_on_get(struct redis_store *st, struct rs_op *op, redisReply *r)
 {
     if (rs_failed(st, op, r))
         return;
-    struct session s;
+    struct session s = {0}; /* (cppcheck cannot tell that only s.id's address is read) */
     if (r->type != REDIS_REPLY_ARRAY || r->elements != RS_SESSION_FIELDS - 1) {
         rs_unexpected(st, op);
     } else if (r->element[3]->type == REDIS_REPLY_NIL) {
