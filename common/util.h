@@ -2,7 +2,9 @@
 #ifndef SESSIOND_UTIL_H
 #define SESSIOND_UTIL_H
 
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 /* Recover the struct that embeds a member (libev watchers live inside their owners). */
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -10,6 +12,17 @@
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #define SESSIOND_VERSION "0.1.0"
+
+/* Seconds, from the milliseconds the config keeps durations in. */
+static inline double
+secs_of_ms(int64_t ms)
+{
+    return (double)ms / 1000.0;
+}
+
+/* Whether s is 1 to max bytes of [A-Za-z0-9_.:@-]: what user names and channel names
+ * are made of (API.md), safe to put in JSON and logs unescaped. */
+bool name_chars_ok(const char *s, size_t len, size_t max);
 
 /* Resident memory of this process in bytes (from /proc/self/statm), or 0 if unknown. */
 unsigned long long proc_rss_bytes(void);

@@ -25,16 +25,7 @@
 static bool
 valid_user(const char *s, size_t len)
 {
-    if (len < 1 || len > SESSION_USER_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                  c == '_' || c == '.' || c == '@' || c == ':' || c == '-';
-        if (!ok)
-            return false;
-    }
-    return true;
+    return name_chars_ok(s, len, SESSION_USER_MAX);
 }
 
 /* Refuse members other than the allowed ones, naming the first stranger. */

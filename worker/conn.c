@@ -30,12 +30,6 @@ static void conn_process(struct conn *c);
 static void conn_flush(struct conn *c);
 static void reject(struct conn *c, int status, const char *why);
 
-static double
-ms(int64_t v)
-{
-    return (double)v / 1000.0;
-}
-
 /* The connection's one timer follows a deadline. Moving the deadline later costs nothing:
  * the timer fires at the old time and re-arms itself for the rest. */
 static void
@@ -69,7 +63,7 @@ static void
 set_idle(struct conn *c)
 {
     const struct conf *cf = c->w->conf;
-    double idle = ms(cf->keepalive_timeout_ms);
+    double idle = secs_of_ms(cf->keepalive_timeout_ms);
     if (c->w->draining && idle > DRAIN_IDLE_GRACE)
         idle = DRAIN_IDLE_GRACE;
     set_deadline(c, idle);
@@ -234,7 +228,7 @@ conn_new(struct worker *w, int fd, const struct sockaddr_storage *peer)
     c->state = CONN_HEAD;
     worker_conn_opened(w, c);
     set_reading(c, true);
-    set_deadline(c, ms(w->conf->header_timeout_ms));
+    set_deadline(c, secs_of_ms(w->conf->header_timeout_ms));
     return c;
 }
 
@@ -276,7 +270,7 @@ begin_request(struct conn *c)
             static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
             buf_append(&c->out, cont, sizeof cont - 1);
         }
-        set_deadline(c, ms(cf->body_timeout_ms));
+        set_deadline(c, secs_of_ms(cf->body_timeout_ms));
     }
     return true;
 }
@@ -364,7 +358,7 @@ conn_process(struct conn *c)
                                    (size_t)cf->max_header_bytes, &c->req->http, &status, &why);
             if (res == HTTP_PARSE_INCOMPLETE) {
                 if (c->deadline == 0)
-                    set_deadline(c, ms(cf->header_timeout_ms));
+                    set_deadline(c, secs_of_ms(cf->header_timeout_ms));
                 break;
             }
             if (res == HTTP_PARSE_ERROR) {
@@ -407,7 +401,7 @@ conn_flush(struct conn *c)
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
             if (!ev_is_active(&c->wio)) {
                 ev_io_start(c->w->loop, &c->wio);
-                set_deadline(c, ms(c->w->conf->send_timeout_ms));
+                set_deadline(c, secs_of_ms(c->w->conf->send_timeout_ms));
             }
             return;
         }

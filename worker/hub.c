@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "util.h"
+
 #define HUB_MIN_BUCKETS 64
 
 struct hub_chan {
@@ -90,16 +92,7 @@ hub_free(struct hub *h)
 bool
 hub_channel_ok(const char *name, size_t len)
 {
-    if (len == 0 || len > HUB_CHANNEL_MAX)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        char c = name[i];
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                  c == '_' || c == '.' || c == ':' || c == '@' || c == '-';
-        if (!ok)
-            return false;
-    }
-    return true;
+    return name_chars_ok(name, len, HUB_CHANNEL_MAX);
 }
 
 static struct hub_chan **

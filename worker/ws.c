@@ -106,12 +106,6 @@ rt_of(const struct conn *c)
     return c->w->ws;
 }
 
-static double
-ms(int64_t v)
-{
-    return (double)v / 1000.0;
-}
-
 static void
 ws_timer(struct conn *c, double secs)
 {
@@ -890,7 +884,7 @@ ws_on_timer(struct conn *c)
         conn_close(c);
         return;
     }
-    ws_timer(c, ms(cf->ws_pong_timeout_ms));
+    ws_timer(c, secs_of_ms(cf->ws_pong_timeout_ms));
     ws_pump(ws);
     if (!c->closed)
         ws_park(ws);
@@ -941,7 +935,7 @@ ws_drain(struct conn *c)
     uint32_t r = 0;
     if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r)
         r = (uint32_t)rand();
-    ws_timer(c, ms(cf->ws_drain_spread_ms) * (r / 4294967296.0));
+    ws_timer(c, secs_of_ms(cf->ws_drain_spread_ms) * (r / 4294967296.0));
 }
 
 /* ---- the upgrade ---- */
@@ -1043,7 +1037,7 @@ ws_accept(struct request *r, const struct session *s)
     c->state = CONN_WS;
     sb_set(&c->w->slot->conns_http, sb_get(&c->w->slot->conns_http) - 1);
     sb_add(&c->w->slot->conns_ws, 1);
-    ws_timer(c, ms(c->w->conf->ws_ping_interval_ms));
+    ws_timer(c, secs_of_ms(c->w->conf->ws_ping_interval_ms));
     if (!c->reading) {
         c->reading = true;
         ev_io_start(c->w->loop, &c->rio);
