@@ -257,6 +257,13 @@ api_metrics(struct request *r)
                "ws_max_queue behind.\n"
                "# TYPE sessiond_websocket_slow_closed_total counter\n"
                "sessiond_websocket_slow_closed_total %llu\n"
+               "# HELP sessiond_bus_dropped_total Messages between workers that were lost.\n"
+               "# TYPE sessiond_bus_dropped_total counter\n"
+               "sessiond_bus_dropped_total %llu\n"
+               "# HELP sessiond_pubsub_dropped_total Publishes to other instances lost while "
+               "Redis was away.\n"
+               "# TYPE sessiond_pubsub_dropped_total counter\n"
+               "sessiond_pubsub_dropped_total %llu\n"
                "# HELP sessiond_store_operations_total Operations on the session store.\n"
                "# TYPE sessiond_store_operations_total counter\n"
                "sessiond_store_operations_total %llu\n"
@@ -278,6 +285,7 @@ api_metrics(struct request *r)
                (unsigned long long)sb_get(&sb->workers_target),
                (unsigned long long)sb_get(&sb->restarts), (unsigned long long)c.ws_in,
                (unsigned long long)c.ws_out, (unsigned long long)c.ws_slow_closed,
+               (unsigned long long)c.bus_dropped, (unsigned long long)c.pubsub_dropped,
                (unsigned long long)c.store_ops,
                (unsigned long long)c.store_errors, circuit_state(w),
                instance_draining(w) ? 1 : 0,

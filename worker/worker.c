@@ -232,6 +232,7 @@ on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
     struct worker *w = container_of(t, struct worker, heartbeat);
     sb_set(&w->slot->heartbeat_ms, (uint64_t)sb_now_ms());
     sb_set(&w->slot->rss_bytes, proc_rss_bytes());
+    ws_worker_stats(w);
     double now = ev_time(), cpu = cpu_seconds();
     if (now > w->cpu_prev_at)
         sb_set(&w->slot->load_permille,

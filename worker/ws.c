@@ -1334,3 +1334,17 @@ ws_worker_stop(struct worker *w)
     free(rt);
     w->ws = NULL;
 }
+
+void
+ws_worker_stats(struct worker *w)
+{
+    struct ws_worker *rt = w->ws;
+    struct bus_stats bs;
+    bus_stats(rt->bus, &bs);
+    sb_set(&w->slot->c.bus_dropped, bs.dropped);
+    if (rt->ps != NULL) {
+        struct pubsub_stats ps;
+        pubsub_stats(rt->ps, &ps);
+        sb_set(&w->slot->c.pubsub_dropped, ps.dropped);
+    }
+}

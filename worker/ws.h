@@ -38,6 +38,9 @@ enum {
 int ws_worker_start(struct worker *w, char *err, size_t errlen);
 void ws_worker_stop(struct worker *w);
 
+/* Copy the bus's and Redis pub/sub's loss counts into the worker's scoreboard slot. */
+void ws_worker_stats(struct worker *w);
+
 /* GET /ws: the upgrade. */
 void ws_upgrade_request(struct request *r);
 

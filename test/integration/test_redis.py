@@ -1,6 +1,7 @@
 """Sessions on Redis: two instances sharing one Redis, limits across them, and a Redis
 outage that degrades service visibly and recovers by itself."""
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -195,6 +196,14 @@ def test_websockets_across_instances_and_a_redis_restart(server_factory, redis_s
         # Redis restarts: both instances resubscribe by themselves, and delivery resumes
         redis_server.stop()
         await asyncio.sleep(0.3)
+        # what is published meanwhile reaches this instance only, and the loss is counted
+        await op(ws_b, op="publish", channel="room", data="lost")
+        assert (await next_push(ws_b))["data"] == "lost"
+
+        def dropped():
+            text = b.request("GET", "/metrics")[2].decode()
+            return int(re.search(r"^sessiond_pubsub_dropped_total (\d+)$", text, re.M).group(1))
+        wait_for(lambda: dropped() >= 1, timeout=3, what="the lost publish counted")
         redis_server.start()
         deadline = time.monotonic() + 10
         n = 0
