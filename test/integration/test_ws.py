@@ -633,3 +633,26 @@ def test_quiet_connections_keep_their_half_received_frames(server_factory):
     r.s.sendall(frame[3:])
     assert json.loads(r.read_frame()[1]) == {"op": "pong", "id": 3}
     r.close()
+
+
+def test_reload_moves_websockets_to_new_workers(server_factory):
+    s = keyed(server_factory, "ws_drain_spread 300ms\nmax_connections_per_user 100", workers=2)
+    tok, _ = token_for(s)
+
+    async def go():
+        conns = [await websockets.connect(url(s, tok)) for _ in range(4)]
+        old = set(s.health_pids())
+        s.signal(signal.SIGHUP)
+        for ws in conns:  # the old workers say goodbye: going away, come back
+            with pytest.raises(ConnectionClosed) as e:
+                await asyncio.wait_for(ws.recv(), 5)
+            assert e.value.rcvd.code == 1001
+        wait_for(lambda: set(s.health_pids()).isdisjoint(old) and len(s.health_pids()) == 2,
+                 what="new workers only")
+        async with websockets.connect(url(s, tok)) as again:
+            assert await worker_of(again, "new") not in old
+            await op(again, op="subscribe", channel="r")
+            st, _, body = call(s, "POST", "/api/channels/r/publish", {"data": 1})
+            assert st == 202 and body["recipients"] == 1  # the old members are gone
+
+    run(go())
