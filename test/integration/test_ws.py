@@ -656,3 +656,26 @@ def test_reload_moves_websockets_to_new_workers(server_factory):
             assert st == 202 and body["recipients"] == 1  # the old members are gone
 
     run(go())
+
+
+NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
+
+
+def test_node_ws_client_compresses_both_ways(server_factory):
+    """Node's ws (what most JavaScript clients use) with permessage-deflate on every
+    message it sends: negotiated, inflated by us, and answered compressed."""
+    import shutil
+    import subprocess
+    node = shutil.which("node")
+    if node is None or not os.path.isdir(os.path.join(NODE_DIR, "node_modules", "ws")):
+        pytest.skip("Node or its ws module is not installed (scripts/install-deps installs ws "
+                    "where npm is available)")
+    s = keyed(server_factory)
+    tok, _ = token_for(s, "nodeuser")
+    out = subprocess.run([node, os.path.join(NODE_DIR, "deflate_client.js"), url(s, tok)],
+                         capture_output=True, text=True, timeout=15, cwd=NODE_DIR)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    assert out.returncode == 0, res
+    assert res["extensions"].startswith("permessage-deflate"), res
+    assert res["replies"] == [{"op": "ok", "id": 1}, {"op": "ok", "id": 2}], res
+    assert res["message"] == {"same": True, "from": "nodeuser"}, res
