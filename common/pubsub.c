@@ -27,8 +27,20 @@ struct ps_conn {
     ev_timer retry;
 };
 
+/* A command waiting for its reply, oldest first: replies come in order. */
+struct ps_cmd {
+    struct ps_cmd *next;
+    struct pubsub *ps;
+    pubsub_reply_cb cb;
+    void *arg;
+    ev_tstamp deadline;
+};
+
 struct pubsub {
     struct ev_loop *loop;
+    double timeout;
+    struct ps_cmd *head, **tail;
+    ev_timer deadline;
     struct redis_url url;
     char prefix[128];  /* redis_prefix "rt:" */
     size_t prefix_len;
@@ -149,9 +161,12 @@ ps_connect(struct ps_conn *pc)
     }
 }
 
+static void ps_on_deadline(struct ev_loop *loop, ev_timer *t, int revents);
+
 struct pubsub *
-pubsub_open(struct ev_loop *loop, const char *url, const char *prefix, pubsub_msg_cb on_msg,
-            pubsub_ready_cb on_ready, void *arg, char *err, size_t errlen)
+pubsub_open(struct ev_loop *loop, const char *url, const char *prefix, double timeout,
+            pubsub_msg_cb on_msg, pubsub_ready_cb on_ready, void *arg, char *err,
+            size_t errlen)
 {
     struct pubsub *ps = calloc(1, sizeof *ps);
     if (ps == NULL) {
@@ -167,6 +182,9 @@ pubsub_open(struct ev_loop *loop, const char *url, const char *prefix, pubsub_ms
     int n = snprintf(ps->prefix, sizeof ps->prefix, "%srt:", prefix);
     ps->prefix_len = n > 0 && (size_t)n < sizeof ps->prefix ? (size_t)n : 0;
     ps->loop = loop;
+    ps->timeout = timeout;
+    ps->tail = &ps->head;
+    ev_init(&ps->deadline, ps_on_deadline);
     ps->on_msg = on_msg;
     ps->on_ready = on_ready;
     ps->arg = arg;
@@ -186,6 +204,7 @@ pubsub_close(struct pubsub *ps)
     if (ps == NULL)
         return;
     ps->closing = true;
+    ev_timer_stop(ps->loop, &ps->deadline);
     struct ps_conn *conns[] = {&ps->sub, &ps->pub};
     for (size_t i = 0; i < ARRAY_LEN(conns); i++) {
         ev_timer_stop(ps->loop, &conns[i]->retry);
@@ -197,16 +216,6 @@ pubsub_close(struct pubsub *ps)
     free(ps);
 }
 
-/* The full Redis name of one of ours; 0 if it does not fit. */
-static size_t
-ps_name(const struct pubsub *ps, const char *name, size_t len, char out[PS_NAME_MAX])
-{
-    if (ps->prefix_len + len > PS_NAME_MAX)
-        return 0;
-    memcpy(out, ps->prefix, ps->prefix_len);
-    memcpy(out + ps->prefix_len, name, len);
-    return ps->prefix_len + len;
-}
 
 /* Every reply on the subscriber: confirmations, and the messages themselves. */
 static void
@@ -236,7 +245,7 @@ static void
 ps_sub_command(struct pubsub *ps, const char *cmd, const char *name, size_t len)
 {
     char full[PS_NAME_MAX];
-    size_t n = ps_name(ps, name, len, full);
+    size_t n = pubsub_name(ps, name, len, full, sizeof full);
     if (ps->sub.up && n > 0)
         redisAsyncCommand(ps->sub.ac, ps_on_sub, ps, "%s %b", cmd, full, n);
 }
@@ -257,7 +266,7 @@ int
 pubsub_publish(struct pubsub *ps, const char *name, size_t len, const void *msg, size_t msg_len)
 {
     char full[PS_NAME_MAX];
-    size_t n = ps_name(ps, name, len, full);
+    size_t n = pubsub_name(ps, name, len, full, sizeof full);
     redisAsyncContext *ac = ps->pub.ac;
     /* Down, or up but not reading: what cannot reach Redis soon is dropped, not hoarded. */
     if (n == 0 || !ps->pub.up || sdslen(ac->c.obuf) > PS_MAX_OUTPUT ||
@@ -267,6 +276,80 @@ pubsub_publish(struct pubsub *ps, const char *name, size_t len, const void *msg,
     }
     ps->stats.published++;
     return 0;
+}
+
+/* Arm the timer for the oldest command. */
+static void
+ps_arm(struct pubsub *ps)
+{
+    ev_timer_stop(ps->loop, &ps->deadline);
+    if (ps->head == NULL)
+        return;
+    double left = ps->head->deadline - ev_now(ps->loop);
+    ev_timer_set(&ps->deadline, left > 0.001 ? left : 0.001, 0.);
+    ev_timer_start(ps->loop, &ps->deadline);
+}
+
+/* Every command reply comes here first; NULL when the connection went away. */
+static void
+ps_on_reply(redisAsyncContext *ac, void *reply, void *priv)
+{
+    (void)ac;
+    struct ps_cmd *cmd = priv;
+    struct pubsub *ps = cmd->ps;
+    if (ps->head == cmd) { /* the oldest, as it should be */
+        ps->head = cmd->next;
+        if (ps->head == NULL)
+            ps->tail = &ps->head;
+    }
+    if (!ps->closing) {
+        ps_arm(ps);
+        cmd->cb(cmd->arg, reply);
+    }
+    free(cmd);
+}
+
+/* The oldest command has had its time: drop the connection, and hiredis hands every
+ * command in flight a NULL reply. */
+static void
+ps_on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)revents;
+    struct pubsub *ps = container_of(t, struct pubsub, deadline);
+    if (ps->head != NULL && ps->head->deadline <= ev_now(ps->loop) + 0.0005)
+        ps_drop(&ps->pub);
+    else
+        ps_arm(ps);
+}
+
+int
+pubsub_command(struct pubsub *ps, pubsub_reply_cb cb, void *arg, int argc, const char **argv,
+               const size_t *argvlen)
+{
+    struct ps_cmd *cmd;
+    if (!ps->pub.up || (cmd = calloc(1, sizeof *cmd)) == NULL)
+        return -1;
+    *cmd = (struct ps_cmd){.ps = ps, .cb = cb, .arg = arg,
+                           .deadline = ev_now(ps->loop) + ps->timeout};
+    if (redisAsyncCommandArgv(ps->pub.ac, ps_on_reply, cmd, argc, argv, argvlen) != REDIS_OK) {
+        free(cmd);
+        return -1;
+    }
+    *ps->tail = cmd;
+    ps->tail = &cmd->next;
+    if (!ev_is_active(&ps->deadline))
+        ps_arm(ps);
+    return 0;
+}
+
+size_t
+pubsub_name(const struct pubsub *ps, const char *name, size_t len, char *out, size_t cap)
+{
+    if (ps->prefix_len + len > cap)
+        return 0;
+    memcpy(out, ps->prefix, ps->prefix_len);
+    memcpy(out + ps->prefix_len, name, len);
+    return ps->prefix_len + len;
 }
 
 void

@@ -19,6 +19,7 @@
 
 struct ev_loop;
 struct pubsub;
+struct redisReply;
 
 typedef void (*pubsub_msg_cb)(void *arg, const char *name, size_t len, const char *msg,
                               size_t msg_len);
@@ -29,11 +30,16 @@ struct pubsub_stats {
     uint64_t published, received, dropped, reconnects;
 };
 
+/* A command's reply; NULL when Redis could not answer (down, or no reply within the
+ * timeout). The reply is freed after the callback returns. */
+typedef void (*pubsub_reply_cb)(void *arg, const struct redisReply *reply);
+
 /* Connect to url (as redis_url) in the background; NULL with err only for a bad URL or no
- * memory: a Redis that is down is no error here. */
+ * memory: a Redis that is down is no error here. A command without a reply after
+ * timeout seconds drops the publisher connection (hiredis cannot cancel one command). */
 struct pubsub *pubsub_open(struct ev_loop *loop, const char *url, const char *prefix,
-                           pubsub_msg_cb on_msg, pubsub_ready_cb on_ready, void *arg,
-                           char *err, size_t errlen);
+                           double timeout, pubsub_msg_cb on_msg, pubsub_ready_cb on_ready,
+                           void *arg, char *err, size_t errlen);
 void pubsub_close(struct pubsub *ps);
 
 /* Listen to a name, or stop. Without a connection they do nothing: on_ready will. */
@@ -43,6 +49,15 @@ void pubsub_unsubscribe(struct pubsub *ps, const char *name, size_t len);
 /* Publish msg under name. 0 if handed to Redis, -1 if dropped. */
 int pubsub_publish(struct pubsub *ps, const char *name, size_t len, const void *msg,
                    size_t msg_len);
+
+/* A command on the publisher connection (argv as hiredis's redisAsyncCommandArgv). cb
+ * gets its reply exactly once, never before this returns; -1 (and no callback) when
+ * Redis is down now. */
+int pubsub_command(struct pubsub *ps, pubsub_reply_cb cb, void *arg, int argc, const char **argv,
+                   const size_t *argvlen);
+
+/* Our Redis name for name (prefix "rt:" name) into out; its length, or 0 if too long. */
+size_t pubsub_name(const struct pubsub *ps, const char *name, size_t len, char *out, size_t cap);
 
 void pubsub_stats(const struct pubsub *ps, struct pubsub_stats *out);
 

@@ -57,21 +57,28 @@ api_channel_publish(struct request *r)
 }
 
 /* GET /api/channels/{channel}/presence -> {"channel": c, "members": [...]}, over every
- * worker of the instance. */
-void
-api_channel_presence(struct request *r)
+ * worker of the instance (and every instance, with Redis). */
+static void
+presence_answered(void *arg, const char *json, size_t len)
 {
-    if (!api_admin_ok(r) || !path_channel(r))
-        return;
+    struct request *r = arg;
     struct http_str ch = r->params[0];
     struct buf *b = &r->conn->w->scratch;
     b->off = b->len = 0;
     buf_puts(b, "{\"channel\":\"");
     buf_append(b, ch.p, ch.len);
     buf_puts(b, "\",\"members\":");
-    if (ws_presence_json(r->conn->w, ch.p, ch.len, b) < 0 || buf_puts(b, "}") < 0) {
+    if (json == NULL || buf_append(b, json, len) < 0 || buf_puts(b, "}") < 0) {
         http_error_with(r, 503, "Retry-After: 1\r\n", NULL, "Presence is unavailable.");
         return;
     }
     http_respond_json(r, 200, NULL, buf_data(b), buf_used(b));
+}
+
+void
+api_channel_presence(struct request *r)
+{
+    if (!api_admin_ok(r) || !path_channel(r))
+        return;
+    ws_presence(r->conn->w, r->params[0].p, r->params[0].len, presence_answered, r);
 }

@@ -1,7 +1,9 @@
 #include "ws.h"
 
 #include <errno.h>
+#include <hiredis/hiredis.h>
 #include <jansson.h>
+#include <limits.h>
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,6 +74,8 @@ struct ws {
     int deflate_bits;       /* 0: no permessage-deflate; else the window we compress with */
     bool awaiting_pong;
     bool checking;          /* a store lookup of its session is in flight */
+    int pending;            /* answers in flight that hold this struct (see ws_release) */
+    bool in_recv;           /* inside wslay_event_recv: ws_feed sends what is queued */
     bool doomed;            /* it fell too far behind: gets nothing more but a close */
     bool orphan;            /* its connection was freed while a lookup was in flight */
     bool broken;            /* a send failed: the reaper closes it */
@@ -86,7 +90,9 @@ struct ws_worker {
     struct roster *roster;   /* the instance's connections and members */
     struct pubsub *ps;       /* with store redis: the other instances */
     char nonce[17];          /* this instance's, in hex, to skip our own Redis messages */
+    char lease[48];          /* this worker's: nonce.slot.pid (see the roster on Redis) */
     struct buf redis;
+    struct buf members;      /* a presence answer */
     int slot;
     struct ws *list;
     struct ws *doomed;
@@ -390,6 +396,12 @@ ws_error(struct ws *ws, const json_t *id, const char *code, const char *message)
 /* ---- channels ---- */
 
 static struct roster_member ws_member(const struct ws *ws);
+static bool ws_release(struct ws *ws);
+static void ws_redis_forget(struct ws_worker *rt, const char *conn_id, const char *user);
+static void ws_accept(struct request *r, const struct session *s, const char *conn_id, int max);
+static void ws_redis_member(struct ws *ws, bool join, const char *channel, size_t len);
+static void ws_presence_rt(struct ws_worker *rt, const char *channel, size_t len,
+                           ws_presence_cb cb, void *arg);
 static void ws_presence_event(struct ws *ws, const char *op, const char *channel, size_t len,
                               size_t members);
 
@@ -437,6 +449,7 @@ ws_subscribe(struct ws *ws, const char *name, size_t len, const json_t *id)
     if (rt->ps != NULL && hub_members(rt->hub, name, len, &here) != NULL && here == 1)
         pubsub_subscribe(rt->ps, name, len); /* the first here: hear the other instances */
     ws->subs[ws->nsubs++] = m;
+    ws_redis_member(ws, true, name, len);
     ws_reply(ws, "ok", id, "");
     ws_presence_event(ws, "join", name, len, members);
     return 0;
@@ -460,6 +473,7 @@ ws_leave(struct ws *ws, size_t i, bool reply, const json_t *id)
     if (rt->ps != NULL && here == 0)
         pubsub_unsubscribe(rt->ps, name, len);
     int rc = roster_leave(rt->roster, rt->slot, name, len, &rm, &members);
+    ws_redis_member(ws, false, name, len);
     if (reply)
         ws_reply(ws, "ok", id, "");
     if (rc == 0)
@@ -689,32 +703,44 @@ ws_op_publish(struct ws *ws, json_t *j, const json_t *id, const char *channel, s
     free(d);
 }
 
-static void
-ws_member_json(void *arg, const struct roster_member *m)
-{
-    struct buf *b = arg;
-    buf_printf(b, "%s{\"user\":\"%s\",\"session\":\"%s\",\"conn\":\"%s\"}",
-               buf_data(b)[buf_used(b) - 1] == '[' ? "" : ",", m->user, m->session, m->conn);
-}
+/* A presence op waits for its answer holding the connection (ws->pending). */
+struct ws_presence_op {
+    struct ws *ws;
+    json_t *id;
+};
 
-int
-ws_presence_json(struct worker *w, const char *channel, size_t len, struct buf *b)
+static void
+ws_presence_op_answer(void *arg, const char *json, size_t len)
 {
-    buf_puts(b, "[");
-    int n = roster_members(w->ws->roster, channel, len, WS_PRESENCE_MAX, ws_member_json, b);
-    return buf_puts(b, "]") < 0 ? -1 : n;
+    struct ws_presence_op *op = arg;
+    struct ws *ws = op->ws;
+    if (ws_release(ws) && !ws->c->closed) {
+        struct buf *b = &rt_of(ws->c)->msg;
+        b->off = b->len = 0;
+        buf_puts(b, ",\"members\":");
+        if (json == NULL || buf_append(b, json, len) < 0 || buf_append(b, "", 1) < 0)
+            ws_error(ws, op->id, "internal", "Presence is unavailable.");
+        else
+            ws_reply(ws, "ok", op->id, buf_data(b));
+        if (!ws->in_recv) /* an answer that came later: nobody else will send it */
+            ws_pump(ws);
+    }
+    json_decref(op->id);
+    free(op);
 }
 
 static void
 ws_op_presence(struct ws *ws, const json_t *id, const char *channel, size_t len)
 {
-    struct buf *b = &rt_of(ws->c)->msg;
-    b->off = b->len = 0;
-    buf_puts(b, ",\"members\":");
-    if (ws_presence_json(ws->c->w, channel, len, b) < 0 || buf_append(b, "", 1) < 0)
-        ws_error(ws, id, "internal", "Presence is unavailable.");
-    else
-        ws_reply(ws, "ok", id, buf_data(b));
+    struct ws_presence_op *op = malloc(sizeof *op);
+    if (op == NULL) {
+        ws_error(ws, id, "internal", "Out of memory.");
+        return;
+    }
+    op->ws = ws;
+    op->id = id != NULL ? json_deep_copy(id) : NULL;
+    ws->pending++;
+    ws_presence_rt(rt_of(ws->c), channel, len, ws_presence_op_answer, op);
 }
 
 static void
@@ -822,7 +848,10 @@ ws_feed(struct ws *ws, const void *p, size_t len)
 {
     ws->in = p;
     ws->in_len = len;
-    if (ws_ctx(ws) == NULL || wslay_event_recv(ws->ctx) != 0) {
+    ws->in_recv = true;
+    int rc = ws_ctx(ws) == NULL ? -1 : wslay_event_recv(ws->ctx);
+    ws->in_recv = false;
+    if (rc != 0) {
         conn_close(ws->c);
         return;
     }
@@ -898,6 +927,7 @@ ws_on_close(struct conn *c)
     while (ws->nsubs > 0)
         ws_leave(ws, ws->nsubs - 1, false, NULL);
     roster_disconnect(rt->roster, rt->slot, ws->conn_id, ws->user);
+    ws_redis_forget(rt, ws->conn_id, ws->user);
     if (ws->prev)
         ws->prev->next = ws->next;
     else
@@ -913,12 +943,27 @@ ws_on_close(struct conn *c)
     }
 }
 
+/* An answer that held ws (ws->pending) has come: false if the connection went away
+ * meanwhile, and then ws is freed here. */
+static bool
+ws_release(struct ws *ws)
+{
+    ws->pending--;
+    if (!ws->orphan)
+        return true;
+    if (ws->pending == 0) {
+        ws->orphan = false;
+        ws_free(ws);
+    }
+    return false;
+}
+
 void
 ws_free(struct ws *ws)
 {
     if (ws == NULL)
         return;
-    if (ws->checking) { /* the store's answer frees it */
+    if (ws->pending > 0) { /* the last answer in flight frees it */
         ws->orphan = true;
         return;
     }
@@ -936,6 +981,277 @@ ws_drain(struct conn *c)
     if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r)
         r = (uint32_t)rand();
     ws_timer(c, secs_of_ms(cf->ws_drain_spread_ms) * (r / 4294967296.0));
+}
+
+/* ---- the roster over every instance, on Redis (store redis) ----
+ *
+ * Each worker mirrors its connections and memberships into Redis hashes under
+ * redis_prefix "rt:": u:USER (conn -> lease) and m:CHANNEL (conn -> "lease user session"),
+ * and renews its lease, rt:lease:NONCE.SLOT.PID, every second. A worker that dies (or a
+ * whole instance) stops renewing it, and the scripts below drop its entries the next time
+ * they meet them, WS_LEASE_MS later at most; the caller's own lease is renewed by the
+ * same script, since it is alive by definition. Without Redis, both fall back to this
+ * instance's roster. */
+
+#define WS_LEASE_MS "6000"
+
+/* KEYS[1] u:USER; ARGV lease prefix, conn, lease, max, lease ms. 1 admitted, 0 over max. */
+static const char ws_admit_lua[] =
+    "redis.call('SET', ARGV[1] .. ARGV[3], '1', 'PX', ARGV[5])\n"
+    "local live, alive = 0, {}\n"
+    "local all = redis.call('HGETALL', KEYS[1])\n"
+    "for i = 1, #all, 2 do\n"
+    "  local n = all[i + 1]\n"
+    "  if alive[n] == nil then alive[n] = redis.call('EXISTS', ARGV[1] .. n) == 1 end\n"
+    "  if alive[n] then live = live + 1 else redis.call('HDEL', KEYS[1], all[i]) end\n"
+    "end\n"
+    "if live >= tonumber(ARGV[4]) then return 0 end\n"
+    "redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])\n"
+    "return 1\n";
+
+/* KEYS[1] m:CHANNEL; ARGV lease prefix, lease, lease ms. {conn, "lease user session", ...}
+ * of the members whose worker is alive. */
+static const char ws_members_lua[] =
+    "redis.call('SET', ARGV[1] .. ARGV[2], '1', 'PX', ARGV[3])\n"
+    "local out, alive = {}, {}\n"
+    "local all = redis.call('HGETALL', KEYS[1])\n"
+    "for i = 1, #all, 2 do\n"
+    "  local n = string.match(all[i + 1], '^(%S+)')\n"
+    "  if n and alive[n] == nil then alive[n] = redis.call('EXISTS', ARGV[1] .. n) == 1 end\n"
+    "  if n and alive[n] then out[#out + 1] = all[i]; out[#out + 1] = all[i + 1]\n"
+    "  else redis.call('HDEL', KEYS[1], all[i]) end\n"
+    "end\n"
+    "return out\n";
+
+/* Our Redis key for kind ("u:", "m:", "lease:") and name. */
+static size_t
+ws_rkey(const struct ws_worker *rt, const char *kind, const char *name, size_t len, char *out,
+        size_t cap)
+{
+    char k[8 + ROSTER_USER_MAX + ROSTER_CHANNEL_MAX];
+    size_t n = strlen(kind);
+    if (rt->ps == NULL || n + len > sizeof k)
+        return 0;
+    memcpy(k, kind, n);
+    memcpy(k + n, name, len);
+    return pubsub_name(rt->ps, k, n + len, out, cap);
+}
+
+static void
+ws_redis_ignore(void *arg, const struct redisReply *reply)
+{
+    (void)arg, (void)reply;
+}
+
+/* A command whose answer nobody waits for; argv[1] is a key of ours, built here. */
+static void
+ws_redis_do(struct ws_worker *rt, const char *cmd, const char *kind, const char *name,
+            size_t len, int nargs, const char **args)
+{
+    char key[600];
+    const char *argv[6] = {cmd, key};
+    size_t argvlen[6] = {strlen(cmd), ws_rkey(rt, kind, name, len, key, sizeof key)};
+    if (rt->ps == NULL || argvlen[1] == 0 || nargs > 4)
+        return;
+    for (int i = 0; i < nargs; i++) {
+        argv[2 + i] = args[i];
+        argvlen[2 + i] = strlen(args[i]);
+    }
+    pubsub_command(rt->ps, ws_redis_ignore, NULL, 2 + nargs, argv, argvlen);
+}
+
+static void
+ws_redis_lease(struct ws_worker *rt)
+{
+    const char *args[] = {"1", "PX", WS_LEASE_MS};
+    ws_redis_do(rt, "SET", "lease:", rt->lease, strlen(rt->lease), 3, args);
+}
+
+static void
+ws_redis_forget(struct ws_worker *rt, const char *conn_id, const char *user)
+{
+    const char *args[] = {conn_id};
+    ws_redis_do(rt, "HDEL", "u:", user, strlen(user), 1, args);
+}
+
+static void
+ws_redis_member(struct ws *ws, bool join, const char *channel, size_t len)
+{
+    struct ws_worker *rt = rt_of(ws->c);
+    if (rt->ps == NULL)
+        return;
+    char value[200];
+    snprintf(value, sizeof value, "%s %s %s", rt->lease, ws->user, ws->id);
+    const char *args[] = {ws->conn_id, value};
+    ws_redis_do(rt, join ? "HSET" : "HDEL", "m:", channel, len, join ? 2 : 1, args);
+}
+
+/* EVAL script with its one key and args. */
+static int
+ws_redis_eval(struct ws_worker *rt, pubsub_reply_cb cb, void *arg, const char *script,
+              const char *kind, const char *name, size_t len, int nargs, const char **args)
+{
+    char key[600];
+    const char *argv[10] = {"EVAL", script, "1", key};
+    size_t argvlen[10] = {4, strlen(script), 1, ws_rkey(rt, kind, name, len, key, sizeof key)};
+    if (argvlen[3] == 0 || nargs > 6)
+        return -1;
+    for (int i = 0; i < nargs; i++) {
+        argv[4 + i] = args[i];
+        argvlen[4 + i] = strlen(args[i]);
+    }
+    return pubsub_command(rt->ps, cb, arg, 4 + nargs, argv, argvlen);
+}
+
+/* An upgrade waiting for Redis to count the user's connections on every instance. */
+struct ws_admission {
+    struct request *r;
+    struct session s; /* its data pointer is not kept */
+    char conn_id[ROSTER_CONN_MAX + 1];
+};
+
+static void
+ws_admitted(void *arg, const struct redisReply *reply)
+{
+    struct ws_admission *a = arg;
+    struct request *r = a->r;
+    struct ws_worker *rt = rt_of(r->conn);
+    int max = r->conn->w->conf->max_connections_per_user;
+    if (reply != NULL && reply->type == REDIS_REPLY_INTEGER && reply->integer == 0) {
+        http_error_with(r, 429, "Retry-After: 5\r\n", "too_many_connections",
+                        "The user holds max_connections_per_user WebSockets already.");
+    } else if (r->conn->closed) {
+        ws_redis_forget(rt, a->conn_id, a->s.user);
+        http_error(r, 503, NULL, "The client left."); /* only releases the request */
+    } else {
+        /* Admitted over every instance, or Redis could not say: then this instance's
+         * count is all there is to go by. */
+        bool counted = reply != NULL && reply->type == REDIS_REPLY_INTEGER;
+        ws_accept(r, &a->s, a->conn_id, counted ? INT_MAX : max);
+    }
+    free(a);
+}
+
+/* The connection's id says where it lives: slot, process, and a count. */
+static void
+ws_admit(struct request *r, const struct session *s)
+{
+    struct ws_worker *rt = rt_of(r->conn);
+    char conn_id[ROSTER_CONN_MAX + 1], max[16];
+    snprintf(conn_id, sizeof conn_id, "%d.%x.%llx", rt->slot, (unsigned)getpid(),
+             (unsigned long long)++rt->seq);
+    int limit = r->conn->w->conf->max_connections_per_user;
+    struct ws_admission *a = rt->ps != NULL ? malloc(sizeof *a) : NULL;
+    if (a != NULL) {
+        char lease[600];
+        size_t n = ws_rkey(rt, "lease:", "", 0, lease, sizeof lease - 1);
+        lease[n] = '\0';
+        snprintf(max, sizeof max, "%d", limit);
+        *a = (struct ws_admission){.r = r, .s = *s};
+        a->s.data = NULL;
+        a->s.data_len = 0;
+        memcpy(a->conn_id, conn_id, sizeof conn_id);
+        const char *args[] = {lease, conn_id, rt->lease, max, WS_LEASE_MS};
+        if (n > 0 && ws_redis_eval(rt, ws_admitted, a, ws_admit_lua, "u:", s->user,
+                                   strlen(s->user), 5, args) == 0)
+            return;
+        free(a);
+    }
+    ws_accept(r, s, conn_id, limit);
+}
+
+
+struct ws_presence_call {
+    struct ws_worker *rt;
+    ws_presence_cb cb;
+    void *arg;
+    char channel[HUB_CHANNEL_MAX];
+    size_t len;
+};
+
+static void
+ws_member_json(void *arg, const struct roster_member *m)
+{
+    struct buf *b = arg;
+    buf_printf(b, "%s{\"user\":\"%s\",\"session\":\"%s\",\"conn\":\"%s\"}",
+               buf_data(b)[buf_used(b) - 1] == '[' ? "" : ",", m->user, m->session, m->conn);
+}
+
+/* This instance's members, from its roster. */
+static void
+ws_presence_local(struct ws_worker *rt, const char *channel, size_t len, ws_presence_cb cb,
+                  void *arg)
+{
+    struct buf *b = &rt->members;
+    b->off = b->len = 0;
+    buf_puts(b, "[");
+    int n = roster_members(rt->roster, channel, len, WS_PRESENCE_MAX, ws_member_json, b);
+    if (buf_puts(b, "]") < 0 || n < 0)
+        cb(arg, NULL, 0);
+    else
+        cb(arg, buf_data(b), buf_used(b));
+}
+
+static void
+ws_presence_answer(void *arg, const struct redisReply *reply)
+{
+    struct ws_presence_call *call = arg;
+    struct ws_worker *rt = call->rt;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        ws_presence_local(rt, call->channel, call->len, call->cb, call->arg);
+        free(call);
+        return;
+    }
+    struct buf *b = &rt->members;
+    b->off = b->len = 0;
+    buf_puts(b, "[");
+    for (size_t i = 0; i + 1 < reply->elements && i / 2 < WS_PRESENCE_MAX; i += 2) {
+        const struct redisReply *c = reply->element[i], *v = reply->element[i + 1];
+        char lease[48], user[ROSTER_USER_MAX + 1], session[ROSTER_SESSION_MAX + 1];
+        if (c->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+            c->len > ROSTER_CONN_MAX || v->len > 200 ||
+            sscanf(v->str, "%47s %128s %32s", lease, user, session) != 3)
+            continue;
+        struct roster_member m;
+        snprintf(m.conn, sizeof m.conn, "%.*s", (int)c->len, c->str);
+        snprintf(m.user, sizeof m.user, "%s", user);
+        snprintf(m.session, sizeof m.session, "%s", session);
+        if (name_chars_ok(m.user, strlen(m.user), ROSTER_USER_MAX))
+            ws_member_json(b, &m);
+    }
+    if (buf_puts(b, "]") < 0)
+        call->cb(call->arg, NULL, 0);
+    else
+        call->cb(call->arg, buf_data(b), buf_used(b));
+    free(call);
+}
+
+/* A channel's members over the instance, or over every instance with Redis; cb gets the
+ * JSON array (NULL if none could be had), now or later. */
+static void
+ws_presence_rt(struct ws_worker *rt, const char *channel, size_t len, ws_presence_cb cb,
+               void *arg)
+{
+    struct ws_presence_call *call = rt->ps != NULL ? malloc(sizeof *call) : NULL;
+    if (call != NULL) {
+        char lease[600];
+        size_t n = ws_rkey(rt, "lease:", "", 0, lease, sizeof lease - 1);
+        lease[n] = '\0';
+        *call = (struct ws_presence_call){.rt = rt, .cb = cb, .arg = arg, .len = len};
+        memcpy(call->channel, channel, len);
+        const char *args[] = {lease, rt->lease, WS_LEASE_MS};
+        if (n > 0 && ws_redis_eval(rt, ws_presence_answer, call, ws_members_lua, "m:", channel,
+                                   len, 3, args) == 0)
+            return;
+        free(call);
+    }
+    ws_presence_local(rt, channel, len, cb, arg);
+}
+
+void
+ws_presence(struct worker *w, const char *channel, size_t len, ws_presence_cb cb, void *arg)
+{
+    ws_presence_rt(w->ws, channel, len, cb, arg);
 }
 
 /* ---- the upgrade ---- */
@@ -983,9 +1299,10 @@ ws_new(struct conn *c, const struct session *s, const char *conn_id, int deflate
     return ws;
 }
 
-/* Answer 101 and turn the connection into a WebSocket. */
+/* Answer 101 and turn the connection into a WebSocket, unless the user holds max
+ * connections of this instance already. */
 static void
-ws_accept(struct request *r, const struct session *s)
+ws_accept(struct request *r, const struct session *s, const char *conn_id, int max)
 {
     struct conn *c = r->conn;
     const struct http_str *key = http_header_get(&r->http, "Sec-WebSocket-Key");
@@ -1000,14 +1317,10 @@ ws_accept(struct request *r, const struct session *s)
     }
     if (d.on && ws_proto_deflate_response(&d, ext, sizeof ext) < 0)
         d.on = false;
-    /* The connection's id says where it lives: slot, process, and a count. */
     struct ws_worker *rt = rt_of(c);
-    char conn_id[ROSTER_CONN_MAX + 1];
-    snprintf(conn_id, sizeof conn_id, "%d.%x.%llx", rt->slot, (unsigned)getpid(),
-             (unsigned long long)++rt->seq);
-    int admitted = roster_connect(rt->roster, rt->slot, conn_id, s->user,
-                                  c->w->conf->max_connections_per_user);
+    int admitted = roster_connect(rt->roster, rt->slot, conn_id, s->user, max);
     if (admitted == 0) {
+        ws_redis_forget(rt, conn_id, s->user);
         http_error_with(r, 429, "Retry-After: 5\r\n", "too_many_connections",
                         "The user holds max_connections_per_user WebSockets already.");
         return;
@@ -1016,6 +1329,7 @@ ws_accept(struct request *r, const struct session *s)
                                  : ws_new(c, s, conn_id,
                                           d.on ? (d.server_window_bits ? d.server_window_bits : 15) : 0);
     if (ws == NULL) {
+        ws_redis_forget(rt, conn_id, s->user);
         if (admitted > 0)
             roster_disconnect(rt->roster, rt->slot, conn_id, s->user);
         else
@@ -1065,7 +1379,7 @@ ws_authenticated(void *arg, enum store_status st, const struct session *s)
     else if (r->conn->closed)
         http_error(r, 503, NULL, "The client left."); /* only releases the request */
     else
-        ws_accept(r, s);
+        ws_admit(r, s);
 }
 
 void
@@ -1150,10 +1464,8 @@ ws_expiry_answer(void *arg, enum store_status st, const struct session *s)
 {
     struct ws *ws = arg;
     ws->checking = false;
-    if (ws->orphan) {
-        ws_free(ws);
+    if (!ws_release(ws))
         return;
-    }
     if (st == STORE_OK)
         ws->expires_at = s->expires_at;
     else if (st == STORE_NOT_FOUND)
@@ -1168,11 +1480,13 @@ ws_expiry_check(struct ev_loop *loop, ev_timer *t, int revents)
     struct ws_worker *rt = container_of(t, struct ws_worker, expiry);
     int64_t now = (int64_t)time(NULL);
     size_t parked = 0;
+    ws_redis_lease(rt);
     for (struct ws *ws = rt->list; ws != NULL; ws = ws->next) {
         parked += ws_park(ws);
         if (ws->expires_at > now || ws->checking || ws->phase != WS_OPEN)
             continue;
         ws->checking = true;
+        ws->pending++;
         store_get(rt->w->store, ws->id, now, ws_expiry_answer, ws);
     }
     /* free() keeps what it gets back for later; give the pages of contexts parked late
@@ -1241,6 +1555,7 @@ static void
 ws_redis_ready(void *arg)
 {
     struct ws_worker *rt = arg;
+    ws_redis_lease(rt);
     pubsub_subscribe(rt->ps, WS_REDIS_CONTROL, strlen(WS_REDIS_CONTROL));
     hub_each_channel(rt->hub, ws_resubscribe_one, rt->ps);
 }
@@ -1284,6 +1599,7 @@ ws_worker_start(struct worker *w, char *err, size_t errlen)
     rt->slot = (int)(w->slot - w->sb->slot);
     snprintf(rt->nonce, sizeof rt->nonce, "%016llx",
              (unsigned long long)sb_get(&w->sb->instance_nonce));
+    snprintf(rt->lease, sizeof rt->lease, "%s.%d.%x", rt->nonce, rt->slot, (unsigned)getpid());
     ev_prepare_init(&rt->reaper, ws_reap);
     ev_timer_init(&rt->expiry, ws_expiry_check, WS_EXPIRY_CHECK, WS_EXPIRY_CHECK);
     char ns[64];
@@ -1298,7 +1614,8 @@ ws_worker_start(struct worker *w, char *err, size_t errlen)
         (rt->bus = bus_open(w->loop, ns, rt->slot, ws_bus_message, rt, err, errlen)) == NULL ||
         (strcmp(w->conf->store, "redis") == 0 &&
          (rt->ps = pubsub_open(w->loop, w->conf->redis_url, w->conf->redis_prefix,
-                               ws_redis_message, ws_redis_ready, rt, err, errlen)) == NULL)) {
+                               secs_of_ms(w->conf->redis_timeout_ms), ws_redis_message,
+                               ws_redis_ready, rt, err, errlen)) == NULL)) {
         ws_worker_stop(w);
         return -1;
     }
@@ -1318,6 +1635,7 @@ ws_worker_stop(struct worker *w)
         bus_close(rt->bus);
     pubsub_close(rt->ps);
     buf_free(&rt->redis);
+    buf_free(&rt->members);
     roster_close(rt->roster);
     hub_free(rt->hub);
     for (size_t i = 0; i < ARRAY_LEN(rt->deflate); i++) {

@@ -60,9 +60,10 @@ void ws_drain(struct conn *c);
 size_t ws_publish(struct worker *w, const char *channel, size_t channel_len, const char *data,
                   size_t data_len, const char *from);
 
-/* A channel's members over the instance, as a JSON array appended to b. Returns how
- * many, or -1. */
-int ws_presence_json(struct worker *w, const char *channel, size_t len, struct buf *b);
+/* A channel's members over the instance (every instance, with Redis): cb gets them as a
+ * JSON array, or NULL if they could not be had, now or later. */
+typedef void (*ws_presence_cb)(void *arg, const char *json, size_t len);
+void ws_presence(struct worker *w, const char *channel, size_t len, ws_presence_cb cb, void *arg);
 
 /* A session or all of a user's sessions ended: close their sockets with 4001 on every
  * worker of the instance. */

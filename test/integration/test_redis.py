@@ -218,3 +218,99 @@ def test_websockets_across_instances_and_a_redis_restart(server_factory, redis_s
         await ws_b.close()
 
     run(go(), timeout=40)
+
+
+def test_presence_and_connection_limits_span_instances(server_factory, redis_server):
+    import asyncio
+    import os
+    import signal
+    import websockets
+    from websockets.exceptions import InvalidStatusCode
+    from conftest import children_of
+    from test_ws import op, run, url
+
+    a = on_redis(server_factory, redis_server, "max_connections_per_user 2")
+    b = on_redis(server_factory, redis_server, "max_connections_per_user 2")
+    ta, tb = create(a, "ann")[1]["token"], create(b, "ben")[1]["token"]
+
+    def members(s):
+        status, _, out = s.request("GET", "/api/channels/hall/presence")
+        assert status == 200, out
+        return sorted(m["user"] for m in json.loads(out)["members"])
+
+    async def go():
+        wa = await websockets.connect(url(a, ta))
+        wb = await websockets.connect(url(b, tb))
+        await op(wa, op="subscribe", channel="hall")
+        await op(wb, op="subscribe", channel="hall")
+        assert members(a) == members(b) == ["ann", "ben"]
+        r = await op(wa, op="presence", channel="hall")
+        assert sorted(m["user"] for m in r["members"]) == ["ann", "ben"]
+        # ben holds one socket on b; one more on a is his second, a third anywhere is refused
+        wb2 = await websockets.connect(url(a, tb))
+        for s in (a, b):
+            with pytest.raises(InvalidStatusCode) as e:
+                async with websockets.connect(url(s, tb)):
+                    pass
+            assert e.value.status_code == 429
+        await wb2.close()
+        await asyncio.sleep(0.2)
+        wb3 = await websockets.connect(url(b, tb))  # the place came free
+        await wb3.close()
+        # Instance a dies at once (no drain, no goodbye): its lease lapses, and then its
+        # members leave everyone's presence and its places under the limit come free.
+        pids = [a.pid] + children_of(a.pid)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
+        a.proc.wait()
+        await wb.close()
+
+    run(go(), timeout=30)
+
+    async def after():
+        ws = await websockets.connect(url(b, tb))
+        await op(ws, op="subscribe", channel="hall")
+        t0 = time.monotonic()
+        wait_for(lambda: members(b) == ["ben"], timeout=10,
+                 what=f"the dead instance's member gone (now {members(b)})")
+        assert time.monotonic() - t0 < 8  # the lease is 6 s
+        # and ann's place is free again: b admits two of her sockets
+        s2 = [await websockets.connect(url(b, ta)) for _ in range(2)]
+        for w in s2 + [ws]:
+            await w.close()
+
+    run(after(), timeout=30)
+
+
+def test_a_killed_workers_members_leave_redis_presence(server_factory, redis_server):
+    import os
+    import signal
+    import websockets
+    from test_ws import op, run, url, worker_of
+
+    s = on_redis(server_factory, redis_server, "max_connections_per_user 100", workers=2)
+    users = [f"w{i}" for i in range(6)]
+    toks = {u: create(s, u)[1]["token"] for u in users}
+
+    def members():
+        status, _, out = s.request("GET", "/api/channels/room/presence")
+        return sorted(m["user"] for m in json.loads(out)["members"]) if status == 200 else None
+
+    async def go():
+        conns = {u: await websockets.connect(url(s, toks[u])) for u in users}
+        where = {u: await worker_of(ws, u) for u, ws in conns.items()}
+        assert len(set(where.values())) == 2
+        for ws in conns.values():
+            await op(ws, op="subscribe", channel="room")
+        assert members() == users
+        victim = where[users[0]]
+        os.kill(victim, signal.SIGKILL)
+        alive = sorted(u for u in users if where[u] != victim)
+        t0 = time.monotonic()
+        wait_for(lambda: members() == alive, timeout=10, what="the killed worker's members gone")
+        assert time.monotonic() - t0 < 8  # its lease lapses after 6 s
+        for u, ws in conns.items():
+            if where[u] != victim:
+                await ws.close()
+
+    run(go(), timeout=30)
