@@ -389,8 +389,8 @@ conn_process(struct conn *c)
     conn_flush(c);
 }
 
-static void
-conn_flush(struct conn *c)
+int
+conn_write_out(struct conn *c)
 {
     while (buf_used(&c->out) > 0) {
         ssize_t n = send(c->fd, buf_data(&c->out), buf_used(&c->out), MSG_NOSIGNAL);
@@ -399,13 +399,27 @@ conn_flush(struct conn *c)
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (!ev_is_active(&c->wio)) {
+            if (!ev_is_active(&c->wio))
                 ev_io_start(c->w->loop, &c->wio);
-                set_deadline(c, secs_of_ms(c->w->conf->send_timeout_ms));
-            }
-            return;
+            return 0;
         }
+        return -1;
+    }
+    return 1;
+}
+
+static void
+conn_flush(struct conn *c)
+{
+    bool waiting = ev_is_active(&c->wio);
+    int rc = conn_write_out(c);
+    if (rc < 0) {
         conn_close(c);
+        return;
+    }
+    if (rc == 0) {
+        if (!waiting) /* the client stopped reading: it has send_timeout to start again */
+            set_deadline(c, secs_of_ms(c->w->conf->send_timeout_ms));
         return;
     }
     if (ev_is_active(&c->wio)) {

@@ -87,6 +87,10 @@ void conn_drain(struct conn *c);
  * connection after the write. */
 void conn_response_done(struct conn *c, int status, bool keep_alive);
 
+/* Send what the output holds: 1 when all of it went, 0 when the socket is full (the
+ * write watcher then waits for room), -1 when the connection failed. */
+int conn_write_out(struct conn *c);
+
 /* Whether the peer is on loopback (127.0.0.0/8, ::1, or a Unix socket). */
 bool conn_peer_is_loopback(const struct conn *c);
 

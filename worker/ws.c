@@ -131,17 +131,10 @@ static void ws_doom(struct ws *ws);
 static void
 ws_flush(struct conn *c)
 {
-    while (buf_used(&c->out) > 0) {
-        ssize_t n = send(c->fd, buf_data(&c->out), buf_used(&c->out), MSG_NOSIGNAL);
-        if (n > 0) {
-            buf_consume(&c->out, (size_t)n);
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (!ev_is_active(&c->wio))
-                ev_io_start(c->w->loop, &c->wio);
-            return;
-        }
+    int rc = conn_write_out(c);
+    if (rc == 0)
+        return;
+    if (rc < 0) {
         c->ws->broken = true;
         ws_doom(c->ws);
         return;

@@ -491,18 +491,26 @@ on_open(struct conn *c)
 
 /* The string value of "key" in a JSON object text (the first such key: the servers put
  * "op" first, and the data published here has no key of that name). */
-static bool
-json_string(const char *s, size_t len, const char *key, char *out, size_t cap)
+/* Where the value of "key" starts in a JSON object text, or NULL. */
+static const char *
+json_value(const char *s, size_t len, const char *key)
 {
     char pat[40];
     int n = snprintf(pat, sizeof pat, "\"%s\"", key);
     const char *p = memmem(s, len, pat, (size_t)n), *end = s + len;
     if (p == NULL)
-        return false;
+        return NULL;
     p += n;
     while (p < end && (*p == ' ' || *p == ':'))
         p++;
-    if (p >= end || *p++ != '"')
+    return p;
+}
+
+static bool
+json_string(const char *s, size_t len, const char *key, char *out, size_t cap)
+{
+    const char *p = json_value(s, len, key), *end = s + len;
+    if (p == NULL || p >= end || *p++ != '"')
         return false;
     size_t i = 0;
     while (p < end && *p != '"' && i + 1 < cap)
@@ -514,14 +522,9 @@ json_string(const char *s, size_t len, const char *key, char *out, size_t cap)
 static bool
 json_int(const char *s, size_t len, const char *key, long long *out)
 {
-    char pat[40];
-    int n = snprintf(pat, sizeof pat, "\"%s\"", key);
-    const char *p = memmem(s, len, pat, (size_t)n), *end = s + len;
+    const char *p = json_value(s, len, key), *end = s + len;
     if (p == NULL)
         return false;
-    p += n;
-    while (p < end && (*p == ' ' || *p == ':'))
-        p++;
     bool negative = p < end && *p == '-';
     p += negative;
     if (p >= end || *p < '0' || *p > '9')
