@@ -71,6 +71,10 @@ sb_release(struct scoreboard *sb, int slot)
 {
     struct sb_slot *s = &sb->slot[slot];
     add_counters(&sb->retired, &s->c);
+    uint64_t n = sb_get(&sb->dead_count);
+    sb_set(&sb->dead_slot[n % SB_DEAD_RING], (uint64_t)slot);
+    sb_set(&sb->dead_pid[n % SB_DEAD_RING], sb_get(&s->pid));
+    __atomic_store_n(&sb->dead_count, n + 1, __ATOMIC_RELEASE); /* after the entry */
     sb_set(&s->pid, 0);
     sb_set(&s->conns_http, 0);
     sb_set(&s->conns_ws, 0);

@@ -16,6 +16,7 @@
 /* Twice the largest worker count: during a reload or a replacement, old and new workers
  * hold slots at the same time. */
 #define SB_SLOTS 128
+#define SB_DEAD_RING 64
 
 enum sb_state { SB_FREE = 0, SB_STARTING, SB_RUNNING, SB_DRAINING };
 
@@ -82,6 +83,10 @@ struct scoreboard {
     uint64_t draining;
     uint64_t master_rss;
     uint64_t slots_used; /* slots below this index have been claimed at some time */
+    /* The last SB_DEAD_RING workers that died, (slot, pid), for the living to clean up
+     * after them (with Redis, their leases); dead_count counts them all. */
+    uint64_t dead_count;
+    uint64_t dead_slot[SB_DEAD_RING], dead_pid[SB_DEAD_RING];
     struct sb_counters retired; /* counters of workers that are gone */
     struct sb_slot slot[SB_SLOTS];
 };
@@ -92,7 +97,8 @@ void sb_destroy(struct scoreboard *sb);
 
 /* Master: find a free slot, mark it STARTING for a worker; -1 if none. */
 int sb_claim(struct scoreboard *sb, int id, uint64_t generation);
-/* Master: fold a dead worker's counters into retired and free its slot. */
+/* Master: fold a dead worker's counters into retired, note it among the dead, and free
+ * its slot. */
 void sb_release(struct scoreboard *sb, int slot);
 
 static inline uint64_t

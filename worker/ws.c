@@ -91,6 +91,7 @@ struct ws_worker {
     struct pubsub *ps;       /* with store redis: the other instances */
     char nonce[17];          /* this instance's, in hex, to skip our own Redis messages */
     char lease[48];          /* this worker's: nonce.slot.pid (see the roster on Redis) */
+    uint64_t dead_seen;      /* workers of the scoreboard's dead list already dealt with */
     struct buf redis;
     struct buf members;      /* a presence answer */
     int slot;
@@ -986,7 +987,7 @@ ws_drain(struct conn *c)
  * same script, since it is alive by definition. Without Redis, both fall back to this
  * instance's roster. */
 
-#define WS_LEASE_MS "6000"
+#define WS_LEASE_MS "6000" /* a whole instance that dies leaves presence this late */
 
 /* KEYS[1] u:USER; ARGV lease prefix, conn, lease, max, lease ms. 1 admitted, 0 over max. */
 static const char ws_admit_lua[] =
@@ -1058,6 +1059,26 @@ ws_redis_lease(struct ws_worker *rt)
 {
     const char *args[] = {"1", "PX", WS_LEASE_MS};
     ws_redis_do(rt, "SET", "lease:", rt->lease, strlen(rt->lease), 3, args);
+}
+
+/* A worker of this instance that died will not renew its lease: end the lease now, not
+ * WS_LEASE_MS later, so that its members leave presence at the next look. The master
+ * notes the dead in the scoreboard; every worker ends their leases (a second DEL is no
+ * harm). */
+static void
+ws_redis_end_dead_leases(struct ws_worker *rt)
+{
+    const struct scoreboard *sb = rt->w->sb;
+    uint64_t n = __atomic_load_n(&sb->dead_count, __ATOMIC_ACQUIRE);
+    if (n - rt->dead_seen > SB_DEAD_RING)
+        rt->dead_seen = n - SB_DEAD_RING;
+    for (; rt->dead_seen < n; rt->dead_seen++) {
+        char lease[48];
+        int len = snprintf(lease, sizeof lease, "%s.%d.%x", rt->nonce,
+                           (int)sb_get(&sb->dead_slot[rt->dead_seen % SB_DEAD_RING]),
+                           (unsigned)sb_get(&sb->dead_pid[rt->dead_seen % SB_DEAD_RING]));
+        ws_redis_do(rt, "DEL", "lease:", lease, (size_t)len, 0, NULL);
+    }
 }
 
 static void
@@ -1474,6 +1495,8 @@ ws_expiry_check(struct ev_loop *loop, ev_timer *t, int revents)
     int64_t now = (int64_t)time(NULL);
     size_t parked = 0;
     ws_redis_lease(rt);
+    if (rt->ps != NULL)
+        ws_redis_end_dead_leases(rt);
     for (struct ws *ws = rt->list; ws != NULL; ws = ws->next) {
         parked += ws_park(ws);
         if (ws->expires_at > now || ws->checking || ws->phase != WS_OPEN)
@@ -1593,6 +1616,8 @@ ws_worker_start(struct worker *w, char *err, size_t errlen)
     snprintf(rt->nonce, sizeof rt->nonce, "%016llx",
              (unsigned long long)sb_get(&w->sb->instance_nonce));
     snprintf(rt->lease, sizeof rt->lease, "%s.%d.%x", rt->nonce, rt->slot, (unsigned)getpid());
+    rt->dead_seen = sb_get(&w->sb->dead_count) > SB_DEAD_RING
+                        ? sb_get(&w->sb->dead_count) - SB_DEAD_RING : 0;
     ev_prepare_init(&rt->reaper, ws_reap);
     ev_timer_init(&rt->expiry, ws_expiry_check, WS_EXPIRY_CHECK, WS_EXPIRY_CHECK);
     char ns[64];

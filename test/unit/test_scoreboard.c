@@ -83,6 +83,27 @@ START_TEST(totals_survive_a_released_worker)
 }
 END_TEST
 
+/* The dead are noted, oldest overwritten past SB_DEAD_RING, for workers to clean up after. */
+START_TEST(dead_workers_are_noted)
+{
+    struct scoreboard *sb = sb_create();
+    ck_assert_ptr_nonnull(sb);
+    ck_assert_uint_ne(sb->instance_nonce, 0);
+    for (uint64_t i = 0; i < SB_DEAD_RING + 3; i++) {
+        int slot = sb_claim(sb, 0, 0);
+        sb_set(&sb->slot[slot].pid, 1000 + i);
+        sb_release(sb, slot);
+    }
+    ck_assert_uint_eq(sb->dead_count, SB_DEAD_RING + 3);
+    uint64_t last = SB_DEAD_RING + 2;
+    ck_assert_uint_eq(sb->dead_pid[last % SB_DEAD_RING], 1000 + last);
+    ck_assert_uint_eq(sb->dead_pid[3 % SB_DEAD_RING], 1000 + 3);
+    ck_assert_uint_eq(sb->dead_slot[last % SB_DEAD_RING], 0);
+    ck_assert_uint_eq(sb->slot[0].pid, 0);
+    sb_destroy(sb);
+}
+END_TEST
+
 START_TEST(shared_across_fork)
 {
     struct scoreboard *sb = sb_create();
@@ -109,6 +130,7 @@ scoreboard_suite(void)
     tcase_add_test(tc, slots_run_out);
     tcase_add_test(tc, status_buckets);
     tcase_add_test(tc, histogram_buckets);
+    tcase_add_test(tc, dead_workers_are_noted);
     tcase_add_test(tc, totals_survive_a_released_worker);
     tcase_add_test(tc, shared_across_fork);
     suite_add_tcase(s, tc);
