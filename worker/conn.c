@@ -181,6 +181,10 @@ on_read(struct ev_loop *loop, ev_io *io, int revents)
         linger_read(c);
         return;
     }
+    if (c->state == CONN_PENDING) {
+        set_reading(c, false); /* conn_process starts it again once the answer is out */
+        return;
+    }
     if (buf_reserve(&c->in, READ_CHUNK) < 0) {
         conn_close(c);
         return;
@@ -380,12 +384,13 @@ conn_process(struct conn *c)
     c->in_process = false;
     if (c->closed || c->state == CONN_WS)
         return;
-    /* Stop reading while a handler holds the request (its strings point into the input
-     * buffer, which a read could move) or while the input holds more than one full
-     * request may need. */
+    /* Stop reading while the input holds more than one full request may need. While a
+     * handler holds the request its strings point into the input buffer, which a read
+     * could move: on_read stops reading then, if the client sends more meanwhile (it
+     * pipelines), rather than here on every answer that comes later (a Redis call), which
+     * would cost two epoll_ctl calls per request. */
     size_t in_cap = (size_t)cf->max_header_bytes + (size_t)cf->max_body_bytes + READ_CHUNK;
-    set_reading(c, c->state != CONN_PENDING && !c->close_after && !c->eof &&
-                       buf_used(&c->in) < in_cap);
+    set_reading(c, !c->close_after && !c->eof && buf_used(&c->in) < in_cap);
     conn_flush(c);
 }
 
