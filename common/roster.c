@@ -247,9 +247,8 @@ delete_prefixed(struct roster *l, MDB_txn *txn, const char *prefix, size_t plen,
 }
 
 void
-roster_disconnect(struct roster *l, int slot, const char *conn, const char *user)
+roster_disconnect(struct roster *l, int slot, const char *conn)
 {
-    (void)user;
     MDB_txn *txn;
     char sk[ROSTER_SLOT_KEY + ROSTER_CONN_MAX];
     int n = 0, rc = mdb_txn_begin(l->env, NULL, 0, &txn);

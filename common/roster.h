@@ -44,7 +44,7 @@ void roster_close(struct roster *l);
  * Returns 1 when recorded, 0 when over the limit, -1 on error. */
 int roster_connect(struct roster *l, int slot, const char *conn, const char *user, int max);
 /* The connection is gone: its user entry and every channel it was in. */
-void roster_disconnect(struct roster *l, int slot, const char *conn, const char *user);
+void roster_disconnect(struct roster *l, int slot, const char *conn);
 
 /* Join or leave a channel; *count is the channel's members afterwards. 0 or -1. */
 int roster_join(struct roster *l, int slot, const char *channel, size_t len,

@@ -91,6 +91,7 @@ struct ws_worker {
     struct pubsub *ps;       /* with store redis: the other instances */
     char nonce[17];          /* this instance's, in hex, to skip our own Redis messages */
     char lease[48];          /* this worker's: nonce.slot.pid (see the roster on Redis) */
+    char lease_prefix[128];  /* the Redis name of leases, before the lease: the scripts' */
     uint64_t dead_seen;      /* workers of the scoreboard's dead list already dealt with */
     struct buf redis;
     struct buf members;      /* a presence answer */
@@ -920,7 +921,7 @@ ws_on_close(struct conn *c)
     struct ws_worker *rt = rt_of(c);
     while (ws->nsubs > 0)
         ws_leave(ws, ws->nsubs - 1, false, NULL);
-    roster_disconnect(rt->roster, rt->slot, ws->conn_id, ws->user);
+    roster_disconnect(rt->roster, rt->slot, ws->conn_id);
     ws_redis_forget(rt, ws->conn_id, ws->user);
     if (ws->prev)
         ws->prev->next = ws->next;
@@ -1157,16 +1158,13 @@ ws_admit(struct request *r, const struct session *s)
     int limit = r->conn->w->conf->max_connections_per_user;
     struct ws_admission *a = rt->ps != NULL ? malloc(sizeof *a) : NULL;
     if (a != NULL) {
-        char lease[600];
-        size_t n = ws_rkey(rt, "lease:", "", 0, lease, sizeof lease - 1);
-        lease[n] = '\0';
         snprintf(max, sizeof max, "%d", limit);
         *a = (struct ws_admission){.r = r, .s = *s};
         a->s.data = NULL;
         a->s.data_len = 0;
         memcpy(a->conn_id, conn_id, sizeof conn_id);
-        const char *args[] = {lease, conn_id, rt->lease, max, WS_LEASE_MS};
-        if (n > 0 && ws_redis_eval(rt, ws_admitted, a, ws_admit_lua, "u:", s->user,
+        const char *args[] = {rt->lease_prefix, conn_id, rt->lease, max, WS_LEASE_MS};
+        if (ws_redis_eval(rt, ws_admitted, a, ws_admit_lua, "u:", s->user,
                                    strlen(s->user), 5, args) == 0)
             return;
         free(a);
@@ -1248,13 +1246,10 @@ ws_presence_rt(struct ws_worker *rt, const char *channel, size_t len, ws_presenc
 {
     struct ws_presence_call *call = rt->ps != NULL ? malloc(sizeof *call) : NULL;
     if (call != NULL) {
-        char lease[600];
-        size_t n = ws_rkey(rt, "lease:", "", 0, lease, sizeof lease - 1);
-        lease[n] = '\0';
         *call = (struct ws_presence_call){.rt = rt, .cb = cb, .arg = arg, .len = len};
         memcpy(call->channel, channel, len);
-        const char *args[] = {lease, rt->lease, WS_LEASE_MS};
-        if (n > 0 && ws_redis_eval(rt, ws_presence_answer, call, ws_members_lua, "m:", channel,
+        const char *args[] = {rt->lease_prefix, rt->lease, WS_LEASE_MS};
+        if (ws_redis_eval(rt, ws_presence_answer, call, ws_members_lua, "m:", channel,
                                    len, 3, args) == 0)
             return;
         free(call);
@@ -1345,7 +1340,7 @@ ws_accept(struct request *r, const struct session *s, const char *conn_id, int m
     if (ws == NULL) {
         ws_redis_forget(rt, conn_id, s->user);
         if (admitted > 0)
-            roster_disconnect(rt->roster, rt->slot, conn_id, s->user);
+            roster_disconnect(rt->roster, rt->slot, conn_id);
         else
             log_warnx("%s", roster_last_error(rt->roster));
         http_error_with(r, 503, "Retry-After: 1\r\n", NULL, "The connection could not be set up.");
@@ -1637,6 +1632,10 @@ ws_worker_start(struct worker *w, char *err, size_t errlen)
         ws_worker_stop(w);
         return -1;
     }
+    if (rt->ps != NULL) { /* redis_prefix is at most 63 bytes: it fits */
+        size_t n = ws_rkey(rt, "lease:", "", 0, rt->lease_prefix, sizeof rt->lease_prefix - 1);
+        rt->lease_prefix[n] = '\0';
+    }
     ev_timer_start(w->loop, &rt->expiry);
     return 0;
 }
@@ -1649,8 +1648,7 @@ ws_worker_stop(struct worker *w)
         return;
     ev_timer_stop(w->loop, &rt->expiry);
     ev_prepare_stop(w->loop, &rt->reaper);
-    if (rt->bus != NULL)
-        bus_close(rt->bus);
+    bus_close(rt->bus);
     pubsub_close(rt->ps);
     buf_free(&rt->redis);
     buf_free(&rt->members);

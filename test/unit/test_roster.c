@@ -86,7 +86,7 @@ START_TEST(per_user_limit)
     ck_assert_int_eq(roster_connect(f.l, 1, "1.b.1", "u", 2), 1);
     ck_assert_int_eq(roster_connect(f.l, 1, "1.b.2", "u", 2), 0); /* a third: refused */
     ck_assert_int_eq(roster_connect(f.l, 1, "1.b.3", "v", 2), 1); /* someone else */
-    roster_disconnect(f.l, 0, "0.a.1", "u");
+    roster_disconnect(f.l, 0, "0.a.1");
     ck_assert_int_eq(roster_connect(f.l, 1, "1.b.2", "u", 2), 1); /* room again */
     lfx_teardown(&f);
 }
@@ -128,7 +128,7 @@ START_TEST(disconnect_takes_memberships)
     ck_assert_int_eq(roster_join(f.l, 0, "x", 1, &a, &n), 0);
     ck_assert_int_eq(roster_join(f.l, 0, "y", 1, &a, &n), 0);
     ck_assert_int_eq(roster_join(f.l, 0, "x", 1, &a12, &n), 0);
-    roster_disconnect(f.l, 0, a.conn, "u");
+    roster_disconnect(f.l, 0, a.conn);
     ck_assert_uint_eq(roster_count(f.l, "x", 1), 1);
     ck_assert(listed(f.l, "x", "0.a.12"));
     ck_assert_uint_eq(roster_count(f.l, "y", 1), 0);
