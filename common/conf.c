@@ -1,4 +1,5 @@
 #include "conf.h"
+#include "privs.h"
 #include "redis_url.h"
 #include "util.h"
 
@@ -66,6 +67,7 @@ static int check_instance(const struct conf *c, char *err, size_t errlen);
 static int check_session_ttl(const struct conf *c, char *err, size_t errlen);
 static int check_store(const struct conf *c, char *err, size_t errlen);
 static int check_redis_url(const struct conf *c, char *err, size_t errlen);
+static int check_user(const struct conf *c, char *err, size_t errlen);
 
 #define FIELD(f) offsetof(struct conf, f), sizeof(((struct conf *)0)->f)
 
@@ -86,6 +88,10 @@ static const struct directive directives[] = {
      "error, warn, info or debug"},
     {"instance", CT_STRING, FIELD(instance), 1, 0, false, NULL, check_instance,
      "name reported by /api/health; default: the host name"},
+    {"user", CT_STRING, FIELD(user), 0, 0, false, "", check_user,
+     "a master started as root runs its workers as this user; empty: as the master"},
+    {"group", CT_STRING, FIELD(group), 0, 0, false, "", NULL,
+     "the workers' group with user; empty: the user's own group"},
     {"min_uptime", CT_DURATION, FIELD(min_uptime_ms), 0, HOUR(1), false, "1s", NULL,
      "a worker that dies sooner than this counts as a crash for the backoff"},
     {"restart_delay", CT_DURATION, FIELD(restart_delay_ms), MS(1), HOUR(1), false, "100ms",
@@ -116,6 +122,8 @@ static const struct directive directives[] = {
      "compress responses over 1 KiB when the client accepts gzip"},
     {"api_key", CT_STRING, FIELD(api_key), 0, 0, false, "", NULL,
      "bearer key for the admin API; empty: admin endpoints answer loopback peers only"},
+    {"metrics_public", CT_BOOL, FIELD(metrics_public), 0, 0, false, "on", NULL,
+     "off: /metrics needs the API key (or a loopback peer), like the admin API"},
     {"max_sessions", CT_INT, FIELD(max_sessions), 1, 100000000, false, "100000", NULL,
      "live sessions in the store; more are refused with 503 over_capacity"},
     {"max_sessions_per_user", CT_INT, FIELD(max_sessions_per_user), 1, 1000000, false, "100",
@@ -690,6 +698,22 @@ check_redis_url(const struct conf *c, char *err, size_t errlen)
         return 0;
     errf(err, errlen, "invalid \"redis_url\": %s", msg);
     return -1;
+}
+
+/* An unknown user or group is a config error (caught by -t and refused on reload), not a
+ * worker that dies at every respawn. */
+static int
+check_user(const struct conf *c, char *err, size_t errlen)
+{
+    uid_t uid;
+    gid_t gid;
+    if (c->user[0] == '\0') {
+        if (c->group[0] == '\0')
+            return 0;
+        errf(err, errlen, "\"group\" needs \"user\"");
+        return -1;
+    }
+    return privs_lookup(c, &uid, &gid, err, errlen);
 }
 
 static int

@@ -36,6 +36,8 @@ struct conf {
     char log_file[4096];/* "" = stderr */
     int log_level;      /* enum log_level */
     char instance[128]; /* name reported by /api/health; default: host name */
+    char user[64];      /* the workers' user; "" = the master's */
+    char group[64];     /* the workers' group; "" = the user's own */
 
     /* listeners */
     struct conf_listen listen[CONF_MAX_LISTEN];
@@ -62,6 +64,7 @@ struct conf {
 
     /* credentials */
     char api_key[256];  /* "" = admin endpoints answer loopback peers only */
+    bool metrics_public; /* false: /metrics is an admin endpoint */
 
     /* sessions and their store */
     int64_t max_sessions;

@@ -101,6 +101,17 @@ find_config(const char *arg)
     conf_path[0] = '\0';
 }
 
+/* What the operator should hear about whom the workers will serve as. */
+static const char *
+privilege_warning(const struct conf *c)
+{
+    if (geteuid() == 0 && c->user[0] == '\0')
+        return "running as root without \"user\": the workers will serve clients as root";
+    if (geteuid() != 0 && c->user[0] != '\0')
+        return "\"user\" is ignored: only a master started as root can change user";
+    return NULL;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -132,7 +143,10 @@ main(int argc, char **argv)
         free(c);
         return 1;
     }
+    const char *warning = privilege_warning(c);
     if (test_only) {
+        if (warning != NULL)
+            fprintf(stderr, "sessiond: warning: %s\n", warning);
         printf("configuration OK\n");
         free(c);
         return 0;
@@ -147,6 +161,8 @@ main(int argc, char **argv)
         free(c);
         return 1;
     }
+    if (warning != NULL)
+        log_warnx("%s", warning);
     if (c->api_key[0] == '\0')
         log_warnx("no api_key is configured: the admin API answers loopback clients only");
     if (conf_path[0] == '\0')

@@ -15,6 +15,7 @@
 #include "listener.h"
 #include "log.h"
 #include "pidfile.h"
+#include "privs.h"
 #include "roster.h"
 #include "scoreboard.h"
 #include "store.h"
@@ -377,6 +378,8 @@ reload(struct master *m)
     }
     if (log_configure(next->log_file, next->log_level) < 0)
         log_warn("cannot open log file %s", next->log_file);
+    if (privs_own_files(next, err, sizeof err) < 0)
+        log_warnx("%s", err);
     free(m->conf);
     m->conf = next;
     m->gen++;
@@ -441,6 +444,19 @@ stop(struct master *m, bool graceful)
         ev_break(m->loop, EVBREAK_ALL);
 }
 
+/* SIGUSR1 (after logrotate): a new log file, given to the workers' user before they are
+ * told to reopen it too. */
+static void
+reopen_log(struct master *m)
+{
+    char err[CONF_ERR_LEN];
+    if (log_reopen() < 0)
+        log_warn("reopening the log file");
+    else if (privs_own(m->conf, m->conf->log_file, err, sizeof err) < 0)
+        log_warnx("%s", err);
+    signal_children(m, SIGUSR1);
+}
+
 static void
 on_signal(struct ev_loop *loop, ev_signal *s, int revents)
 {
@@ -471,9 +487,7 @@ on_signal(struct ev_loop *loop, ev_signal *s, int revents)
             scale(m, -1);
         break;
     case SIGUSR1:
-        if (log_reopen() < 0)
-            log_warn("reopening the log file");
-        signal_children(m, SIGUSR1);
+        reopen_log(m);
         break;
     default:
         break;
@@ -519,7 +533,8 @@ prepare(struct master *m, struct conf *conf)
     }
     /* The store is created and checked here, once, so that a bad path or a full disk is
      * a start-up error and not a worker that dies at every respawn. */
-    if (store_prepare(conf, err, sizeof err) < 0 || roster_prepare(conf, true, err, sizeof err) < 0) {
+    if (store_prepare(conf, err, sizeof err) < 0 || roster_prepare(conf, true, err, sizeof err) < 0 ||
+        privs_own_files(conf, err, sizeof err) < 0) {
         log_errorx("%s", err);
         return -1;
     }

@@ -223,6 +223,8 @@ void
 api_metrics(struct request *r)
 {
     struct worker *w = r->conn->w;
+    if (!w->conf->metrics_public && !api_admin_ok(r))
+        return;
     const struct scoreboard *sb = w->sb;
     struct sb_counters c;
     sb_sum_counters(sb, &c);

@@ -12,6 +12,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "privs.h"
 #include "store.h"
 #include "util.h"
 #include "ws.h"
@@ -410,6 +411,11 @@ worker_run(const struct worker_params *p)
         return WORKER_EXIT_FATAL;
     }
     char err[CONF_ERR_LEN];
+    if (privs_drop(w.conf, err, sizeof err) < 0) {
+        log_errorx("cannot run as user %s: %s", w.conf->user, err);
+        ev_loop_destroy(w.loop);
+        return WORKER_EXIT_FATAL;
+    }
     w.store = store_open(w.conf, w.loop, err, sizeof err);
     if (w.store == NULL) {
         log_errorx("cannot open the session store: %s", err);

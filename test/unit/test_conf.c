@@ -489,6 +489,24 @@ START_TEST(listen_replaces_then_appends)
 }
 END_TEST
 
+/* The user and group are looked up when the config is read, so that a typo is caught by
+ * -t and refuses a reload instead of killing every worker as it starts. */
+START_TEST(user_and_group)
+{
+    struct conf c;
+    load_ok(&c, "user nobody\n");
+    ck_assert_str_eq(c.user, "nobody");
+    ck_assert_str_eq(c.group, "");
+    load_ok(&c, "user root\ngroup root\n");
+    load_ok(&c, "user 4242\ngroup 4243\n"); /* ids without names, as in containers */
+    load_fails("user no-such-user-here\n", "t.conf:1: \"user\": no user no-such-user-here");
+    load_fails("user nobody\ngroup no-such-group-here\n",
+               "t.conf:1: \"group\": no group no-such-group-here");
+    load_fails("group root\n", "t.conf: \"group\" needs \"user\"");
+    load_fails("user 12x\n", "t.conf:1: \"user\": no user 12x");
+}
+END_TEST
+
 START_TEST(cross_field_restart_delay)
 {
     struct conf c;
@@ -843,6 +861,7 @@ conf_suite(void)
     tcase_add_test(file, quoting_and_comments);
     tcase_add_test(file, listen_replaces_then_appends);
     tcase_add_test(file, cross_field_restart_delay);
+    tcase_add_test(file, user_and_group);
     tcase_add_test(file, set_by_name);
     tcase_add_test(file, relative_paths);
     tcase_add_test(file, unreadable_files);

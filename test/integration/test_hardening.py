@@ -1,0 +1,158 @@
+"""Least privilege and what the daemon gives away: workers that drop root, /metrics behind
+the key, a Server header without a version, and logs without secrets."""
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import tempfile
+
+import pytest
+import websockets
+
+from conftest import BIN, Server, wait_for
+from test_sessions import AUTH, KEY, call, create, keyed
+from test_ws import next_push, op, run, url
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to change user")
+
+
+def ids(pid, field):
+    """The ids of a /proc/PID/status line (Uid:, Gid: or Groups:)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return [int(x) for x in line.split()[1:]]
+    raise AssertionError(f"no {field} in /proc/{pid}/status")
+
+
+@pytest.fixture
+def open_dir():
+    """A directory the workers' user can reach (pytest's own are root's alone)."""
+    d = tempfile.mkdtemp(prefix="sessiond-privs-", dir="/tmp")
+    os.chmod(d, 0o755)
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@root_only
+def test_workers_drop_to_the_configured_user(open_dir):
+    nobody = pwd.getpwnam("nobody")
+    s = Server(open_dir, conf=f'api_key "{KEY}"\nuser nobody\ngroup nogroup\n'
+               f"log_file {open_dir}/sessiond.log-file\n")
+    try:
+        s.start()
+        assert ids(s.pid, "Uid") == [0, 0, 0, 0]
+        gid = ids(s.worker_pids()[0], "Gid")[0]
+        for pid in s.worker_pids():
+            assert ids(pid, "Uid") == [nobody.pw_uid] * 4
+            assert ids(pid, "Gid") == [gid] * 4
+            assert ids(pid, "Groups") == [gid]
+        # The workers write the store and the log the master gave them.
+        for name in ("sessiond.db", "sessiond.db-lock", "sessiond.log-file"):
+            assert os.stat(os.path.join(open_dir, name)).st_uid == nobody.pw_uid, name
+        status, _, body = create(s, "alice")
+        assert status == 201, body
+        assert call(s, "GET", f"/api/sessions/{body['id']}")[0] == 200
+        # The bus between workers believes only its own user: still every worker hears.
+        assert publish_reaches_all(s, 6)
+        # A replacement worker drops too.
+        victim = s.worker_pids()[0]
+        os.kill(victim, signal.SIGKILL)
+        wait_for(lambda: victim not in s.worker_pids() and len(s.worker_pids()) == 2,
+                 what="a replacement worker")
+        for pid in s.worker_pids():
+            assert ids(pid, "Uid") == [nobody.pw_uid] * 4
+        assert call(s, "GET", f"/api/sessions/{body['id']}")[0] == 200
+        # Rotation: the master reopens the log and gives the new file to the workers.
+        os.rename(f"{open_dir}/sessiond.log-file", f"{open_dir}/sessiond.log-file.1")
+        s.signal(signal.SIGUSR1)
+        wait_for(lambda: os.path.exists(f"{open_dir}/sessiond.log-file"), what="a new log")
+        assert os.stat(f"{open_dir}/sessiond.log-file").st_uid == nobody.pw_uid
+    finally:
+        s.stop()
+
+
+def publish_reaches_all(s, n):
+    """Whether a message published by one of n clients (spread over the workers) reaches
+    all of them."""
+    async def go():
+        clients = []
+        for i in range(n):
+            status, _, body = create(s, f"u{i}")
+            c = await websockets.connect(url(s, body["token"]))
+            clients.append(c)
+            assert (await op(c, op="subscribe", channel="all"))["op"] == "ok"
+        try:
+            assert (await op(clients[0], op="publish", channel="all", data="hi"))["op"] == "ok"
+            got = [await next_push(c) for c in clients]
+            return all(m["data"] == "hi" for m in got)
+        finally:
+            for c in clients:
+                await c.close()
+    return run(go())
+
+
+def test_check_warns_about_whom_workers_serve_as(tmp_path):
+    conf = tmp_path / "a.conf"
+    conf.write_text("listen 127.0.0.1:1\n")
+    r = subprocess.run([BIN, "-t", "-c", str(conf)], capture_output=True, text=True)
+    assert r.returncode == 0 and "configuration OK" in r.stdout
+    if os.geteuid() == 0:
+        assert 'running as root without "user"' in r.stderr
+    else:
+        assert r.stderr == ""
+    conf.write_text("listen 127.0.0.1:1\nuser nobody\n")
+    r = subprocess.run([BIN, "-t", "-c", str(conf)], capture_output=True, text=True)
+    assert r.returncode == 0
+    if os.geteuid() == 0:
+        assert r.stderr == ""
+    else:
+        assert '"user" is ignored' in r.stderr
+    conf.write_text("listen 127.0.0.1:1\nuser no-such-user-here\n")
+    r = subprocess.run([BIN, "-t", "-c", str(conf)], capture_output=True, text=True)
+    assert r.returncode == 1 and "no user no-such-user-here" in r.stderr
+
+
+def test_metrics_can_be_private(server_factory):
+    s = keyed(server_factory, "metrics_public off\n")
+    status, headers, _ = s.request("GET", "/metrics")
+    assert status == 401 and headers["WWW-Authenticate"] == "Bearer"
+    status, _, data = s.request("GET", "/metrics", headers=AUTH)
+    assert status == 200 and b"sessiond_http_requests_total" in data
+    # Health stays open for probes.
+    assert s.request("GET", "/api/health")[0] == 200
+    public = keyed(server_factory)
+    assert public.request("GET", "/metrics")[0] == 200
+
+
+def test_server_header_has_no_version(server):
+    _, headers, _ = server.request("GET", "/api/health")
+    assert headers["Server"] == "sessiond"
+    _, headers, _ = server.request("GET", "/nowhere")
+    assert headers["Server"] == "sessiond"
+
+
+def test_logs_and_errors_never_hold_secrets(server_factory):
+    s = keyed(server_factory, "log_level debug\n")
+    status, _, body = create(s, "alice")
+    token = body["token"]
+    assert call(s, "GET", "/api/session", headers={"Authorization": f"Bearer {token}"})[0] == 200
+    # Wrong credentials of every kind: the answers do not repeat them.
+    wrong_key = KEY + "-wrong"
+    status, _, err = call(s, "GET", "/api/sessions/x", headers={
+        "Authorization": f"Bearer {wrong_key}"})
+    assert status == 401 and wrong_key not in str(err)
+    status, _, err = call(s, "GET", "/api/session", headers={
+        "Authorization": f"Bearer {token}x"})
+    assert status == 401 and token not in str(err)
+
+    async def ws():
+        async with websockets.connect(url(s, token)) as c:
+            assert (await op(c, op="subscribe", channel="c"))["op"] == "ok"
+    run(ws())
+    assert call(s, "DELETE", f"/api/sessions/{body['id']}")[0] == 204
+    log = s.log()
+    assert "serving" in log  # the debug log was written
+    for secret in (token, KEY, token[:16]):
+        assert secret not in log
