@@ -10,7 +10,7 @@ import tempfile
 import pytest
 import websockets
 
-from conftest import BIN, Server, wait_for
+from conftest import BIN, Server, raw_exchange, wait_for
 from test_sessions import AUTH, KEY, call, create, keyed
 from test_ws import next_push, op, run, url
 
@@ -156,3 +156,54 @@ def test_logs_and_errors_never_hold_secrets(server_factory):
     assert "serving" in log  # the debug log was written
     for secret in (token, KEY, token[:16]):
         assert secret not in log
+
+
+SMUGGLING = [
+    # (what, raw request, status): each is followed by a valid request on the same bytes.
+    ("CL and TE", b"POST /debug/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ("TE and CL", b"POST /debug/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+     b"Content-Length: 4\r\n\r\n0\r\n\r\n", 400),
+    ("two lengths", b"POST /debug/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n"
+     b"Content-Length: 40\r\n\r\n", 400),
+    ("length list", b"POST /debug/echo HTTP/1.1\r\nHost: x\r\nContent-Length: 0, 40\r\n\r\n",
+     400),
+    ("negative length", b"POST /debug/echo HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+     400),
+    ("overflowing length", b"POST /debug/echo HTTP/1.1\r\nHost: x\r\n"
+     b"Content-Length: 18446744073709551617\r\n\r\n", 400),
+    ("huge length", b"POST /debug/echo HTTP/1.1\r\nHost: x\r\n"
+     b"Content-Length: 9000000000000\r\n\r\n", 413),
+    ("TE chunked twice", b"POST /debug/echo HTTP/1.1\r\nHost: x\r\n"
+     b"Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", 400),
+    ("TE with a space before the colon", b"POST /debug/echo HTTP/1.1\r\nHost: x\r\n"
+     b"Transfer-Encoding : chunked\r\n\r\n0\r\n\r\n", 400),
+    ("bad chunk size", b"POST /debug/echo HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked"
+     b"\r\n\r\nz\r\nabc\r\n0\r\n\r\n", 400),
+    ("negative chunk size", b"POST /debug/echo HTTP/1.1\r\nHost: x\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n-3\r\nabc\r\n0\r\n\r\n", 400),
+    ("overflowing chunk size", b"POST /debug/echo HTTP/1.1\r\nHost: x\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n10000000000000000\r\nabc\r\n0\r\n\r\n", 400),
+    ("chunk without CRLF", b"POST /debug/echo HTTP/1.1\r\nHost: x\r\n"
+     b"Transfer-Encoding: chunked\r\n\r\n3\r\nabcX0\r\n\r\n", 400),
+    ("NUL in a header", b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-A: a\x00b\r\n\r\n", 400),
+    ("bare CR in a header", b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-A: a\rb\r\n\r\n", 400),
+    ("bare LF ending a header", b"GET /api/health HTTP/1.1\r\nHost: x\nX-A: b\r\n\r\n", 400),
+    ("NUL in the target", b"GET /api/he\x00alth HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ("two Hosts", b"GET /api/health HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 400),
+    ("method not a token", b"GE(T /api/health HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ("no method", b" /api/health HTTP/1.1\r\nHost: x\r\n\r\n", 400),
+    ("unknown version", b"GET /api/health HTTP/2.7\r\nHost: x\r\n\r\n", 505),
+    ("overlong request line", b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414),
+    ("overlong header", b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-A: " + b"a" * 20000 +
+     b"\r\n\r\n", 431),
+]
+
+
+@pytest.mark.parametrize("what,raw,want", SMUGGLING, ids=[c[0] for c in SMUGGLING])
+def test_smuggling_and_parser_abuse_get_one_answer_and_a_close(server, what, raw, want):
+    follow = b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n"
+    resp = raw_exchange(server.port, raw + follow)
+    assert resp.startswith(b"HTTP/1.1 %d " % want), (what, resp[:120])
+    assert resp.count(b"HTTP/1.1 ") == 1, what
+    assert b"Connection: close" in resp.split(b"\r\n\r\n")[0]
