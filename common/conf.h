@@ -61,6 +61,10 @@ struct conf {
     int64_t keepalive_timeout_ms;
     int64_t send_timeout_ms;
     bool gzip;
+    int max_connections_per_ip; /* 0 = no limit */
+    int rate_limit_per_ip;      /* requests per second; 0 = no limit */
+    bool limit_exempt_loopback;
+    int max_inflight_per_user;  /* 0 = no limit */
 
     /* credentials */
     char api_key[256];  /* "" = admin endpoints answer loopback peers only */

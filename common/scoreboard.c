@@ -26,6 +26,7 @@ sb_create(void)
     if (getrandom(&nonce, sizeof nonce, GRND_NONBLOCK) != sizeof nonce)
         nonce = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
     sb_set(&sb->instance_nonce, nonce | 1);
+    limit_init(&sb->limits);
     return sb;
 }
 

@@ -13,6 +13,8 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "peer_limits.h"
+
 /* Twice the largest worker count: during a reload or a replacement, old and new workers
  * hold slots at the same time. */
 #define SB_SLOTS 128
@@ -89,6 +91,7 @@ struct scoreboard {
     uint64_t dead_slot[SB_DEAD_RING], dead_pid[SB_DEAD_RING];
     struct sb_counters retired; /* counters of workers that are gone */
     struct sb_slot slot[SB_SLOTS];
+    struct limit_table limits; /* per-address and per-user limits of the instance */
 };
 
 /* Create the shared mapping; NULL on failure (errno set). */

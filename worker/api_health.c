@@ -280,7 +280,11 @@ api_metrics(struct request *r)
                "sessiond_draining %d\n"
                "# HELP sessiond_memory_rss_bytes Resident memory of the master and workers.\n"
                "# TYPE sessiond_memory_rss_bytes gauge\n"
-               "sessiond_memory_rss_bytes %llu\n",
+               "sessiond_memory_rss_bytes %llu\n"
+               "# HELP sessiond_limit_misses_total Per-address or per-user limits not applied "
+               "for want of room in the shared table.\n"
+               "# TYPE sessiond_limit_misses_total counter\n"
+               "sessiond_limit_misses_total %llu\n",
                (unsigned long long)t.http, (unsigned long long)t.ws,
                (unsigned long long)c.accepted, (unsigned long long)sessions_active(w),
                (unsigned long long)t.alive,
@@ -291,7 +295,8 @@ api_metrics(struct request *r)
                (unsigned long long)c.store_ops,
                (unsigned long long)c.store_errors, circuit_state(w),
                instance_draining(w) ? 1 : 0,
-               (unsigned long long)(t.rss + sb_get(&sb->master_rss)));
+               (unsigned long long)(t.rss + sb_get(&sb->master_rss)),
+               (unsigned long long)sb_get(&sb->limits.misses));
     metrics_histogram(&b, "sessiond_store_operation_seconds",
                       "Time from a store call to its answer.", c.store_hist, c.store_us_sum);
     metrics_workers(&b, sb);

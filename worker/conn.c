@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -83,6 +84,10 @@ conn_close(struct conn *c)
     close(c->fd);
     c->fd = -1;
     c->closed = true;
+    if (c->ip_held) {
+        limit_release(&c->w->sb->limits, c->ip_key);
+        c->ip_held = false;
+    }
     c->reading = false;
     worker_conn_closed(c->w, c);
 }
@@ -314,6 +319,26 @@ read_body(struct conn *c)
     return 1;
 }
 
+/* rate_limit_per_ip: a token from the peer's bucket, or 429 with the wait. */
+static bool
+rate_ok(struct request *r)
+{
+    struct conn *c = r->conn;
+    const struct conf *cf = c->w->conf;
+    if (c->ip_key == 0 || cf->rate_limit_per_ip == 0)
+        return true;
+    unsigned wait = limit_take(&c->w->sb->limits, c->ip_key, (unsigned)cf->rate_limit_per_ip,
+                               limit_now_ms());
+    if (wait == 0)
+        return true;
+    char retry[40], why[128];
+    snprintf(retry, sizeof retry, "Retry-After: %u\r\n", wait);
+    snprintf(why, sizeof why, "This address sends more than %d requests per second.",
+             cf->rate_limit_per_ip);
+    http_error_with(r, 429, retry, "too_many_requests", why);
+    return false;
+}
+
 static void
 dispatch(struct conn *c)
 {
@@ -338,6 +363,9 @@ dispatch(struct conn *c)
     const struct http_str *ae = http_header_get(h, "Accept-Encoding");
     r->gzip_ok = ae != NULL && http_list_has_token(*ae, "gzip");
     c->state = CONN_PENDING;
+    r->inflight_key = 0;
+    if (!rate_ok(r))
+        return;
     router_dispatch(r);
 }
 
@@ -447,6 +475,10 @@ conn_response_done(struct conn *c, int status, bool keep_alive)
 {
     struct worker *w = c->w;
     uint64_t us = (uint64_t)((ev_time() - c->req->started) * 1e6);
+    if (c->req->inflight_key != 0) {
+        limit_release(&w->sb->limits, c->req->inflight_key);
+        c->req->inflight_key = 0;
+    }
     sb_count_request(w->slot, status, us);
     c->requests++;
     if (c->closed) {
@@ -480,10 +512,9 @@ conn_drain(struct conn *c)
         set_idle(c);
 }
 
-bool
-conn_peer_is_loopback(const struct conn *c)
+static bool
+addr_is_loopback(const struct sockaddr_storage *ss)
 {
-    const struct sockaddr_storage *ss = &c->peer;
     if (ss->ss_family == AF_UNIX)
         return true;
     if (ss->ss_family == AF_INET) {
@@ -497,4 +528,30 @@ conn_peer_is_loopback(const struct conn *c)
         return IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && in6->sin6_addr.s6_addr[12] == 127;
     }
     return false;
+}
+
+bool
+conn_peer_is_loopback(const struct conn *c)
+{
+    return addr_is_loopback(&c->peer);
+}
+
+uint64_t
+conn_peer_key(const struct worker *w, const struct sockaddr_storage *peer)
+{
+    const struct conf *cf = w->conf;
+    if ((cf->max_connections_per_ip == 0 && cf->rate_limit_per_ip == 0) ||
+        (cf->limit_exempt_loopback && addr_is_loopback(peer)))
+        return 0;
+    if (peer->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)peer;
+        return limit_key(&w->sb->limits, LIMIT_IP, &in->sin_addr, 4);
+    }
+    if (peer->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)peer)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a)) /* the same client as on an IPv4 socket */
+            return limit_key(&w->sb->limits, LIMIT_IP, a->s6_addr + 12, 4);
+        return limit_key(&w->sb->limits, LIMIT_IP, a->s6_addr, 8);
+    }
+    return 0;
 }

@@ -35,6 +35,7 @@ struct request {
     bool head_only;     /* HEAD: send headers, no body */
     void *handler_data; /* for handlers that answer later */
     double store_started; /* when the current store call began (metrics) */
+    uint64_t inflight_key; /* counted under max_inflight_per_user; 0 = not counted */
 };
 
 enum conn_state {
@@ -66,12 +67,19 @@ struct conn {
                            * WebSocket, which needs none of its 2 KiB */
     struct ws *ws;        /* once upgraded */
     struct sockaddr_storage peer;
+    uint64_t ip_key;      /* the peer's key in the instance's limits; 0 = not limited */
+    bool ip_held;         /* counted under max_connections_per_ip */
     unsigned requests;    /* served on this connection */
     struct conn *prev, *next; /* in the worker's list */
 };
 
 /* Adopt an accepted socket. Returns the connection or NULL (the socket is then closed). */
 struct conn *conn_new(struct worker *w, int fd, const struct sockaddr_storage *peer);
+
+/* The key of a peer address for the per-address limits: the whole IPv4 address, or an
+ * IPv6 address's /64 (what one subscriber is usually given); 0 when no per-address limit
+ * is configured or the peer is exempt (loopback with limit_exempt_loopback, Unix). */
+uint64_t conn_peer_key(const struct worker *w, const struct sockaddr_storage *peer);
 
 /* Close now (stop watchers, close the socket); the memory is freed by the worker later. */
 void conn_close(struct conn *c);

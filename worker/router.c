@@ -6,27 +6,28 @@
 #include "api.h"
 #include "http.h"
 #include "util.h"
+#include "worker.h"
 #include "ws.h"
 
 static const struct route routes[] = {
-    {HTTP_GET, "/api/health", api_health},
-    {HTTP_GET, "/health", api_health},
-    {HTTP_GET, "/metrics", api_metrics},
-    {HTTP_POST, "/api/sessions", api_session_create},
-    {HTTP_GET, "/api/sessions/{id}", api_session_get},
-    {HTTP_PATCH, "/api/sessions/{id}", api_session_patch},
-    {HTTP_DELETE, "/api/sessions/{id}", api_session_delete},
-    {HTTP_POST, "/api/sessions/{id}/touch", api_session_touch},
-    {HTTP_GET, "/api/users/{user}/sessions", api_user_sessions},
-    {HTTP_DELETE, "/api/users/{user}/sessions", api_user_sessions_delete},
-    {HTTP_GET, "/api/session", api_own_session},
-    {HTTP_DELETE, "/api/session", api_own_session_delete},
-    {HTTP_GET, "/ws", ws_upgrade_request},
-    {HTTP_POST, "/api/channels/{channel}/publish", api_channel_publish},
-    {HTTP_GET, "/api/channels/{channel}/presence", api_channel_presence},
+    {HTTP_GET, "/api/health", api_health, OWNER_NONE},
+    {HTTP_GET, "/health", api_health, OWNER_NONE},
+    {HTTP_GET, "/metrics", api_metrics, OWNER_NONE},
+    {HTTP_POST, "/api/sessions", api_session_create, OWNER_NONE},
+    {HTTP_GET, "/api/sessions/{id}", api_session_get, OWNER_NONE},
+    {HTTP_PATCH, "/api/sessions/{id}", api_session_patch, OWNER_NONE},
+    {HTTP_DELETE, "/api/sessions/{id}", api_session_delete, OWNER_NONE},
+    {HTTP_POST, "/api/sessions/{id}/touch", api_session_touch, OWNER_NONE},
+    {HTTP_GET, "/api/users/{user}/sessions", api_user_sessions, OWNER_USER},
+    {HTTP_DELETE, "/api/users/{user}/sessions", api_user_sessions_delete, OWNER_USER},
+    {HTTP_GET, "/api/session", api_own_session, OWNER_TOKEN},
+    {HTTP_DELETE, "/api/session", api_own_session_delete, OWNER_TOKEN},
+    {HTTP_GET, "/ws", ws_upgrade_request, OWNER_NONE},
+    {HTTP_POST, "/api/channels/{channel}/publish", api_channel_publish, OWNER_NONE},
+    {HTTP_GET, "/api/channels/{channel}/presence", api_channel_presence, OWNER_NONE},
 #ifdef SESSIOND_TEST_HOOKS
-    {HTTP_GET, "/debug/{action}", api_debug},
-    {HTTP_POST, "/debug/{action}", api_debug},
+    {HTTP_GET, "/debug/{action}", api_debug, OWNER_NONE},
+    {HTTP_POST, "/debug/{action}", api_debug, OWNER_NONE},
 #endif
 };
 
@@ -114,6 +115,31 @@ router_match(const struct route *table, size_t n, enum http_method method, struc
     return path_found ? 405 : 404;
 }
 
+/* max_inflight_per_user: count the request for its owner, or answer 429 at once rather
+ * than let one user queue work without bound. A request without its credential goes on,
+ * to be refused by its handler. */
+static bool
+inflight_ok(struct request *r, const struct route *route)
+{
+    struct worker *w = r->conn->w;
+    int max = w->conf->max_inflight_per_user;
+    struct http_str who = {0};
+    if (max == 0 || route->owner == OWNER_NONE)
+        return true;
+    who = route->owner == OWNER_TOKEN ? api_bearer(r) : r->params[0];
+    if (who.len == 0)
+        return true;
+    uint64_t key = limit_key(&w->sb->limits, LIMIT_USER, who.p, who.len);
+    if (limit_acquire(&w->sb->limits, key, (unsigned)max)) {
+        r->inflight_key = key;
+        return true;
+    }
+    char why[128];
+    snprintf(why, sizeof why, "This user has %d requests in flight already.", max);
+    http_error_with(r, 429, "Retry-After: 1\r\n", "too_many_requests", why);
+    return false;
+}
+
 void
 router_dispatch(struct request *r)
 {
@@ -140,5 +166,6 @@ router_dispatch(struct request *r)
     }
     memcpy(r->params, m.params, sizeof m.params);
     r->nparams = m.nparams;
-    m.route->handler(r);
+    if (inflight_ok(r, m.route))
+        m.route->handler(r);
 }

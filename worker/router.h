@@ -13,10 +13,18 @@
 
 typedef void (*route_handler)(struct request *r);
 
+/* Whom a request is counted for under max_inflight_per_user. */
+enum route_owner {
+    OWNER_NONE,  /* nobody: admin calls about one session, health, ... */
+    OWNER_TOKEN, /* the session token it carries */
+    OWNER_USER,  /* the {user} of its path, its first parameter */
+};
+
 struct route {
     enum http_method method;
     const char *pattern;
     route_handler handler;
+    enum route_owner owner;
 };
 
 struct route_match {

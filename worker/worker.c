@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "http.h"
 #include "log.h"
 #include "privs.h"
 #include "store.h"
@@ -73,22 +74,44 @@ instance_connections(const struct worker *w)
     return sum;
 }
 
-/* Over max_connections: say so and close, rather than leave the client in the queue. */
+/* A connection over a limit: say so and close, rather than leave the client in the
+ * queue or make it wait for a request it would be refused anyway. */
 static void
-refuse_over_capacity(struct worker *w, int fd)
+refuse(struct worker *w, int fd, int status, const char *code, const char *message)
 {
-    char msg[384];
+    char body[256], msg[512];
+    size_t len = http_error_json(body, sizeof body, code, message);
     int n = snprintf(msg, sizeof msg,
-                     "HTTP/1.1 503 Service Unavailable\r\nDate: %s\r\nServer: sessiond\r\n"
-                     "Content-Type: application/json\r\nContent-Length: 92\r\n"
-                     "Retry-After: 1\r\nConnection: close\r\n\r\n"
-                     "{\"error\":{\"code\":\"over_capacity\",\"message\":\"The server is at "
-                     "max_connections.\"}}",
-                     worker_date(w));
+                     "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: sessiond\r\n"
+                     "Content-Type: application/json\r\nContent-Length: %zu\r\n"
+                     "Retry-After: 1\r\nConnection: close\r\n\r\n%s",
+                     status, http_reason(status), worker_date(w), len, body);
     if (n > 0 && send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
-        log_debug("over capacity: %s", strerror(errno));
+        log_debug("refusing a connection: %s", strerror(errno));
     close(fd);
-    sb_add(&w->slot->c.status[sb_status_index(503)], 1);
+    sb_add(&w->slot->c.status[sb_status_index(status)], 1);
+}
+
+/* Adopt an accepted socket, counted under max_connections_per_ip. */
+static void
+adopt(struct worker *w, int fd, const struct sockaddr_storage *peer)
+{
+    const struct conf *cf = w->conf;
+    uint64_t key = conn_peer_key(w, peer);
+    bool held = key != 0 && cf->max_connections_per_ip > 0;
+    if (held && !limit_acquire(&w->sb->limits, key, (unsigned)cf->max_connections_per_ip)) {
+        refuse(w, fd, 429, "too_many_connections",
+               "This address holds max_connections_per_ip connections already.");
+        return;
+    }
+    struct conn *c = conn_new(w, fd, peer);
+    if (c == NULL) {
+        if (held)
+            limit_release(&w->sb->limits, key);
+        return;
+    }
+    c->ip_key = key;
+    c->ip_held = held;
 }
 
 /* Accept up to max connections from one listener. With yield set, stop as soon as this
@@ -117,10 +140,10 @@ accept_batch(struct worker *w, int lfd, int max, bool yield)
         }
         sb_add(&w->slot->c.accepted, 1);
         if (instance_connections(w) >= (uint64_t)w->conf->max_connections) {
-            refuse_over_capacity(w, fd);
+            refuse(w, fd, 503, "over_capacity", "The server is at max_connections.");
             continue;
         }
-        conn_new(w, fd, &peer);
+        adopt(w, fd, &peer);
     }
 }
 

@@ -1,11 +1,14 @@
 """Least privilege and what the daemon gives away: workers that drop root, /metrics behind
 the key, a Server header without a version, and logs without secrets."""
+import json
 import os
 import pwd
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
+import time
 
 import pytest
 import websockets
@@ -207,3 +210,93 @@ def test_smuggling_and_parser_abuse_get_one_answer_and_a_close(server, what, raw
     assert resp.startswith(b"HTTP/1.1 %d " % want), (what, resp[:120])
     assert resp.count(b"HTTP/1.1 ") == 1, what
     assert b"Connection: close" in resp.split(b"\r\n\r\n")[0]
+
+
+def held_connection(s):
+    """A keep-alive connection the server has certainly accepted (it answered on it)."""
+    c = s.conn()
+    c.request("GET", "/api/health")
+    r = c.getresponse()
+    r.read()
+    assert r.status == 200
+    return c
+
+
+def test_connections_per_ip_across_workers(server_factory):
+    s = server_factory(conf="max_connections_per_ip 3\nlimit_exempt_loopback off\n")
+    held = [held_connection(s) for _ in range(3)]
+    resp = raw_exchange(s.port, b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert resp.startswith(b"HTTP/1.1 429 "), resp[:80]
+    assert b"Retry-After: 1\r\n" in resp and b'"too_many_connections"' in resp
+    held.pop().close()
+    wait_for(lambda: raw_exchange(s.port, b"GET /api/health HTTP/1.1\r\nHost: x\r\n"
+                                  b"Connection: close\r\n\r\n").startswith(b"HTTP/1.1 200 "),
+             what="a place freed by a closed connection")
+    for c in held:
+        c.close()
+    # Loopback is exempt by default.
+    free = server_factory(conf="max_connections_per_ip 3\n")
+    more = [held_connection(free) for _ in range(8)]
+    for c in more:
+        c.close()
+
+
+def test_request_rate_per_ip_is_shared_by_workers(server_factory):
+    s = server_factory(conf="rate_limit_per_ip 5\nlimit_exempt_loopback off\n", workers=2)
+    time.sleep(1.1)  # the bucket refills after the start-up probes
+    t0 = time.monotonic()
+    answers = [s.request("GET", "/api/health") for _ in range(20)]  # a new connection each
+    elapsed = time.monotonic() - t0
+    ok = [a for a in answers if a[0] == 200]
+    limited = [a for a in answers if a[0] == 429]
+    assert len(ok) + len(limited) == 20
+    assert 5 <= len(ok) <= 5 + int(elapsed * 5) + 1, (len(ok), elapsed)
+    status, headers, body = limited[0]
+    assert headers["Retry-After"] == "1" and b'"too_many_requests"' in body
+    time.sleep(1.1)
+    assert s.request("GET", "/api/health")[0] == 200
+
+
+def test_requests_in_flight_per_user(server_factory, tmp_path):
+    from test_redis import Redis
+    redis = Redis(tmp_path).start()
+    try:
+        s = server_factory(conf=f"store redis\nredis_url {redis.url}\nredis_timeout 3s\n"
+                                "max_inflight_per_user 3\n")
+        tokens = []
+        for user in ("alice", "bob"):
+            status, _, out = s.request("POST", "/api/sessions", body=b'{"user":"%s"}' % user.encode(),
+                                       headers={"Content-Type": "application/json"})
+            assert status == 201
+            tokens.append(json.loads(out)["token"])
+        os.kill(redis.proc.pid, signal.SIGSTOP)  # every store call now waits
+        try:
+            results = []
+
+            def own(tok):
+                t = time.monotonic()
+                st = s.request("GET", "/api/session", headers={"Authorization": f"Bearer {tok}"})[0]
+                results.append((tok, st, time.monotonic() - t))
+            threads = [threading.Thread(target=own, args=(tokens[0],)) for _ in range(3)]
+            for t in threads:
+                t.start()
+            time.sleep(0.5)  # alice's three are in flight
+            t = time.monotonic()
+            status, headers, body = s.request("GET", "/api/session",
+                                              headers={"Authorization": f"Bearer {tokens[0]}"})
+            assert status == 429 and time.monotonic() - t < 0.5
+            assert headers["Retry-After"] == "1" and b'"too_many_requests"' in body
+            other = threading.Thread(target=own, args=(tokens[1],))  # bob is not alice
+            other.start()
+            time.sleep(0.3)
+        finally:
+            os.kill(redis.proc.pid, signal.SIGCONT)
+        for t in threads + [other]:
+            t.join(10)
+        assert sorted(st for _, st, _ in results) == [200, 200, 200, 200], results
+        # Every answered request gave its place back.
+        for _ in range(4):
+            assert s.request("GET", "/api/session",
+                             headers={"Authorization": f"Bearer {tokens[0]}"})[0] == 200
+    finally:
+        redis.stop()

@@ -17,6 +17,7 @@ main(void)
         ws_proto_suite,
         hub_suite,
         roster_suite,
+        limits_suite,
         store_suite,
         bus_suite,
     };

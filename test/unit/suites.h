@@ -17,5 +17,6 @@ Suite *ws_proto_suite(void);
 Suite *bus_suite(void);
 Suite *hub_suite(void);
 Suite *roster_suite(void);
+Suite *limits_suite(void);
 
 #endif

@@ -9,12 +9,12 @@ static void handler_a(struct request *r) { (void)r; }
 static void handler_b(struct request *r) { (void)r; }
 
 static const struct route table[] = {
-    {HTTP_GET, "/api/health", handler_a},
-    {HTTP_GET, "/api/sessions/{id}", handler_a},
-    {HTTP_PATCH, "/api/sessions/{id}", handler_b},
-    {HTTP_DELETE, "/api/sessions/{id}", handler_b},
-    {HTTP_POST, "/api/sessions/{id}/touch", handler_b},
-    {HTTP_POST, "/api/channels/{c}/publish", handler_b},
+    {HTTP_GET, "/api/health", handler_a, OWNER_NONE},
+    {HTTP_GET, "/api/sessions/{id}", handler_a, OWNER_NONE},
+    {HTTP_PATCH, "/api/sessions/{id}", handler_b, OWNER_NONE},
+    {HTTP_DELETE, "/api/sessions/{id}", handler_b, OWNER_NONE},
+    {HTTP_POST, "/api/sessions/{id}/touch", handler_b, OWNER_NONE},
+    {HTTP_POST, "/api/channels/{c}/publish", handler_b, OWNER_NONE},
 };
 
 static int
