@@ -4,6 +4,7 @@ import json
 import os
 import pwd
 import shutil
+import socket
 import signal
 import subprocess
 import tempfile
@@ -300,3 +301,95 @@ def test_requests_in_flight_per_user(server_factory, tmp_path):
                              headers={"Authorization": f"Bearer {tokens[0]}"})[0] == 200
     finally:
         redis.stop()
+
+
+PIPELINED = 64  # requests of 256 KiB each that a stalled reader asks for
+
+
+def test_slowloris_and_friends_are_cut_off_while_health_answers(server_factory):
+    """Hundreds of connections trickling a head, trickling a body, or never reading what
+    they asked for: each is closed by its timeout, health keeps answering fast, and the
+    stalled connections cost bounded memory."""
+    import selectors
+    s = server_factory(conf="header_timeout 2s\nbody_timeout 2s\nsend_timeout 2s\n"
+                            "max_connections 5000\n")
+    base_rss = s.health()[1]["memory"]["rss_bytes"]
+    n = 300  # of each kind
+    socks = {"head": [], "body": [], "unread": []}
+    for kind in socks:
+        for _ in range(n if kind != "unread" else n // 6):
+            c = socket.create_connection(("127.0.0.1", s.port))
+            c.setblocking(False)
+            if kind == "head":
+                c.send(b"GET /api/health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            elif kind == "body":
+                c.send(b"POST /debug/echo HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+                       b"\r\nContent-Length: 100000\r\n\r\n{\"a\":\"")
+            else:
+                c.send(b"GET /debug/big?kb=256 HTTP/1.1\r\nHost: x\r\n"
+                       b"Accept-Encoding: identity\r\n\r\n" * PIPELINED)
+            socks[kind].append(c)
+    probes, closed_at = [], {}
+    t0 = time.monotonic()
+    sel = selectors.DefaultSelector()
+    for kind, lst in socks.items():
+        for c in lst:
+            sel.register(c, selectors.EVENT_READ, kind)
+    while time.monotonic() - t0 < 6 and len(closed_at) < 3 * n:
+        for c in socks["head"] + socks["body"]:  # one byte each, every 100 ms or so
+            if c.fileno() >= 0 and c not in closed_at:
+                try:
+                    c.send(b"a")
+                except OSError:
+                    pass
+        t = time.monotonic()
+        status, _ = s.health()
+        probes.append((time.monotonic() - t, status))
+        for key, _ in sel.select(timeout=0.1):
+            c = key.fileobj
+            if key.data == "unread":
+                continue  # never read: the server must give up on its own
+            try:
+                data = c.recv(65536)
+            except OSError:
+                data = b""
+            if not data or b"408" in data:
+                closed_at[c] = (key.data, time.monotonic() - t0, data[:12])
+                sel.unregister(c)
+        if time.monotonic() - t0 > 3 and "rss" not in closed_at:
+            closed_at["rss"] = s.health()[1]["memory"]["rss_bytes"]
+    stalled_rss = closed_at.pop("rss")
+    # Every trickler got 408 (or a close) after its 2 s, not before, and not much later.
+    for kind in ("head", "body"):
+        got = [v for v in closed_at.values() if v[0] == kind]
+        assert len(got) == n, (kind, len(got))
+        assert all(1.5 < when < 4.5 for _, when, _ in got), sorted(w for _, w, _ in got)[:3]
+        assert all(data.startswith(b"HTTP/1.1 408") or data == b"" for _, _, data in got)
+    # The readers that never read were closed by send_timeout: what the kernel buffers
+    # held, then EOF or a reset, far from all they asked for.
+    for c in socks["unread"]:
+        sel.unregister(c)
+        c.setblocking(True)
+        c.settimeout(5)
+        total = 0
+        try:
+            while True:
+                b = c.recv(1 << 20)
+                if not b:
+                    break
+                total += len(b)
+        except ConnectionResetError:
+            pass
+        assert total < PIPELINED * (256 << 10) // 2, "a stalled reader was not cut off"
+    latencies = sorted(p[0] for p in probes)
+    p99 = latencies[int(len(latencies) * 0.99) - 1]
+    assert all(st == 200 for _, st in probes)
+    assert p99 < 0.05, f"health p99 {p99 * 1000:.1f} ms during the attack"
+    # Memory per stalled connection stays small (buffers are bounded and shared).
+    per_conn = (stalled_rss - base_rss) / (2 * n + n // 6)
+    print(f"health p99 {p99 * 1000:.1f} ms over {len(probes)} probes; "
+          f"{per_conn / 1024:.1f} KiB per stalled connection")
+    assert per_conn < 64 << 10, f"{per_conn / 1024:.1f} KiB per stalled connection"
+    for lst in socks.values():
+        for c in lst:
+            c.close()
