@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -567,6 +568,32 @@ cleanup(struct master *m)
     free(m->conf);
 }
 
+/* Descriptors a worker needs besides its connections: listeners, store, bus, log... */
+#define FD_RESERVE 64
+
+/* Every connection is a descriptor: take the whole open-file limit we are allowed (the
+ * soft limit up to the hard one, as nginx's worker_rlimit_nofile does; children inherit
+ * it), and say so at start when a worker's share of max_connections cannot fit. */
+static void
+take_fd_limit(const struct conf *c, int workers)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = was;
+    }
+    rlim_t share = (rlim_t)(c->max_connections + workers - 1) / (rlim_t)workers;
+    if (rl.rlim_cur != RLIM_INFINITY && share + FD_RESERVE > rl.rlim_cur)
+        log_warnx("the open-file limit (%llu) is below a worker's share of max_connections "
+                  "(%llu): a worker that reaches it pauses accepting; raise it "
+                  "(ulimit -n, LimitNOFILE=) or lower max_connections",
+                  (unsigned long long)rl.rlim_cur, (unsigned long long)share);
+}
+
 int
 master_run(struct conf *conf, worker_reload_fn reload_fn)
 {
@@ -595,6 +622,7 @@ master_run(struct conf *conf, worker_reload_fn reload_fn)
     rss.data = &m;
     ev_timer_start(m.loop, &rss);
     m.target = workers_wanted(conf);
+    take_fd_limit(conf, m.target);
     log_info("sessiond %s starting %d worker(s)", SESSIOND_VERSION, m.target);
     start_workers(&m);
     ev_run(m.loop, 0);
@@ -619,6 +647,7 @@ master_run_single(struct conf *conf, worker_reload_fn reload_fn)
         return 1;
     }
     sb_set(&m.sb->workers_target, 1);
+    take_fd_limit(conf, 1);
     int slot = sb_claim(m.sb, 0, 0);
     log_info("sessiond %s serving in a single process (clustering off)", SESSIOND_VERSION);
     struct worker_params p = {.conf = conf, .listeners = &m.ls, .sb = m.sb, .slot = slot,

@@ -131,7 +131,13 @@ accept_batch(struct worker *w, int lfd, int max, bool yield)
         int fd = accept4(lfd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                log_warn("accept");
+                /* Out of descriptors: accept would fail at once again, so pause instead
+                 * of spinning, and say so once per shortage, not ten times a second.
+                 * Clients wait in the kernel's queue meanwhile. */
+                if (!w->fd_short)
+                    log_warn("accept (pausing until connections close; see max_connections "
+                             "and the open-file limit)");
+                w->fd_short = true;
                 accept_stop(w);
                 ev_timer_set(&w->accept_pause, ACCEPT_EMFILE_PAUSE, 0.);
                 ev_timer_start(w->loop, &w->accept_pause);
@@ -139,6 +145,10 @@ accept_batch(struct worker *w, int lfd, int max, bool yield)
             return; /* EAGAIN: the queue is empty (or a sibling was faster) */
         }
         sb_add(&w->slot->c.accepted, 1);
+        if (w->fd_short) {
+            w->fd_short = false;
+            log_info("accepting again");
+        }
         if (instance_connections(w) >= (uint64_t)w->conf->max_connections) {
             refuse(w, fd, 503, "over_capacity", "The server is at max_connections.");
             continue;

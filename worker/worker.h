@@ -58,6 +58,7 @@ struct worker {
     struct conn *closed;  /* closed, waiting to be freed by reap */
     unsigned nconns;
     bool draining;
+    bool fd_short;            /* accept is paused for want of descriptors (logged once) */
     double drain_started;
 
     char date[40];        /* "Sun, 06 Nov 1994 08:49:37 GMT", refreshed once a second */

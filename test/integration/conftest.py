@@ -7,6 +7,7 @@ is stopped by pid at the end: the master, then any worker that outlived it.
 import http.client
 import json
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -63,8 +64,9 @@ def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
 
 
 class Server:
-    def __init__(self, tmp_path, conf="", env=None, workers=2, port=None):
+    def __init__(self, tmp_path, conf="", env=None, workers=2, port=None, nofile=None):
         self.dir = tmp_path
+        self.nofile = nofile  # an open-file limit (soft and hard) for the whole group
         self.port = port or free_port()
         self.conf_path = os.path.join(tmp_path, "sessiond.conf")
         self.log_path = os.path.join(tmp_path, "sessiond.log")
@@ -89,8 +91,12 @@ class Server:
 
     def start(self, wait=True, args=()):
         self.logf = open(self.log_path, "ab")
+        def limit():
+            if self.nofile:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
         self.proc = subprocess.Popen([BIN, "-c", self.conf_path, *args], stdin=subprocess.DEVNULL,
-                                     stdout=self.logf, stderr=subprocess.STDOUT, env=self.env)
+                                     stdout=self.logf, stderr=subprocess.STDOUT, env=self.env,
+                                     preexec_fn=limit)
         if wait:
             want = self.workers or 1
             wait_for(lambda: self.health_ok(want), what=f"{want} worker(s) serving")

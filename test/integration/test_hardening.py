@@ -393,3 +393,30 @@ def test_slowloris_and_friends_are_cut_off_while_health_answers(server_factory):
     for lst in socks.values():
         for c in lst:
             c.close()
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_pauses_accept_instead_of_spinning(server_factory):
+    s = server_factory(workers=1, nofile=64)
+    assert "open-file limit (64) is below" in s.log()  # said at start
+    worker = s.worker_pids()[0]
+    clients = []
+    for _ in range(90):  # more than the worker can hold
+        c = socket.create_connection(("127.0.0.1", s.port), timeout=5)
+        clients.append(c)
+    wait_for(lambda: "pausing until connections close" in s.log(), what="the pause")
+    before = cpu_seconds(worker)
+    time.sleep(2)
+    assert cpu_seconds(worker) - before < 0.3, "the worker spins on accept"
+    assert s.log().count("pausing until connections close") == 1  # once, not 20 times
+    for c in clients:
+        c.close()
+    # Once descriptors are free, the queued and new clients are served.
+    wait_for(lambda: s.health()[0] == 200, timeout=5, what="serving again")
+    assert "accepting again" in s.log()
+    assert s.worker_pids() == [worker]
