@@ -1,5 +1,6 @@
 #include "roster.h"
 
+#include <errno.h>
 #include <lmdb.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -157,6 +158,13 @@ roster_prepare(const struct conf *c, bool fresh, char *err, size_t errlen)
     struct roster *l = roster_open(c, err, errlen);
     if (l == NULL)
         return -1;
+    char lock[sizeof c->store_path + 16];
+    snprintf(lock, sizeof lock, "%s-roster-lock", c->store_path);
+    if (reserve_file(lock) != 0) {
+        errf(err, errlen, "roster: cannot allocate %s: %s", lock, strerror(errno));
+        roster_close(l);
+        return -1;
+    }
     MDB_txn *txn;
     int rc = 0;
     if (fresh && ((rc = mdb_txn_begin(l->env, NULL, 0, &txn)) != 0 ||

@@ -45,6 +45,7 @@ enum store_status {
     STORE_TOO_BIG,        /* the data would exceed session_max_bytes */
     STORE_BAD_DATA,       /* a patch that cannot be applied (not an object) */
     STORE_UNAVAILABLE,    /* the backend cannot be reached (circuit open, timeout) */
+    STORE_NO_SPACE,       /* the embedded store's disk is full: writes wait for room */
     STORE_ERROR,          /* anything else; store_last_error() says what */
 };
 

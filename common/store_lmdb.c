@@ -34,6 +34,17 @@
 #define LMDB_MIN_MAP (1024 * 1024)
 #define LMDB_MAX_READERS 512      /* 64 workers, each with a read txn or two, and room */
 #define LMDB_RECLAIM 64           /* expired sessions a create may delete to make room */
+/* Pages a write may take past the last one in use, for the disk reservation below: each
+ * of the three trees may copy and split a path of at most 8 pages; a delete copies one
+ * path per tree. Commit writes the free list and the meta page too. */
+#define LMDB_TREE_PAGES 48
+#define LMDB_DELETE_PAGES 24
+#define LMDB_TXN_PAGES 64
+/* A transaction of creates may reclaim expired sessions: up to LMDB_RECLAIM at a time,
+ * and with at most LMDB_FLUSH_MAX creates, at most twice. */
+#define LMDB_RECLAIM_PAGES (2 * LMDB_RECLAIM * LMDB_DELETE_PAGES)
+#define LMDB_RESERVE_CHUNK ((off_t)16 << 20) /* grow the reservation this much at a time */
+#define LMDB_FLUSH_MAX 64         /* queued creates per transaction */
 #define LMDB_LIST_MAX 10000
 #define LMDB_TIME_KEY (8 + SESSION_ID_LEN)
 
@@ -75,6 +86,12 @@ struct lmdb_store {
     size_t max_bytes;
     bool healthy;
     char error[256];
+    /* The disk reservation (see lmdb_reserve): the data file, its page size, the map,
+     * and how far this process has made sure blocks are allocated. */
+    int fd;
+    size_t psize;
+    off_t map, reserved;
+    size_t create_pages; /* one create or update, without reclaiming */
 };
 
 /* A record decoded: the pointers point into LMDB's memory (or the caller's). */
@@ -268,15 +285,64 @@ lmdb_read_end(struct lmdb_store *st, MDB_txn *txn)
     }
 }
 
-/* Run body in one write transaction: commit if it returns STORE_OK, else write nothing. */
+/* With MDB_WRITEMAP a write transaction stores its new pages straight into the shared
+ * mapping. Were the file's blocks behind them not allocated (the file is sparse) and the
+ * disk full, that store would be a SIGBUS killing the worker, and the next one, and so
+ * on. So, holding the write lock and before writing, make sure blocks are allocated for
+ * every page the transaction could take (pages, a bound) past the last page in use: a
+ * full disk then fails fallocate, and the write is refused cleanly while reads go on.
+ * Allocated blocks are never given back, so the check only calls the kernel when the
+ * store grows past this process's reservation, which grows 16 MiB at a time. */
 static enum store_status
-lmdb_write(struct lmdb_store *st, lmdb_body body, void *ctx)
+lmdb_reserve(struct lmdb_store *st, size_t pages)
+{
+    MDB_envinfo info;
+    if (st->reserved >= st->map || mdb_env_info(st->env, &info) != 0)
+        return STORE_OK;
+    off_t need = (off_t)((info.me_last_pgno + 1 + pages + LMDB_TXN_PAGES) * st->psize);
+    if (need > st->map)
+        need = st->map;
+    if (need <= st->reserved)
+        return STORE_OK;
+    off_t ahead = need + (st->reserved / 8 > LMDB_RESERVE_CHUNK ? st->reserved / 8
+                                                                  : LMDB_RESERVE_CHUNK);
+    if (ahead > st->map)
+        ahead = st->map;
+    if (fallocate(st->fd, 0, 0, ahead) == 0) {
+        st->reserved = ahead;
+        return STORE_OK;
+    }
+    if (errno == ENOSPC && ahead > need && fallocate(st->fd, 0, 0, need) == 0) {
+        st->reserved = need; /* room for this write, not for the chunk ahead */
+        return STORE_OK;
+    }
+    if (errno == EOPNOTSUPP || errno == ENOSYS) {
+        /* A file system without fallocate: nothing to guard with; say so once. */
+        errf(st->error, sizeof st->error, "fallocate: %s", strerror(errno));
+        st->reserved = st->map;
+        return STORE_OK;
+    }
+    errf(st->error, sizeof st->error, "the disk of the store is full (fallocate: %s)",
+         strerror(errno));
+    st->healthy = false;
+    return STORE_NO_SPACE;
+}
+
+/* Run body in one write transaction that may take up to pages new pages: commit if it
+ * returns STORE_OK, else write nothing. */
+static enum store_status
+lmdb_write(struct lmdb_store *st, lmdb_body body, void *ctx, size_t pages)
 {
     MDB_txn *txn;
     int rc = lmdb_begin(st, 0, &txn);
     if (rc != 0)
         return lmdb_fail(st, rc, "mdb_txn_begin");
-    enum store_status status = body(st, txn, ctx);
+    enum store_status status = lmdb_reserve(st, pages);
+    if (status != STORE_OK) {
+        mdb_txn_abort(txn);
+        return status;
+    }
+    status = body(st, txn, ctx);
     if (status != STORE_OK) {
         mdb_txn_abort(txn);
         return status;
@@ -598,19 +664,31 @@ lmdb_create_args(struct lmdb_store *st, const struct session *s, struct lmdb_cre
  * do one by one; a failed check writes nothing. If the transaction itself fails (the map
  * is full mid-write), none of the batch is written and every create reports it. */
 static void
-lmdb_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+lmdb_flush_batch(struct lmdb_store *st)
 {
-    (void)revents;
-    struct lmdb_store *st = w->data;
-    struct lmdb_queued *q = st->queue;
-    st->queue = NULL;
-    st->queue_tail = &st->queue;
-    ev_prepare_stop(loop, w);
+    /* At most LMDB_FLUSH_MAX at a time, which bounds what the disk must hold ready. */
+    struct lmdb_queued *q = st->queue, **cut = &st->queue;
+    size_t n = 0;
+    while (*cut != NULL && n < LMDB_FLUSH_MAX) {
+        cut = &(*cut)->next;
+        n++;
+    }
+    st->queue = *cut;
+    *cut = NULL;
+    if (st->queue == NULL)
+        st->queue_tail = &st->queue;
     MDB_txn *txn;
     int rc = lmdb_begin(st, 0, &txn);
+    enum store_status reserved = rc == 0 ? lmdb_reserve(st, n * st->create_pages + LMDB_RECLAIM_PAGES) : STORE_OK;
+    if (reserved != STORE_OK) {
+        mdb_txn_abort(txn);
+        rc = -1;
+    }
     for (struct lmdb_queued *b = q; b != NULL; b = b->next) {
         struct lmdb_create c;
-        b->status = rc != 0 ? lmdb_fail(st, rc, "mdb_txn_begin") : lmdb_create_args(st, &b->s, &c);
+        b->status = reserved != STORE_OK ? reserved
+                    : rc != 0            ? lmdb_fail(st, rc, "mdb_txn_begin")
+                                         : lmdb_create_args(st, &b->s, &c);
         if (b->status == STORE_OK)
             b->status = lmdb_create_txn(st, txn, &c);
     }
@@ -626,6 +704,16 @@ lmdb_flush(struct ev_loop *loop, ev_prepare *w, int revents)
         free(q);
         q = next;
     }
+}
+
+static void
+lmdb_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    struct lmdb_store *st = w->data;
+    ev_prepare_stop(loop, w);
+    while (st->queue != NULL)
+        lmdb_flush_batch(st);
 }
 
 static void
@@ -652,7 +740,7 @@ lmdb_store_create(void *self, const struct session *s, store_cb cb, void *arg)
         return;
     }
     if (status == STORE_OK)
-        status = lmdb_write(st, lmdb_create_txn, &c);
+        status = lmdb_write(st, lmdb_create_txn, &c, st->create_pages + LMDB_RECLAIM_PAGES);
     if (status != STORE_OK) {
         cb(arg, status, NULL);
         return;
@@ -894,7 +982,7 @@ lmdb_store_update(void *self, const char *id, int64_t now, const struct store_ch
     struct lmdb_store *st = self;
     struct lmdb_update u = {.id = id, .id_len = strlen(id), .now = now, .ch = ch};
     st->healthy = true;
-    enum store_status status = lmdb_write(st, lmdb_update_txn, &u);
+    enum store_status status = lmdb_write(st, lmdb_update_txn, &u, st->create_pages);
     cb(arg, status, status == STORE_OK ? &u.out : NULL);
     free(u.data);
 }
@@ -932,7 +1020,7 @@ lmdb_store_delete(void *self, const char *id, store_cb cb, void *arg)
     struct lmdb_store *st = self;
     struct lmdb_delete d = {.id = id, .id_len = strlen(id)};
     st->healthy = true;
-    enum store_status status = lmdb_write(st, lmdb_delete_txn, &d);
+    enum store_status status = lmdb_write(st, lmdb_delete_txn, &d, LMDB_DELETE_PAGES);
     cb(arg, status, status == STORE_OK ? &d.out : NULL);
     free(d.data);
 }
@@ -979,7 +1067,8 @@ lmdb_store_delete_user(void *self, const char *user, store_count_cb cb, void *ar
         cb(arg, STORE_OK, 0);
         return;
     }
-    enum store_status status = lmdb_write(st, lmdb_delete_user_txn, &d);
+    enum store_status status = lmdb_write(st, lmdb_delete_user_txn, &d,
+                                          (size_t)st->max_per_user * LMDB_DELETE_PAGES);
     cb(arg, status, status == STORE_OK ? d.n : 0);
 }
 
@@ -1009,7 +1098,9 @@ lmdb_store_sweep(void *self, int64_t now, int max)
     (void)mdb_reader_check(st->env, &dead);
     if (max <= 0)
         return 0;
-    return lmdb_write(st, lmdb_sweep_body, &s) == STORE_OK ? s.n : -1;
+    return lmdb_write(st, lmdb_sweep_body, &s, (size_t)max * LMDB_DELETE_PAGES) == STORE_OK
+               ? s.n
+               : -1;
 }
 
 /* ---- open, prepare, close ---- */
@@ -1169,6 +1260,13 @@ lmdb_store_prepare(const struct conf *c, char *err, size_t errlen)
         errf(err, errlen, "store_path %s: %s", c->store_path, mdb_strerror(rc));
         return -1;
     }
+    char lock[sizeof c->store_path + 8];
+    snprintf(lock, sizeof lock, "%s-lock", c->store_path);
+    if (reserve_file(lock) != 0) {
+        errf(err, errlen, "store_path %s: cannot allocate its lock file: %s", c->store_path,
+             strerror(errno));
+        return -1;
+    }
     return 0;
 }
 
@@ -1200,6 +1298,12 @@ lmdb_store_open(const struct conf *c, void *loop, char *err, size_t errlen)
     st->max_per_user = c->max_sessions_per_user;
     st->max_bytes = (size_t)c->session_max_bytes;
     st->healthy = true;
+    MDB_stat ms;
+    if (mdb_env_get_fd(st->env, &st->fd) != 0 || mdb_env_stat(st->env, &ms) != 0)
+        ms.ms_psize = 4096, st->reserved = (off_t)map; /* cannot reserve: do not try */
+    st->psize = ms.ms_psize;
+    st->map = (off_t)map;
+    st->create_pages = LMDB_TREE_PAGES + (st->max_bytes + 512) / st->psize + 1;
     st->loop = loop;
     st->queue_tail = &st->queue;
     ev_prepare_init(&st->flush, lmdb_flush);

@@ -1,7 +1,10 @@
 #include "util.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 unsigned long long
@@ -41,4 +44,21 @@ name_chars_ok(const char *s, size_t len, size_t max)
             return false;
     }
     return true;
+}
+
+int
+reserve_file(const char *path)
+{
+    int fd = open(path, O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct stat sb;
+    int rc = fstat(fd, &sb);
+    if (rc == 0 && sb.st_size > 0 && fallocate(fd, 0, 0, sb.st_size) != 0 &&
+        errno != EOPNOTSUPP && errno != ENOSYS)
+        rc = -1;
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return rc;
 }

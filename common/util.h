@@ -31,4 +31,9 @@ unsigned long long proc_rss_bytes(void);
  * log report what went wrong. */
 void errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* Allocate the blocks of path's whole current length, so that writes through a shared
+ * mapping of it (LMDB's lock files) can never meet a full disk (a SIGBUS). Returns 0
+ * (also where the file system cannot do it), or -1 with errno. */
+int reserve_file(const char *path);
+
 #endif

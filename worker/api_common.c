@@ -52,7 +52,8 @@ api_admin_ok(struct request *r)
 void
 api_store_error(struct request *r, enum store_status st)
 {
-    sb_add(&r->conn->w->slot->c.store_errors, st == STORE_ERROR || st == STORE_UNAVAILABLE);
+    sb_add(&r->conn->w->slot->c.store_errors,
+           st == STORE_ERROR || st == STORE_UNAVAILABLE || st == STORE_NO_SPACE);
     switch (st) {
     case STORE_NOT_FOUND:
         http_error(r, 404, NULL, "No such session.");
@@ -77,6 +78,11 @@ api_store_error(struct request *r, enum store_status st)
     case STORE_UNAVAILABLE:
         http_error_with(r, 503, "Retry-After: 1\r\n", "store_unavailable",
                         "The session store is unavailable.");
+        break;
+    case STORE_NO_SPACE:
+        http_error_with(r, 503, "Retry-After: 10\r\n", "store_unavailable",
+                        "The session store's disk is full: writes are refused until there "
+                        "is space again; reads go on.");
         break;
     default:
         http_error(r, 500, NULL, "The session store failed.");

@@ -3,6 +3,7 @@ the key, a Server header without a version, and logs without secrets."""
 import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import signal
@@ -71,8 +72,9 @@ def test_workers_drop_to_the_configured_user(open_dir):
         # Rotation: the master reopens the log and gives the new file to the workers.
         os.rename(f"{open_dir}/sessiond.log-file", f"{open_dir}/sessiond.log-file.1")
         s.signal(signal.SIGUSR1)
-        wait_for(lambda: os.path.exists(f"{open_dir}/sessiond.log-file"), what="a new log")
-        assert os.stat(f"{open_dir}/sessiond.log-file").st_uid == nobody.pw_uid
+        wait_for(lambda: os.path.exists(f"{open_dir}/sessiond.log-file") and
+                 os.stat(f"{open_dir}/sessiond.log-file").st_uid == nobody.pw_uid,
+                 what="a new log file given to the workers' user")
     finally:
         s.stop()
 
@@ -316,6 +318,7 @@ def test_slowloris_and_friends_are_cut_off_while_health_answers(server_factory):
     base_rss = s.health()[1]["memory"]["rss_bytes"]
     n = 300  # of each kind
     socks = {"head": [], "body": [], "unread": []}
+    born = {}
     for kind in socks:
         for _ in range(n if kind != "unread" else n // 6):
             c = socket.create_connection(("127.0.0.1", s.port))
@@ -329,6 +332,7 @@ def test_slowloris_and_friends_are_cut_off_while_health_answers(server_factory):
                 c.send(b"GET /debug/big?kb=256 HTTP/1.1\r\nHost: x\r\n"
                        b"Accept-Encoding: identity\r\n\r\n" * PIPELINED)
             socks[kind].append(c)
+            born[c] = time.monotonic()
     probes, closed_at = [], {}
     t0 = time.monotonic()
     sel = selectors.DefaultSelector()
@@ -354,7 +358,7 @@ def test_slowloris_and_friends_are_cut_off_while_health_answers(server_factory):
             except OSError:
                 data = b""
             if not data or b"408" in data:
-                closed_at[c] = (key.data, time.monotonic() - t0, data[:12])
+                closed_at[c] = (key.data, time.monotonic() - born[c], data[:12])
                 sel.unregister(c)
         if time.monotonic() - t0 > 3 and "rss" not in closed_at:
             closed_at["rss"] = s.health()[1]["memory"]["rss_bytes"]
@@ -420,3 +424,70 @@ def test_out_of_descriptors_pauses_accept_instead_of_spinning(server_factory):
     wait_for(lambda: s.health()[0] == 200, timeout=5, what="serving again")
     assert "accepting again" in s.log()
     assert s.worker_pids() == [worker]
+
+
+@pytest.fixture
+def small_disk():
+    """A 128 MiB tmpfs of our own, so that the store's disk can be filled."""
+    d = tempfile.mkdtemp(prefix="sessiond-disk-", dir="/tmp")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=128m,mode=0755", "tmpfs", d],
+                      capture_output=True).returncode != 0:
+        os.rmdir(d)
+        pytest.skip("cannot mount a tmpfs here")
+    yield d
+    subprocess.run(["umount", "-l", d])
+    os.rmdir(d)
+
+
+def fill(path):
+    """Write until the disk is full."""
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+
+
+def test_full_disk_fails_writes_clearly_keeps_reads_and_recovers(server_factory, small_disk):
+    # The map (800 x 64 KiB, doubled: 100 MiB) fits the disk at start, as it must; the
+    # store reserves blocks ahead of its use, and the filler then takes the rest.
+    s = keyed(server_factory, f"store_path {small_disk}/sessions.db\nmax_sessions 800\n"
+                              "session_max_bytes 64k\n")
+    made = []
+    for i in range(20):
+        status, _, body = create(s, f"u{i}", {"n": i})
+        assert status == 201
+        made.append(body)
+    fill(f"{small_disk}/filler")
+    refused = None
+    for i in range(700):  # the reservation runs out, then a write needs the disk
+        status, _, body = create(s, f"late{i}", {"pad": "x" * 60000})
+        if status != 201:
+            refused = (status, body)
+            break
+    assert refused is not None, "the store never noticed the full disk"
+    status, body = refused
+    assert status == 503 and body["error"]["code"] == "store_unavailable", body
+    assert "disk is full" in body["error"]["message"]
+    assert status == 503 and refused[1]["error"]["code"] == "store_unavailable"
+    metrics = s.request("GET", "/metrics")[2].decode()  # visible, not silent
+    assert int(re.search(r"^sessiond_store_errors_total (\d+)", metrics, re.M).group(1)) >= 1
+    for m in made:  # reads keep working
+        status, _, got = call(s, "GET", f"/api/sessions/{m['id']}")
+        assert status == 200 and got["data"]["n"] == m["data"]["n"]
+    # Space returns: writes succeed again, by themselves, with no restart.
+    pids = s.worker_pids()
+    os.unlink(f"{small_disk}/filler")
+    wait_for(lambda: create(s, "after")[0] == 201, timeout=5, what="writes to resume")
+    assert s.worker_pids() == pids
+    # Nothing was corrupted: a restart reads every session back.
+    s.stop()
+    again = Server(s.dir, conf=s.extra, workers=2, port=s.port)
+    try:
+        again.start()
+        for m in made:
+            assert call(again, "GET", f"/api/sessions/{m['id']}")[0] == 200
+    finally:
+        again.stop()
