@@ -241,10 +241,9 @@ conn_new(struct worker *w, int fd, const struct sockaddr_storage *peer)
     return c;
 }
 
-/* Answer a request that could not be parsed, then close: after a framing error nothing
- * that follows on the connection can be trusted to be a request. */
-static void
-reject(struct conn *c, int status, const char *why)
+void
+conn_refuse(struct conn *c, int status, const char *extra_headers, const char *code,
+            const char *why)
 {
     struct request *r = c->req;
     memset(&r->http, 0, sizeof r->http);
@@ -253,7 +252,15 @@ reject(struct conn *c, int status, const char *why)
     r->started = ev_now(c->w->loop);
     c->close_after = true;
     c->state = CONN_PENDING;
-    http_error(r, status, NULL, why);
+    http_error_with(r, status, extra_headers, code, why);
+}
+
+/* Answer a request that could not be parsed, then close: after a framing error nothing
+ * that follows on the connection can be trusted to be a request. */
+static void
+reject(struct conn *c, int status, const char *why)
+{
+    conn_refuse(c, status, NULL, NULL, why);
 }
 
 /* A complete head has been parsed: check it against our limits and get ready for the

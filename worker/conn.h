@@ -81,6 +81,12 @@ struct conn *conn_new(struct worker *w, int fd, const struct sockaddr_storage *p
  * is configured or the peer is exempt (loopback with limit_exempt_loopback, Unix). */
 uint64_t conn_peer_key(const struct worker *w, const struct sockaddr_storage *peer);
 
+/* Answer status at once and close: the response is written, then the connection
+ * lingers (reads and drops what the client sends) so that the kernel does not answer
+ * the client's unread request with a reset that would destroy the response. */
+void conn_refuse(struct conn *c, int status, const char *extra_headers, const char *code,
+                 const char *why);
+
 /* Close now (stop watchers, close the socket); the memory is freed by the worker later. */
 void conn_close(struct conn *c);
 

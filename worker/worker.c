@@ -99,19 +99,19 @@ adopt(struct worker *w, int fd, const struct sockaddr_storage *peer)
     const struct conf *cf = w->conf;
     uint64_t key = conn_peer_key(w, peer);
     bool held = key != 0 && cf->max_connections_per_ip > 0;
-    if (held && !limit_acquire(&w->sb->limits, key, (unsigned)cf->max_connections_per_ip)) {
-        refuse(w, fd, 429, "too_many_connections",
-               "This address holds max_connections_per_ip connections already.");
-        return;
-    }
+    bool over = held && !limit_acquire(&w->sb->limits, key,
+                                       (unsigned)cf->max_connections_per_ip);
     struct conn *c = conn_new(w, fd, peer);
     if (c == NULL) {
-        if (held)
+        if (held && !over)
             limit_release(&w->sb->limits, key);
         return;
     }
     c->ip_key = key;
-    c->ip_held = held;
+    c->ip_held = held && !over;
+    if (over) /* through the connection, so that the answer is not lost to a reset */
+        conn_refuse(c, 429, "Retry-After: 1\r\n", "too_many_connections",
+                    "This address holds max_connections_per_ip connections already.");
 }
 
 /* Accept up to max connections from one listener. With yield set, stop as soon as this
