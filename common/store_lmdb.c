@@ -31,7 +31,7 @@
 #include "token.h"
 
 #define LMDB_SESSION_OVERHEAD 512 /* bytes of records and index entries per session */
-#define LMDB_MIN_MAP (1024 * 1024)
+#define LMDB_MIN_MAP ((size_t)1024 * 1024)
 #define LMDB_MAX_READERS 512      /* 64 workers, each with a read txn or two, and room */
 #define LMDB_RECLAIM 64           /* expired sessions a create may delete to make room */
 #define LMDB_LIST_MAX 10000
@@ -1116,7 +1116,7 @@ lmdb_check_space(const char *path, int fd, size_t map, char *err, size_t errlen)
     uint64_t avail = (uint64_t)vfs.f_bavail * vfs.f_frsize + (uint64_t)sb.st_blocks * 512;
     if (avail >= map)
         return 0;
-    uint64_t mib = 1024 * 1024;
+    uint64_t mib = (uint64_t)1024 * 1024;
     errf(err, errlen,
                "store_path %s: the disk has %llu MiB free but the store may grow to %llu MiB "
                "(max_sessions x session_max_bytes, doubled for copy-on-write); lower "
