@@ -35,7 +35,7 @@ read_small(const char *path, char *buf, size_t size)
     if (f == NULL) return -1;
     size_t n = fread(buf, 1, size - 1, f);
     int failed = ferror(f) || n == size - 1;
-    fclose(f);
+    (void)fclose(f);
     if (failed) return -1;
     buf[n] = '\0';
     return 0;
@@ -230,7 +230,7 @@ read_cgroup_paths(const char *root, struct cgroup_paths *cp)
         }
         note_line(line, cp);
     }
-    fclose(f);
+    (void)fclose(f);
     return 0;
 }
 

@@ -13,7 +13,7 @@ proc_rss_bytes(void)
         return 0;
     if (fscanf(f, "%lu %lu", &size, &resident) != 2)
         resident = 0;
-    fclose(f);
+    (void)fclose(f);
     return (unsigned long long)resident * (unsigned long long)sysconf(_SC_PAGESIZE);
 }
 

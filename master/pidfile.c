@@ -17,7 +17,7 @@ read_pid(const char *path)
     long pid = 0;
     if (fscanf(f, "%ld", &pid) != 1 || pid <= 0)
         pid = 0;
-    fclose(f);
+    (void)fclose(f);
     return (pid_t)pid;
 }
 
@@ -34,7 +34,7 @@ is_sessiond(pid_t pid)
         return 0;
     if (fgets(comm, sizeof comm, f) == NULL)
         comm[0] = '\0';
-    fclose(f);
+    (void)fclose(f);
     return strncmp(comm, "sessiond", 8) == 0;
 }
 
