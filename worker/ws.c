@@ -1545,7 +1545,7 @@ ws_redis_message(void *arg, const char *name, size_t len, const char *msg, size_
     struct ws_worker *rt = arg;
     if (msg_len < 17 || memcmp(msg, rt->nonce, 16) == 0)
         return;
-    int type = msg[16];
+    int type = (unsigned char)msg[16];
     const char *p = msg + 17;
     size_t plen = msg_len - 17;
     bool control = len == strlen(WS_REDIS_CONTROL) && memcmp(name, WS_REDIS_CONTROL, len) == 0;

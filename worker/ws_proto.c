@@ -430,7 +430,7 @@ ws_proto_deflate(z_stream *z, int window_bits, const void *in, size_t len, struc
     } while (rc == 0 && left > 0);
     /* A sync flush always ends in an empty stored block, whose last four bytes go. */
     if (rc == 0 && (buf_used(out) - start < sizeof sync_tail ||
-                    memcmp(out->p + out->len - sizeof sync_tail, sync_tail, sizeof sync_tail)))
+                    memcmp(out->p + out->len - sizeof sync_tail, sync_tail, sizeof sync_tail) != 0))
         rc = -1;
     if (rc < 0) {
         out->len = out->off + start;
