@@ -317,6 +317,8 @@ lmdb_load(struct lmdb_store *st, MDB_txn *txn, const char *id, size_t id_len, in
     enum store_status status = lmdb_find(st, txn, id, id_len, &r);
     if (status != STORE_OK)
         return status;
+    /* STORE_OK means r is filled; the analyzer, not inlining lmdb_fail this deep, thinks it
+     * may return OK. NOLINTNEXTLINE(clang-analyzer-core.UndefinedBinaryOperatorResult) */
     if (r.expires_at <= now)
         return STORE_NOT_FOUND;
     lmdb_rec_to_session(id, id_len, &r, s);
@@ -379,6 +381,8 @@ lmdb_remove(struct lmdb_store *st, MDB_txn *txn, const char *id, size_t id_len,
             const struct lmdb_rec *r)
 {
     char sid[SESSION_ID_LEN], user[SESSION_USER_MAX], uval[LMDB_TIME_KEY], ekey[LMDB_TIME_KEY];
+    /* As in lmdb_load, r comes from an lmdb_find that returned STORE_OK, which the analyzer
+     * cannot always tell. NOLINTNEXTLINE(clang-analyzer-core.uninitialized.Assign) */
     size_t user_len = r->user_len;
     memcpy(sid, id, id_len);
     memcpy(user, r->user, user_len);
@@ -541,7 +545,7 @@ lmdb_entries(struct lmdb_store *st, MDB_txn *txn, uint64_t *n)
 static enum store_status
 lmdb_check_total(struct lmdb_store *st, MDB_txn *txn, int64_t now)
 {
-    uint64_t n;
+    uint64_t n = 0;
     enum store_status status = lmdb_entries(st, txn, &n);
     if (status != STORE_OK || n < (uint64_t)st->max_sessions)
         return status;
