@@ -22,9 +22,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BUS_MAX_MSG (256 * 1024)
+#define BUS_MAX_MSG ((size_t)256 * 1024)
 /* Bytes of messages that may wait for one destination; beyond, new ones are dropped. */
-#define BUS_MAX_PENDING (8 * 1024 * 1024)
+#define BUS_MAX_PENDING ((size_t)8 * 1024 * 1024)
 /* Messages delivered per wake-up, so that one busy sender cannot starve the loop. */
 #define BUS_READ_BATCH 64
 

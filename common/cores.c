@@ -35,7 +35,7 @@ read_small(const char *path, char *buf, size_t size)
     if (f == NULL) return -1;
     size_t n = fread(buf, 1, size - 1, f);
     int failed = ferror(f) || n == size - 1;
-    fclose(f);
+    (void)fclose(f);
     if (failed) return -1;
     buf[n] = '\0';
     return 0;
@@ -48,10 +48,8 @@ join(char *out, size_t size, const char *root, const char *rel)
     size_t len = strlen(root);
     while (len > 0 && root[len - 1] == '/')
         len--;
-    if (len + strlen(rel) >= size) return -1;
-    memcpy(out, root, len);
-    strcpy(out + len, rel);
-    return 0;
+    int n = snprintf(out, size, "%.*s%s", (int)len, root, rel);
+    return n >= 0 && (size_t)n < size ? 0 : -1;
 }
 
 /* Parses a decimal integer without sign or leading space, advancing *sp past it. */
@@ -192,9 +190,9 @@ climbs(const char *path)
 /* A path that is not absolute or climbs with ".." (a cgroup outside our namespace) would lead
  * outside the mount, so such a path counts as the mount root. */
 static void
-set_path(char *out, const char *path)
+set_path(char *out, size_t size, const char *path)
 {
-    strcpy(out, path[0] != '/' || climbs(path) ? "/" : path);
+    snprintf(out, size, "%s", path[0] != '/' || climbs(path) ? "/" : path);
 }
 
 /* Notes one "hierarchy-id:controllers:path" line. */
@@ -208,9 +206,9 @@ note_line(char *line, struct cgroup_paths *cp)
     *controllers++ = '\0';
     *path++ = '\0';
     if (strcmp(line, "0") == 0 && *controllers == '\0')
-        set_path(cp->v2, path);
+        set_path(cp->v2, sizeof cp->v2, path);
     else if (has_cpu_controller(controllers))
-        set_path(cp->v1, path);
+        set_path(cp->v1, sizeof cp->v1, path);
 }
 
 /* Reads root/proc/self/cgroup line by line, skipping lines too long for the buffer. */
@@ -230,7 +228,7 @@ read_cgroup_paths(const char *root, struct cgroup_paths *cp)
         }
         note_line(line, cp);
     }
-    fclose(f);
+    (void)fclose(f);
     return 0;
 }
 

@@ -122,7 +122,7 @@ jm_real(struct jm_out *o, double d)
     }
     /* Keep it a real for the next reader: 1.0, not 1 (as jansson does). */
     if (strpbrk(buf, ".eE") == NULL)
-        strcat(buf, ".0");
+        memcpy(buf + strlen(buf), ".0", sizeof ".0"); /* the room snprintf left */
     return jm_put(o, buf, strlen(buf));
 }
 

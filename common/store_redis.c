@@ -1160,6 +1160,8 @@ rs_on_get(struct redis_store *st, struct rs_op *op, redisReply *r)
     struct session s = {0}; /* (cppcheck cannot tell that only s.id's address is read) */
     if (r->type != REDIS_REPLY_ARRAY || r->elements != RS_SESSION_FIELDS - 1) {
         rs_unexpected(st, op);
+    /* Each NOT_FOUND branch is its own case, tested in order (the record is parsed before its
+     * expiry and token are). NOLINTNEXTLINE(bugprone-branch-clone) */
     } else if (r->element[3]->type == REDIS_REPLY_NIL) {
         rs_finish(st, op, STORE_NOT_FOUND);
     } else if (rs_session_fields(r->element, op->out.id, &s) < 0) {
@@ -1317,6 +1319,8 @@ rs_on_update_write(struct redis_store *st, struct rs_op *op, redisReply *r)
             rs_fail(st, op, "redis: malformed session");
         else
             rs_answer(st, op, STORE_OK, &s, 1, 0);
+    /* A reply of the wrong type and an integer we do not know are both unexpected, tested
+     * apart because the integer cases lie between. NOLINTNEXTLINE(bugprone-branch-clone) */
     } else if (r->type != REDIS_REPLY_INTEGER) {
         rs_unexpected(st, op);
     } else if (r->integer == 0) {

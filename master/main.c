@@ -132,6 +132,11 @@ main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    /* A cut path could name another file that exists: refuse it instead. */
+    if (conf_arg != NULL && strlen(conf_arg) >= sizeof conf_path) {
+        fprintf(stderr, "sessiond: -c: %s\n", strerror(ENAMETOOLONG));
+        return 1;
+    }
     find_config(conf_arg);
 
     struct conf *c = malloc(sizeof *c);

@@ -14,10 +14,15 @@ read_pid(const char *path)
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return errno == ENOENT ? 0 : -1;
-    long pid = 0;
-    if (fscanf(f, "%ld", &pid) != 1 || pid <= 0)
+    char line[32], *end;
+    if (fgets(line, sizeof line, f) == NULL)
+        line[0] = '\0';
+    (void)fclose(f);
+    /* strtol, unlike fscanf, says when the number is out of range; a pid_t must hold it. */
+    errno = 0;
+    long pid = strtol(line, &end, 10);
+    if (errno != 0 || end == line || pid <= 0 || pid != (pid_t)pid)
         pid = 0;
-    fclose(f);
     return (pid_t)pid;
 }
 
@@ -34,7 +39,7 @@ is_sessiond(pid_t pid)
         return 0;
     if (fgets(comm, sizeof comm, f) == NULL)
         comm[0] = '\0';
-    fclose(f);
+    (void)fclose(f);
     return strncmp(comm, "sessiond", 8) == 0;
 }
 

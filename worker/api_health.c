@@ -295,7 +295,7 @@ api_metrics(struct request *r)
                (unsigned long long)c.store_ops,
                (unsigned long long)c.store_errors, circuit_state(w),
                instance_draining(w) ? 1 : 0,
-               (unsigned long long)(t.rss + sb_get(&sb->master_rss)),
+               (unsigned long long)t.rss + sb_get(&sb->master_rss),
                (unsigned long long)sb_get(&sb->limits.misses));
     metrics_histogram(&b, "sessiond_store_operation_seconds",
                       "Time from a store call to its answer.", c.store_hist, c.store_us_sum);

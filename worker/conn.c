@@ -24,7 +24,7 @@
  * the kernel does not answer unread bytes with a reset that could destroy our response. */
 #define LINGER_TIMEOUT 2.0
 /* Stop parsing pipelined requests while this much output waits to be written. */
-#define OUT_HIGH_WATER (256 * 1024)
+#define OUT_HIGH_WATER ((size_t)256 * 1024)
 #define READ_CHUNK 16384
 
 static void conn_process(struct conn *c);

@@ -52,6 +52,7 @@ hub_new(void)
     struct hub *h = calloc(1, sizeof *h);
     if (h == NULL)
         return NULL;
+    /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
     h->bucket = calloc(HUB_MIN_BUCKETS, sizeof *h->bucket);
     if (h->bucket == NULL) {
         free(h);
@@ -111,6 +112,7 @@ static void
 hub_grow(struct hub *h)
 {
     size_t nb = h->nbuckets * 2;
+    /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
     struct hub_chan **b = calloc(nb, sizeof *b);
     if (b == NULL)
         return;
@@ -165,6 +167,7 @@ hub_join(struct hub *h, const char *name, size_t len, void *sub)
     struct hub_member *m = malloc(sizeof *m);
     if (m != NULL && c->n == c->cap) {
         size_t cap = c->cap ? c->cap * 2 : 4;
+        /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
         struct hub_member **v = realloc(c->m, cap * sizeof *v);
         if (v == NULL) {
             free(m);

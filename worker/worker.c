@@ -40,7 +40,8 @@ worker_date(struct worker *w)
         time_t t = (time_t)now;
         struct tm tm;
         gmtime_r(&t, &tm);
-        strftime(w->date, sizeof w->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        /* 29 bytes for any four-digit year: it always fits, so strftime cannot fail. */
+        (void)strftime(w->date, sizeof w->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
         w->date_at = now;
     }
     return w->date;
@@ -437,7 +438,7 @@ worker_run(const struct worker_params *p)
 #ifdef SESSIOND_TEST_HOOKS
     test_crash_at_start();
 #endif
-    signal(SIGPIPE, SIG_IGN);
+    (void)signal(SIGPIPE, SIG_IGN);
     w.loop = ev_loop_new(EVFLAG_AUTO);
     if (w.loop == NULL) {
         log_errorx("cannot create the event loop");

@@ -424,6 +424,7 @@ ws_subscribe(struct ws *ws, const char *name, size_t len, const json_t *id)
     }
     if (ws->nsubs == ws->subs_cap) {
         size_t cap = ws->subs_cap ? ws->subs_cap * 2 : 2;
+        /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
         struct hub_member **v = realloc(ws->subs, cap * sizeof *v);
         if (v == NULL)
             return -1;
@@ -974,6 +975,8 @@ ws_drain(struct conn *c)
     const struct conf *cf = c->w->conf;
     uint32_t r = 0;
     if (getrandom(&r, sizeof r, GRND_NONBLOCK) != sizeof r)
+        /* Only spreads the closes, and only before the kernel's pool is ready: rand does.
+         * NOLINTNEXTLINE(cert-msc30-c,cert-msc50-cpp) */
         r = (uint32_t)rand();
     ws_timer(c, secs_of_ms(cf->ws_drain_spread_ms) * (r / 4294967296.0));
 }
@@ -1027,6 +1030,8 @@ ws_rkey(const struct ws_worker *rt, const char *kind, const char *name, size_t l
     size_t n = strlen(kind);
     if (rt->ps == NULL || n + len > sizeof k)
         return 0;
+    /* k is counted (n + len bytes), not a string.
+     * NOLINTNEXTLINE(bugprone-not-null-terminated-result) */
     memcpy(k, kind, n);
     memcpy(k + n, name, len);
     return pubsub_name(rt->ps, k, n + len, out, cap);
@@ -1545,7 +1550,7 @@ ws_redis_message(void *arg, const char *name, size_t len, const char *msg, size_
     struct ws_worker *rt = arg;
     if (msg_len < 17 || memcmp(msg, rt->nonce, 16) == 0)
         return;
-    int type = msg[16];
+    int type = (unsigned char)msg[16];
     const char *p = msg + 17;
     size_t plen = msg_len - 17;
     bool control = len == strlen(WS_REDIS_CONTROL) && memcmp(name, WS_REDIS_CONTROL, len) == 0;

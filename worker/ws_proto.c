@@ -331,7 +331,7 @@ ws_proto_deflate_response(const struct ws_proto_deflate *d, char *buf, size_t ca
 static const unsigned char sync_tail[4] = {0x00, 0x00, 0xff, 0xff};
 
 /* Output is asked of zlib in steps of this much buffer at a time, at most. */
-#define STEP (64 * 1024)
+#define STEP ((size_t)64 * 1024)
 
 /* The window zlib is asked for, or 0 for a bad window_bits. zlib refuses an 8-bit window
  * for raw deflate; 9 serves instead, because deflate never reaches back further than
@@ -430,7 +430,7 @@ ws_proto_deflate(z_stream *z, int window_bits, const void *in, size_t len, struc
     } while (rc == 0 && left > 0);
     /* A sync flush always ends in an empty stored block, whose last four bytes go. */
     if (rc == 0 && (buf_used(out) - start < sizeof sync_tail ||
-                    memcmp(out->p + out->len - sizeof sync_tail, sync_tail, sizeof sync_tail)))
+                    memcmp(out->p + out->len - sizeof sync_tail, sync_tail, sizeof sync_tail) != 0))
         rc = -1;
     if (rc < 0) {
         out->len = out->off + start;
