@@ -194,6 +194,8 @@ conn_handshake(struct conn *c)
         c->state = CONN_HEAD;
         ev_io_stop(c->w->loop, &c->wio);
         set_deadline(c, secs_of_ms(c->w->conf->header_timeout_ms));
+        if (c->w->draining)
+            set_idle(c); /* a short grace for its first request, as idle ones get */
         if (SSL_has_pending(c->ssl))
             ev_feed_event(c->w->loop, &c->rio, EV_READ);
         return;
