@@ -48,9 +48,11 @@ def tls_conf(port, crt, key, extra=""):
 
 
 def tls_server(server_factory, certs, kind="ec", extra="", **kw):
-    port = free_port()
+    port, plain = free_port(), free_port()
+    while plain == port:  # two calls may well return the same free port
+        plain = free_port()
     crt, key = certs[kind]
-    s = keyed(server_factory, conf=tls_conf(port, crt, key, extra), **kw)
+    s = keyed(server_factory, conf=tls_conf(port, crt, key, extra), port=plain, **kw)
     s.tls_port = port
     return s
 
