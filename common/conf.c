@@ -41,6 +41,7 @@ enum conf_type {
     CT_LOG_LEVEL,
     CT_WORKERS, /* "auto" (0) or a number */
     CT_LISTEN,  /* repeatable: the first one in a source replaces the defaults */
+    CT_TLS_PROTOCOLS, /* a list of TLS versions, as CONF_TLS_* bits */
 };
 
 struct directive {
@@ -68,12 +69,14 @@ static int check_session_ttl(const struct conf *c, char *err, size_t errlen);
 static int check_store(const struct conf *c, char *err, size_t errlen);
 static int check_redis_url(const struct conf *c, char *err, size_t errlen);
 static int check_user(const struct conf *c, char *err, size_t errlen);
+static int check_tls(const struct conf *c, char *err, size_t errlen);
 
 #define FIELD(f) offsetof(struct conf, f), sizeof(((struct conf *)0)->f)
 
 static const struct directive directives[] = {
     {"listen", CT_LISTEN, FIELD(listen), 0, 0, false, "0.0.0.0:8080", NULL,
-     "address to accept connections on: PORT, IPV4:PORT, [IPV6]:PORT or unix:PATH"},
+     "address to accept connections on: PORT, IPV4:PORT, [IPV6]:PORT or unix:PATH, then "
+     "tls to speak HTTPS and WSS there"},
     {"backlog", CT_INT, FIELD(backlog), 1, 65535, false, "511", NULL,
      "length of the kernel's queue of connections not yet accepted"},
     {"workers", CT_WORKERS, FIELD(workers), 1, CONF_MAX_WORKERS, false, "auto", NULL,
@@ -128,6 +131,19 @@ static const struct directive directives[] = {
      "on: the per-address limits do not apply to loopback clients"},
     {"max_inflight_per_user", CT_INT, FIELD(max_inflight_per_user), 1, 1000000, true, "5",
      NULL, "requests of one session token or user being served at once; more get 429"},
+    {"tls_cert", CT_PATH, FIELD(tls_cert), 0, 0, false, "", check_tls,
+     "PEM file with the certificate and its chain, for listeners with the tls flag"},
+    {"tls_key", CT_PATH, FIELD(tls_key), 0, 0, false, "", NULL,
+     "PEM file with the certificate's private key (read by the master before it forks)"},
+    {"tls_protocols", CT_TLS_PROTOCOLS, FIELD(tls_protocols), 0, 0, false, "TLSv1.2 TLSv1.3",
+     NULL, "TLS versions offered: some of TLSv1 TLSv1.1 TLSv1.2 TLSv1.3"},
+    {"tls_ciphers", CT_STRING, FIELD(tls_ciphers), 1, 0, false,
+     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305",
+     NULL, "OpenSSL cipher list for TLS 1.2 (TLS 1.3 keeps OpenSSL's suites)"},
+    {"tls_handshake_timeout", CT_DURATION, FIELD(tls_handshake_timeout_ms), MS(1), MIN(10),
+     false, "10s", NULL, "time a client has to complete the TLS handshake"},
     {"api_key", CT_STRING, FIELD(api_key), 0, 0, false, "", NULL,
      "bearer key for the admin API; empty: admin endpoints answer loopback peers only"},
     {"metrics_public", CT_BOOL, FIELD(metrics_public), 0, 0, false, "on", NULL,
@@ -562,6 +578,26 @@ parse_listen_inet(const char *s, struct conf_listen *out, char *err, size_t errl
     return 0;
 }
 
+/* The flags after the address ("tls"), separated from it and each other by blanks. */
+static int
+parse_listen_flags(const char *flags, const char *s, struct conf_listen *l, char *err,
+                   size_t errlen)
+{
+    while (*flags != '\0') {
+        size_t n = strcspn(flags, " \t");
+        if (n == 3 && strncmp(flags, "tls", 3) == 0) {
+            l->tls = true;
+        } else if (n > 0) {
+            errf(err, errlen, "unknown flag \"%.*s\" in listen \"%s\" (only tls)", (int)n,
+                 flags, s);
+            return -1;
+        }
+        flags += n;
+        flags += strspn(flags, " \t");
+    }
+    return 0;
+}
+
 static int
 parse_listen(const char *s, const char *dir, struct conf_listen *out, char *err,
              size_t errlen)
@@ -572,14 +608,18 @@ parse_listen(const char *s, const char *dir, struct conf_listen *out, char *err,
         errf(err, errlen, "empty listen address");
         return -1;
     }
-    if (strlen(s) >= sizeof l.text) {
+    size_t addr_len = strcspn(s, " \t");
+    if (addr_len >= sizeof l.text) {
         errf(err, errlen, "listen address is too long (at most %zu bytes)",
              sizeof l.text - 1);
         return -1;
     }
-    memcpy(l.text, s, strlen(s) + 1);
-    int rc = strncmp(s, "unix:", 5) == 0 ? parse_listen_unix(s, dir, &l, err, errlen)
-                                         : parse_listen_inet(s, &l, err, errlen);
+    memcpy(l.text, s, addr_len);
+    l.text[addr_len] = '\0';
+    if (parse_listen_flags(s + addr_len, s, &l, err, errlen) < 0)
+        return -1;
+    int rc = strncmp(l.text, "unix:", 5) == 0 ? parse_listen_unix(l.text, dir, &l, err, errlen)
+                                              : parse_listen_inet(l.text, &l, err, errlen);
     if (rc < 0)
         return -1;
     *out = l;
@@ -618,6 +658,53 @@ set_listen(struct conf *c, const char *v, struct source *src, char *err, size_t 
     return 0;
 }
 
+static const struct {
+    const char *name;
+    int bit;
+} tls_versions[] = {
+    {"TLSv1", CONF_TLS_1_0}, {"TLSv1.1", CONF_TLS_1_1},
+    {"TLSv1.2", CONF_TLS_1_2}, {"TLSv1.3", CONF_TLS_1_3},
+};
+
+int
+conf_parse_tls_protocols(const char *s, int *out, char *err, size_t errlen)
+{
+    int mask = 0;
+    for (const char *p = s + strspn(s, " \t"); *p != '\0'; p += strspn(p, " \t")) {
+        size_t n = strcspn(p, " \t");
+        int bit = 0;
+        for (size_t i = 0; i < ARRAY_LEN(tls_versions) && bit == 0; i++)
+            if (strlen(tls_versions[i].name) == n && strncmp(p, tls_versions[i].name, n) == 0)
+                bit = tls_versions[i].bit;
+        if (bit == 0) {
+            errf(err, errlen,
+                 "unknown TLS version \"%.*s\" in \"tls_protocols\" (TLSv1, TLSv1.1, TLSv1.2 "
+                 "or TLSv1.3)",
+                 (int)n, p);
+            return -1;
+        }
+        mask |= bit;
+        p += n;
+    }
+    if (mask == 0) {
+        errf(err, errlen, "\"tls_protocols\" must name at least one TLS version");
+        return -1;
+    }
+    *out = mask;
+    return 0;
+}
+
+static int
+set_tls_protocols(struct conf *c, const struct directive *d, const char *v, char *err,
+                  size_t errlen)
+{
+    int mask;
+    if (conf_parse_tls_protocols(v, &mask, err, errlen) < 0)
+        return -1;
+    store_int(c, d, mask);
+    return 0;
+}
+
 static int
 set_directive(struct conf *c, const struct directive *d, const char *v, struct source *src,
               char *err, size_t errlen)
@@ -638,6 +725,8 @@ set_directive(struct conf *c, const struct directive *d, const char *v, struct s
         return set_workers(c, d, v, err, errlen);
     case CT_LISTEN:
         return set_listen(c, v, src, err, errlen);
+    case CT_TLS_PROTOCOLS:
+        return set_tls_protocols(c, d, v, err, errlen);
     }
     errf(err, errlen, "internal error: \"%s\" has no type", d->name);
     return -1;
@@ -722,6 +811,26 @@ check_user(const struct conf *c, char *err, size_t errlen)
         return -1;
     }
     return privs_lookup(c, &uid, &gid, err, errlen);
+}
+
+bool
+conf_uses_tls(const struct conf *c)
+{
+    for (int i = 0; i < c->nlisten; i++)
+        if (c->listen[i].tls)
+            return true;
+    return false;
+}
+
+/* Whether the files can be read, and hold a key matching the certificate, is checked
+ * when the TLS context is built (tls_ctx_build), which -t and a reload do as well. */
+static int
+check_tls(const struct conf *c, char *err, size_t errlen)
+{
+    if (!conf_uses_tls(c) || (c->tls_cert[0] != '\0' && c->tls_key[0] != '\0'))
+        return 0;
+    errf(err, errlen, "a listen with the tls flag needs \"tls_cert\" and \"tls_key\"");
+    return -1;
 }
 
 static int
@@ -842,7 +951,9 @@ read_word(char **pos, char **word, char *msg, size_t msglen)
     return 0;
 }
 
-#define MAX_WORDS 3 /* a name, its value, and one more to know there were too many */
+/* A name and its value, which is one word but for listen (an address and its flag) and
+ * tls_protocols (a list); and one more word to know there were too many. */
+#define MAX_WORDS 6
 
 /* Split a line into words. *nwords counts them all; only the first MAX_WORDS are kept. */
 static int
@@ -885,7 +996,8 @@ parse_line(struct conf *c, char *line, size_t lineno, struct parse_state *st, ch
         errf(msg, msglen, "unknown directive \"%s\"", words[0]);
         return -1;
     }
-    if (n != 2) {
+    int max_words = d->type == CT_LISTEN ? 3 : d->type == CT_TLS_PROTOCOLS ? MAX_WORDS - 1 : 2;
+    if (n < 2 || n > max_words) {
         errf(msg, msglen, "invalid number of arguments in \"%s\" directive", d->name);
         return -1;
     }
@@ -895,7 +1007,22 @@ parse_line(struct conf *c, char *line, size_t lineno, struct parse_state *st, ch
         return -1;
     }
     st->line_of[i] = lineno;
-    return set_directive(c, d, words[1], &st->src, msg, msglen);
+    /* The setters read a list as one value with its words separated by spaces, as it
+     * comes from an environment variable. */
+    char joined[1024];
+    const char *value = words[1];
+    if (n > 2) {
+        size_t len = 0;
+        for (int k = 1; k < n && len < sizeof joined; k++)
+            len += (size_t)snprintf(joined + len, sizeof joined - len, "%s%s", k > 1 ? " " : "",
+                                    words[k]);
+        if (len >= sizeof joined) {
+            errf(msg, msglen, "value for \"%s\" is too long", d->name);
+            return -1;
+        }
+        value = joined;
+    }
+    return set_directive(c, d, value, &st->src, msg, msglen);
 }
 
 /* A relative default path (store_path "sessiond.db") belongs beside the config file, as
@@ -1105,14 +1232,14 @@ env_directives(struct env_state *es, char *err, size_t errlen)
     return 0;
 }
 
-/* The port HOST alone keeps: that of the first INET listener, else 8080. */
-static int
-current_port(const struct conf *c)
+/* The listener whose port HOST alone keeps: the first INET one, or NULL. */
+static const struct conf_listen *
+first_inet(const struct conf *c)
 {
     for (int i = 0; i < c->nlisten; i++)
         if (c->listen[i].family == AF_INET || c->listen[i].family == AF_INET6)
-            return c->listen[i].port;
-    return 8080;
+            return &c->listen[i];
+    return NULL;
 }
 
 /* HOST and PORT, as platforms such as Heroku and Railway set them, replace every listener
@@ -1123,7 +1250,10 @@ env_host_port(struct env_state *es, char *err, size_t errlen)
     const char *host = env_value(es, "HOST"), *port_text = env_value(es, "PORT");
     if (host == NULL && port_text == NULL)
         return 0;
-    int port = current_port(es->c);
+    const struct conf_listen *old = first_inet(es->c);
+    int port = old != NULL ? old->port : 8080;
+    /* PORT moves a TLS listener; it must not silently make it speak plain HTTP. */
+    bool tls = old != NULL ? old->tls : false;
     if (port_text != NULL && parse_port(port_text, &port) < 0) {
         errf(err, errlen, "environment PORT: invalid port \"%s\" (must be 1-65535)", port_text);
         return -1;
@@ -1132,7 +1262,7 @@ env_host_port(struct env_state *es, char *err, size_t errlen)
         host = "0.0.0.0";
     bool v6 = strchr(host, ':') != NULL && host[0] != '[';
     char text[sizeof es->c->listen[0].text + 16], msg[CONF_ERR_LEN];
-    snprintf(text, sizeof text, v6 ? "[%s]:%d" : "%s:%d", host, port);
+    snprintf(text, sizeof text, v6 ? "[%s]:%d%s" : "%s:%d%s", host, port, tls ? " tls" : "");
     struct conf_listen l;
     /* PORT is valid by now, so a failure here is HOST's. */
     if (parse_listen(text, NULL, &l, msg, sizeof msg) < 0) {

@@ -24,7 +24,14 @@ struct conf_listen {
     int family;     /* AF_INET, AF_INET6 or AF_UNIX */
     char host[128]; /* numeric address for INET/INET6, socket path for UNIX */
     int port;       /* 0 for UNIX */
+    bool tls;       /* "listen ADDRESS tls": connections start with a TLS handshake */
 };
+
+/* Bits of conf.tls_protocols. */
+#define CONF_TLS_1_0 (1 << 0)
+#define CONF_TLS_1_1 (1 << 1)
+#define CONF_TLS_1_2 (1 << 2)
+#define CONF_TLS_1_3 (1 << 3)
 
 struct conf {
     char path[4096];   /* the file it was read from; "" for built-in defaults */
@@ -65,6 +72,13 @@ struct conf {
     int rate_limit_per_ip;      /* requests per second; 0 = no limit */
     bool limit_exempt_loopback;
     int max_inflight_per_user;  /* 0 = no limit */
+
+    /* TLS (used by listeners with the tls flag) */
+    char tls_cert[4096];     /* PEM: the certificate, then its chain */
+    char tls_key[4096];      /* PEM: the private key */
+    int tls_protocols;       /* CONF_TLS_* bits */
+    char tls_ciphers[1024];  /* OpenSSL cipher list for TLS 1.2 and older */
+    int64_t tls_handshake_timeout_ms;
 
     /* credentials */
     char api_key[256];  /* "" = admin endpoints answer loopback peers only */
@@ -132,5 +146,9 @@ int conf_parse_size(const char *s, int64_t *out);
 int conf_parse_duration_ms(const char *s, int64_t *out);
 int conf_parse_bool(const char *s, bool *out);
 int conf_parse_listen(const char *s, struct conf_listen *out, char *err, size_t errlen);
+int conf_parse_tls_protocols(const char *s, int *out, char *err, size_t errlen);
+
+/* Whether any listener of c speaks TLS. */
+bool conf_uses_tls(const struct conf *c);
 
 #endif

@@ -12,6 +12,7 @@
 #include "log.h"
 #include "master.h"
 #include "pidfile.h"
+#include "tls.h"
 #include "util.h"
 
 #define EXIT_NOT_RUNNING 3 /* -s status: no master (as LSB init scripts use 3) */
@@ -150,6 +151,15 @@ main(int argc, char **argv)
     }
     const char *warning = privilege_warning(c);
     if (test_only) {
+        /* The certificate and key too: a config that names an unreadable or mismatched
+         * pair would fail at start (and is refused on reload). */
+        SSL_CTX *tls;
+        if (tls_ctx_build(c, &tls, err, sizeof err) < 0) {
+            fprintf(stderr, "%s: %s\n", conf_path[0] != '\0' ? conf_path : "sessiond", err);
+            free(c);
+            return 1;
+        }
+        SSL_CTX_free(tls);
         if (warning != NULL)
             fprintf(stderr, "sessiond: warning: %s\n", warning);
         printf("configuration OK\n");

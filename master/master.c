@@ -20,6 +20,7 @@
 #include "roster.h"
 #include "scoreboard.h"
 #include "store.h"
+#include "tls.h"
 #include "util.h"
 
 #define TICK 0.1                 /* watchdog, handovers, memory limits */
@@ -44,6 +45,7 @@ struct master {
     struct conf *conf;
     worker_reload_fn reload;
     struct listener_set ls;
+    SSL_CTX *tls;      /* built here before any fork; each generation's workers inherit it */
     struct scoreboard *sb;
     struct child kids[SB_SLOTS]; /* indexed by scoreboard slot */
     struct respawn respawn[CONF_MAX_WORKERS];
@@ -98,7 +100,8 @@ become_worker(struct master *m, int slot, pid_t master_pid)
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, NULL);
     struct worker_params p = {
-        .conf = m->conf, .listeners = &m->ls, .sb = m->sb, .slot = slot, .reload = NULL};
+        .conf = m->conf, .listeners = &m->ls, .sb = m->sb, .slot = slot, .reload = NULL,
+        .tls = m->tls};
     _exit(worker_run(&p));
 }
 
@@ -370,13 +373,20 @@ reload(struct master *m)
         log_errorx("reload refused, keeping the running configuration: %s", err);
         return;
     }
-    if (store_prepare(next, err, sizeof err) < 0 ||
+    /* The certificate and key are read here, as root if we started as root; a missing
+     * or mismatched one refuses the reload like a bad config. */
+    SSL_CTX *tls = NULL;
+    if (tls_ctx_build(next, &tls, err, sizeof err) < 0 || store_prepare(next, err, sizeof err) < 0 ||
         roster_prepare(next, false, err, sizeof err) < 0 ||
         listener_sync(&m->ls, next, err, sizeof err) < 0) {
         log_errorx("reload refused, keeping the running configuration: %s", err);
+        SSL_CTX_free(tls);
         free(next);
         return;
     }
+    /* Old workers keep their own copy of the old context until they have drained. */
+    SSL_CTX_free(m->tls);
+    m->tls = tls;
     if (log_configure(next->log_file, next->log_level) < 0)
         log_warn("cannot open log file %s", next->log_file);
     if (privs_own_files(next, err, sizeof err) < 0)
@@ -539,7 +549,8 @@ prepare(struct master *m, struct conf *conf)
         log_errorx("%s", err);
         return -1;
     }
-    if (listener_sync(&m->ls, conf, err, sizeof err) < 0) {
+    if (tls_ctx_build(conf, &m->tls, err, sizeof err) < 0 ||
+        listener_sync(&m->ls, conf, err, sizeof err) < 0) {
         log_errorx("%s", err);
         return -1;
     }
@@ -551,7 +562,7 @@ prepare(struct master *m, struct conf *conf)
     sb_set(&m->sb->started_at, (uint64_t)time(NULL));
     update_master_rss(m);
     for (int i = 0; i < conf->nlisten; i++)
-        log_info("listening on %s", conf->listen[i].text);
+        log_info("listening on %s%s", conf->listen[i].text, conf->listen[i].tls ? " (tls)" : "");
     return 0;
 }
 
@@ -564,6 +575,7 @@ cleanup(struct master *m)
         if (m->ls.l[i].addr.family == AF_UNIX)
             unlink(m->ls.l[i].addr.host);
     listener_close_all(&m->ls);
+    SSL_CTX_free(m->tls);
     sb_destroy(m->sb);
     free(m->conf);
 }
@@ -651,7 +663,7 @@ master_run_single(struct conf *conf, worker_reload_fn reload_fn)
     int slot = sb_claim(m.sb, 0, 0);
     log_info("sessiond %s serving in a single process (clustering off)", SESSIOND_VERSION);
     struct worker_params p = {.conf = conf, .listeners = &m.ls, .sb = m.sb, .slot = slot,
-                              .reload = reload_fn};
+                              .reload = reload_fn, .tls = m.tls};
     int status = worker_run(&p);
     cleanup(&m);
     return status;

@@ -1,6 +1,7 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -8,6 +9,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "http.h"
 #include "log.h"
@@ -29,6 +33,7 @@
 
 static void conn_process(struct conn *c);
 static void conn_flush(struct conn *c);
+static void conn_readable(struct conn *c);
 static void reject(struct conn *c, int status, const char *why);
 
 /* The connection's one timer follows a deadline. Moving the deadline later costs nothing:
@@ -53,10 +58,14 @@ set_reading(struct conn *c, bool on)
     if (on == c->reading || c->closed)
         return;
     c->reading = on;
-    if (on)
-        ev_io_start(c->w->loop, &c->rio);
-    else
+    if (!on) {
         ev_io_stop(c->w->loop, &c->rio);
+        return;
+    }
+    ev_io_start(c->w->loop, &c->rio);
+    /* Bytes OpenSSL already decrypted will not make the socket readable again. */
+    if (c->ssl != NULL && SSL_pending(c->ssl) > 0)
+        ev_feed_event(c->w->loop, &c->rio, EV_READ);
 }
 
 /* Between requests: idle until the next one starts, or a short grace while draining. */
@@ -81,6 +90,13 @@ conn_close(struct conn *c)
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
     ev_timer_stop(loop, &c->timer);
+    if (c->ssl != NULL) {
+        if (c->tls_ok)
+            SSL_shutdown(c->ssl); /* close_notify, if the socket takes it now; no waiting */
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        ERR_clear_error();
+    }
     close(c->fd);
     c->fd = -1;
     c->closed = true;
@@ -107,6 +123,11 @@ static void
 start_linger(struct conn *c)
 {
     c->state = CONN_LINGER;
+    if (c->ssl != NULL && c->tls_ok) {
+        ERR_clear_error();
+        SSL_shutdown(c->ssl); /* close_notify before the FIN */
+        c->tls_ok = false;    /* sent: once is enough */
+    }
     if (shutdown(c->fd, SHUT_WR) < 0) {
         conn_close(c);
         return;
@@ -140,6 +161,10 @@ on_timer(struct ev_loop *loop, ev_timer *t, int revents)
         ws_on_timer(c);
         return;
     }
+    if (c->state == CONN_HANDSHAKE) {
+        conn_close(c); /* tls_handshake_timeout: a silent or too slow client */
+        return;
+    }
     double left = c->deadline - ev_now(loop);
     if (left > 0.0005) {
         ev_timer_set(t, left, 0.);
@@ -160,16 +185,127 @@ on_timer(struct ev_loop *loop, ev_timer *t, int revents)
     conn_close(c); /* idle keep-alive connection */
 }
 
+/* ---- TLS ---- */
+
+/* The handshake, driven by whichever watcher OpenSSL waits for. Once done, the
+ * connection is an ordinary one in CONN_HEAD with header_timeout to send its request. */
+static void
+conn_handshake(struct conn *c)
+{
+    ERR_clear_error();
+    int rc = SSL_do_handshake(c->ssl);
+    if (rc == 1) {
+        c->tls_ok = true;
+        c->state = CONN_HEAD;
+        ev_io_stop(c->w->loop, &c->wio);
+        set_deadline(c, secs_of_ms(c->w->conf->header_timeout_ms));
+        if (c->w->draining)
+            set_idle(c); /* a short grace for its first request, as idle ones get */
+        if (SSL_has_pending(c->ssl))
+            ev_feed_event(c->w->loop, &c->rio, EV_READ);
+        return;
+    }
+    switch (SSL_get_error(c->ssl, rc)) {
+    case SSL_ERROR_WANT_READ:
+        ev_io_stop(c->w->loop, &c->wio);
+        return;
+    case SSL_ERROR_WANT_WRITE:
+        ev_io_start(c->w->loop, &c->wio);
+        return;
+    default: {
+        unsigned long e = ERR_peek_last_error();
+        const char *why = e != 0 ? ERR_reason_error_string(e) : NULL;
+        log_debug("TLS handshake failed: %s", why != NULL ? why : strerror(errno));
+        conn_close(c);
+    }
+    }
+}
+
+ssize_t
+conn_tls_recv(struct conn *c, void *p, size_t len)
+{
+    ERR_clear_error();
+    int n = SSL_read(c->ssl, p, len > INT_MAX ? INT_MAX : (int)len);
+    if (n > 0) {
+        /* The rest of a record larger than p stays inside OpenSSL, where the socket's
+         * readiness cannot announce it: come back for it in this loop iteration. */
+        if (SSL_pending(c->ssl) > 0)
+            ev_feed_event(c->w->loop, &c->rio, EV_READ);
+        return n;
+    }
+    switch (SSL_get_error(c->ssl, n)) {
+    case SSL_ERROR_WANT_READ:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_WRITE:
+        c->tls_read_wants_write = true;
+        ev_io_start(c->w->loop, &c->wio);
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_ZERO_RETURN:
+        return 0; /* close_notify, or (SSL_OP_IGNORE_UNEXPECTED_EOF) a bare FIN */
+    case SSL_ERROR_SYSCALL:
+        c->tls_ok = false;
+        if (errno == 0 || errno == EAGAIN)
+            errno = ECONNRESET;
+        return -1;
+    default:
+        c->tls_ok = false;
+        errno = EPROTO;
+        return -1;
+    }
+}
+
+ssize_t
+conn_tls_send(struct conn *c, const void *p, size_t len)
+{
+    ERR_clear_error();
+    int n = SSL_write(c->ssl, p, len > INT_MAX ? INT_MAX : (int)len);
+    if (n > 0)
+        return n;
+    switch (SSL_get_error(c->ssl, n)) {
+    case SSL_ERROR_WANT_WRITE:
+        errno = EAGAIN;
+        return -1;
+    case SSL_ERROR_WANT_READ:
+        c->tls_write_wants_read = true;
+        ev_io_start(c->w->loop, &c->rio);
+        errno = EAGAIN;
+        return -1;
+    default:
+        c->tls_ok = false;
+        if (errno == 0 || errno == EAGAIN)
+            errno = EPIPE;
+        return -1;
+    }
+}
+
+/* ---- Events ---- */
+
+static void
+conn_writable(struct conn *c)
+{
+    if (c->state == CONN_HANDSHAKE)
+        conn_handshake(c);
+    else if (c->state == CONN_WS)
+        ws_on_writable(c);
+    else
+        conn_flush(c);
+}
+
 static void
 on_write(struct ev_loop *loop, ev_io *io, int revents)
 {
     (void)loop;
     (void)revents;
     struct conn *c = container_of(io, struct conn, wio);
-    if (c->state == CONN_WS)
-        ws_on_writable(c);
-    else
-        conn_flush(c);
+    if (c->tls_read_wants_write) {
+        c->tls_read_wants_write = false;
+        conn_readable(c);
+        if (c->closed)
+            return;
+    }
+    conn_writable(c);
 }
 
 static void
@@ -178,6 +314,24 @@ on_read(struct ev_loop *loop, ev_io *io, int revents)
     (void)loop;
     (void)revents;
     struct conn *c = container_of(io, struct conn, rio);
+    if (c->tls_write_wants_read) {
+        c->tls_write_wants_read = false;
+        if (!c->reading)
+            ev_io_stop(loop, &c->rio); /* started for the write alone */
+        conn_writable(c);
+        if (c->closed || !c->reading)
+            return;
+    }
+    conn_readable(c);
+}
+
+static void
+conn_readable(struct conn *c)
+{
+    if (c->state == CONN_HANDSHAKE) {
+        conn_handshake(c);
+        return;
+    }
     if (c->state == CONN_WS) {
         ws_on_readable(c);
         return;
@@ -194,7 +348,7 @@ on_read(struct ev_loop *loop, ev_io *io, int revents)
         conn_close(c);
         return;
     }
-    ssize_t n = read(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len);
+    ssize_t n = conn_recv(c, c->in.p + c->in.len, c->in.cap - c->in.len);
     if (n < 0) {
         if (errno != EAGAIN && errno != EINTR)
             conn_close(c);
@@ -216,13 +370,21 @@ on_read(struct ev_loop *loop, ev_io *io, int revents)
 }
 
 struct conn *
-conn_new(struct worker *w, int fd, const struct sockaddr_storage *peer)
+conn_new(struct worker *w, int fd, const struct sockaddr_storage *peer, SSL_CTX *tls)
 {
     struct conn *c = calloc(1, sizeof *c);
-    if (c == NULL || (c->req = calloc(1, sizeof *c->req)) == NULL) {
+    if (c == NULL || (c->req = calloc(1, sizeof *c->req)) == NULL ||
+        (tls != NULL && (c->ssl = SSL_new(tls)) == NULL)) {
+        if (c != NULL)
+            free(c->req);
         free(c);
         close(fd);
+        ERR_clear_error();
         return NULL;
+    }
+    if (c->ssl != NULL) {
+        SSL_set_fd(c->ssl, fd);
+        SSL_set_accept_state(c->ssl);
     }
     c->w = w;
     c->fd = fd;
@@ -234,10 +396,11 @@ conn_new(struct worker *w, int fd, const struct sockaddr_storage *peer)
     ev_io_init(&c->rio, on_read, fd, EV_READ);
     ev_io_init(&c->wio, on_write, fd, EV_WRITE);
     ev_init(&c->timer, on_timer);
-    c->state = CONN_HEAD;
+    c->state = c->ssl != NULL ? CONN_HANDSHAKE : CONN_HEAD;
     worker_conn_opened(w, c);
     set_reading(c, true);
-    set_deadline(c, secs_of_ms(w->conf->header_timeout_ms));
+    set_deadline(c, secs_of_ms(c->ssl != NULL ? w->conf->tls_handshake_timeout_ms
+                                              : w->conf->header_timeout_ms));
     return c;
 }
 
@@ -433,13 +596,14 @@ int
 conn_write_out(struct conn *c)
 {
     while (buf_used(&c->out) > 0) {
-        ssize_t n = send(c->fd, buf_data(&c->out), buf_used(&c->out), MSG_NOSIGNAL);
+        ssize_t n = conn_send(c, buf_data(&c->out), buf_used(&c->out));
         if (n > 0) {
             buf_consume(&c->out, (size_t)n);
             continue;
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
-            if (!ev_is_active(&c->wio))
+            /* A TLS write waiting for input has on_read to call it back instead. */
+            if (!ev_is_active(&c->wio) && !c->tls_write_wants_read)
                 ev_io_start(c->w->loop, &c->wio);
             return 0;
         }

@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/types.h>
+#include <unistd.h>
 
 #include "buf.h"
 #include "http_parser.h"
@@ -18,6 +20,8 @@
 struct worker;
 struct conn;
 struct ws;
+struct ssl_st;     /* OpenSSL's SSL, kept out of every file that includes this one */
+struct ssl_ctx_st; /* SSL_CTX */
 
 #define ROUTE_MAX_PARAMS 4
 
@@ -39,6 +43,7 @@ struct request {
 };
 
 enum conn_state {
+    CONN_HANDSHAKE, /* TLS: the handshake is under way, within tls_handshake_timeout */
     CONN_HEAD,    /* waiting for (more of) a request head */
     CONN_BODY,    /* reading a request body */
     CONN_PENDING, /* a handler has the request and will answer later */
@@ -66,6 +71,10 @@ struct conn {
     struct request *req;  /* the request being served; freed once the connection is a
                            * WebSocket, which needs none of its 2 KiB */
     struct ws *ws;        /* once upgraded */
+    struct ssl_st *ssl;   /* TLS connections only; NULL on the plain path */
+    bool tls_ok;          /* handshake done and no fatal error: close_notify may be sent */
+    bool tls_read_wants_write; /* SSL_read needs the socket writable before it can go on */
+    bool tls_write_wants_read; /* SSL_write needs the socket readable before it can go on */
     struct sockaddr_storage peer;
     uint64_t ip_key;      /* the peer's key in the instance's limits; 0 = not limited */
     bool ip_held;         /* counted under max_connections_per_ip */
@@ -73,8 +82,34 @@ struct conn {
     struct conn *prev, *next; /* in the worker's list */
 };
 
-/* Adopt an accepted socket. Returns the connection or NULL (the socket is then closed). */
-struct conn *conn_new(struct worker *w, int fd, const struct sockaddr_storage *peer);
+/* Adopt an accepted socket; with tls set, it starts with a TLS handshake in that context.
+ * Returns the connection or NULL (the socket is then closed). */
+struct conn *conn_new(struct worker *w, int fd, const struct sockaddr_storage *peer,
+                      struct ssl_ctx_st *tls);
+
+/* TLS halves of conn_recv and conn_send. */
+ssize_t conn_tls_recv(struct conn *c, void *p, size_t len);
+ssize_t conn_tls_send(struct conn *c, const void *p, size_t len);
+
+/* The one seam between the connection's bytes and the socket, for HTTP and WebSocket
+ * alike: both return as read(2) and send(2) do, -1 with errno EAGAIN when they must wait
+ * for the socket (the TLS half arranges for the right watcher itself). The plain path
+ * stays a direct system call. */
+static inline ssize_t
+conn_recv(struct conn *c, void *p, size_t len)
+{
+    if (c->ssl == NULL)
+        return read(c->fd, p, len);
+    return conn_tls_recv(c, p, len);
+}
+
+static inline ssize_t
+conn_send(struct conn *c, const void *p, size_t len)
+{
+    if (c->ssl == NULL)
+        return send(c->fd, p, len, MSG_NOSIGNAL);
+    return conn_tls_send(c, p, len);
+}
 
 /* The key of a peer address for the per-address limits: the whole IPv4 address, or an
  * IPv6 address's /64 (what one subscriber is usually given); 0 when no per-address limit

@@ -15,6 +15,7 @@
 #include "log.h"
 #include "privs.h"
 #include "store.h"
+#include "tls.h"
 #include "util.h"
 #include "ws.h"
 
@@ -78,8 +79,13 @@ instance_connections(const struct worker *w)
 /* A connection over a limit: say so and close, rather than leave the client in the
  * queue or make it wait for a request it would be refused anyway. */
 static void
-refuse(struct worker *w, int fd, int status, const char *code, const char *message)
+refuse(struct worker *w, int fd, bool tls, int status, const char *code, const char *message)
 {
+    if (tls) { /* no handshake is spent on a client that cannot be served */
+        close(fd);
+        sb_add(&w->slot->c.status[sb_status_index(status)], 1);
+        return;
+    }
     char body[256], msg[512];
     size_t len = http_error_json(body, sizeof body, code, message);
     int n = snprintf(msg, sizeof msg,
@@ -95,14 +101,18 @@ refuse(struct worker *w, int fd, int status, const char *code, const char *messa
 
 /* Adopt an accepted socket, counted under max_connections_per_ip. */
 static void
-adopt(struct worker *w, int fd, const struct sockaddr_storage *peer)
+adopt(struct worker *w, int fd, const struct sockaddr_storage *peer, SSL_CTX *tls)
 {
     const struct conf *cf = w->conf;
     uint64_t key = conn_peer_key(w, peer);
     bool held = key != 0 && cf->max_connections_per_ip > 0;
     bool over = held && !limit_acquire(&w->sb->limits, key,
                                        (unsigned)cf->max_connections_per_ip);
-    struct conn *c = conn_new(w, fd, peer);
+    if (over && tls != NULL) {
+        refuse(w, fd, true, 429, NULL, NULL);
+        return;
+    }
+    struct conn *c = conn_new(w, fd, peer, tls);
     if (c == NULL) {
         if (held && !over)
             limit_release(&w->sb->limits, key);
@@ -118,7 +128,7 @@ adopt(struct worker *w, int fd, const struct sockaddr_storage *peer)
 /* Accept up to max connections from one listener. With yield set, stop as soon as this
  * worker holds more than its share, leaving the rest to its siblings. */
 static void
-accept_batch(struct worker *w, int lfd, int max, bool yield)
+accept_batch(struct worker *w, const struct worker_accept *a, int max, bool yield)
 {
     for (int i = 0; i < max && !w->draining; i++) {
         if (yield && holds_more_than_share(w)) {
@@ -129,7 +139,7 @@ accept_batch(struct worker *w, int lfd, int max, bool yield)
         }
         struct sockaddr_storage peer;
         socklen_t len = sizeof peer;
-        int fd = accept4(lfd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd = accept4(a->fd, (struct sockaddr *)&peer, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* Out of descriptors: accept would fail at once again, so pause instead
@@ -151,10 +161,10 @@ accept_batch(struct worker *w, int lfd, int max, bool yield)
             log_info("accepting again");
         }
         if (instance_connections(w) >= (uint64_t)w->conf->max_connections) {
-            refuse(w, fd, 503, "over_capacity", "The server is at max_connections.");
+            refuse(w, fd, a->tls, 503, "over_capacity", "The server is at max_connections.");
             continue;
         }
-        adopt(w, fd, &peer);
+        adopt(w, fd, &peer, a->tls ? w->tls : NULL);
     }
 }
 
@@ -164,7 +174,7 @@ on_accept(struct ev_loop *loop, ev_io *io, int revents)
     (void)loop;
     (void)revents;
     struct worker_accept *a = container_of(io, struct worker_accept, io);
-    accept_batch(a->w, a->fd, ACCEPT_BATCH, true);
+    accept_batch(a->w, a, ACCEPT_BATCH, true);
 }
 
 /* The yield (or an fd shortage) is over. A connection that no sibling took in that time
@@ -178,7 +188,7 @@ on_accept_pause(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct worker *w = container_of(t, struct worker, accept_pause);
     for (int i = 0; i < w->nacc; i++)
-        accept_batch(w, w->acc[i].fd, 1, false);
+        accept_batch(w, &w->acc[i], 1, false);
     if (!ev_is_active(&w->accept_pause))
         accept_start(w);
 }
@@ -341,9 +351,16 @@ worker_reload(struct worker *w)
         log_errorx("reload refused, keeping the running configuration: %s", err);
         return;
     }
+    SSL_CTX *tls;
+    if (tls_ctx_build(next, &tls, err, sizeof err) < 0) {
+        log_errorx("reload refused, keeping the running configuration: %s", err);
+        free(next);
+        return;
+    }
     bool same_listen = next->nlisten == w->conf->nlisten;
     for (int i = 0; same_listen && i < next->nlisten; i++)
-        same_listen = strcmp(next->listen[i].text, w->conf->listen[i].text) == 0;
+        same_listen = strcmp(next->listen[i].text, w->conf->listen[i].text) == 0 &&
+                      next->listen[i].tls == w->conf->listen[i].tls;
     if (!same_listen)
         log_warnx("listen changes need a restart in single-process mode; keeping the sockets");
     if (log_configure(next->log_file, next->log_level) < 0)
@@ -351,6 +368,14 @@ worker_reload(struct worker *w)
     free(w->owned_conf);
     w->owned_conf = next;
     w->conf = next;
+    /* Connections hold a reference to the context they started with; new ones get the
+     * new certificate. A config without TLS listeners keeps the old context, since the
+     * sockets (and their flags) stay as they were. */
+    if (tls != NULL) {
+        SSL_CTX_free(w->owned_tls);
+        w->owned_tls = tls;
+        w->tls = tls;
+    }
     sb_set(&w->sb->workers_target, 1);
     log_info("configuration reloaded");
 }
@@ -408,6 +433,7 @@ worker_free(struct worker *w)
     if (w->store != NULL)
         store_close(w->store);
     free(w->owned_conf);
+    SSL_CTX_free(w->owned_tls);
     buf_free(&w->scratch);
     ev_loop_destroy(w->loop);
 }
@@ -432,6 +458,7 @@ worker_run(const struct worker_params *p)
     w.slot = &p->sb->slot[p->slot];
     w.id = (int)sb_get(&w.slot->id);
     w.reload = p->reload;
+    w.tls = p->tls;
     char role[32];
     snprintf(role, sizeof role, p->reload ? "sessiond" : "worker %d", w.id);
     log_set_role(role);
@@ -466,6 +493,7 @@ worker_run(const struct worker_params *p)
     for (int i = 0; i < p->listeners->n; i++) {
         struct worker_accept *a = &w.acc[w.nacc++];
         a->fd = p->listeners->l[i].fd;
+        a->tls = p->listeners->l[i].addr.tls;
         a->w = &w;
         ev_io_init(&a->io, on_accept, a->fd, EV_READ);
     }

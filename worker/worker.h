@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <zlib.h>
 
+#include <openssl/ssl.h>
+
 #include "buf.h"
 #include "conf.h"
 #include "listener.h"
@@ -25,6 +27,7 @@ struct worker_params {
     struct scoreboard *sb;
     int slot;
     worker_reload_fn reload; /* NULL when a master supervises us */
+    SSL_CTX *tls;            /* for listeners with the tls flag; NULL if there are none */
 };
 
 struct conn;
@@ -34,6 +37,7 @@ struct ws_worker;
 struct worker_accept {
     ev_io io;
     int fd;
+    bool tls;
     struct worker *w;
 };
 
@@ -41,6 +45,8 @@ struct worker {
     struct ev_loop *loop;
     const struct conf *conf;
     struct conf *owned_conf; /* a config reloaded in single-process mode, else NULL */
+    SSL_CTX *tls;            /* the master's context, inherited at fork */
+    SSL_CTX *owned_tls;      /* one rebuilt by a reload in single-process mode, else NULL */
     struct scoreboard *sb;
     struct sb_slot *slot;
     int id;

@@ -860,7 +860,7 @@ void
 ws_on_readable(struct conn *c)
 {
     struct ws_worker *rt = rt_of(c);
-    ssize_t n = read(c->fd, rt->rbuf, sizeof rt->rbuf);
+    ssize_t n = conn_recv(c, rt->rbuf, sizeof rt->rbuf);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return;
     if (n <= 0) {

@@ -837,6 +837,116 @@ START_TEST(env_directives)
 }
 END_TEST
 
+/* ---- TLS ---- */
+
+static void
+listen_tls_is(const char *s, const char *text, bool tls)
+{
+    struct conf_listen l;
+    char err[CONF_ERR_LEN] = "";
+    ck_assert_msg(conf_parse_listen(s, &l, err, sizeof err) == 0, "%s: %s", s, err);
+    ck_assert_str_eq(l.text, text);
+    ck_assert_int_eq(l.tls, tls);
+}
+
+START_TEST(listen_tls_flag)
+{
+    listen_tls_is("0.0.0.0:443 tls", "0.0.0.0:443", true);
+    listen_tls_is("8443\ttls", "8443", true);
+    listen_tls_is("[::1]:443 tls", "[::1]:443", true);
+    listen_tls_is("unix:/run/s.sock tls", "unix:/run/s.sock", true);
+    listen_tls_is("127.0.0.1:80", "127.0.0.1:80", false);
+    listen_fails("443 ssl", "unknown flag \"ssl\" in listen \"443 ssl\" (only tls)");
+    listen_fails("443 TLS", "unknown flag \"TLS\" in listen \"443 TLS\" (only tls)");
+    listen_fails("tls", "missing port in listen \"tls\"");
+
+    struct conf c;
+    load_ok(&c, "listen 127.0.0.1:8443 tls\nlisten 8080\ntls_cert c.pem\ntls_key k.pem\n");
+    ck_assert_int_eq(c.nlisten, 2);
+    ck_assert(c.listen[0].tls);
+    ck_assert_str_eq(c.listen[0].text, "127.0.0.1:8443");
+    ck_assert_int_eq(c.listen[0].port, 8443);
+    ck_assert(!c.listen[1].tls);
+    ck_assert(conf_uses_tls(&c));
+    /* The same address with and without the flag is still one address. */
+    load_fails("listen 8443 tls\nlisten 8443\ntls_cert c\ntls_key k\n",
+               "t.conf:2: duplicate listen \"8443\"");
+    load_fails("listen 8443 tls tls\n",
+               "t.conf:1: invalid number of arguments in \"listen\" directive");
+    load_fails("listen 8443 ssl\n", "t.conf:1: unknown flag \"ssl\" in listen \"8443 ssl\" (only tls)");
+}
+END_TEST
+
+START_TEST(tls_directives)
+{
+    struct conf c;
+    conf_defaults(&c);
+    ck_assert(!conf_uses_tls(&c));
+    ck_assert_str_eq(c.tls_cert, "");
+    ck_assert_str_eq(c.tls_key, "");
+    ck_assert_int_eq(c.tls_protocols, CONF_TLS_1_2 | CONF_TLS_1_3);
+    ck_assert_int_eq(c.tls_handshake_timeout_ms, 10000);
+    ck_assert_ptr_nonnull(strstr(c.tls_ciphers, "ECDHE-ECDSA-AES128-GCM-SHA256"));
+
+    load_ok(&c, "tls_protocols TLSv1.3\ntls_handshake_timeout 500ms\n"
+                "tls_ciphers ECDHE-RSA-AES256-GCM-SHA384\n");
+    ck_assert_int_eq(c.tls_protocols, CONF_TLS_1_3);
+    ck_assert_int_eq(c.tls_handshake_timeout_ms, 500);
+    ck_assert_str_eq(c.tls_ciphers, "ECDHE-RSA-AES256-GCM-SHA384");
+    load_ok(&c, "tls_protocols TLSv1 TLSv1.1 TLSv1.2 TLSv1.3\n");
+    ck_assert_int_eq(c.tls_protocols, CONF_TLS_1_0 | CONF_TLS_1_1 | CONF_TLS_1_2 | CONF_TLS_1_3);
+    load_ok(&c, "tls_protocols \"TLSv1.2 TLSv1.3\"\n");
+    ck_assert_int_eq(c.tls_protocols, CONF_TLS_1_2 | CONF_TLS_1_3);
+
+    int mask = -1;
+    char err[CONF_ERR_LEN];
+    ck_assert_int_eq(conf_parse_tls_protocols("  TLSv1.2\tTLSv1.2 ", &mask, err, sizeof err), 0);
+    ck_assert_int_eq(mask, CONF_TLS_1_2);
+
+    load_fails("tls_protocols SSLv3\n",
+               "t.conf:1: unknown TLS version \"SSLv3\" in \"tls_protocols\" (TLSv1, TLSv1.1, "
+               "TLSv1.2 or TLSv1.3)");
+    load_fails("tls_protocols TLSv1.2 tlsv1.3\n",
+               "t.conf:1: unknown TLS version \"tlsv1.3\" in \"tls_protocols\" (TLSv1, TLSv1.1, "
+               "TLSv1.2 or TLSv1.3)");
+    load_fails("tls_protocols \"\"\n",
+               "t.conf:1: \"tls_protocols\" must name at least one TLS version");
+    load_fails("tls_protocols\n",
+               "t.conf:1: invalid number of arguments in \"tls_protocols\" directive");
+    load_fails("tls_cert a b\n", "t.conf:1: invalid number of arguments in \"tls_cert\" directive");
+    load_fails("tls_handshake_timeout 0\n",
+               "t.conf:1: \"tls_handshake_timeout\" must be between 1ms and 10m");
+    load_fails("tls_ciphers \"\"\n", "t.conf:1: \"tls_ciphers\" must not be empty");
+    load_fails("listen 8443 tls\n",
+               "t.conf: a listen with the tls flag needs \"tls_cert\" and \"tls_key\"");
+    load_fails("listen 8443 tls\ntls_cert c.pem\n",
+               "t.conf:2: a listen with the tls flag needs \"tls_cert\" and \"tls_key\"");
+    /* Certificates without a TLS listener are allowed (and unused). */
+    load_ok(&c, "tls_cert c.pem\n");
+}
+END_TEST
+
+START_TEST(tls_env)
+{
+    struct conf c;
+    conf_defaults(&c);
+    env_ok(&c, (const char *const[]){"SESSIOND_TLS_PROTOCOLS", "TLSv1.3", "SESSIOND_LISTEN",
+                                     "127.0.0.1:8443 tls", "SESSIOND_TLS_CERT", "/c.pem",
+                                     "SESSIOND_TLS_KEY", "/k.pem", NULL});
+    ck_assert_int_eq(c.tls_protocols, CONF_TLS_1_3);
+    ck_assert(c.listen[0].tls);
+    ck_assert_str_eq(c.tls_cert, "/c.pem");
+    /* PORT moves a TLS listener and keeps it TLS. */
+    load_ok(&c, "listen 127.0.0.1:8443 tls\ntls_cert c\ntls_key k\n");
+    env_ok(&c, (const char *const[]){"PORT", "9443", NULL});
+    ck_assert_int_eq(c.nlisten, 1);
+    ck_assert_str_eq(c.listen[0].text, "0.0.0.0:9443");
+    ck_assert(c.listen[0].tls);
+    env_fails((const char *const[]){"SESSIOND_LISTEN", "8443 tls", NULL},
+              "environment: a listen with the tls flag needs \"tls_cert\" and \"tls_key\"");
+}
+END_TEST
+
 Suite *
 conf_suite(void)
 {
@@ -874,5 +984,11 @@ conf_suite(void)
     tcase_add_test(env, env_clustering);
     tcase_add_test(env, env_directives);
     suite_add_tcase(s, env);
+
+    TCase *tls = tcase_create("tls");
+    tcase_add_test(tls, listen_tls_flag);
+    tcase_add_test(tls, tls_directives);
+    tcase_add_test(tls, tls_env);
+    suite_add_tcase(s, tls);
     return s;
 }
