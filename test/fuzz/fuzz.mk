@@ -51,8 +51,8 @@ fuzz: fuzz-build
 	    $(FUZZ_DIR)/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -timeout=10 \
 	        -print_final_stats=1 -artifact_prefix=$(FUZZ_DIR)/findings/$$t- \
 	        $$work >$$log 2>&1 || failed="$$failed $$t"; \
-	    done_line=$$(grep -E '^#[0-9]+ +DONE' $$log | tail -n 1); \
-	    printf '%-14s %s\n' $$t "$${done_line:-no DONE line: see $$log}"; \
+	    stats=$$(sed -nE 's/^#([0-9]+)[[:space:]]+DONE[[:space:]]+cov: ([0-9]+) ft: ([0-9]+).*/\1 executions, cov: \2, ft: \3/p' $$log | tail -n 1); \
+	    printf '%-14s %s\n' $$t "$${stats:-stopped early: see $$log}"; \
 	done; \
 	if [ -n "$$failed" ]; then \
 	    echo "fuzz: findings in:$$failed (logs in $(FUZZ_DIR)/, inputs in $(FUZZ_DIR)/findings/)"; \
