@@ -48,9 +48,12 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
               "user or password unterminated", url);
     } else {
         check(err[0] != '\0', "an error without a message", url);
-        /* A password long enough not to turn up in a message by chance. */
+        /* A password long enough not to turn up in a message by chance, and not written
+         * again after the userinfo too (a message may quote the host or the database,
+         * and then the password text with them). */
         size_t pw = strnlen(u.password, sizeof u.password);
-        if (pw >= 8 && pw < sizeof u.password)
+        const char *at = strchr(url, '@');
+        if (pw >= 8 && pw < sizeof u.password && at != NULL && strstr(at, u.password) == NULL)
             check(strstr(err, u.password) == NULL, "the message repeats the password", url);
     }
     free(url);
