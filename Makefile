@@ -3,6 +3,8 @@
 #   make check           install missing packages, then unit and integration tests
 #   make SANITIZE=address,undefined check    the same under ASan and UBSan (own build dir)
 #   make bench           scripts/bench all
+#   make fuzz            FUZZ_SECONDS=60: run each libFuzzer harness of test/fuzz/ (clang)
+#   make fuzz-replay     replay the fuzz corpora with $(CC) (part of make unit)
 #   make run             build and run on conf/sessiond.conf in the foreground
 #   make install         PREFIX=/usr/local DESTDIR=
 
@@ -69,6 +71,7 @@ check: deps
 
 unit: $(BUILD)/unit-tests
 	cd test/unit && CK_DEFAULT_TIMEOUT=30 ../../$(BUILD)/unit-tests
+	$(MAKE) --no-print-directory fuzz-replay
 
 integration: $(BUILD)/sessiond $(BUILD)/sessiond-test
 	SESSIOND_BIN=$(CURDIR)/$(BUILD)/sessiond-test $(PYTHON) -m pytest -q -p no:cacheprovider test/integration
@@ -104,5 +107,7 @@ install: $(BUILD)/sessiond
 
 clean:
 	rm -rf build build-san
+
+include test/fuzz/fuzz.mk
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -235,6 +235,14 @@ static int
 url_tcp(const char *p, struct redis_url *out, char *err, size_t errlen)
 {
     size_t alen = strcspn(p, "/?#");
+    /* An '@' past the end of the authority is a user name or password cut short by an
+     * unencoded '/', '?' or '#' in it (redis://:pa#ss@h): the messages below would quote
+     * what follows the cut, password and all. */
+    if (strchr(p + alen, '@') != NULL) {
+        errf(err, errlen, "a '/', '?' or '#' in the user name or password must be "
+                          "percent-encoded (%%2F, %%3F, %%23)");
+        return -1;
+    }
     const char *at = memrchr(p, '@', alen), *host = p;
     if (at != NULL) {
         if (url_userinfo(p, (size_t)(at - p), out, err, errlen) < 0)

@@ -848,6 +848,15 @@ ws_feed(struct ws *ws, const void *p, size_t len)
     int rc = ws_ctx(ws) == NULL ? -1 : wslay_event_recv(ws->ctx);
     ws->in_recv = false;
     if (rc != 0) {
+        /* wslay refuses a malformed frame header (a length with its top bit set, a long
+         * or fragmented control frame) this way, after queueing a close frame. Send what
+         * is already said before closing: replies to earlier messages of this read, that
+         * close frame, and the 101 itself when the frames came with the upgrade request,
+         * which the client would otherwise never see. */
+        if (ws->ctx != NULL && !ws->c->closed && !ws->doomed)
+            wslay_event_send(ws->ctx);
+        if (!ws->c->closed && !ws->doomed)
+            conn_write_out(ws->c);
         conn_close(ws->c);
         return;
     }

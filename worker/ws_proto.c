@@ -462,7 +462,15 @@ run_inflate(z_stream *z, struct buf *out, size_t start, size_t max_out)
             z->next_out = &probe;
             z->avail_out = 1;
         }
+        /* zlib resumes a stream stopped at a block boundary past the state that reports
+         * it, so a call that finds nothing to do (no input, or only the probe above)
+         * clears bit 128 of data_type, which ws_proto_inflate reads last. Such a call
+         * changed nothing, so the previous call's report still holds: keep it. */
+        int data_type = z->data_type;
+        uInt in_before = z->avail_in, out_before = z->avail_out;
         int r = inflate(z, Z_SYNC_FLUSH);
+        if (z->avail_in == in_before && z->avail_out == out_before)
+            z->data_type = data_type;
         if (room > 0)
             out->len += room - z->avail_out;
         else if (z->avail_out == 0)

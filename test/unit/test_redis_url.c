@@ -211,6 +211,15 @@ START_TEST(userinfo)
     ck_assert_ptr_null(strstr(err, "hunter2"));
     ck_assert_int_eq(redis_url_parse("redis://:hunter2@h/x", &u, err, sizeof err), -1);
     ck_assert_ptr_null(strstr(err, "hunter2"));
+    /* Found by fuzz_redis_url (corpus crash-password-cut-by-hash): a '#' in a password
+     * ended the authority there, and the message quoted the rest as junk after the host. */
+    const char *cut[] = {"redis://:hun#ter2@h", "redis://u:hun?ter2@h:1/0", "redis://:hun/ter2@h"};
+    for (size_t i = 0; i < sizeof cut / sizeof *cut; i++) {
+        ck_assert_int_eq(redis_url_parse(cut[i], &u, err, sizeof err), -1);
+        ck_assert_ptr_null(strstr(err, "ter2"));
+    }
+    bad("redis://:hun#ter2@h", "a '/', '?' or '#' in the user name or password must be "
+                               "percent-encoded (%2F, %3F, %23)");
 }
 END_TEST
 

@@ -327,6 +327,27 @@ START_TEST(hello_vector)
 }
 END_TEST
 
+/* Found by fuzz_ws_inflate (corpus crash-inflate-exact-limit): a message whose output
+ * reaches max_out exactly at a block boundary. The probe for one byte more finds nothing,
+ * and zlib's answer to that empty call used to hide the boundary, so a good message was
+ * refused as corrupt (1007). Here a stored block of 5 bytes whose last four are the
+ * 0x00 0x00 0xff 0xff that the sender removed and inflate appends. */
+START_TEST(exact_limit_at_block_end)
+{
+    static const unsigned char in[] = {0x00, 0x05, 0x00, 0xfa, 0xff, 'h'};
+    struct buf out = {0};
+    for (size_t max_out = 5; max_out <= 6; max_out++) {
+        ck_assert_int_eq(ws_proto_inflate(&iz, in, sizeof in, max_out, &out), 0);
+        ck_assert_uint_eq(buf_used(&out), 5);
+        ck_assert_mem_eq(buf_data(&out), "h\0\0\xff\xff", 5);
+        buf_free(&out);
+    }
+    ck_assert_int_eq(ws_proto_inflate(&iz, in, sizeof in, 4, &out), WS_PROTO_TOO_BIG);
+    ck_assert_uint_eq(buf_used(&out), 0);
+    buf_free(&out);
+}
+END_TEST
+
 START_TEST(empty_message)
 {
     /* Section 7.2.3.6: an empty message compresses to a single 0x00. */
@@ -625,6 +646,7 @@ ws_proto_suite(void)
     tcase_add_checked_fixture(compress, streams_setup, streams_teardown);
     tcase_add_test(compress, hello_vector);
     tcase_add_test(compress, empty_message);
+    tcase_add_test(compress, exact_limit_at_block_end);
     tcase_add_test(compress, round_trip_text);
     tcase_add_test(compress, round_trip_1mib);
     tcase_add_test(compress, zip_bomb);

@@ -1,0 +1,132 @@
+/* fuzz_http_parser: request heads and chunked bodies (worker/http_parser.c).
+ *
+ * The input is what a client sends. Besides the sanitizers, it checks the promises of
+ * http_parser.h that the server relies on:
+ *   - every string of a parsed request lies inside the buffer and within the head;
+ *   - a head that parses is INCOMPLETE at any shorter length (a stateless parser that
+ *     answered differently on a prefix would act on a request before it arrived), and
+ *     still parses with max_head at exactly its length;
+ *   - the chunked decoder gives the same result, the same bytes and the same end, in one
+ *     call into another buffer and in small pieces decoded in place, as conn.c does. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "http_parser.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define MAX_HEAD 8192
+#define MAX_BODY (1 << 16)
+
+static void
+check(bool ok, const char *what)
+{
+    if (!ok) {
+        fprintf(stderr, "fuzz_http_parser: %s\n", what);
+        abort();
+    }
+}
+
+static void
+check_str(struct http_str s, const char *buf, size_t head_len, const char *what)
+{
+    check(s.len == 0 || (s.p >= buf && s.p + s.len <= buf + head_len), what);
+}
+
+static void
+check_request(const struct http_request *req, const char *buf, size_t len)
+{
+    check(req->head_len > 0 && req->head_len <= len && req->head_len <= MAX_HEAD, "head_len");
+    check(req->version_minor == 0 || req->version_minor == 1, "version");
+    check(req->nheaders <= HTTP_MAX_HEADERS, "nheaders");
+    check(req->content_length >= -1, "content_length");
+    check(!(req->chunked && req->content_length >= 0), "both lengths");
+    check_str(req->method_name, buf, req->head_len, "method");
+    check_str(req->target, buf, req->head_len, "target");
+    check_str(req->path, buf, req->head_len, "path");
+    check_str(req->query, buf, req->head_len, "query");
+    check(req->path.len > 0, "empty path");
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const struct http_header *h = &req->headers[i];
+        check(h->name.len > 0, "empty header name");
+        check_str(h->name, buf, req->head_len, "header name");
+        check_str(h->value, buf, req->head_len, "header value");
+        /* The token walker on every value, as the router and ws.c use it. */
+        (void)http_list_has_token(h->value, "upgrade");
+        (void)http_list_has_token(h->value, "gzip");
+    }
+    (void)http_header_get(req, "Host");
+}
+
+/* The chunked decoder, two ways; they must agree. */
+static void
+check_chunked(const char *body, size_t len)
+{
+    struct http_chunked a, b;
+    http_chunked_init(&a);
+    http_chunked_init(&b);
+    char *out_a = malloc(len + 1), *work = malloc(len + 1);
+    check(out_a != NULL && work != NULL, "malloc");
+    memcpy(work, body, len);
+
+    size_t used_a = 0, got_a = 0;
+    enum http_chunked_result ra =
+        http_chunked_decode(&a, body, len, &used_a, out_a, &got_a, MAX_BODY);
+
+    /* In place, in pieces of 1 to 7 bytes (by the length, so each input has one split),
+     * stopping at the first result that is not MORE, as conn.c does. */
+    size_t step = len % 7 + 1, at = 0, got_b = 0;
+    enum http_chunked_result rb = HTTP_CHUNKED_MORE;
+    while (at < len && rb == HTTP_CHUNKED_MORE) {
+        size_t n = len - at < step ? len - at : step, used = 0;
+        rb = http_chunked_decode(&b, work + at, n, &used, work, &got_b, MAX_BODY);
+        check(used <= n, "consumed more than given");
+        check(rb != HTTP_CHUNKED_MORE || used == n, "MORE without consuming everything");
+        at += used;
+    }
+    check(ra == rb, "one call and pieces disagree on the result");
+    check(got_a == got_b && memcmp(out_a, work, got_a) == 0, "the decoded bytes differ");
+    check(got_a <= MAX_BODY, "body over max_body");
+    if (ra == HTTP_CHUNKED_DONE)
+        check(used_a == at, "the body ends in different places");
+    free(out_a);
+    free(work);
+}
+
+int
+LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    const char *buf = (const char *)data;
+    struct http_request req;
+    int status;
+    const char *why;
+    enum http_parse_result r = http_parse_request(buf, size, MAX_HEAD, &req, &status, &why);
+    if (r == HTTP_PARSE_ERROR) {
+        check(status >= 400 && status < 600 && why != NULL, "error without status or reason");
+        check_chunked(buf, size); /* not a head: the decoder gets the bytes instead */
+        return 0;
+    }
+    check(status == 0 && why == NULL, "status on success");
+    if (r == HTTP_PARSE_INCOMPLETE) {
+        check(size < MAX_HEAD, "INCOMPLETE at max_head");
+        check_chunked(buf, size);
+        return 0;
+    }
+    check_request(&req, buf, size);
+    size_t head = req.head_len;
+
+    struct http_request again;
+    check(http_parse_request(buf, head, head, &again, &status, &why) == HTTP_PARSE_OK &&
+              again.head_len == head,
+          "not OK with max_head at the head's length");
+    size_t cut[] = {head - 1, head / 2, 1};
+    for (size_t i = 0; i < sizeof cut / sizeof *cut; i++)
+        if (cut[i] < head)
+            check(http_parse_request(buf, cut[i], MAX_HEAD, &again, &status, &why) ==
+                      HTTP_PARSE_INCOMPLETE,
+                  "a prefix of a good head is not INCOMPLETE");
+    check_chunked(buf + head, size - head);
+    return 0;
+}
