@@ -23,6 +23,22 @@
 #include "tls.h"
 #include "util.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/lsan_interface.h>
+/* A worker leaves by _exit, which skips LeakSanitizer's check at exit: run it here, so
+ * that a sanitized build reports a worker's leaks as it does the master's. */
+static void
+leak_check(void)
+{
+    __lsan_do_leak_check();
+}
+#else
+static void
+leak_check(void)
+{
+}
+#endif
+
 #define TICK 0.1                 /* watchdog, handovers, memory limits */
 #define QUIT_GRACE 1.0           /* SIGQUIT: how long workers get before SIGKILL */
 
@@ -102,7 +118,9 @@ become_worker(struct master *m, int slot, pid_t master_pid)
     struct worker_params p = {
         .conf = m->conf, .listeners = &m->ls, .sb = m->sb, .slot = slot, .reload = NULL,
         .tls = m->tls};
-    _exit(worker_run(&p));
+    int status = worker_run(&p);
+    leak_check();
+    _exit(status);
 }
 
 /* A worker could not be started (no slot, fork failed): try again after a delay

@@ -7,6 +7,7 @@ is stopped by pid at the end: the master, then any worker that outlived it.
 import http.client
 import json
 import os
+import re
 import resource
 import signal
 import socket
@@ -61,6 +62,19 @@ def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
             pass
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def _sanitized():
+    try:
+        with open(BIN, "rb") as f:
+            return b"__asan_init" in f.read()
+    except OSError:
+        return False
+
+
+# Built with SANITIZE=address: memory figures include ASan's redzones and quarantine.
+SANITIZED = _sanitized()
+SANITIZER_REPORT = re.compile(r"ERROR: (Address|Leak)Sanitizer|runtime error:")
 
 
 class Server:
@@ -167,6 +181,10 @@ class Server:
                 except ProcessLookupError:
                     pass
         self.logf.close()
+        # Under SANITIZE=address,undefined a report goes to stderr, which is the log:
+        # any of them fails the test that ran this server.
+        reports = [line for line in self.log().splitlines() if SANITIZER_REPORT.search(line)]
+        assert not reports, f"sanitizer report in {self.log_path}: {reports[:3]}"
 
 
 @pytest.fixture
