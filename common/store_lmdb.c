@@ -322,7 +322,8 @@ lmdb_reserve(struct lmdb_store *st, size_t pages)
         st->reserved = st->map;
         return STORE_OK;
     }
-    errf(st->error, sizeof st->error, "the disk of the store is full (fallocate: %s)",
+    errf(st->error, sizeof st->error, "%s (fallocate: %s)",
+         errno == ENOSPC ? "the disk of the store is full" : "the store's disk refuses writes",
          strerror(errno));
     st->healthy = false;
     return STORE_NO_SPACE;

@@ -492,3 +492,20 @@ def test_full_disk_fails_writes_clearly_keeps_reads_and_recovers(server_factory,
             assert call(again, "GET", f"/api/sessions/{m['id']}")[0] == 200
     finally:
         again.stop()
+
+
+def test_read_only_store_is_a_clear_startup_error(tmp_path):
+    d = tempfile.mkdtemp(prefix="sessiond-ro-", dir="/tmp")
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,ro", "tmpfs", d],
+                      capture_output=True).returncode != 0:
+        os.rmdir(d)
+        pytest.skip("cannot mount a tmpfs here")
+    try:
+        s = Server(str(tmp_path), conf=f"store_path {d}/sessions.db\n")
+        s.start(wait=False)
+        assert s.wait_exit(10) == 1
+        s.logf.close()
+        assert f"store_path {d}/sessions.db: Read-only file system" in s.log()
+    finally:
+        subprocess.run(["umount", "-l", d])
+        os.rmdir(d)
