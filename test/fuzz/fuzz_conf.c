@@ -17,23 +17,13 @@
 #include <unistd.h>
 
 #include "conf.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 #define ENV_MAX 32
 
 static char dir[64], path[96];
 static char *env_names[ENV_MAX], *env_values[ENV_MAX];
 static size_t nenv;
-
-static void
-check(bool ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_conf: %s\n", what);
-        abort();
-    }
-}
 
 static void
 cleanup(void)

@@ -14,20 +14,10 @@
 #include <string.h>
 
 #include "http_parser.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 #define MAX_HEAD 8192
 #define MAX_BODY (1 << 16)
-
-static void
-check(bool ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_http_parser: %s\n", what);
-        abort();
-    }
-}
 
 static void
 check_str(struct http_str s, const char *buf, size_t head_len, const char *what)

@@ -14,17 +14,7 @@
 #include <string.h>
 
 #include "ws_proto.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void
-check(bool ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_ws_handshake: %s\n", what);
-        abort();
-    }
-}
+#include "fuzz.h"
 
 static bool
 window_ok(int bits)

@@ -16,20 +16,10 @@
 #include <string.h>
 
 #include "ws_proto.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+#include "fuzz.h"
 
 static z_stream inflater, deflaters[16];
 static bool ready;
-
-static void
-check(bool ok, const char *what)
-{
-    if (!ok) {
-        fprintf(stderr, "fuzz_ws_inflate: %s\n", what);
-        abort();
-    }
-}
 
 /* UTF-8 decoded one code point at a time, the slow and obvious way. */
 static bool

@@ -12,6 +12,7 @@ import resource
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -225,3 +226,41 @@ def raw_exchange(port, data, timeout=5.0, read_until_close=True):
         except socket.timeout:
             pass
         return b"".join(chunks)
+
+
+class Hammer:
+    """Clients that GET path in a loop, each on one keep-alive connection (from connect),
+    until stopped: a failure is recorded and the connection replaced. For checking that
+    a reload or a drain loses no request."""
+
+    def __init__(self, connect, clients=4, path="/api/health"):
+        self.connect, self.path = connect, path
+        self.stopping = threading.Event()
+        self.errors, self.counts = [], []
+        self.threads = [threading.Thread(target=self.client) for _ in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def client(self):
+        c, n = self.connect(), 0
+        while not self.stopping.is_set():
+            try:
+                c.request("GET", self.path)
+                r = c.getresponse()
+                r.read()
+                if r.status != 200:
+                    self.errors.append(r.status)
+                n += 1
+            except (OSError, http.client.HTTPException) as e:
+                self.errors.append(repr(e))
+                c.close()
+                c = self.connect()
+        c.close()
+        self.counts.append(n)
+
+    def stop(self):
+        """Stop the clients; returns (errors, requests answered)."""
+        self.stopping.set()
+        for t in self.threads:
+            t.join()
+        return self.errors, sum(self.counts)

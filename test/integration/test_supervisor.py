@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import BIN, alive, children_of, wait_for
+from conftest import BIN, Hammer, alive, children_of, wait_for
 
 
 def test_workers_counted_in_health_and_ps(server_factory):
@@ -323,30 +323,7 @@ def test_drain_closes_keepalive_connections_politely(server):
 
 
 def test_reload_under_load_drops_nothing(server):
-    import http.client
-    stop = threading.Event()
-    errors, counts = [], []
-
-    def client():
-        c = server.conn()
-        n = 0
-        while not stop.is_set():
-            try:
-                c.request("GET", "/api/health")
-                r = c.getresponse()
-                r.read()
-                if r.status != 200:
-                    errors.append(r.status)
-                n += 1
-            except (OSError, http.client.HTTPException) as e:
-                errors.append(repr(e))
-                c.close()
-                c = server.conn()
-        counts.append(n)
-
-    threads = [threading.Thread(target=client) for _ in range(4)]
-    for t in threads:
-        t.start()
+    load = Hammer(server.conn, clients=4)
     for _ in range(3):
         time.sleep(0.7)
         old = server.worker_pids()
@@ -354,11 +331,9 @@ def test_reload_under_load_drops_nothing(server):
         wait_for(lambda: not set(server.health_pids()) & set(old), timeout=10,
                  what="the new generation")
     time.sleep(0.5)
-    stop.set()
-    for t in threads:
-        t.join()
+    errors, answered = load.stop()
     assert errors == []
-    assert sum(counts) > 100
+    assert answered > 100
 
 
 def test_without_a_config_file_it_runs_on_defaults(tmp_path):

@@ -5,7 +5,6 @@ Certificates are made for each test with the openssl command line (ECDSA P-256 a
 self-signed for localhost and 127.0.0.1). Every server also has a plain listener, which the
 harness uses to see that it serves.
 """
-import asyncio
 import http.client
 import json
 import os
@@ -13,13 +12,12 @@ import signal
 import socket
 import ssl
 import subprocess
-import threading
 import time
 
 import pytest
 import websockets
 
-from conftest import BIN, alive, free_port, wait_for
+from conftest import BIN, Hammer, alive, free_port, wait_for
 from test_sessions import KEY, create, keyed
 from test_ws import next_push, op, run
 
@@ -289,30 +287,8 @@ def test_bad_certificate_on_hup_is_refused(server_factory, certs, tmp_path, brea
 def test_new_certificate_on_hup_drops_no_request(server_factory, certs):
     s = tls_server(server_factory, certs)
     ctx = context(certs["ec"][0], certs["rsa"][0])
-    stop = threading.Event()
-    errors, counts = [], []
-
-    def client():
-        c = http.client.HTTPSConnection("localhost", s.tls_port, context=ctx, timeout=10)
-        n = 0
-        while not stop.is_set():
-            try:
-                c.request("GET", "/api/health")
-                r = c.getresponse()
-                r.read()
-                if r.status != 200:
-                    errors.append(r.status)
-                n += 1
-            except (OSError, http.client.HTTPException) as e:
-                errors.append(repr(e))
-                c.close()
-                c = http.client.HTTPSConnection("localhost", s.tls_port, context=ctx, timeout=10)
-        c.close()
-        counts.append(n)
-
-    threads = [threading.Thread(target=client) for _ in range(3)]
-    for t in threads:
-        t.start()
+    load = Hammer(lambda: http.client.HTTPSConnection("localhost", s.tls_port, context=ctx,
+                                                      timeout=10), clients=3)
     time.sleep(0.5)
     old = s.worker_pids()
     rsa_crt, rsa_key = certs["rsa"]
@@ -321,11 +297,9 @@ def test_new_certificate_on_hup_drops_no_request(server_factory, certs):
     wait_for(lambda: not set(s.health_pids()) & set(old), timeout=10, what="the new generation")
     wait_for(lambda: not any(alive(p) for p in old), timeout=15, what="old workers to exit")
     time.sleep(0.3)
-    stop.set()
-    for t in threads:
-        t.join()
+    errors, answered = load.stop()
     assert errors == []
-    assert sum(counts) > 30
+    assert answered > 30
     assert served_cert(s.tls_port) == der_of(rsa_crt)
 
 
