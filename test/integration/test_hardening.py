@@ -509,3 +509,24 @@ def test_read_only_store_is_a_clear_startup_error(tmp_path):
     finally:
         subprocess.run(["umount", "-l", d])
         os.rmdir(d)
+
+
+@root_only
+def test_a_root_only_key_serves_tls_from_dropped_workers(open_dir, tmp_path):
+    from test_tls import context, https, make_cert, tls_conf
+    from conftest import free_port
+    d = tmp_path / "certs"  # under pytest's root-only directory: nobody cannot even look
+    d.mkdir(mode=0o700)
+    crt, key = make_cert(str(d), "ec", "ec")
+    os.chmod(key, 0o600)
+    port = free_port()
+    s = Server(open_dir, conf=f'api_key "{KEY}"\nuser nobody\n' + tls_conf(port, crt, key))
+    try:
+        s.start()
+        s.tls_port = port
+        for pid in s.worker_pids():
+            assert ids(pid, "Uid")[0] == pwd.getpwnam("nobody").pw_uid
+        status, _, body = https(s, context(crt), "GET", "/api/health")
+        assert status == 200 and json.loads(body)["status"] == "ok"
+    finally:
+        s.stop()
