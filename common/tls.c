@@ -44,14 +44,30 @@ derive(const char *label, uint64_t period, unsigned char out[32])
                                                                                      : -1;
 }
 
+/* The keys of one period, derived once per process and period (an hour): every ticket
+ * issued or resumed needs them, and three HMACs per ticket are not free. */
 static int
 ticket_keys_for(uint64_t period, struct ticket_keys *k)
 {
-    unsigned char name[32];
-    if (derive("sessiond name ", period, name) < 0 || derive("sessiond aes ", period, k->aes) < 0 ||
-        derive("sessiond mac ", period, k->mac) < 0)
-        return -1;
-    memcpy(k->name, name, sizeof k->name);
+    static struct {
+        bool valid;
+        uint64_t period;
+        struct ticket_keys keys;
+    } cache[2];
+    unsigned i = (unsigned)(period & 1);
+    if (!cache[i].valid || cache[i].period != period) {
+        unsigned char name[32];
+        struct ticket_keys *c = &cache[i].keys;
+        cache[i].valid = false;
+        if (derive("sessiond name ", period, name) < 0 ||
+            derive("sessiond aes ", period, c->aes) < 0 ||
+            derive("sessiond mac ", period, c->mac) < 0)
+            return -1;
+        memcpy(c->name, name, sizeof c->name);
+        cache[i].period = period;
+        cache[i].valid = true;
+    }
+    *k = cache[i].keys;
     return 0;
 }
 

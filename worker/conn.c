@@ -189,9 +189,32 @@ on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* The handshake, driven by whichever watcher OpenSSL waits for. Once done, the
  * connection is an ordinary one in CONN_HEAD with header_timeout to send its request. */
+/* Whether the client spoke plain HTTP to a TLS port: its first byte is a letter (a
+ * method), where TLS would start with a handshake record (22). Such a client is told so
+ * in plain HTTP, as nginx does, rather than dropped without a word. */
+static bool
+plain_http_on_tls(struct conn *c)
+{
+    unsigned char first;
+    if (c->tls_sniffed || recv(c->fd, &first, 1, MSG_PEEK) != 1)
+        return false;
+    c->tls_sniffed = true;
+    if (first < 'A' || first > 'Z')
+        return false;
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    c->state = CONN_HEAD;
+    ev_io_stop(c->w->loop, &c->wio);
+    conn_refuse(c, 400, NULL, "bad_request",
+                "A plain HTTP request was sent to a TLS port: use https:// (or wss://).");
+    return true;
+}
+
 static void
 conn_handshake(struct conn *c)
 {
+    if (plain_http_on_tls(c))
+        return;
     ERR_clear_error();
     int rc = SSL_do_handshake(c->ssl);
     if (rc == 1) {

@@ -73,6 +73,7 @@ struct conn {
     struct ws *ws;        /* once upgraded */
     struct ssl_st *ssl;   /* TLS connections only; NULL on the plain path */
     bool tls_ok;          /* handshake done and no fatal error: close_notify may be sent */
+    bool tls_sniffed;     /* the first byte was looked at: TLS, not plain HTTP */
     bool tls_read_wants_write; /* SSL_read needs the socket writable before it can go on */
     bool tls_write_wants_read; /* SSL_write needs the socket readable before it can go on */
     struct sockaddr_storage peer;

@@ -17,7 +17,7 @@ import time
 import pytest
 import websockets
 
-from conftest import BIN, Hammer, alive, free_port, wait_for
+from conftest import BIN, Hammer, alive, free_port, raw_exchange, wait_for
 from test_sessions import KEY, create, keyed
 from test_ws import next_push, op, run
 
@@ -233,14 +233,10 @@ def test_handshake_timeout_closes_a_silent_connection(server_factory, certs):
     with socket.create_connection(("127.0.0.1", s.tls_port), timeout=5) as raw:
         raw.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
         assert raw.recv(100) == b""
-    # Plain HTTP on the TLS port is answered with nothing useful and closed.
-    with socket.create_connection(("127.0.0.1", s.tls_port), timeout=5) as raw:
-        raw.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        try:
-            data = raw.recv(1000)
-        except ConnectionResetError:  # the unread request makes the close a reset
-            data = b""
-        assert b"HTTP/1.1" not in data
+    # Plain HTTP on the TLS port is told so, in plain HTTP, and closed (as nginx does).
+    resp = raw_exchange(s.tls_port, b"GET /api/health HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert resp.startswith(b"HTTP/1.1 400 ") and b"use https://" in resp, resp[:200]
+    assert b"Connection: close" in resp and resp.count(b"HTTP/1.1 ") == 1
     assert s.health()[0] == 200
 
 
