@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def test_chaos_kill_and_stop_hold():
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "chaos"), "all",
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "chaos"), "kill", "stop",
                         "--duration", "6", "--load", "python"],
                        env=dict(os.environ, SESSIOND_BIN=BIN), capture_output=True, text=True,
                        timeout=120)
