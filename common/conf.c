@@ -1119,7 +1119,7 @@ read_file(const char *path, size_t *lenp, char *err, size_t errlen)
         goto fail;
     }
     size_t size = (size_t)st.st_size, len = 0;
-    if ((buf = malloc(size + 1)) == NULL)
+    if ((buf = calloc(size + 1, 1)) == NULL) /* zeroed: the analyzer cannot follow read() */
         goto fail;
     for (ssize_t n; len < size; len += (size_t)n)
         if ((n = read(fd, buf + len, size - len)) <= 0)

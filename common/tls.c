@@ -36,6 +36,7 @@ derive(const char *label, uint64_t period, unsigned char out[32])
 {
     unsigned char msg[32];
     size_t n = strlen(label);
+    /* NOLINTNEXTLINE(bugprone-not-null-terminated-result): bytes, not a C string */
     memcpy(msg, label, n);
     for (int i = 0; i < 8; i++)
         msg[n + (size_t)i] = (unsigned char)(period >> (56 - 8 * i));

@@ -108,8 +108,10 @@ adopt(struct worker *w, int fd, const struct sockaddr_storage *peer, SSL_CTX *tl
     bool held = key != 0 && cf->max_connections_per_ip > 0;
     bool over = held && !limit_acquire(&w->sb->limits, key,
                                        (unsigned)cf->max_connections_per_ip);
+    static const char over_why[] =
+        "This address holds max_connections_per_ip connections already.";
     if (over && tls != NULL) {
-        refuse(w, fd, true, 429, NULL, NULL);
+        refuse(w, fd, true, 429, "too_many_connections", over_why);
         return;
     }
     struct conn *c = conn_new(w, fd, peer, tls);
@@ -121,8 +123,7 @@ adopt(struct worker *w, int fd, const struct sockaddr_storage *peer, SSL_CTX *tl
     c->ip_key = key;
     c->ip_held = held && !over;
     if (over) /* through the connection, so that the answer is not lost to a reset */
-        conn_refuse(c, 429, "Retry-After: 1\r\n", "too_many_connections",
-                    "This address holds max_connections_per_ip connections already.");
+        conn_refuse(c, 429, "Retry-After: 1\r\n", "too_many_connections", over_why);
 }
 
 /* Accept up to max connections from one listener. With yield set, stop as soon as this
