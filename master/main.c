@@ -11,6 +11,7 @@
 #include "conf.h"
 #include "log.h"
 #include "master.h"
+#include "notify.h"
 #include "pidfile.h"
 #include "tls.h"
 #include "util.h"
@@ -176,6 +177,7 @@ main(int argc, char **argv)
         free(c);
         return 1;
     }
+    notify_init();
     if (warning != NULL)
         log_warnx("%s", warning);
     if (c->api_key[0] == '\0')

@@ -15,6 +15,7 @@
 #include "cores.h"
 #include "listener.h"
 #include "log.h"
+#include "notify.h"
 #include "pidfile.h"
 #include "privs.h"
 #include "roster.h"
@@ -73,6 +74,10 @@ struct master {
     ev_timer stop_timer;
     bool stopping;
     int exit_status;
+    /* sd_notify: READY=1 is owed (at start, after a reload) until every worker of the
+     * current generation serves; serving is the count last reported in STATUS=. */
+    bool ready_owed;
+    int serving;
 };
 
 static double
@@ -325,6 +330,27 @@ handover(struct master *m, struct child *k)
     drain_child(m, k);
 }
 
+/* Tell the service manager how many workers serve, and READY=1 when a start or a
+ * reload is complete: every worker of the current generation is running. */
+static void
+notify_serving(struct master *m)
+{
+    int n = 0;
+    for (int i = 0; i < SB_SLOTS; i++) {
+        const struct child *k = &m->kids[i];
+        n += k->pid != 0 && k->gen == m->gen && !k->retiring &&
+             sb_get(&m->sb->slot[i].state) == SB_RUNNING;
+    }
+    if (m->ready_owed && n >= m->target) {
+        notify_send("READY=1\nSTATUS=%d of %d workers serving\nMAINPID=%ld", n, m->target,
+                    (long)getpid());
+        m->ready_owed = false;
+    } else if (!m->ready_owed && n != m->serving) {
+        notify_send("STATUS=%d of %d workers serving", n, m->target);
+    }
+    m->serving = n;
+}
+
 static void
 on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -361,6 +387,8 @@ on_tick(struct ev_loop *loop, ev_timer *t, int revents)
                 spawn(m, id);
         }
     }
+    if (!m->stopping)
+        notify_serving(m);
 }
 
 static void
@@ -380,15 +408,29 @@ start_workers(struct master *m)
             spawn(m, id);
 }
 
+/* A refused reload leaves the old generation serving: the service manager, told
+ * RELOADING=1, is told READY=1 again at once. */
+static void
+refused_reload(struct master *m)
+{
+    notify_send("READY=1\nSTATUS=%d of %d workers serving (reload refused: see the log)",
+                m->serving, m->target);
+}
+
 /* SIGHUP: a new config (refused as a whole if anything in it is wrong), new workers on
  * it, and the old workers drained once their successors serve. */
 static void
 reload(struct master *m)
 {
     char err[CONF_ERR_LEN];
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    notify_send("RELOADING=1\nMONOTONIC_USEC=%lld\nSTATUS=reloading",
+                (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
     struct conf *next = conf_reread(m->reload, err, sizeof err);
     if (next == NULL) {
         log_errorx("reload refused, keeping the running configuration: %s", err);
+        refused_reload(m);
         return;
     }
     /* The certificate and key are read here, as root if we started as root; a missing
@@ -398,6 +440,7 @@ reload(struct master *m)
         roster_prepare(next, false, err, sizeof err) < 0 ||
         listener_sync(&m->ls, next, err, sizeof err) < 0) {
         log_errorx("reload refused, keeping the running configuration: %s", err);
+        refused_reload(m);
         SSL_CTX_free(tls);
         free(next);
         return;
@@ -412,6 +455,7 @@ reload(struct master *m)
     free(m->conf);
     m->conf = next;
     m->gen++;
+    m->ready_owed = true; /* READY=1 once the new generation serves */
     for (int i = 0; i < SB_SLOTS; i++)
         if (m->kids[i].pid)
             m->kids[i].retiring = true;
@@ -462,6 +506,7 @@ stop(struct master *m, bool graceful)
         return;
     m->stopping = true;
     sb_set(&m->sb->draining, 1);
+    notify_send("STOPPING=1\nSTATUS=draining");
     double limit = graceful ? (double)m->conf->shutdown_timeout_ms / 1000.0 : QUIT_GRACE;
     log_info("%s: %d worker(s), deadline %.1f s", graceful ? "draining" : "stopping now",
              live_children(m), limit);
@@ -652,6 +697,7 @@ master_run(struct conf *conf, worker_reload_fn reload_fn)
     rss.data = &m;
     ev_timer_start(m.loop, &rss);
     m.target = workers_wanted(conf);
+    m.ready_owed = true;
     take_fd_limit(conf, m.target);
     log_info("sessiond %s starting %d worker(s)", SESSIOND_VERSION, m.target);
     start_workers(&m);
@@ -680,6 +726,7 @@ master_run_single(struct conf *conf, worker_reload_fn reload_fn)
     take_fd_limit(conf, 1);
     int slot = sb_claim(m.sb, 0, 0);
     log_info("sessiond %s serving in a single process (clustering off)", SESSIOND_VERSION);
+    notify_send("READY=1\nSTATUS=serving in a single process\nMAINPID=%ld", (long)getpid());
     struct worker_params p = {.conf = conf, .listeners = &m.ls, .sb = m.sb, .slot = slot,
                               .reload = reload_fn, .tls = m.tls};
     int status = worker_run(&p);
