@@ -45,6 +45,9 @@ void api_own_session_delete(struct request *r);
 #ifdef SESSIOND_TEST_HOOKS
 /* /debug/{action}: test-only hooks (spin, sleep, exit, alloc); never in a release build. */
 void api_debug(struct request *r);
+/* At a worker's exit: answer the requests still sleeping, so that their connections
+ * can be freed. */
+void api_debug_release(struct ev_loop *loop);
 #endif
 
 #endif

@@ -15,7 +15,10 @@
 struct sleeper {
     ev_timer t;
     struct request *r;
+    struct sleeper *prev, *next; /* the worker's sleepers, for api_debug_release */
 };
+
+static struct sleeper *sleepers; /* one worker per process: a static list is its own */
 
 static long
 query_num(const struct request *r, const char *name, long dflt)
@@ -39,9 +42,24 @@ on_sleep_done(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct sleeper *s = container_of(t, struct sleeper, t);
     struct request *r = s->r;
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        sleepers = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
     free(s);
     static const char body[] = "{\"slept\":true}";
     http_respond_json(r, 200, NULL, body, sizeof body - 1);
+}
+
+void
+api_debug_release(struct ev_loop *loop)
+{
+    while (sleepers != NULL) {
+        ev_timer_stop(loop, &sleepers->t);
+        on_sleep_done(loop, &sleepers->t, 0);
+    }
 }
 
 static bool
@@ -62,6 +80,11 @@ api_debug(struct request *r)
             return;
         }
         s->r = r;
+        s->prev = NULL;
+        s->next = sleepers;
+        if (sleepers != NULL)
+            sleepers->prev = s;
+        sleepers = s;
         ev_timer_init(&s->t, on_sleep_done, (double)query_num(r, "ms", 1000) / 1000.0, 0.);
         ev_timer_start(r->conn->w->loop, &s->t);
         return;

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "api.h"
 #include "conn.h"
 #include "http.h"
 #include "log.h"
@@ -424,15 +425,21 @@ worker_free(struct worker *w)
 {
     while (w->conns != NULL)
         conn_close(w->conns);
+    /* A drain cut short by its deadline can leave requests with a handler: the store's
+     * last callbacks (and the test hooks') answer them now, to closed connections, so
+     * that the reaper below frees those too. */
+    ws_worker_stop(w);
+    if (w->store != NULL)
+        store_close(w->store);
+    w->store = NULL;
+#ifdef SESSIOND_TEST_HOOKS
+    api_debug_release(w->loop);
+#endif
     on_reap(w->loop, &w->reap, 0);
-    /* Connections still held by a handler (none after ev_run ends) would leak here. */
     if (w->gz != NULL) {
         deflateEnd(w->gz);
         free(w->gz);
     }
-    ws_worker_stop(w);
-    if (w->store != NULL)
-        store_close(w->store);
     free(w->owned_conf);
     SSL_CTX_free(w->owned_tls);
     buf_free(&w->scratch);

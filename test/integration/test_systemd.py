@@ -53,7 +53,9 @@ def test_ready_reloading_stopping_and_status(server_factory, tmp_path):
     note.until("RELOADING")
     ready, _ = note.until("READY")
     assert "reload refused" in ready["STATUS"]
-    # A killed worker shows in STATUS until its replacement serves.
+    # A killed worker shows in STATUS until its replacement serves (once the workers of
+    # the old generation are gone, so that the one killed is a current one).
+    wait_for(lambda: len(s.worker_pids()) == 2, what="the old generation to exit")
     os.kill(s.worker_pids()[0], signal.SIGKILL)
     down, _ = note.until("STATUS")
     assert down["STATUS"] == "1 of 2 workers serving"
