@@ -57,19 +57,25 @@ privs_lookup(const struct conf *c, uid_t *uid, gid_t *gid, char *err, size_t err
     return 0;
 }
 
+static int
+give(const struct conf *c, const char *path, uid_t uid, gid_t gid, char *err, size_t errlen)
+{
+    if (path[0] == '\0' || chown(path, uid, gid) == 0 || errno == ENOENT)
+        return 0;
+    errf(err, errlen, "cannot give %s to user %s: %s", path, c->user, strerror(errno));
+    return -1;
+}
+
 int
 privs_own(const struct conf *c, const char *path, char *err, size_t errlen)
 {
     uid_t uid;
     gid_t gid;
-    if (!privs_wanted(c) || path[0] == '\0')
+    if (!privs_wanted(c))
         return 0;
     if (privs_lookup(c, &uid, &gid, err, errlen) < 0)
         return -1;
-    if (chown(path, uid, gid) == 0 || errno == ENOENT)
-        return 0;
-    errf(err, errlen, "cannot give %s to user %s: %s", path, c->user, strerror(errno));
-    return -1;
+    return give(c, path, uid, gid, err, errlen);
 }
 
 int
@@ -77,14 +83,18 @@ privs_own_files(const struct conf *c, char *err, size_t errlen)
 {
     static const char *const suffixes[] = {"", "-lock", "-roster", "-roster-lock"};
     char path[sizeof c->store_path + 16];
+    uid_t uid;
+    gid_t gid;
     if (!privs_wanted(c))
         return 0;
+    if (privs_lookup(c, &uid, &gid, err, errlen) < 0) /* once, not once per file */
+        return -1;
     for (size_t i = 0; i < sizeof suffixes / sizeof *suffixes; i++) {
         snprintf(path, sizeof path, "%s%s", c->store_path, suffixes[i]);
-        if (privs_own(c, path, err, errlen) < 0)
+        if (give(c, path, uid, gid, err, errlen) < 0)
             return -1;
     }
-    return privs_own(c, c->log_file, err, errlen);
+    return give(c, c->log_file, uid, gid, err, errlen);
 }
 
 int

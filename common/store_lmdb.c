@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "json_merge.h"
+#include "log.h"
 #include "store_engine.h"
 #include "token.h"
 
@@ -317,8 +318,9 @@ lmdb_reserve(struct lmdb_store *st, size_t pages)
         return STORE_OK;
     }
     if (errno == EOPNOTSUPP || errno == ENOSYS) {
-        /* A file system without fallocate: nothing to guard with; say so once. */
-        errf(st->error, sizeof st->error, "fallocate: %s", strerror(errno));
+        /* A file system without fallocate: nothing to guard with; say so, once (the
+         * whole map counts as reserved from now on). */
+        log_warnx("store_path: fallocate: %s; a full disk may crash workers", strerror(errno));
         st->reserved = st->map;
         return STORE_OK;
     }
