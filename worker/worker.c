@@ -25,6 +25,8 @@
 #define ACCEPT_YIELD 0.001
 /* How long to stop accepting when out of file descriptors. */
 #define ACCEPT_EMFILE_PAUSE 0.1
+/* Seconds between two warnings about running out of descriptors. */
+#define FD_SHORT_QUIET 60.
 #define ACCEPT_BATCH 32
 /* Expired sessions are deleted this many per transaction, for at most SWEEP_BUDGET
  * seconds per second, so that a pile of expiries never stalls the loop. */
@@ -145,11 +147,15 @@ accept_batch(struct worker *w, const struct worker_accept *a, int max, bool yiel
         if (fd < 0) {
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
                 /* Out of descriptors: accept would fail at once again, so pause instead
-                 * of spinning, and say so once per shortage, not ten times a second.
-                 * Clients wait in the kernel's queue meanwhile. */
-                if (!w->fd_short)
+                 * of spinning. Clients wait in the kernel's queue meanwhile. A server at
+                 * its limit flaps in and out of shortage as connections close, so say so
+                 * at most once a minute, not at every flap. */
+                if (!w->fd_short && ev_now(w->loop) >= w->fd_quiet_until) {
                     log_warn("accept (pausing until connections close; see max_connections "
                              "and the open-file limit)");
+                    w->fd_said = true;
+                    w->fd_quiet_until = ev_now(w->loop) + FD_SHORT_QUIET;
+                }
                 w->fd_short = true;
                 accept_stop(w);
                 ev_timer_set(&w->accept_pause, ACCEPT_EMFILE_PAUSE, 0.);
@@ -158,8 +164,9 @@ accept_batch(struct worker *w, const struct worker_accept *a, int max, bool yiel
             return; /* EAGAIN: the queue is empty (or a sibling was faster) */
         }
         sb_add(&w->slot->c.accepted, 1);
-        if (w->fd_short) {
-            w->fd_short = false;
+        w->fd_short = false;
+        if (w->fd_said) {
+            w->fd_said = false;
             log_info("accepting again");
         }
         if (instance_connections(w) >= (uint64_t)w->conf->max_connections) {

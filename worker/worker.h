@@ -64,7 +64,9 @@ struct worker {
     struct conn *closed;  /* closed, waiting to be freed by reap */
     unsigned nconns;
     bool draining;
-    bool fd_short;            /* accept is paused for want of descriptors (logged once) */
+    bool fd_short;            /* accept is paused for want of descriptors */
+    bool fd_said;             /* ... and this shortage was logged */
+    ev_tstamp fd_quiet_until; /* shortages before this are not logged again */
     double drain_started;
 
     char date[40];        /* "Sun, 06 Nov 1994 08:49:37 GMT", refreshed once a second */
