@@ -110,4 +110,8 @@ clean:
 
 include test/fuzz/fuzz.mk
 
+# The files of web/ are linked into the binary by worker/assets.c.
+ASSETS := $(wildcard web/*)
+$(BUILD)/worker/assets.o $(BUILD)/test-hooks/worker/assets.o $(FUZZ_DIR)/obj/worker/assets.o: $(ASSETS)
+
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -148,6 +148,8 @@ static const struct directive directives[] = {
      "bearer key for the admin API; empty: admin endpoints answer loopback peers only"},
     {"metrics_public", CT_BOOL, FIELD(metrics_public), 0, 0, false, "on", NULL,
      "off: /metrics needs the API key (or a loopback peer), like the admin API"},
+    {"dashboard", CT_BOOL, FIELD(dashboard), 0, 0, false, "on", NULL,
+     "serve the live dashboard page at /dashboard"},
     {"max_sessions", CT_INT, FIELD(max_sessions), 1, 100000000, false, "100000", NULL,
      "live sessions in the store; more are refused with 503 over_capacity"},
     {"max_sessions_per_user", CT_INT, FIELD(max_sessions_per_user), 1, 1000000, false, "100",

@@ -83,6 +83,7 @@ struct conf {
     /* credentials */
     char api_key[256];  /* "" = admin endpoints answer loopback peers only */
     bool metrics_public; /* false: /metrics is an admin endpoint */
+    bool dashboard;      /* GET /dashboard is served */
 
     /* sessions and their store */
     int64_t max_sessions;

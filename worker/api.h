@@ -27,6 +27,10 @@ void api_health(struct request *r);
 /* GET /metrics: Prometheus text exposition, aggregated over every worker. */
 void api_metrics(struct request *r);
 
+/* GET /dashboard (unless dashboard off) and GET /client.js, served from the binary. */
+void api_dashboard(struct request *r);
+void api_client_js(struct request *r);
+
 /* Sessions, with the API key: /api/sessions..., /api/users/{user}/sessions. */
 void api_session_create(struct request *r);
 void api_session_get(struct request *r);

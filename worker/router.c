@@ -13,6 +13,8 @@ static const struct route routes[] = {
     {HTTP_GET, "/api/health", api_health, OWNER_NONE},
     {HTTP_GET, "/health", api_health, OWNER_NONE},
     {HTTP_GET, "/metrics", api_metrics, OWNER_NONE},
+    {HTTP_GET, "/dashboard", api_dashboard, OWNER_NONE},
+    {HTTP_GET, "/client.js", api_client_js, OWNER_NONE},
     {HTTP_POST, "/api/sessions", api_session_create, OWNER_NONE},
     {HTTP_GET, "/api/sessions/{id}", api_session_get, OWNER_NONE},
     {HTTP_PATCH, "/api/sessions/{id}", api_session_patch, OWNER_NONE},
