@@ -1,6 +1,7 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -322,14 +323,35 @@ on_drain_timeout(struct ev_loop *loop, ev_timer *t, int revents)
     ev_break(loop, EVBREAK_ALL);
 }
 
+/* The whole instance drains: stop listening for every process at once, so that a new
+ * connection is refused rather than left in the kernel's queue, where no process would
+ * accept it and the master's exit would reset it. A proxy retries a refused connection
+ * on another instance even for a POST, since nothing was sent; a reset after the request
+ * went out it retries only for idempotent methods. What is queued already is accepted
+ * first, to be served here with "Connection: close". shutdown() acts on the socket that
+ * the master and the siblings share (close() would drop this process's reference only);
+ * a sibling that got there first leaves ENOTCONN. */
+static void
+stop_listening(struct worker *w)
+{
+    for (int i = 0; i < w->nacc; i++) {
+        accept_batch(w, &w->acc[i], INT_MAX, false);
+        if (shutdown(w->acc[i].fd, SHUT_RD) < 0 && errno != ENOTCONN)
+            log_warn("shutdown of a listening socket");
+    }
+}
+
 /* Stop accepting, finish what is in flight, close what is idle, and exit when empty or at
- * shutdown_timeout. The listening sockets stay open in the master and the other workers,
- * so connections waiting in the queue are taken by them. */
+ * shutdown_timeout. When only this worker drains (a reload, a retirement, SIGTTOU), the
+ * listening sockets stay open in the master and the other workers, so connections
+ * waiting in the queue are taken by them. */
 static void
 worker_drain(struct worker *w)
 {
     if (w->draining)
         return;
+    if (w->reload != NULL || sb_get(&w->sb->draining) != 0)
+        stop_listening(w);
     w->draining = true;
     w->drain_started = ev_now(w->loop);
     accept_stop(w);

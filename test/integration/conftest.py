@@ -210,6 +210,47 @@ def server(server_factory):
     return server_factory()
 
 
+class Redis:
+    """A redis-server of a test's own, on a free loopback port, stopped by pid: the store
+    that several instances share (test_redis.py, test_fleet.py)."""
+
+    def __init__(self, tmp_path, port=None):
+        self.port = port or free_port()
+        self.dir = tmp_path
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", str(self.dir)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import redis  # here, so that the tests without Redis do not need its module
+
+        def up():
+            try:
+                return redis.Redis(port=self.port, socket_timeout=0.5).ping()
+            except redis.exceptions.ConnectionError:
+                return False
+        wait_for(up, what="redis-server")
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    @property
+    def url(self):
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+@pytest.fixture
+def redis_server(tmp_path):
+    r = Redis(tmp_path).start()
+    yield r
+    r.stop()
+
+
 def raw_exchange(port, data, timeout=5.0, read_until_close=True):
     """Send raw bytes and return everything the server sent back until it closed."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:

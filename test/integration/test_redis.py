@@ -9,50 +9,12 @@ import time
 
 import pytest
 
-from conftest import free_port, wait_for
+from conftest import Redis, free_port, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="redis-server is not installed")
 
 JSON = {"Content-Type": "application/json"}
-
-
-class Redis:
-    def __init__(self, tmp_path, port=None):
-        self.port = port or free_port()
-        self.dir = tmp_path
-        self.proc = None
-
-    def start(self):
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        import redis
-
-        def up():
-            try:
-                return redis.Redis(port=self.port, socket_timeout=0.5).ping()
-            except redis.exceptions.ConnectionError:
-                return False
-        wait_for(up, what="redis-server")
-        return self
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-
-    @property
-    def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
-
-
-@pytest.fixture
-def redis_server(tmp_path):
-    r = Redis(tmp_path).start()
-    yield r
-    r.stop()
 
 
 def on_redis(server_factory, redis_server, conf="", **kw):
