@@ -1,1 +1,293 @@
-export const version = 0;
+/**
+ * sessiond-client: sessiond's WebSocket client, served at /client.js. An ES module for
+ * browsers and Node.js, without dependencies. It reconnects with full-jitter exponential
+ * backoff, rejoins its channels after every reconnect, and stops for good once the
+ * server says the session is over (4001).
+ *
+ *   const c = connect('wss://example.com/ws', { token });
+ *   c.on('message', (m) => console.log(m.channel, m.from, m.data));
+ *   await c.subscribe('room:lobby');
+ * @module sessiond-client
+ */
+
+export const version = 1;
+
+/** The close code that means the session was revoked or expired: never reconnect. */
+export const CLOSE_SESSION_ENDED = 4001;
+
+/**
+ * An Error with a machine-readable `code`: "timeout", "disconnected", "closed",
+ * "unauthorized", or the server's own error code ("bad_request", "forbidden", ...).
+ */
+export class SessiondError extends Error {
+  /** @param {string} code @param {string} message */
+  constructor(code, message) {
+    super(message);
+    this.name = 'SessiondError';
+    this.code = code;
+  }
+}
+
+/**
+ * @typedef {object} Options
+ * @property {string} token the session token (from POST /api/sessions, via your backend)
+ * @property {Function} [WebSocket] a WebSocket class; default globalThis.WebSocket
+ *   (in Node 18/20 pass the `ws` package's WebSocket)
+ * @property {number} [timeout=10000] default per-request timeout, ms
+ * @property {number} [backoffBase=500] first reconnect delay bound, ms
+ * @property {number} [backoffCap=30000] largest reconnect delay bound, ms
+ * @property {number} [stableAfter=10000] ms a connection must last to reset the backoff
+ */
+
+/** A client: one WebSocket, replaced after every drop until close(). */
+export class SessiondClient {
+  /** @param {string} url ws(s):// or http(s):// URL of the server (path defaults to /ws)
+   *  @param {Options} options */
+  constructor(url, options) {
+    const o = options || {};
+    if (!o.token) throw new TypeError('sessiond-client: options.token is required');
+    this.WebSocket = o.WebSocket || globalThis.WebSocket;
+    if (!this.WebSocket) throw new TypeError('sessiond-client: no WebSocket: pass options.WebSocket');
+    const u = new URL(url);
+    u.protocol = u.protocol.replace(/^http/, 'ws');
+    if (u.pathname === '/') u.pathname = '/ws';
+    u.searchParams.set('token', o.token);
+    this._url = u.toString(); // holds the token: not public
+    this.timeout = o.timeout ?? 10000;
+    this.backoffBase = o.backoffBase ?? 500;
+    this.backoffCap = o.backoffCap ?? 30000;
+    this.stableAfter = o.stableAfter ?? 10000;
+    /** Channels to be in; resubscribed after every reconnect. @type {Set<string>} */
+    this.channels = new Set();
+    this._handlers = {};
+    this._pending = new Map(); // id -> {msg, resolve, reject, timer}: sent, awaiting a reply
+    this._outbox = []; // the same, made while disconnected: sent on open
+    this._nextId = 1;
+    this._attempt = 0; // reconnects since the last stable connection
+    this._opens = 0;
+    this._ws = null;
+    this._timer = null; // the reconnect or the stability timer
+    this._stopped = false;
+    this._why = null; // the SessiondError that stopped the client
+    this._open();
+  }
+
+  /** Whether the socket is open now. */
+  get connected() {
+    return !!this._ws && this._ws.readyState === 1;
+  }
+
+  /**
+   * Listen for an event: "open" ({reconnected}), "message" ({channel, data, from}),
+   * "join" / "leave" ({channel, user}), "close" ({code, reason, reconnect}),
+   * "reconnecting" ({attempt, delay}), "error" (SessiondError or Error).
+   * @param {string} type @param {Function} fn @returns {Function} a function that removes it
+   */
+  on(type, fn) {
+    (this._handlers[type] ||= []).push(fn);
+    return () => this.off(type, fn);
+  }
+
+  /** Stop listening. @param {string} type @param {Function} fn */
+  off(type, fn) {
+    this._handlers[type] = (this._handlers[type] || []).filter((f) => f !== fn);
+  }
+
+  _emit(type, arg) {
+    for (const fn of this._handlers[type] || []) {
+      try { fn(arg); } catch (e) { if (type !== 'error') this._emit('error', e); }
+    }
+  }
+
+  /**
+   * Send one operation and wait for its reply ({op: "ok", ...} or {op: "pong"}).
+   * Made while disconnected, it is sent once the connection is back.
+   * Rejects with a SessiondError: the server's error, "timeout", "disconnected" (the
+   * connection dropped before the reply) or "closed".
+   * @param {object} msg e.g. {op: "presence", channel: "room1"}
+   * @param {{timeout?: number}} [opts]
+   * @returns {Promise<object>}
+   */
+  request(msg, opts) {
+    if (this._stopped) return Promise.reject(this._why);
+    return new Promise((resolve, reject) => {
+      const entry = { msg: { ...msg, id: this._nextId++ }, resolve, reject };
+      const ms = (opts && opts.timeout) ?? this.timeout;
+      entry.timer = setTimeout(() => {
+        this._pending.delete(entry.msg.id);
+        this._outbox = this._outbox.filter((e) => e !== entry);
+        reject(new SessiondError('timeout', `No reply to ${msg.op} within ${ms} ms.`));
+      }, ms);
+      if (this.connected) this._send(entry);
+      else this._outbox.push(entry);
+    });
+  }
+
+  _send(entry) {
+    this._pending.set(entry.msg.id, entry);
+    this._ws.send(JSON.stringify(entry.msg));
+  }
+
+  /** Join a channel (and rejoin it after every reconnect). @param {string} channel */
+  subscribe(channel, opts) {
+    this.channels.add(channel);
+    return this.request({ op: 'subscribe', channel }, opts);
+  }
+
+  /** Leave a channel. @param {string} channel */
+  unsubscribe(channel, opts) {
+    this.channels.delete(channel);
+    if (!this.connected) { // the next connection will simply not join it
+      this._outbox = this._outbox.filter((e) => {
+        const drop = e.msg.channel === channel && /subscribe/.test(e.msg.op);
+        if (drop) { clearTimeout(e.timer); e.resolve({ op: 'ok' }); }
+        return !drop;
+      });
+      return Promise.resolve({ op: 'ok' });
+    }
+    return this.request({ op: 'unsubscribe', channel }, opts);
+  }
+
+  /** Send data (any JSON) to every subscriber of channel. @param {string} channel @param {*} data */
+  publish(channel, data, opts) {
+    return this.request({ op: 'publish', channel, data }, opts);
+  }
+
+  /** Who is in channel. @param {string} channel
+   *  @returns {Promise<Array<{user: string, session: string, conn: string}>>} */
+  presence(channel, opts) {
+    return this.request({ op: 'presence', channel }, opts).then((r) => r.members);
+  }
+
+  /** Round trip to the server. @returns {Promise<number>} the round-trip time in ms */
+  ping(opts) {
+    const t0 = Date.now();
+    return this.request({ op: 'ping' }, opts).then(() => Date.now() - t0);
+  }
+
+  /** Resolves once the client is connected (at once if it is). @returns {Promise<void>} */
+  ready() {
+    if (this.connected) return Promise.resolve();
+    if (this._stopped) return Promise.reject(this._why);
+    return new Promise((resolve, reject) => {
+      const offs = [this.on('open', () => done()), this.on('close', (e) => e.reconnect || done(e))];
+      const done = (e) => {
+        offs.forEach((off) => off());
+        if (e) reject(this._why);
+        else resolve();
+      };
+    });
+  }
+
+  /** Close the connection for good: no reconnect; waiting requests reject with "closed". */
+  close() {
+    if (this._stopped) return;
+    const ws = this._ws;
+    this._ws = null;
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = null;
+      ws.onerror = () => {}; // Node's ws reports closing a socket that was still connecting
+      ws.close(1000);
+    }
+    this._stop(1000, 'client closed', new SessiondError('closed', 'The client is closed.'));
+  }
+
+  _stop(code, reason, why) {
+    this._stopped = true;
+    this._why = why;
+    clearTimeout(this._timer);
+    this._failAll(why);
+    this._emit('close', { code, reason, reconnect: false });
+  }
+
+  _failAll(err) {
+    for (const e of [...this._pending.values(), ...this._outbox]) {
+      clearTimeout(e.timer);
+      e.reject(err);
+    }
+    this._pending.clear();
+    this._outbox = [];
+  }
+
+  _open() {
+    let ws;
+    let error = null;
+    try {
+      ws = this._ws = new this.WebSocket(this._url);
+    } catch (e) {
+      this._emit('error', e);
+      return this._retry();
+    }
+    ws.onopen = () => {
+      const reconnected = this._opens++ > 0;
+      this._timer = setTimeout(() => { this._attempt = 0; }, this.stableAfter);
+      const queued = this._outbox;
+      this._outbox = [];
+      const again = new Set(this.channels);
+      for (const e of queued) if (e.msg.op === 'subscribe') again.delete(e.msg.channel);
+      for (const channel of again) {
+        this.request({ op: 'subscribe', channel }).catch((err) => this._emit('error', err));
+      }
+      for (const e of queued) this._send(e);
+      this._emit('open', { reconnected });
+    };
+    ws.onerror = (ev) => {
+      error = ev && (ev.error || ev.message) ? ev.error || new Error(ev.message) : null;
+    };
+    ws.onmessage = (ev) => this._message(typeof ev.data === 'string' ? ev.data : String(ev.data));
+    ws.onclose = (ev) => {
+      if (ws !== this._ws) return;
+      this._ws = null;
+      clearTimeout(this._timer);
+      this._failAll(new SessiondError('disconnected', `The connection closed (${ev.code}).`));
+      // 4001: the session was revoked or expired. A 401 before the upgrade says the same,
+      // but only Node's ws lets us see it ("Unexpected server response: 401").
+      if (ev.code === CLOSE_SESSION_ENDED || /\b401\b/.test(String(error && error.message))) {
+        const why = new SessiondError('unauthorized', 'The session token is invalid, revoked or expired.');
+        this._emit('error', why);
+        return this._stop(ev.code, ev.reason || 'unauthorized', why);
+      }
+      this._emit('close', { code: ev.code, reason: ev.reason, reconnect: true });
+      this._retry();
+    };
+  }
+
+  _retry() {
+    if (this._stopped) return;
+    // Full jitter: uniform in [0, min(cap, base * 2^attempt)), so that thousands of clients
+    // dropped at once by a restart come back spread out, not in waves.
+    const bound = Math.min(this.backoffCap, this.backoffBase * 2 ** this._attempt);
+    const delay = Math.floor(Math.random() * bound);
+    this._attempt++;
+    this._emit('reconnecting', { attempt: this._attempt, delay });
+    this._timer = setTimeout(() => this._open(), delay);
+  }
+
+  _message(text) {
+    let m;
+    try { m = JSON.parse(text); } catch (e) { return this._emit('error', e); }
+    const entry = m.id !== undefined && this._pending.get(m.id);
+    if (entry) {
+      this._pending.delete(m.id);
+      clearTimeout(entry.timer);
+      if (m.op === 'error') entry.reject(new SessiondError(m.error.code, m.error.message));
+      else entry.resolve(m);
+    } else if (m.op === 'message') {
+      this._emit('message', { channel: m.channel, data: m.data, from: m.from });
+    } else if (m.op === 'join' || m.op === 'leave') {
+      this._emit(m.op, { channel: m.channel, user: m.user });
+    } else if (m.op === 'error') { // not a reply to a request: e.g. rate_limited
+      this._emit('error', new SessiondError(m.error.code, m.error.message));
+    }
+  }
+}
+
+/**
+ * Create a client and start connecting.
+ * @param {string} url e.g. "wss://example.com/ws" (or the server's http(s) URL)
+ * @param {Options} options
+ * @returns {SessiondClient}
+ */
+export function connect(url, options) {
+  return new SessiondClient(url, options);
+}

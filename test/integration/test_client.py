@@ -1,0 +1,182 @@
+"""The client library (web/client.js, served at /client.js) against the real sessiond: in
+Node on the ws package (node/client_test.mjs: channels, presence, timeouts, a server
+restart mid-test, revoked and unknown tokens) and in headless Chromium through
+playwright-core (node/client_browser.mjs). Both import the library from the server, so
+what is tested is what it serves. Sessions are made with the admin API from loopback (no
+API key is configured)."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import alive
+
+NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
+NODE = shutil.which("node")
+CHROMIUM = "/usr/bin/chromium"
+
+
+def need(module):
+    if NODE is None or not os.path.isdir(os.path.join(NODE_DIR, "node_modules", module)):
+        pytest.skip(f"Node or its {module} module is not installed (npm ci in {NODE_DIR})")
+
+
+def session(s, user):
+    status, _, data = s.request("POST", "/api/sessions", body=json.dumps({"user": user}),
+                                headers={"Content-Type": "application/json"})
+    assert status == 201, data
+    body = json.loads(data)
+    return {"token": body["token"], "id": body["id"]}
+
+
+def restart(s):
+    """Drain and stop s (SIGTERM, wait for the exit), stay down a moment so that clients
+    go through a few reconnect attempts, then start it again on the same port, config
+    and store."""
+    s.signal(signal.SIGTERM)
+    assert s.wait_exit(15) == 0
+    s.logf.close()
+    time.sleep(1.0)
+    s.start()
+
+
+class Driven:
+    """A node script run by pid: its stdout lines are JSON; the last is the result."""
+
+    def __init__(self, *args):
+        self.proc = subprocess.Popen([NODE, *args], cwd=NODE_DIR, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def lines(self):
+        for line in self.proc.stdout:
+            yield json.loads(line)
+
+    def say(self, text):
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+
+    def close(self):
+        if alive(self.proc.pid):
+            self.proc.kill()
+        self.proc.wait(10)
+        return self.proc.stderr.read()
+
+
+def run_node(s, script, *args, on_event=None):
+    d = Driven(os.path.join(NODE_DIR, script), *args)
+    result = None
+    try:
+        for msg in d.lines():
+            if "result" in msg:
+                result = msg["result"]
+                break
+            on_event(msg, d)
+    finally:
+        stderr = d.close()
+    assert result is not None, f"{script} printed no result; stderr: {stderr[-2000:]}"
+    assert "error" not in result, json.dumps(result, indent=1)
+    return result
+
+
+def test_node_client_end_to_end_with_a_restart(server_factory, tmp_path):
+    need("ws")
+    s = server_factory(conf=f"store_path {tmp_path}/sessions.db", workers=2)
+    cfg = {"base": f"http://127.0.0.1:{s.port}", "a": session(s, "alice"),
+           "b": session(s, "bob"), "c": session(s, "carol")}
+    restarts = []
+
+    def on_event(msg, d):
+        assert msg == {"event": "restart"}, msg
+        restart(s)
+        restarts.append(s.pid)
+        d.say("restarted")
+
+    r = run_node(s, "client_test.mjs", json.dumps(cfg), on_event=on_event)
+    print(json.dumps(r, indent=1))
+    assert r["steps"] == ["connected", "channels", "timeouts", "restart", "revoked", "closed"]
+    assert restarts, "the script never asked for the restart"
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "web", "client.js")) as f:
+        assert r["served"]["bytes"] == len(f.read())
+    assert r["served"]["type"].startswith("text/javascript")
+    assert {"connect", "SessiondClient", "SessiondError"} <= set(r["exports"])
+
+    # Channels, publish from one client to another, presence and its events.
+    assert r["subA"]["ok"]["op"] == "ok" and r["subB"]["ok"]["op"] == "ok"
+    assert r["presence"] == ["alice", "bob"]
+    assert r["pubB"]["ok"]["op"] == "ok"
+    assert r["firstMessage"] == {"channel": "room:t", "data": {"n": 1}, "from": "bob"}
+    assert {"channel": "room:t", "user": "bob"} in r["joins"]
+    assert {"channel": "room:t", "user": "bob"} in r["leaves"]
+    assert r["unsubB"]["ok"]["op"] == "ok"
+    assert r["badChannel"]["code"] == "bad_request" and r["badChannel"]["name"] == "SessiondError"
+    assert isinstance(r["ping"]["ok"], int)  # the round trip, ms
+
+    # Timeouts and drops reject with a clear error; the client goes on afterwards.
+    t = r["timeout"]
+    assert t["code"] == "timeout" and "ping" in t["message"] and "300 ms" in t["message"], t
+    assert 290 <= t["ms"] < 2000, t
+    assert isinstance(r["afterTimeout"]["ok"], int)
+    assert r["dropped"]["code"] == "disconnected" and r["dropped"]["ms"] < 1000, r["dropped"]
+
+    # The restart: back by itself, after jittered delays under the cap (800 ms, base 100),
+    # each under its attempt's bound, and resubscribed: the HTTP publish reached it.
+    assert r["reopened"] == {"reconnected": True}
+    assert 1001 in r["closeCodes"]  # the drain said "going away"
+    delays = r["delays"]
+    assert len(delays) >= 3, delays
+    assert all(0 <= x["delay"] < min(800, 100 * 2 ** (x["attempt"] - 1)) for x in delays), delays
+    assert len({x["delay"] for x in delays}) > 1, delays
+    # Jittered, not merely growing: the share of each attempt's bound varies.
+    assert len({round(x["delay"] / min(800, 100 * 2 ** (x["attempt"] - 1)), 2)
+                for x in delays}) > 1, delays
+    assert [x["attempt"] for x in delays] == list(range(1, len(delays) + 1)), delays
+    assert r["httpPublish"] == {"status": 202, "body": {"channel": "room:t", "recipients": 1}}
+    assert r["afterRestart"] == {"channel": "room:t", "data": {"n": 2}, "from": ""}
+
+    # A revoked session: 4001, an "unauthorized" error, no reconnect, requests refused.
+    v = r["revoked"]
+    assert r["revoke"]["status"] == 204
+    assert [c["code"] for c in v["close"]] == [4001] and v["close"][0]["reconnect"] is False
+    assert [e["code"] for e in v["errors"]] == ["unauthorized"]
+    assert v["reconnecting"] == 0 and v["connected"] is False
+    assert v["ready"]["code"] == "unauthorized" and v["ping"]["code"] == "unauthorized"
+    # A token the server never issued: the 401 before the upgrade stops it the same way.
+    bad = r["badToken"]
+    assert len(bad["close"]) == 1 and bad["close"][0]["reconnect"] is False, bad
+    assert [e["code"] for e in bad["errors"]] == ["unauthorized"] and bad["reconnecting"] == 0
+
+    # close(): what waited rejects, nothing reconnects.
+    assert r["closedPending"]["code"] == "closed"
+    assert r["closed"]["a"] is False and r["closed"]["b"] is False
+    assert r["closed"]["reconnectingAfterClose"] == 0
+    assert r["closed"]["lastClose"] == {"code": 1000, "reason": "client closed",
+                                        "reconnect": False}
+
+
+def test_chromium_imports_the_client_and_receives_a_publish(server_factory):
+    need("playwright-core")
+    if not os.access(CHROMIUM, os.X_OK):
+        pytest.skip(f"no {CHROMIUM}")
+    s = server_factory(workers=2)
+    tok = session(s, "browser-user")["token"]
+
+    def unexpected(msg, d):
+        raise AssertionError(f"unexpected line from the driver: {msg}")
+
+    r = run_node(s, "client_browser.mjs", f"http://127.0.0.1:{s.port}", tok,
+                 on_event=unexpected)
+    print(json.dumps(r, indent=1))
+    assert r["pageErrors"] == [] and r["consoleErrors"] == [], r
+    assert r["page"]["connected"] is True and r["page"]["nativeWebSocket"] is True, r
+    assert "connect" in r["page"]["exports"]
+    assert r["page"]["sub"]["op"] == "ok"
+    assert r["publish"] == {"status": 202, "body": {"channel": "room:browser", "recipients": 1}}
+    assert r["page"]["origin"] != f"http://127.0.0.1:{s.port}"  # a cross-origin import
+    assert r["received"] == {"channel": "room:browser", "data": {"text": "hello, browser"},
+                             "from": ""}  # "" : published by the API, not by a user
+    assert [m["user"] for m in r["members"]] == ["browser-user"]
