@@ -66,6 +66,9 @@ struct master {
     struct scoreboard *sb;
     struct child kids[SB_SLOTS]; /* indexed by scoreboard slot */
     struct respawn respawn[CONF_MAX_WORKERS];
+    /* Per worker id, how often it was respawned after dying on its own. Unlike respawn,
+     * kept across reloads: it is the worker's history that -s status shows. */
+    uint64_t restarts[CONF_MAX_WORKERS];
     int target;
     uint64_t gen;
     ev_signal sig[10];
@@ -146,6 +149,8 @@ spawn(struct master *m, int id)
         log_errorx("no free scoreboard slot for worker %d", id);
         return spawn_later(m, id);
     }
+    if (id < CONF_MAX_WORKERS)
+        sb_set(&m->sb->slot[slot].restarts, m->restarts[id]);
     pid_t master_pid = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -271,6 +276,8 @@ on_child_exit(struct master *m, pid_t pid, int status)
     }
     log_warnx("worker %d (pid %ld) %s", k.id, (long)pid, how);
     sb_add(&m->sb->restarts, 1);
+    if (k.id < CONF_MAX_WORKERS)
+        m->restarts[k.id]++;
     schedule_respawn(m, &k);
 }
 
