@@ -18,6 +18,7 @@ main(void)
         hub_suite,
         roster_suite,
         limits_suite,
+        status_suite,
         store_suite,
         bus_suite,
     };

@@ -18,5 +18,6 @@ Suite *bus_suite(void);
 Suite *hub_suite(void);
 Suite *roster_suite(void);
 Suite *limits_suite(void);
+Suite *status_suite(void);
 
 #endif
