@@ -172,7 +172,9 @@ main(int argc, char **argv)
         free(c);
         return rc;
     }
-    if (log_configure(c->log_file, c->log_level) < 0) {
+    /* Named before the first line: this process is the master, or the only one. */
+    log_set_process(c->clustering ? "master" : "sessiond", -1);
+    if (log_configure(c->log_file, c->log_level, c->log_format) < 0) {
         fprintf(stderr, "sessiond: cannot open log file %s: %s\n", c->log_file, strerror(errno));
         free(c);
         return 1;

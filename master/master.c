@@ -455,7 +455,7 @@ reload(struct master *m)
     /* Old workers keep their own copy of the old context until they have drained. */
     SSL_CTX_free(m->tls);
     m->tls = tls;
-    if (log_configure(next->log_file, next->log_level) < 0)
+    if (log_configure(next->log_file, next->log_level, next->log_format) < 0)
         log_warn("cannot open log file %s", next->log_file);
     if (privs_own_files(next, err, sizeof err) < 0)
         log_warnx("%s", err);
@@ -680,7 +680,7 @@ int
 master_run(struct conf *conf, worker_reload_fn reload_fn)
 {
     struct master m = {.reload = reload_fn};
-    log_set_role("master");
+    log_set_process("master", -1);
     if (prepare(&m, conf) < 0) {
         free(conf);
         return 1;
@@ -724,7 +724,7 @@ int
 master_run_single(struct conf *conf, worker_reload_fn reload_fn)
 {
     struct master m = {.reload = reload_fn};
-    log_set_role("sessiond");
+    log_set_process("sessiond", -1);
     if (prepare(&m, conf) < 0) {
         free(conf);
         return 1;

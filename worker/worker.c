@@ -389,7 +389,7 @@ worker_reload(struct worker *w)
                       next->listen[i].tls == w->conf->listen[i].tls;
     if (!same_listen)
         log_warnx("listen changes need a restart in single-process mode; keeping the sockets");
-    if (log_configure(next->log_file, next->log_level) < 0)
+    if (log_configure(next->log_file, next->log_level, next->log_format) < 0)
         log_warn("cannot open log file %s", next->log_file);
     free(w->owned_conf);
     w->owned_conf = next;
@@ -491,9 +491,7 @@ worker_run(const struct worker_params *p)
     w.id = (int)sb_get(&w.slot->id);
     w.reload = p->reload;
     w.tls = p->tls;
-    char role[32];
-    snprintf(role, sizeof role, p->reload ? "sessiond" : "worker %d", w.id);
-    log_set_role(role);
+    log_set_process(p->reload ? "sessiond" : "worker", p->reload ? -1 : w.id);
 #ifdef SESSIOND_TEST_HOOKS
     test_crash_at_start();
 #endif

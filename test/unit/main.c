@@ -19,6 +19,7 @@ main(void)
         roster_suite,
         limits_suite,
         status_suite,
+        log_suite,
         store_suite,
         bus_suite,
     };

@@ -19,5 +19,6 @@ Suite *hub_suite(void);
 Suite *roster_suite(void);
 Suite *limits_suite(void);
 Suite *status_suite(void);
+Suite *log_suite(void);
 
 #endif
