@@ -39,6 +39,7 @@ enum conf_type {
     CT_STRING,   /* text into a char array; min and max bound its length */
     CT_PATH,     /* a string; relative paths in a file follow the file */
     CT_LOG_LEVEL,
+    CT_LOG_FORMAT,
     CT_WORKERS, /* "auto" (0) or a number */
     CT_LISTEN,  /* repeatable: the first one in a source replaces the defaults */
     CT_TLS_PROTOCOLS, /* a list of TLS versions, as CONF_TLS_* bits */
@@ -89,6 +90,8 @@ static const struct directive directives[] = {
      "file the log is appended to; empty for stderr"},
     {"log_level", CT_LOG_LEVEL, FIELD(log_level), 0, 0, false, "info", NULL,
      "error, warn, info or debug"},
+    {"log_format", CT_LOG_FORMAT, FIELD(log_format), 0, 0, false, "text", NULL,
+     "text (a line of words) or json (one object per line, for log collectors)"},
     {"instance", CT_STRING, FIELD(instance), 1, 0, false, NULL, check_instance,
      "name reported by /api/health; default: the host name"},
     {"user", CT_STRING, FIELD(user), 0, 0, false, "", check_user,
@@ -445,6 +448,20 @@ set_log_level(struct conf *c, const struct directive *d, const char *v, char *er
     return 0;
 }
 
+static int
+set_log_format(struct conf *c, const struct directive *d, const char *v, char *err,
+               size_t errlen)
+{
+    int format = log_format_parse(v);
+    if (format < 0) {
+        errf(err, errlen, "invalid log format \"%s\" for \"%s\": expected text or json", v,
+             d->name);
+        return -1;
+    }
+    store_int(c, d, format);
+    return 0;
+}
+
 /* Copy v into out, after dir when v is a relative path and dir is given. */
 static int
 resolve_path(const char *v, const char *dir, char *out, size_t outlen)
@@ -723,6 +740,8 @@ set_directive(struct conf *c, const struct directive *d, const char *v, struct s
         return set_string(c, d, v, src, err, errlen);
     case CT_LOG_LEVEL:
         return set_log_level(c, d, v, err, errlen);
+    case CT_LOG_FORMAT:
+        return set_log_format(c, d, v, err, errlen);
     case CT_WORKERS:
         return set_workers(c, d, v, err, errlen);
     case CT_LISTEN:

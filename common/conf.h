@@ -42,6 +42,7 @@ struct conf {
     char pidfile[4096]; /* "" = none */
     char log_file[4096];/* "" = stderr */
     int log_level;      /* enum log_level */
+    int log_format;     /* enum log_format */
     char instance[128]; /* name reported by /api/health; default: host name */
     char user[64];      /* the workers' user; "" = the master's */
     char group[64];     /* the workers' group; "" = the user's own */

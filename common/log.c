@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,17 +12,26 @@
 
 static struct {
     enum log_level level;
+    enum log_format format;
     int fd;        /* 2 (stderr) or an opened log file */
     char path[4096];
-    char role[32];
-} L = {LOG_LVL_INFO, 2, "", "sessiond"};
+    char process[16]; /* "master", "worker" or "sessiond" */
+    int worker;       /* the worker's id, or -1 */
+    char role[32];    /* how text lines name the process: "master", "worker 3" */
+} L = {LOG_LVL_INFO, LOG_FMT_TEXT, 2, "", "sessiond", -1, "sessiond"};
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
+static const char *const format_names[] = {"text", "json"};
 
 void
-log_set_role(const char *role)
+log_set_process(const char *process, int worker)
 {
-    snprintf(L.role, sizeof L.role, "%s", role);
+    snprintf(L.process, sizeof L.process, "%s", process);
+    L.worker = worker;
+    if (worker >= 0)
+        snprintf(L.role, sizeof L.role, "%s %d", process, worker);
+    else
+        snprintf(L.role, sizeof L.role, "%s", process);
 }
 
 void
@@ -35,6 +45,15 @@ log_level_parse(const char *name)
 {
     for (int i = 0; i < (int)(sizeof level_names / sizeof *level_names); i++)
         if (strcmp(name, level_names[i]) == 0)
+            return i;
+    return -1;
+}
+
+int
+log_format_parse(const char *name)
+{
+    for (int i = 0; i < (int)(sizeof format_names / sizeof *format_names); i++)
+        if (strcmp(name, format_names[i]) == 0)
             return i;
     return -1;
 }
@@ -60,9 +79,10 @@ log_open(const char *path)
 }
 
 int
-log_configure(const char *path, int level)
+log_configure(const char *path, int level, int format)
 {
     L.level = (enum log_level)level;
+    L.format = format == LOG_FMT_JSON ? LOG_FMT_JSON : LOG_FMT_TEXT;
     return log_open(path);
 }
 
@@ -76,35 +96,162 @@ log_reopen(void)
     return log_open(path);
 }
 
-/* Format one whole line and hand it to the kernel in a single write, so that lines
- * from several processes sharing the file never interleave mid-line. */
+/* The length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms, no
+ * surrogates, nothing above U+10FFFF), or 0 if the bytes there are not one. */
+static size_t
+utf8_seq_len(const unsigned char *p)
+{
+    size_t n;
+    unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte */
+    if (p[0] >= 0xc2 && p[0] <= 0xdf)
+        n = 2;
+    else if (p[0] >= 0xe0 && p[0] <= 0xef)
+        n = 3;
+    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
+        n = 4;
+    else
+        return 0;
+    if (p[0] == 0xe0)
+        lo = 0xa0; /* overlong below U+0800 */
+    else if (p[0] == 0xed)
+        hi = 0x9f; /* surrogates */
+    else if (p[0] == 0xf0)
+        lo = 0x90; /* overlong below U+10000 */
+    else if (p[0] == 0xf4)
+        hi = 0x8f; /* above U+10FFFF */
+    if (p[1] < lo || p[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++) /* a NUL ends the string before any of these */
+        if (p[i] < 0x80 || p[i] > 0xbf)
+            return 0;
+    return n;
+}
+
+/* The letter of JSON's two-character escape for c (the common ones), or 0. */
+static char
+short_escape(unsigned char c)
+{
+    switch (c) {
+    case '"': return '"';
+    case '\\': return '\\';
+    case '\n': return 'n';
+    case '\r': return 'r';
+    case '\t': return 't';
+    default: return 0;
+    }
+}
+
+/* The JSON text of the character (or bad byte) at p: into esc, or pointing into s
+ * itself. Returns how many bytes of s it stands for. */
+static size_t
+json_piece(const unsigned char *p, char esc[8], const char **piece, size_t *plen)
+{
+    static const char hex[] = "0123456789abcdef";
+    char letter = short_escape(*p);
+    size_t u;
+    if (letter != 0) {
+        esc[0] = '\\';
+        esc[1] = letter;
+        *piece = esc;
+        *plen = 2;
+    } else if (*p < 0x20 || *p == 0x7f) {
+        snprintf(esc, 8, "\\u00%c%c", hex[*p >> 4], hex[*p & 15]);
+        *piece = esc;
+        *plen = 6;
+    } else if (*p < 0x80) {
+        *piece = (const char *)p;
+        *plen = 1;
+    } else if ((u = utf8_seq_len(p)) > 0) {
+        *piece = (const char *)p;
+        *plen = u;
+        return u;
+    } else {
+        *piece = "\\ufffd"; /* one replacement character per bad byte */
+        *plen = 6;
+    }
+    return 1;
+}
+
+/* s as the inside of a JSON string into out, as much as fits in room, whole characters
+ * and escapes only. Returns the bytes written. */
+static size_t
+put_json_string(char *out, size_t room, const char *s)
+{
+    size_t n = 0;
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p != '\0') {
+        char esc[8];
+        const char *piece;
+        size_t plen, used = json_piece(p, esc, &piece, &plen);
+        if (plen > room - n)
+            break;
+        memcpy(out + n, piece, plen);
+        n += plen;
+        p += used;
+    }
+    return n;
+}
+
+size_t
+log_json_line(char *out, size_t len, const struct timeval *tv, enum log_level level,
+              const char *process, int worker, long pid, const char *msg)
+{
+    struct tm tm;
+    char ts[32] = "";
+    char who[32] = "";
+    time_t sec = tv->tv_sec;
+    if (gmtime_r(&sec, &tm) != NULL && strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm) == 0)
+        ts[0] = '\0';
+    if (worker >= 0)
+        snprintf(who, sizeof who, ",\"worker\":%d", worker);
+    /* process is one of our own names: nothing in it needs escaping. */
+    int k = snprintf(out, len,
+                     "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\",\"process\":\"%s\"%s,"
+                     "\"pid\":%ld,\"msg\":\"",
+                     ts, (long)tv->tv_usec / 1000, level_names[level], process, who, pid);
+    if (k < 0 || (size_t)k + 3 > len) { /* cannot happen with len >= 256 */
+        if (len > 0)
+            out[0] = '\0';
+        return 0;
+    }
+    size_t n = (size_t)k;
+    n += put_json_string(out + n, len - n - 3, msg);
+    memcpy(out + n, "\"}", 3); /* with the terminating NUL */
+    return n + 2;
+}
+
+/* Hand one whole line to the kernel in a single write, so that lines from several
+ * processes sharing the file never interleave mid-line. */
 static void
 emit(enum log_level level, int err, const char *fmt, va_list ap)
 {
     if (level > L.level)
         return;
-    char line[2048];
+    char msg[2048];
+    int k = vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t m = k < 0 ? 0 : (size_t)k < sizeof msg ? (size_t)k : sizeof msg - 1;
+    msg[m] = '\0';
+    if (err && m < sizeof msg - 1)
+        snprintf(msg + m, sizeof msg - m, ": %s", strerror(err));
+
+    /* Room for the message and its prefix, and in JSON for some escapes as well. */
+    char line[4096];
     struct timeval tv;
-    struct tm tm;
     gettimeofday(&tv, NULL);
-    localtime_r(&tv.tv_sec, &tm);
-    size_t n = strftime(line, sizeof line, "%Y-%m-%d %H:%M:%S", &tm);
-    int k = snprintf(line + n, sizeof line - n, ".%03ld [%s] %s %ld: ", (long)tv.tv_usec / 1000,
-                     level_names[level], L.role, (long)getpid());
-    if (k > 0)
-        n += (size_t)k;
-    if (n < sizeof line) {
-        k = vsnprintf(line + n, sizeof line - n, fmt, ap);
+    size_t n;
+    if (L.format == LOG_FMT_JSON) {
+        n = log_json_line(line, sizeof line - 1, &tv, level, L.process, L.worker,
+                          (long)getpid(), msg);
+    } else {
+        struct tm tm;
+        localtime_r(&tv.tv_sec, &tm);
+        n = strftime(line, sizeof line, "%Y-%m-%d %H:%M:%S", &tm);
+        size_t room = sizeof line - n - 1; /* and one byte for the newline */
+        k = snprintf(line + n, room, ".%03ld [%s] %s %ld: %s", (long)tv.tv_usec / 1000,
+                     level_names[level], L.role, (long)getpid(), msg);
         if (k > 0)
-            n += (size_t)k;
+            n += (size_t)k < room ? (size_t)k : room - 1;
     }
-    if (err && n < sizeof line) {
-        k = snprintf(line + n, sizeof line - n, ": %s", strerror(err));
-        if (k > 0)
-            n += (size_t)k;
-    }
-    if (n > sizeof line - 2)
-        n = sizeof line - 2;
     line[n++] = '\n';
     ssize_t w = write(L.fd, line, n);
     (void)w; /* nowhere left to report a failed log write */

@@ -72,7 +72,11 @@ struct sb_slot {
     uint64_t conns_ws;
     uint64_t rss_bytes;
     uint64_t load_permille; /* CPU used over the last beat, in 1/1000 of a core */
+    uint64_t cpu_permille;  /* CPU used over the last second or so, in 1/1000 of a core:
+                             * steadier than load when beats are short */
     uint64_t accepting;     /* 1 while its accept watchers run */
+    uint64_t restarts;      /* times this worker id was respawned after dying on its own;
+                             * written by the master when it claims the slot */
     struct sb_counters c;
 };
 

@@ -13,6 +13,7 @@
 #include "master.h"
 #include "notify.h"
 #include "pidfile.h"
+#include "status.h"
 #include "tls.h"
 #include "util.h"
 
@@ -42,7 +43,8 @@ usage(FILE *f)
                "            /etc/sessiond/sessiond.conf, else built-in defaults)\n"
                "  -t        check the configuration and exit\n"
                "  -s SIGNAL signal the running master: reload (HUP), stop (TERM),\n"
-               "            quit (QUIT) or status\n"
+               "            quit (QUIT); or status: print its workers as a table\n"
+               "            (exit 0 when it runs, 3 when it does not)\n"
                "  -v        print the version and exit\n"
                "  -h        print this help and exit\n");
 }
@@ -76,10 +78,8 @@ send_command(const struct conf *c, const char *cmd)
         fprintf(stderr, "sessiond: not running (no live master in %s)\n", c->pidfile);
         return sig == 0 ? EXIT_NOT_RUNNING : 1;
     }
-    if (sig == 0) {
-        printf("sessiond is running as pid %ld\n", (long)pid);
-        return 0;
-    }
+    if (sig == 0)
+        return status_run(c, pid, stdout, stderr);
     if (kill(pid, sig) < 0) {
         fprintf(stderr, "sessiond: cannot signal pid %ld: %s\n", (long)pid, strerror(errno));
         return 1;
@@ -172,7 +172,9 @@ main(int argc, char **argv)
         free(c);
         return rc;
     }
-    if (log_configure(c->log_file, c->log_level) < 0) {
+    /* Named before the first line: this process is the master, or the only one. */
+    log_set_process(c->clustering ? "master" : "sessiond", -1);
+    if (log_configure(c->log_file, c->log_level, c->log_format) < 0) {
         fprintf(stderr, "sessiond: cannot open log file %s: %s\n", c->log_file, strerror(errno));
         free(c);
         return 1;

@@ -66,6 +66,9 @@ struct master {
     struct scoreboard *sb;
     struct child kids[SB_SLOTS]; /* indexed by scoreboard slot */
     struct respawn respawn[CONF_MAX_WORKERS];
+    /* Per worker id, how often it was respawned after dying on its own. Unlike respawn,
+     * kept across reloads: it is the worker's history that -s status shows. */
+    uint64_t restarts[CONF_MAX_WORKERS];
     int target;
     uint64_t gen;
     ev_signal sig[10];
@@ -146,6 +149,8 @@ spawn(struct master *m, int id)
         log_errorx("no free scoreboard slot for worker %d", id);
         return spawn_later(m, id);
     }
+    if (id < CONF_MAX_WORKERS)
+        sb_set(&m->sb->slot[slot].restarts, m->restarts[id]);
     pid_t master_pid = getpid();
     pid_t pid = fork();
     if (pid < 0) {
@@ -271,6 +276,8 @@ on_child_exit(struct master *m, pid_t pid, int status)
     }
     log_warnx("worker %d (pid %ld) %s", k.id, (long)pid, how);
     sb_add(&m->sb->restarts, 1);
+    if (k.id < CONF_MAX_WORKERS)
+        m->restarts[k.id]++;
     schedule_respawn(m, &k);
 }
 
@@ -448,7 +455,7 @@ reload(struct master *m)
     /* Old workers keep their own copy of the old context until they have drained. */
     SSL_CTX_free(m->tls);
     m->tls = tls;
-    if (log_configure(next->log_file, next->log_level) < 0)
+    if (log_configure(next->log_file, next->log_level, next->log_format) < 0)
         log_warn("cannot open log file %s", next->log_file);
     if (privs_own_files(next, err, sizeof err) < 0)
         log_warnx("%s", err);
@@ -673,7 +680,7 @@ int
 master_run(struct conf *conf, worker_reload_fn reload_fn)
 {
     struct master m = {.reload = reload_fn};
-    log_set_role("master");
+    log_set_process("master", -1);
     if (prepare(&m, conf) < 0) {
         free(conf);
         return 1;
@@ -717,7 +724,7 @@ int
 master_run_single(struct conf *conf, worker_reload_fn reload_fn)
 {
     struct master m = {.reload = reload_fn};
-    log_set_role("sessiond");
+    log_set_process("sessiond", -1);
     if (prepare(&m, conf) < 0) {
         free(conf);
         return 1;

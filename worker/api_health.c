@@ -73,6 +73,9 @@ health_workers(struct buf *b, const struct scoreboard *sb, uint64_t now)
         put_u64(b, ",\"rss_bytes\":", sb_get(&s->rss_bytes));
         buf_puts(b, ",\"load\":");
         buf_put_fixed(b, sb_get(&s->load_permille), 3);
+        buf_puts(b, ",\"cpu\":");
+        buf_put_fixed(b, sb_get(&s->cpu_permille), 3);
+        put_u64(b, ",\"restarts\":", sb_get(&s->restarts));
         buf_puts(b, "}");
         first = false;
     }

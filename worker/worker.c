@@ -279,6 +279,28 @@ cpu_seconds(void)
            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
+/* The cpu figure covers at least this long (beats are a quarter of worker_timeout, so
+ * they can be short): a window closes on the first beat past it. A little under a second,
+ * so that one-second beats that fire a hair early still close one window each. */
+#define CPU_WINDOW 0.9
+
+static void
+update_cpu(struct worker *w, double now, double cpu)
+{
+    if (now > w->cpu_prev_at)
+        sb_set(&w->slot->load_permille,
+               (uint64_t)(1000.0 * (cpu - w->cpu_prev) / (now - w->cpu_prev_at)));
+    w->cpu_prev = cpu;
+    w->cpu_prev_at = now;
+    if (w->cpu_win_at > 0 && now - w->cpu_win_at < CPU_WINDOW)
+        return;
+    if (w->cpu_win_at > 0)
+        sb_set(&w->slot->cpu_permille,
+               (uint64_t)(1000.0 * (cpu - w->cpu_win) / (now - w->cpu_win_at)));
+    w->cpu_win = cpu;
+    w->cpu_win_at = now;
+}
+
 /* Tell the master we are alive, and refresh the figures it and /api/health report. */
 static void
 on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
@@ -288,12 +310,7 @@ on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
     sb_set(&w->slot->heartbeat_ms, (uint64_t)sb_now_ms());
     sb_set(&w->slot->rss_bytes, proc_rss_bytes());
     ws_worker_stats(w);
-    double now = ev_time(), cpu = cpu_seconds();
-    if (now > w->cpu_prev_at)
-        sb_set(&w->slot->load_permille,
-               (uint64_t)(1000.0 * (cpu - w->cpu_prev) / (now - w->cpu_prev_at)));
-    w->cpu_prev = cpu;
-    w->cpu_prev_at = now;
+    update_cpu(w, ev_time(), cpu_seconds());
     (void)loop;
 }
 
@@ -394,7 +411,7 @@ worker_reload(struct worker *w)
                       next->listen[i].tls == w->conf->listen[i].tls;
     if (!same_listen)
         log_warnx("listen changes need a restart in single-process mode; keeping the sockets");
-    if (log_configure(next->log_file, next->log_level) < 0)
+    if (log_configure(next->log_file, next->log_level, next->log_format) < 0)
         log_warn("cannot open log file %s", next->log_file);
     free(w->owned_conf);
     w->owned_conf = next;
@@ -496,9 +513,7 @@ worker_run(const struct worker_params *p)
     w.id = (int)sb_get(&w.slot->id);
     w.reload = p->reload;
     w.tls = p->tls;
-    char role[32];
-    snprintf(role, sizeof role, p->reload ? "sessiond" : "worker %d", w.id);
-    log_set_role(role);
+    log_set_process(p->reload ? "sessiond" : "worker", p->reload ? -1 : w.id);
 #ifdef SESSIOND_TEST_HOOKS
     test_crash_at_start();
 #endif

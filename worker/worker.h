@@ -82,6 +82,8 @@ struct worker {
 
     double cpu_prev;      /* for the load figure */
     double cpu_prev_at;
+    double cpu_win;       /* for the cpu figure: CPU seconds and time at its window's start */
+    double cpu_win_at;
 };
 
 /* Run a worker to its end; returns the process exit status. */

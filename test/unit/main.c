@@ -18,6 +18,8 @@ main(void)
         hub_suite,
         roster_suite,
         limits_suite,
+        status_suite,
+        log_suite,
         store_suite,
         bus_suite,
     };

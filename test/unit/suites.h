@@ -18,5 +18,7 @@ Suite *bus_suite(void);
 Suite *hub_suite(void);
 Suite *roster_suite(void);
 Suite *limits_suite(void);
+Suite *status_suite(void);
+Suite *log_suite(void);
 
 #endif

@@ -391,6 +391,8 @@ START_TEST(error_messages)
                        "yes/no, true/false or 1/0"},
         {"log_level verbose", "t.conf:1: invalid log level \"verbose\" for \"log_level\": "
                               "expected error, warn, info or debug"},
+        {"log_format yaml", "t.conf:1: invalid log format \"yaml\" for \"log_format\": "
+                            "expected text or json"},
         {"instance \"\"", "t.conf:1: \"instance\" must not be empty"},
         {"foo bar\n", "t.conf:1: unknown directive \"foo\""},
         {"# c\n  Workers 2\n", "t.conf:2: unknown directive \"Workers\""},
@@ -548,6 +550,9 @@ START_TEST(set_by_name)
     ck_assert_str_eq(c.pidfile, "rel.pid");
     ck_assert_int_eq(conf_set(&c, "log_level", "DEBUG", err, sizeof err), 0);
     ck_assert_int_eq(c.log_level, LOG_LVL_DEBUG);
+    ck_assert_int_eq(c.log_format, LOG_FMT_TEXT);
+    ck_assert_int_eq(conf_set(&c, "log_format", "json", err, sizeof err), 0);
+    ck_assert_int_eq(c.log_format, LOG_FMT_JSON);
 
     char long_name[200];
     memset(long_name, 'x', sizeof long_name - 1);
@@ -634,7 +639,8 @@ START_TEST(example_file)
 {
     static const char *const names[] = {
         "listen",         "backlog",          "workers",        "clustering",
-        "pidfile",        "log_file",         "log_level",      "instance",
+        "pidfile",        "log_file",         "log_level",      "log_format",
+        "instance",
         "min_uptime",     "restart_delay",    "restart_delay_max", "worker_timeout",
         "worker_max_rss", "shutdown_timeout", "max_connections", "max_header_bytes",
         "max_body_bytes", "header_timeout",   "body_timeout",   "keepalive_timeout",
