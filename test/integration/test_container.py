@@ -3,6 +3,8 @@
 orphans the namespace hands it, respawns workers, drains and exits 0 on TERM (and within
 shutdown_timeout even with an orphan that would never exit), and the image's config and
 health probe work with the environment a platform sets."""
+import http.client
+import json
 import os
 import re
 import shutil
@@ -101,8 +103,6 @@ class Contained:
         return status == 200 and body["workers"]["alive"] == workers
 
     def health(self):
-        import http.client
-        import json
         c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
         try:
             c.request("GET", "/api/health")
@@ -225,7 +225,6 @@ def test_a_killed_worker_is_respawned(contained):
 
 
 def _slow_request(c, ms, out):
-    import http.client
     conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=10)
     try:
         conn.request("GET", f"/debug/sleep?ms={ms}")
@@ -263,7 +262,7 @@ def test_term_deadline_holds_with_an_orphan_that_never_exits(contained):
                      what="the orphan reparented to PID 1")
     c.seen.update(stray)
     # A worker stuck in a loop will not drain: only the deadline ends it.
-    threading.Thread(target=_slow_request_spin, args=(c,), daemon=True).start()
+    threading.Thread(target=_spin_request, args=(c,), daemon=True).start()
     time.sleep(0.3)
     t0 = time.monotonic()
     os.kill(c.master, signal.SIGTERM)
@@ -276,8 +275,8 @@ def test_term_deadline_holds_with_an_orphan_that_never_exits(contained):
     wait_for(lambda: not any(alive(p) for p in stray), timeout=5, what="the orphan to be gone")
 
 
-def _slow_request_spin(c):
-    import http.client
+def _spin_request(c):
+    """A request that stops its worker's loop for good (/debug/spin)."""
     conn = http.client.HTTPConnection("127.0.0.1", c.port, timeout=SHUTDOWN + 5)
     try:
         conn.request("GET", "/debug/spin")
@@ -384,7 +383,8 @@ def test_dockerfile_runs_what_the_tests_ran():
     assert re.search(r'^CMD \["sessiond", "-c", "/etc/sessiond/sessiond.conf"\]$', text, re.M)
     assert re.search(r"^STOPSIGNAL SIGTERM$", text, re.M)
     assert re.search(r"^HEALTHCHECK .*sessiond-health", text, re.M | re.S)
-    assert re.search(r"^USER sessiond$", text, re.M)
+    assert re.search(r"^USER 10001:10001$", text, re.M)
+    assert "--uid 10001" in text and "--gid 10001" in text
     # The runtime stage installs exactly the libraries the binary links against.
     runtime = text.split("FROM debian:12-slim", 1)[1]
     for lib in ("libev4", "libwslay1", "libjansson4", "zlib1g", "libssl3", "liblmdb0",
