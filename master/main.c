@@ -189,7 +189,13 @@ main(int argc, char **argv)
                  "using built-in defaults");
     else
         log_info("configuration from %s", conf_path);
-    if (!c->clustering)
+    if (!c->clustering) {
+        /* Platforms set WEB_CONCURRENCY on their own: say why it has no effect. */
+        if (c->workers > 1)
+            log_info("clustering is off: one process serves, and workers %d (or WORKERS, "
+                     "WEB_CONCURRENCY) is ignored",
+                     c->workers);
         return master_run_single(c, load_config);
+    }
     return master_run(c, load_config);
 }

@@ -252,8 +252,12 @@ on_child_exit(struct master *m, pid_t pid, int status)
     for (int i = 0; i < SB_SLOTS && slot < 0; i++)
         if (m->kids[i].pid == pid)
             slot = i;
-    if (slot < 0)
-        return; /* an orphan we reaped as subreaper */
+    if (slot < 0) {
+        /* As PID 1 or a subreaper every orphan of the container or of the workers is
+         * ours to reap; it is none of our business beyond that. */
+        log_debug("reaped pid %ld, not a worker", (long)pid);
+        return;
+    }
     struct child k = m->kids[slot];
     m->kids[slot].pid = 0;
     purge_roster(m, slot);
@@ -676,6 +680,34 @@ take_fd_limit(const struct conf *c, int workers)
                   (unsigned long long)rl.rlim_cur, (unsigned long long)share);
 }
 
+/* After the loop: whatever worker is still alive was killed by the stop deadline.
+ * Wait for those by pid, not for any child: as PID 1 an orphan that never exits (a
+ * process left behind by docker exec) would hold the exit past shutdown_timeout. */
+static void
+collect_workers(struct master *m)
+{
+    for (int i = 0; i < SB_SLOTS; i++) {
+        if (m->kids[i].pid == 0)
+            continue;
+        while (waitpid(m->kids[i].pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        m->kids[i].pid = 0;
+    }
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ; /* orphans that are already dead: leave no zombie */
+}
+
+/* As PID 1 (in a container) orphans are reparented to us anyway; elsewhere, becoming a
+ * subreaper makes the master reap what its workers leave behind as well. */
+static void
+become_reaper(void)
+{
+    if (getpid() == 1)
+        log_debug("running as PID 1: reaping every orphan of the namespace");
+    else if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+        log_debug("not a subreaper: %s", strerror(errno));
+}
+
 int
 master_run(struct conf *conf, worker_reload_fn reload_fn)
 {
@@ -685,10 +717,7 @@ master_run(struct conf *conf, worker_reload_fn reload_fn)
         free(conf);
         return 1;
     }
-    /* As PID 1 (in a container) orphans are ours to reap; elsewhere this makes the
-     * master reap what its workers leave behind as well. */
-    if (getpid() == 1 || prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
-        log_debug("not a subreaper");
+    become_reaper();
     m.loop = ev_loop_new(EVFLAG_AUTO);
     if (m.loop == NULL) {
         log_errorx("cannot create the event loop");
@@ -710,9 +739,7 @@ master_run(struct conf *conf, worker_reload_fn reload_fn)
     start_workers(&m);
     ev_run(m.loop, 0);
 
-    /* Whatever is still alive now was killed by the stop deadline: collect it. */
-    while (live_children(&m) > 0 && waitpid(-1, NULL, 0) > 0)
-        ;
+    collect_workers(&m);
     log_info("exiting with status %d", m.exit_status);
     int status = m.exit_status;
     ev_loop_destroy(m.loop);

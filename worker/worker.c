@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -428,6 +429,16 @@ worker_reload(struct worker *w)
     log_info("configuration reloaded");
 }
 
+/* A worker never forks, so a child can only be an orphan handed to us: in single-process
+ * mode as PID 1 of a container, every process of the namespace whose parent exits. Reap
+ * them all, quietly, so that none stays a zombie. */
+static void
+reap_orphans(void)
+{
+    while (waitpid(-1, NULL, WNOHANG) > 0)
+        ;
+}
+
 static void
 on_signal(struct ev_loop *loop, ev_signal *s, int revents)
 {
@@ -449,6 +460,9 @@ on_signal(struct ev_loop *loop, ev_signal *s, int revents)
         if (w->reload != NULL)
             worker_reload(w);
         break;
+    case SIGCHLD:
+        reap_orphans();
+        break;
     default:
         break;
     }
@@ -457,7 +471,8 @@ on_signal(struct ev_loop *loop, ev_signal *s, int revents)
 static void
 watch_signals(struct worker *w)
 {
-    static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP};
+    static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGCHLD};
+    _Static_assert(ARRAY_LEN(sigs) <= ARRAY_LEN(((struct worker *)0)->sig), "room for each");
     for (size_t i = 0; i < ARRAY_LEN(sigs); i++) {
         ev_signal_init(&w->sig[i], on_signal, sigs[i]);
         w->sig[i].data = w;
