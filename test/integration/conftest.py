@@ -51,6 +51,16 @@ def alive(pid):
         return False
 
 
+def kill_leftovers(pids):
+    """SIGKILL whichever of these processes (ours, by pid) outlived their stop."""
+    for pid in pids:
+        if alive(pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
 def wait_for(predicate, timeout=10.0, interval=0.05, what="condition"):
     deadline = time.monotonic() + timeout
     last = None
@@ -175,12 +185,7 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        for pid in kids:
-            if alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        kill_leftovers(kids)
         self.logf.close()
         # Under SANITIZE=address,undefined a report goes to stderr, which is the log:
         # any of them fails the test that ran this server.

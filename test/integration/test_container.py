@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import BIN, alive, children_of, free_port, wait_for
+from conftest import BIN, SANITIZED, alive, children_of, free_port, kill_leftovers, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SHUTDOWN = 3  # seconds: the shutdown_timeout of these tests' configs
@@ -141,12 +141,7 @@ class Contained:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
-        for pid in self.seen:
-            if alive(pid):
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        kill_leftovers(self.seen)
         self.logf.close()
 
 
@@ -398,6 +393,8 @@ def test_dockerfile_runs_what_the_tests_ran():
 
 
 @pytest.mark.skipif(shutil.which("ldd") is None, reason="ldd is not installed")
+@pytest.mark.skipif(SANITIZED, reason="a sanitized binary links the sanitizer runtimes, which "
+                    "no release image has; the plain run of the suite checks this")
 def test_runtime_packages_cover_the_binary():
     # Each shared library sessiond links must come from a package the image installs
     # (or libc6, which debian:12-slim has).

@@ -2,7 +2,6 @@
 checked-in scripts/fleet configs with only their ports and paths replaced, so that what
 operators copy is what is tested. Sessions and WebSocket channels span the instances,
 and stopping one instance with SIGTERM under load loses no request."""
-import asyncio
 import http.client
 import json
 import os
@@ -15,7 +14,7 @@ import time
 import pytest
 import websockets
 
-from conftest import alive, children_of, free_port, wait_for
+from conftest import children_of, free_port, kill_leftovers, wait_for
 from test_ws import next_push, op, run, worker_of
 
 FLEET = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "fleet")
@@ -70,6 +69,7 @@ class Nginx:
         self.conf_path = os.path.join(self.dir, "nginx.conf")
         self.access_log = os.path.join(self.dir, "nginx-access.log")
         self.instance_of = {}
+        self.marks = 0
         text = read_fleet("nginx.conf")
         text = replace_once(text, "listen 127.0.0.1:8080;", f"listen 127.0.0.1:{self.port};")
         for s in instances:
@@ -101,9 +101,7 @@ class Nginx:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        for pid in self.kids:
-            if alive(pid):
-                os.kill(pid, signal.SIGKILL)
+        kill_leftovers(self.kids)
         self.logf.close()
 
     def conn(self, timeout=20):
@@ -125,9 +123,15 @@ class Nginx:
     def served(self, method, path, body=None, headers=None):
         """A request through nginx, and the instance that answered it (from the access
         log, which nginx writes once the response is out)."""
-        before = len(self.log_lines())
+        # nginx may write an earlier request's line after that client had its answer,
+        # so this request is found by a mark of its own in the query, which sessiond
+        # ignores and the log's request line shows.
+        self.marks += 1
+        mark = f"fleet-mark={self.marks}"
+        path += ("&" if "?" in path else "?") + mark
         status, h, out = self.request(method, path, body, headers)
-        lines = wait_for(lambda: self.log_lines()[before:], what="the access log line")
+        lines = wait_for(lambda: [ln for ln in self.log_lines() if mark + " " in ln],
+                         what="the access log line")
         assert len(lines) == 1, lines
         addr = re.search(r" upstream=(\S+) ", lines[0]).group(1)
         return status, out, self.instance_of[addr]

@@ -3,7 +3,6 @@ outage that degrades service visibly and recovers by itself."""
 import json
 import re
 import shutil
-import subprocess
 import threading
 import time
 
