@@ -1,10 +1,14 @@
-"""scripts/k8s/ holds what it claims, checked without a cluster: the manifests parse, and
-their numbers agree with the image and the daemon (probes on the container's port and
-/api/health, a grace period longer than the preStop pause plus the drain, a CPU limit for
-"workers auto", selectors that find the pods, a store on a writable volume)."""
+"""scripts/k8s/ holds what it claims, checked without a cluster: the manifests validate
+against the Kubernetes API's schemas (kubernetes-models, as kubectl's client-side dry run
+would check them), and their numbers agree with the image and the daemon (probes on the
+container's port and /api/health, a grace period longer than the preStop pause plus the
+drain, a CPU limit for "workers auto", selectors that find the pods, a store on a writable
+volume)."""
+import glob
 import json
 import os
 import re
+import subprocess
 
 import pytest
 import yaml  # python3-yaml, which scripts/install-deps installs
@@ -170,3 +174,29 @@ def test_the_budget_lets_a_node_drain(deployment):
         assert 1 <= spec["maxUnavailable"] < replicas
     else:
         assert spec["minAvailable"] < replicas
+
+
+# The schemas: kubernetes-models (from npm, in test/integration/node) checks each object
+# against the OpenAPI schema of its kind, as kubectl's client-side dry run would.
+NODE_DIR = os.path.join(ROOT, "test", "integration", "node")
+
+
+def validate(*args, stdin=None):
+    r = subprocess.run(["node", os.path.join(NODE_DIR, "k8s_validate.mjs"), *args],
+                       input=stdin, capture_output=True, text=True, timeout=60, cwd=NODE_DIR)
+    assert r.stderr == "", r.stderr
+    return r.returncode, [json.loads(line) for line in r.stdout.splitlines()]
+
+
+def test_manifests_validate_against_the_kubernetes_schemas():
+    rc, objects = validate(*sorted(glob.glob(os.path.join(ROOT, "scripts", "k8s", "*.yaml"))))
+    assert [o for o in objects if not o["ok"]] == [] and rc == 0
+    assert sorted(o["kind"] for o in objects) == ["Deployment", "PodDisruptionBudget", "Service"]
+
+
+def test_the_schema_check_catches_a_broken_manifest():
+    d = manifest("deployment.yaml")
+    d["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "eighty"
+    rc, objects = validate("-", stdin=json.dumps(d))
+    assert rc == 1 and not objects[0]["ok"]
+    assert "containerPort" in objects[0]["error"]
