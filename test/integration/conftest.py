@@ -51,6 +51,18 @@ def alive(pid):
         return False
 
 
+def exchange(c, method, path, body=None, headers=None):
+    """One request on a fresh http.client connection, which it closes: (status, headers,
+    body)."""
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        return r.status, dict(r.getheaders()), data
+    finally:
+        c.close()
+
+
 def kill_leftovers(pids):
     """SIGKILL whichever of these processes (ours, by pid) outlived their stop."""
     for pid in pids:
@@ -143,14 +155,7 @@ class Server:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
     def request(self, method, path, body=None, headers=None, timeout=10):
-        c = self.conn(timeout)
-        try:
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            data = r.read()
-            return r.status, dict(r.getheaders()), data
-        finally:
-            c.close()
+        return exchange(self.conn(timeout), method, path, body, headers)
 
     def get_json(self, path, **kw):
         status, headers, data = self.request("GET", path, **kw)

@@ -14,7 +14,7 @@ import time
 import pytest
 import websockets
 
-from conftest import children_of, free_port, kill_leftovers, wait_for
+from conftest import children_of, exchange, free_port, kill_leftovers, wait_for
 from test_ws import next_push, op, run, worker_of
 
 FLEET = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "fleet")
@@ -108,13 +108,7 @@ class Nginx:
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
 
     def request(self, method, path, body=None, headers=None):
-        c = self.conn()
-        try:
-            c.request(method, path, body=body, headers=headers or {})
-            r = c.getresponse()
-            return r.status, dict(r.getheaders()), r.read()
-        finally:
-            c.close()
+        return exchange(self.conn(), method, path, body, headers)
 
     def log_lines(self):
         with open(self.access_log) as f:

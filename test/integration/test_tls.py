@@ -17,7 +17,7 @@ import time
 import pytest
 import websockets
 
-from conftest import BIN, Hammer, alive, free_port, raw_exchange, wait_for
+from conftest import BIN, Hammer, alive, exchange, free_port, raw_exchange, wait_for
 from test_sessions import KEY, create, keyed
 from test_ws import next_push, op, run
 
@@ -64,12 +64,7 @@ def context(*cafiles):
 
 def https(s, ctx, method, path, body=None, headers=None, timeout=10):
     c = http.client.HTTPSConnection("localhost", s.tls_port, context=ctx, timeout=timeout)
-    try:
-        c.request(method, path, body=body, headers=headers or {})
-        r = c.getresponse()
-        return r.status, dict(r.getheaders()), r.read()
-    finally:
-        c.close()
+    return exchange(c, method, path, body, headers)
 
 
 def s_client(port, *args, stdin=b""):
