@@ -253,12 +253,9 @@ worker_conn_closed(struct worker *w, struct conn *c)
 
 /* Free the connections closed since the last iteration, except those a handler still
  * holds (they are freed once it answers). */
-static void
-on_reap(struct ev_loop *loop, ev_prepare *p, int revents)
+void
+worker_reap(struct worker *w)
 {
-    (void)loop;
-    (void)revents;
-    struct worker *w = container_of(p, struct worker, reap);
     struct conn **pp = &w->closed;
     while (*pp != NULL) {
         struct conn *c = *pp;
@@ -269,6 +266,14 @@ on_reap(struct ev_loop *loop, ev_prepare *p, int revents)
         *pp = c->next;
         conn_free(c);
     }
+}
+
+static void
+on_reap(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void)loop;
+    (void)revents;
+    worker_reap(container_of(p, struct worker, reap));
 }
 
 static double
@@ -496,7 +501,7 @@ worker_free(struct worker *w)
 #ifdef SESSIOND_TEST_HOOKS
     api_debug_release(w->loop);
 #endif
-    on_reap(w->loop, &w->reap, 0);
+    worker_reap(w);
     if (w->gz != NULL) {
         deflateEnd(w->gz);
         free(w->gz);

@@ -95,5 +95,8 @@ const char *worker_date(struct worker *w);
 /* Connections: bookkeeping the conn module asks of its worker. */
 void worker_conn_opened(struct worker *w, struct conn *c);
 void worker_conn_closed(struct worker *w, struct conn *c);
+/* Free the connections closed so far, except those a handler still holds: what the
+ * loop does once per iteration, and what a harness without the loop calls itself. */
+void worker_reap(struct worker *w);
 
 #endif

@@ -263,14 +263,5 @@ fuzz_worker_serve(const void *in, size_t len, const size_t *cuts, size_t ncuts,
      * held by a handler. */
     if (!c->closed)
         conn_close(c);
-    struct conn **pp = &w->closed;
-    while (*pp != NULL) {
-        struct conn *d = *pp;
-        if (d->state == CONN_PENDING) {
-            pp = &d->next;
-            continue;
-        }
-        *pp = d->next;
-        conn_free(d);
-    }
+    worker_reap(w);
 }
