@@ -394,7 +394,11 @@ static struct roster_member ws_member(const struct ws *ws);
 static bool ws_release(struct ws *ws);
 static void ws_redis_forget(struct ws_worker *rt, const char *conn_id, const char *user);
 static void ws_accept(struct request *r, const struct session *s, const char *conn_id, int max);
-static void ws_redis_member(struct ws *ws, bool join, const char *channel, size_t len);
+static bool ws_redis_join(struct ws *ws, const char *channel, size_t len, size_t members,
+                          const json_t *id);
+static int ws_redis_member(struct ws *ws, bool join, const char *channel, size_t len,
+                           pubsub_reply_cb cb, void *arg);
+static void ws_redis_ignore(void *arg, const struct redisReply *reply);
 static void ws_presence_rt(struct ws_worker *rt, const char *channel, size_t len,
                            ws_presence_cb cb, void *arg);
 static void ws_presence_event(struct ws *ws, const char *op, const char *channel, size_t len,
@@ -445,9 +449,10 @@ ws_subscribe(struct ws *ws, const char *name, size_t len, const json_t *id)
     if (rt->ps != NULL && hub_members(rt->hub, name, len, &here) != NULL && here == 1)
         pubsub_subscribe(rt->ps, name, len); /* the first here: hear the other instances */
     ws->subs[ws->nsubs++] = m;
-    ws_redis_member(ws, true, name, len);
-    ws_reply(ws, "ok", id, "");
-    ws_presence_event(ws, "join", name, len, members);
+    if (!ws_redis_join(ws, name, len, members, id)) {
+        ws_reply(ws, "ok", id, "");
+        ws_presence_event(ws, "join", name, len, members);
+    }
     return 0;
 }
 
@@ -469,7 +474,7 @@ ws_leave(struct ws *ws, size_t i, bool reply, const json_t *id)
     if (rt->ps != NULL && here == 0)
         pubsub_unsubscribe(rt->ps, name, len);
     int rc = roster_leave(rt->roster, rt->slot, name, len, &rm, &members);
-    ws_redis_member(ws, false, name, len);
+    ws_redis_member(ws, false, name, len, ws_redis_ignore, NULL);
     if (reply)
         ws_reply(ws, "ok", id, "");
     if (rc == 0)
@@ -1052,21 +1057,30 @@ ws_redis_ignore(void *arg, const struct redisReply *reply)
     (void)arg, (void)reply;
 }
 
-/* A command whose answer nobody waits for; argv[1] is a key of ours, built here. */
-static void
-ws_redis_do(struct ws_worker *rt, const char *cmd, const char *kind, const char *name,
-            size_t len, int nargs, const char **args)
+/* A command on a key of ours (argv[1], built here), answered to cb; -1 when it could not
+ * be sent (no Redis, or not connected), and then cb is not called. */
+static int
+ws_redis_call(struct ws_worker *rt, pubsub_reply_cb cb, void *arg, const char *cmd,
+              const char *kind, const char *name, size_t len, int nargs, const char **args)
 {
     char key[600];
     const char *argv[6] = {cmd, key};
     size_t argvlen[6] = {strlen(cmd), ws_rkey(rt, kind, name, len, key, sizeof key)};
     if (rt->ps == NULL || argvlen[1] == 0 || nargs > 4)
-        return;
+        return -1;
     for (int i = 0; i < nargs; i++) {
         argv[2 + i] = args[i];
         argvlen[2 + i] = strlen(args[i]);
     }
-    pubsub_command(rt->ps, ws_redis_ignore, NULL, 2 + nargs, argv, argvlen);
+    return pubsub_command(rt->ps, cb, arg, 2 + nargs, argv, argvlen);
+}
+
+/* A command whose answer nobody waits for. */
+static void
+ws_redis_do(struct ws_worker *rt, const char *cmd, const char *kind, const char *name,
+            size_t len, int nargs, const char **args)
+{
+    (void)ws_redis_call(rt, ws_redis_ignore, NULL, cmd, kind, name, len, nargs, args);
 }
 
 static void
@@ -1103,16 +1117,70 @@ ws_redis_forget(struct ws_worker *rt, const char *conn_id, const char *user)
     ws_redis_do(rt, "HDEL", "u:", user, strlen(user), 1, args);
 }
 
-static void
-ws_redis_member(struct ws *ws, bool join, const char *channel, size_t len)
+static int
+ws_redis_member(struct ws *ws, bool join, const char *channel, size_t len, pubsub_reply_cb cb,
+                void *arg)
 {
     struct ws_worker *rt = rt_of(ws->c);
     if (rt->ps == NULL)
-        return;
+        return -1;
     char value[200];
     snprintf(value, sizeof value, "%s %s %s", rt->lease, ws->user, ws->id);
     const char *args[] = {ws->conn_id, value};
-    ws_redis_do(rt, join ? "HSET" : "HDEL", "m:", channel, len, join ? 2 : 1, args);
+    return ws_redis_call(rt, cb, arg, join ? "HSET" : "HDEL", "m:", channel, len,
+                         join ? 2 : 1, args);
+}
+
+/* A subscribe on Redis is answered, and announced to the channel, once Redis holds the
+ * membership: a presence asked on any instance after the "ok" or the "join" lists this
+ * connection (ws->pending holds it meanwhile). */
+struct ws_join_op {
+    struct ws *ws;
+    json_t *id;
+    size_t members; /* the channel's, for presence_events_max */
+    size_t len;
+    char channel[HUB_CHANNEL_MAX];
+};
+
+static void
+ws_joined(void *arg, const struct redisReply *reply)
+{
+    (void)reply; /* a lost Redis degrades presence as everywhere; the subscription stands */
+    struct ws_join_op *op = arg;
+    struct ws *ws = op->ws;
+    if (ws_release(ws) && !ws->c->closed) {
+        ws_reply(ws, "ok", op->id, "");
+        ws_presence_event(ws, "join", op->channel, op->len, op->members);
+        if (!ws->in_recv) /* an answer that came later: nobody else will send it */
+            ws_pump(ws);
+    }
+    json_decref(op->id);
+    free(op);
+}
+
+/* Tell Redis of the subscription: true when the answer and the join event are left to
+ * ws_joined, false when they are to be given now (no Redis, or it cannot be reached). */
+static bool
+ws_redis_join(struct ws *ws, const char *channel, size_t len, size_t members,
+              const json_t *id)
+{
+    struct ws_join_op *op = rt_of(ws->c)->ps != NULL && len <= sizeof op->channel
+                                ? malloc(sizeof *op)
+                                : NULL;
+    if (op == NULL) {
+        ws_redis_member(ws, true, channel, len, ws_redis_ignore, NULL);
+        return false;
+    }
+    *op = (struct ws_join_op){.ws = ws, .members = members, .len = len};
+    memcpy(op->channel, channel, len);
+    op->id = id != NULL ? json_deep_copy(id) : NULL;
+    if (ws_redis_member(ws, true, channel, len, ws_joined, op) < 0) {
+        json_decref(op->id);
+        free(op);
+        return false;
+    }
+    ws->pending++;
+    return true;
 }
 
 /* EVAL script with its one key and args. */

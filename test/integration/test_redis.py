@@ -276,3 +276,34 @@ def test_a_killed_workers_members_leave_redis_presence(server_factory, redis_ser
                 await ws.close()
 
     run(go(), timeout=30)
+
+
+def test_subscribe_is_answered_once_redis_holds_the_membership(server_factory, redis_server):
+    # The "ok" promises that a presence asked on any instance lists the connection: with
+    # Redis stopped, the subscription is made here but not answered until Redis has it.
+    import asyncio
+    import os
+    import signal
+    import websockets
+    from test_ws import run, url
+
+    a = on_redis(server_factory, redis_server, workers=1)
+    b = on_redis(server_factory, redis_server, workers=1)
+    tb = create(b, "ben")[1]["token"]
+
+    async def go():
+        async with websockets.connect(url(b, tb)) as wb:
+            os.kill(redis_server.proc.pid, signal.SIGSTOP)
+            try:
+                await wb.send(json.dumps({"op": "subscribe", "channel": "hall", "id": 7}))
+                with pytest.raises(asyncio.TimeoutError):
+                    await asyncio.wait_for(wb.recv(), 0.3)
+            finally:
+                os.kill(redis_server.proc.pid, signal.SIGCONT)
+            reply = json.loads(await asyncio.wait_for(wb.recv(), 2))
+            assert (reply["op"], reply["id"]) == ("ok", 7)
+            status, _, out = a.request("GET", "/api/channels/hall/presence")
+            assert status == 200
+            assert [m["user"] for m in json.loads(out)["members"]] == ["ben"]
+
+    run(go(), timeout=15)
