@@ -25,7 +25,7 @@ const finish = async (err) => {
 setTimeout(() => finish('browser driver timed out'), 40000).unref();
 
 try {
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox'] });
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: ['--no-sandbox', '--disable-dev-shm-usage'] });
   const page = await browser.newPage();
   page.on('pageerror', (e) => out.pageErrors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') out.consoleErrors.push(m.text()); });

@@ -102,7 +102,7 @@ const deadline = setTimeout(() => {
   (browser ? browser.close() : Promise.resolve()).catch(() => {}).finally(() => process.exit(1));
 }, DEADLINE_MS);
 try {
-  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox"],
+  browser = await chromium.launch({ executablePath: "/usr/bin/chromium", args: ["--no-sandbox", "--disable-dev-shm-usage"],
                                     timeout: STEP_MS });
   await run(browser);
 } catch (e) {
