@@ -638,6 +638,13 @@ redis_close(struct redis_conn *rc)
     free(rc);
 }
 
+void
+redis_reset(struct redis_conn *rc)
+{
+    rc_cause(rc, "%s: dropped by its user", rc->where);
+    rc_drop(rc);
+}
+
 bool
 redis_ready(const struct redis_conn *rc)
 {

@@ -82,6 +82,10 @@ int redis_eval(struct redis_conn *rc, const struct redis_script *s, redis_reply_
 int redis_subscribe_command(struct redis_conn *rc, int argc, const char **argv,
                             const size_t *argvlen);
 
+/* Drop the connection now (hard, as at a deadline) and reconnect after the backoff, as
+ * after an outage. */
+void redis_reset(struct redis_conn *rc);
+
 /* Connected, with the handshake done. */
 bool redis_ready(const struct redis_conn *rc);
 /* Bytes of commands Redis has not been sent yet (0 while down). */
