@@ -72,7 +72,7 @@ redis_script_init(struct redis_script *s, const char *body, char *err, size_t er
         errf(err, errlen, "redis: cannot compute a script's SHA-1");
         return -1;
     }
-    for (unsigned int i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) {
         s->sha[2 * i] = digits[md[i] >> 4];
         s->sha[2 * i + 1] = digits[md[i] & 15];
     }

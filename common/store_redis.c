@@ -1211,11 +1211,11 @@ rs_close(void *self)
     st->closing = true;
     ev_timer_stop(st->loop, &st->later_timer);
     redis_close(st->rc); /* calls no callback of ours */
-    while (st->head != NULL) {
-        struct rs_op *op = st->head;
-        rs_unlink(st, op);
+    for (struct rs_op *op = st->head, *next; op != NULL; op = next) {
+        next = op->next;
         rs_op_free(op);
     }
+    st->head = st->tail = NULL;
     while (st->later_head != NULL) {
         struct rs_op *op = st->later_head;
         st->later_head = op->next;
