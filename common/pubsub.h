@@ -1,8 +1,8 @@
 /* pubsub: Redis publish/subscribe between the instances that share one Redis.
  *
- * Two hiredis connections on the caller's libev loop, as Redis wants them: one that
- * SUBSCRIBEs (and can then do nothing else) and one that PUBLISHes. Both come back on
- * their own after an outage, with jittered backoff. Redis forgets a connection's
+ * Two connections (common/redis.h) on the caller's libev loop, as Redis wants them: one
+ * that SUBSCRIBEs (and can then do nothing else) and one that PUBLISHes. Both select
+ * redis_url's database and come back on their own after an outage, with jittered backoff. Redis forgets a connection's
  * subscriptions with the connection, which is how Socket.IO's adapter silently stops
  * delivering after a reconnect; here every (re)connect of the subscriber calls on_ready,
  * whose job is to subscribe again to everything the caller listens to.
@@ -20,6 +20,7 @@
 struct ev_loop;
 struct pubsub;
 struct redisReply;
+struct redis_script; /* common/redis.h: a script and its SHA-1 (redis_script_init) */
 
 typedef void (*pubsub_msg_cb)(void *arg, const char *name, size_t len, const char *msg,
                               size_t msg_len);
@@ -36,7 +37,8 @@ typedef void (*pubsub_reply_cb)(void *arg, const struct redisReply *reply);
 
 /* Connect to url (as redis_url) in the background; NULL with err only for a bad URL or no
  * memory: a Redis that is down is no error here. A command without a reply after
- * timeout seconds drops the publisher connection (hiredis cannot cancel one command). */
+ * timeout seconds drops the publisher connection at once (hiredis cannot cancel one
+ * command), and every command in flight gets its callback with NULL. */
 struct pubsub *pubsub_open(struct ev_loop *loop, const char *url, const char *prefix,
                            double timeout, pubsub_msg_cb on_msg, pubsub_ready_cb on_ready,
                            void *arg, char *err, size_t errlen);
@@ -55,6 +57,12 @@ int pubsub_publish(struct pubsub *ps, const char *name, size_t len, const void *
  * Redis is down now. */
 int pubsub_command(struct pubsub *ps, pubsub_reply_cb cb, void *arg, int argc, const char **argv,
                    const size_t *argvlen);
+
+/* Run script s (EVALSHA, and EVAL again if Redis answers NOSCRIPT) on the publisher
+ * connection, with nkeys keys first among argv (argc of them, copied). cb as for
+ * pubsub_command, with the final reply; -1 (and no callback) when Redis is down now. */
+int pubsub_eval(struct pubsub *ps, const struct redis_script *s, pubsub_reply_cb cb, void *arg,
+                int nkeys, int argc, const char **argv, const size_t *argvlen);
 
 /* Our Redis name for name (prefix "rt:" name) into out; its length, or 0 if too long. */
 size_t pubsub_name(const struct pubsub *ps, const char *name, size_t len, char *out, size_t cap);

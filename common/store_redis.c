@@ -14,49 +14,35 @@
  * primary with replicas), not on Redis Cluster. Expired sessions are never returned even
  * before Redis has deleted them: the scripts compare e with the caller's now.
  *
- * hiredis 0.14 has no command timeout and no reconnect, so this file keeps its own record
- * of every command in flight (struct rs_op, oldest first) with one ev_timer for the
- * oldest. A command without a reply in redis_timeout drops the connection, since hiredis
- * cannot cancel one command; every operation in flight then fails with STORE_UNAVAILABLE
- * (hiredis hands each pending callback a NULL reply as it frees the context). Each
- * operation is answered exactly once, from the loop, never before the call returns: even
- * a refusal decided at once waits in a queue for the next loop iteration.
- *
- * A circuit breaker keeps a Redis outage from holding requests for redis_timeout each: it
- * opens after RS_FAILURES_TO_OPEN consecutive failures or when the connection is lost,
- * and while it is open calls fail at once. After RS_OPEN_SECONDS it lets one probe (PING)
- * through, once connected again; its success closes the circuit. The connection comes
- * back on its own, with jittered exponential backoff. Nothing here ever ends the process. */
+ * The connection (common/redis.h) is shared with pub/sub: it logs in, selects the
+ * database, loads the scripts, gives every command a deadline (a command without a reply
+ * in redis_timeout drops the connection, and every operation in flight then fails with
+ * STORE_UNAVAILABLE), reconnects with jittered backoff and keeps the circuit breaker,
+ * which opens after REDIS_FAILURES_TO_OPEN consecutive failures or when the connection is
+ * lost, so that a Redis outage does not hold requests for redis_timeout each: while it is
+ * open, calls fail at once. This file keeps its own list of operations in flight only to
+ * free them at close. Each operation is answered exactly once, from the loop, never
+ * before the call returns: even a refusal decided at once waits in a queue for the next
+ * loop iteration. Nothing here ever ends the process. */
 #include "store.h"
 
 #include <ev.h>
-#include <hiredis/adapters/libev.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
-#include <openssl/evp.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "json_merge.h"
+#include "redis.h"
 #include "redis_url.h"
 #include "store_engine.h"
 #include "token.h"
 #include "util.h"
 
-#define RS_FAILURES_TO_OPEN 5
-#define RS_OPEN_SECONDS 1.0
-#define RS_BACKOFF_MIN 0.1
-#define RS_BACKOFF_MAX 5.0
-#define RS_JITTER 0.2
 #define RS_UPDATE_RETRIES 3  /* re-reads when a session changed under an update */
 #define RS_LIST_MAX 10000    /* as the LMDB engine */
 #define RS_MAX_ARGS 16
-#define RS_SHA_HEX 40
 #define RS_HASH_HEX (2 * SESSION_HASH_LEN)
 #define RS_SESSION_FIELDS 8  /* id, user, th, c, e, ttl, v, d: what the scripts return */
 
@@ -215,18 +201,17 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
 
 /* ---- state ---- */
 
-enum rs_conn { RS_DOWN, RS_CONNECTING, RS_READY };
-enum rs_circuit { RS_CLOSED, RS_OPEN, RS_HALF_OPEN };
 enum rs_kind { RS_INTERNAL, RS_ONE, RS_LIST_CB, RS_COUNT_CB };
 
 struct redis_store;
 struct rs_op;
 
-/* What to do with a reply (never NULL, never NOSCRIPT: rs_on_reply deals with those). */
-typedef void (*rs_reply_fn)(struct redis_store *st, struct rs_op *op, redisReply *r);
+/* What to do with a reply (never NULL, never NOSCRIPT: redis.c and rs_on_reply deal
+ * with those). */
+typedef void (*rs_reply_fn)(struct redis_store *st, struct rs_op *op, const redisReply *r);
 
 /* One operation: a caller's (answered through its callback exactly once) or one of ours
- * (handshake, probe, sweep). It has at most one command in flight at a time. */
+ * (the sweep). It has at most one command in flight at a time. */
 struct rs_op {
     struct rs_op *prev, *next; /* in flight, oldest first; or the deferred queue */
     struct redis_store *st;
@@ -239,14 +224,10 @@ struct rs_op {
     } cb;
     void *arg;
     enum store_status status; /* the answer, while in the deferred queue */
-    ev_tstamp deadline;
-    const char *what;         /* for messages: "AUTH", "SELECT", ... */
-    bool last;                /* the last command of the handshake */
-
-    /* The command: argv points into mem once sealed; a script's argv[0] and argv[1] are
-     * EVALSHA and its SHA, or EVAL and its body after a NOSCRIPT reply. */
+    /* The command: argv points into mem once sealed; a script's arguments follow the
+     * script (redis_eval adds EVALSHA, its SHA and the number of keys). */
     int script; /* enum rs_script, or -1 */
-    bool eval, bad;
+    bool bad;
     int argc;
     const char *argv[RS_MAX_ARGS];
     size_t argvlen[RS_MAX_ARGS], off[RS_MAX_ARGS];
@@ -268,41 +249,25 @@ struct rs_op {
 
 struct redis_store {
     struct ev_loop *loop;
-    struct redis_url url;
-    char where[REDIS_URL_HOST_MAX + REDIS_URL_PATH_MAX + 16]; /* host:port or the path */
     char prefix[sizeof ((struct conf *)0)->redis_prefix];
     size_t prefix_len;
-    ev_tstamp timeout;
-    long long timeout_ms;
     int64_t max_sessions;
     int max_per_user;
     size_t max_bytes;
-    char sha[RS_NSCRIPTS][RS_SHA_HEX + 1];
+    struct redis_script scripts[RS_NSCRIPTS];
+    const struct redis_script *script_list[RS_NSCRIPTS];
 
-    redisAsyncContext *ac; /* NULL while disconnected */
-    enum rs_conn conn;
-    enum rs_circuit circuit;
-    bool probe_due;   /* the circuit has been open long enough: probe once connected */
-    bool closing;     /* store_close: answer nothing more */
-    int failures;     /* consecutive */
-    int attempts;     /* reconnects since the circuit last closed, for the backoff */
-    uint64_t rng;     /* the backoff's jitter */
+    struct redis_conn *rc;
+    bool closing; /* store_close: answer nothing more */
 
-    struct rs_op *head, *tail;             /* in flight, oldest first */
+    struct rs_op *head, *tail;             /* in flight, for rs_close to free */
     struct rs_op *later_head, *later_tail; /* answered at the next loop iteration */
-    ev_timer timeout_timer, reconnect_timer, circuit_timer, later_timer;
+    ev_timer later_timer;
 
-    char cause[512]; /* why Redis is unavailable */
     char error[640]; /* store_last_error */
 };
 
 /* ---- small helpers ---- */
-
-static const char *
-rs_circuit_name(enum rs_circuit c)
-{
-    return c == RS_CLOSED ? "closed" : c == RS_OPEN ? "open" : "half_open";
-}
 
 static void
 rs_hex(const uint8_t *p, size_t n, char *out)
@@ -397,18 +362,6 @@ rs_session(const redisReply *r, struct session *s)
     return rs_session_fields(r->element + 1, s->id, s);
 }
 
-/* A number in [0, 1) for the backoff's jitter (xorshift64*: no need for more). */
-static double
-rs_random(struct redis_store *st)
-{
-    uint64_t x = st->rng;
-    x ^= x >> 12;
-    x ^= x << 25;
-    x ^= x >> 27;
-    st->rng = x;
-    return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
-}
-
 /* ---- operations: memory, arguments, answers ---- */
 
 static struct rs_op *
@@ -475,17 +428,13 @@ rs_arg_int(struct rs_op *op, long long v)
     rs_arg(op, buf, (size_t)n);
 }
 
-/* Start a script call: EVALSHA sha 0 prefix, then the script's own arguments. */
+/* Start a script call: the prefix, then the script's own arguments. */
 static void
 rs_script(struct redis_store *st, struct rs_op *op, enum rs_script sc)
 {
     op->argc = 0;
     op->mem_len = 0;
-    op->eval = false;
     op->script = (int)sc;
-    rs_arg_str(op, "EVALSHA");
-    rs_arg(op, st->sha[sc], RS_SHA_HEX);
-    rs_arg_str(op, "0");
     rs_arg(op, st->prefix, st->prefix_len);
 }
 
@@ -507,7 +456,7 @@ rs_answer(struct redis_store *st, struct rs_op *op, enum store_status status,
 {
     if (status == STORE_UNAVAILABLE && op->kind != RS_INTERNAL)
         errf(st->error, sizeof st->error, "redis unavailable (circuit %s): %s",
-                   rs_circuit_name(st->circuit), st->cause);
+             redis_circuit_name(redis_circuit(st->rc)), redis_cause(st->rc));
     if (!st->closing) {
         if (op->kind == RS_ONE)
             op->cb.one(op->arg, status, status == STORE_OK ? s : NULL);
@@ -595,27 +544,22 @@ rs_unlink(struct redis_store *st, struct rs_op *op)
     op->prev = op->next = NULL;
 }
 
-static void rs_on_reply(redisAsyncContext *ac, void *reply, void *privdata);
+static void rs_on_reply(void *arg, const redisReply *r);
 
-/* Hand the op's command (argv as it is) to hiredis and start its clock. Returns false,
- * with the op answered STORE_UNAVAILABLE at the next iteration, if there is no
- * connection to send it on. */
+/* Hand the op's command to the connection. Returns false, with the op answered
+ * STORE_UNAVAILABLE at the next iteration, if there is no connection to send it on. */
 static bool
 rs_send(struct redis_store *st, struct rs_op *op)
 {
-    if (st->ac == NULL || redisAsyncCommandArgv(st->ac, rs_on_reply, op, op->argc, op->argv,
-                                                op->argvlen) != REDIS_OK) {
+    int rc = op->script >= 0
+                 ? redis_eval(st->rc, &st->scripts[op->script], rs_on_reply, op, 0, op->argc,
+                              op->argv, op->argvlen)
+                 : redis_command(st->rc, rs_on_reply, op, op->argc, op->argv, op->argvlen);
+    if (rc < 0) {
         rs_later(st, op, STORE_UNAVAILABLE);
         return false;
     }
-    op->deadline = ev_now(st->loop) + st->timeout;
     rs_link(st, op);
-    /* One timer, for the oldest command: replies come in order, so no later command
-     * can time out first. */
-    if (!ev_is_active(&st->timeout_timer)) {
-        ev_timer_set(&st->timeout_timer, st->timeout, 0.);
-        ev_timer_start(st->loop, &st->timeout_timer);
-    }
     return true;
 }
 
@@ -634,318 +578,25 @@ rs_send_new(struct redis_store *st, struct rs_op *op)
 static void
 rs_submit(struct redis_store *st, struct rs_op *op)
 {
-    if (st->circuit != RS_CLOSED || st->ac == NULL) {
+    if (redis_circuit(st->rc) != REDIS_CLOSED) {
         rs_later(st, op, STORE_UNAVAILABLE);
         return;
     }
     rs_send_new(st, op);
 }
 
-/* ---- connection and circuit ---- */
-
-__attribute__((format(printf, 2, 3))) static void
-rs_cause(struct redis_store *st, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(st->cause, sizeof st->cause, fmt, ap);
-    va_end(ap);
-}
-
+/* Every reply comes here, arg being its op. NULL means the connection went away (or the
+ * deadline passed): whatever the op was, it is answered STORE_UNAVAILABLE, once. */
 static void
-rs_circuit_open(struct redis_store *st)
+rs_on_reply(void *arg, const redisReply *r)
 {
-    st->circuit = RS_OPEN;
-    st->probe_due = false;
-    ev_timer_stop(st->loop, &st->circuit_timer);
-    ev_timer_set(&st->circuit_timer, RS_OPEN_SECONDS, 0.);
-    ev_timer_start(st->loop, &st->circuit_timer);
-}
-
-/* A failure of Redis (an error reply, a timeout): enough of them in a row open the
- * circuit, so that callers stop waiting on a Redis that is unwell. */
-static void
-rs_count_failure(struct redis_store *st)
-{
-    if (++st->failures >= RS_FAILURES_TO_OPEN && st->circuit == RS_CLOSED)
-        rs_circuit_open(st);
-}
-
-static void
-rs_schedule_reconnect(struct redis_store *st)
-{
-    if (st->closing || ev_is_active(&st->reconnect_timer))
-        return;
-    double d = RS_BACKOFF_MIN;
-    for (int i = 0; i < st->attempts && d < RS_BACKOFF_MAX; i++)
-        d *= 2;
-    if (d > RS_BACKOFF_MAX)
-        d = RS_BACKOFF_MAX;
-    /* Jitter, so that the workers of every instance do not reconnect in step. */
-    d *= 1.0 - RS_JITTER + 2 * RS_JITTER * rs_random(st);
-    if (st->attempts < 32)
-        st->attempts++;
-    ev_timer_set(&st->reconnect_timer, d, 0.);
-    ev_timer_start(st->loop, &st->reconnect_timer);
-}
-
-/* The connection is gone (hiredis is freeing it, or we are): calls fail at once until a
- * reconnect and a successful probe. */
-static void
-rs_lost(struct redis_store *st)
-{
-    st->ac = NULL;
-    st->conn = RS_DOWN;
-    ev_timer_stop(st->loop, &st->timeout_timer);
-    if (st->circuit != RS_OPEN)
-        rs_circuit_open(st);
-    rs_schedule_reconnect(st);
-}
-
-/* Drop the connection ourselves. Every command in flight gets its NULL reply from
- * hiredis, now or (inside a hiredis callback) as soon as that callback returns. */
-static void
-rs_drop(struct redis_store *st)
-{
-    redisAsyncContext *ac = st->ac;
-    if (ac == NULL)
-        return;
-    rs_lost(st);
-    redisAsyncFree(ac);
-}
-
-static void
-rs_on_probe(struct redis_store *st, struct rs_op *op, redisReply *r)
-{
-    if (r->type == REDIS_REPLY_ERROR) {
-        rs_cause(st, "PING: %.*s", (int)r->len, r->str);
-        rs_circuit_open(st);
-    } else if (st->circuit == RS_HALF_OPEN) {
-        st->circuit = RS_CLOSED;
-        st->failures = 0;
-        st->attempts = 0;
-    }
-    rs_op_free(op);
-}
-
-/* Half open: one PING decides. */
-static void
-rs_probe(struct redis_store *st)
-{
-    struct rs_op *op = rs_op_new(st, RS_INTERNAL, rs_on_probe, NULL);
-    st->circuit = RS_HALF_OPEN;
-    st->probe_due = false;
-    if (op == NULL) {
-        rs_circuit_open(st);
-        return;
-    }
-    rs_arg_str(op, "PING");
-    if (!rs_send_new(st, op))
-        rs_circuit_open(st);
-}
-
-static void
-rs_on_circuit_timer(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop, (void)revents;
-    struct redis_store *st = container_of(t, struct redis_store, circuit_timer);
-    if (st->circuit != RS_OPEN)
-        return;
-    st->probe_due = true;
-    if (st->conn == RS_READY)
-        rs_probe(st);
-}
-
-static void
-rs_ready(struct redis_store *st)
-{
-    st->conn = RS_READY;
-    if (st->circuit == RS_OPEN && st->probe_due)
-        rs_probe(st);
-}
-
-/* A reply to a handshake command (AUTH, SELECT, SCRIPT LOAD): an error drops the
- * connection and leaves the reason for store_last_error and the health check. */
-static void
-rs_on_setup(struct redis_store *st, struct rs_op *op, redisReply *r)
-{
-    if (r->type == REDIS_REPLY_ERROR) {
-        rs_cause(st, "%s: %s: %.*s", st->where, op->what, (int)r->len, r->str);
-        rs_drop(st);
-    } else if (op->script >= 0 && (r->type != REDIS_REPLY_STRING || r->len != RS_SHA_HEX ||
-                                   memcmp(r->str, st->sha[op->script], RS_SHA_HEX) != 0)) {
-        rs_cause(st, "%s: SCRIPT LOAD answered an unexpected SHA", st->where);
-        rs_drop(st);
-    } else if (op->last) {
-        rs_ready(st);
-    }
-    rs_op_free(op);
-}
-
-static void
-rs_setup_send(struct redis_store *st, struct rs_op *op, const char *what)
-{
-    op->what = what;
-    rs_send_new(st, op);
-}
-
-/* Log in, choose the database and load the scripts. These go out first on the new
- * connection, so that the commands queued behind them find everything ready. */
-static void
-rs_handshake(struct redis_store *st)
-{
-    const struct redis_url *u = &st->url;
-    struct rs_op *op;
-    if (u->password[0] != '\0' && (op = rs_op_new(st, RS_INTERNAL, rs_on_setup, NULL)) != NULL) {
-        rs_arg_str(op, "AUTH");
-        if (u->user[0] != '\0')
-            rs_arg_str(op, u->user);
-        rs_arg_str(op, u->password);
-        rs_setup_send(st, op, "AUTH");
-    }
-    if (u->db != 0 && (op = rs_op_new(st, RS_INTERNAL, rs_on_setup, NULL)) != NULL) {
-        rs_arg_str(op, "SELECT");
-        rs_arg_int(op, u->db);
-        rs_setup_send(st, op, "SELECT");
-    }
-    for (int i = 0; i < RS_NSCRIPTS; i++) {
-        if ((op = rs_op_new(st, RS_INTERNAL, rs_on_setup, NULL)) == NULL)
-            continue;
-        op->script = i; /* checks the SHA; this is no EVALSHA to retry */
-        op->last = i == RS_NSCRIPTS - 1;
-        rs_arg_str(op, "SCRIPT");
-        rs_arg_str(op, "LOAD");
-        rs_arg_str(op, rs_scripts[i]);
-        rs_setup_send(st, op, "SCRIPT LOAD");
-    }
-}
-
-static void
-rs_on_connect(const redisAsyncContext *ac, int status)
-{
-    struct redis_store *st = ac->data;
-    if (status == REDIS_OK || st->ac != ac)
-        return;
-    /* hiredis frees the context after this returns. */
-    rs_cause(st, "%s: %s", st->where, ac->errstr);
-    rs_lost(st);
-}
-
-static void
-rs_on_disconnect(const redisAsyncContext *ac, int status)
-{
-    struct redis_store *st = ac->data;
-    if (st->ac != ac)
-        return; /* we dropped it ourselves and know why */
-    rs_cause(st, "%s: %s", st->where, status == REDIS_OK ? "disconnected" : ac->errstr);
-    rs_lost(st);
-}
-
-static void
-rs_connect(struct redis_store *st)
-{
-    redisAsyncContext *ac = st->url.is_unix ? redisAsyncConnectUnix(st->url.path)
-                                            : redisAsyncConnect(st->url.host, st->url.port);
-    if (ac == NULL || ac->err) {
-        rs_cause(st, "%s: %s", st->where, ac != NULL ? ac->errstr : "out of memory");
-        if (ac != NULL)
-            redisAsyncFree(ac);
-        rs_lost(st);
-        return;
-    }
-    ac->data = st;
-    if (redisLibevAttach(st->loop, ac) != REDIS_OK) {
-        rs_cause(st, "%s: cannot attach to the event loop", st->where);
-        redisAsyncFree(ac);
-        rs_lost(st);
-        return;
-    }
-    redisAsyncSetConnectCallback(ac, rs_on_connect);
-    redisAsyncSetDisconnectCallback(ac, rs_on_disconnect);
-    st->ac = ac;
-    st->conn = RS_CONNECTING;
-    rs_handshake(st);
-}
-
-static void
-rs_on_reconnect_timer(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop, (void)revents;
-    rs_connect(container_of(t, struct redis_store, reconnect_timer));
-}
-
-/* Arm the timer for the oldest command in flight; false if that one is overdue. */
-static bool
-rs_rearm(struct redis_store *st)
-{
-    if (st->head == NULL)
-        return true;
-    ev_tstamp left = st->head->deadline - ev_now(st->loop);
-    if (left <= 0)
-        return false;
-    ev_timer_set(&st->timeout_timer, left, 0.);
-    ev_timer_start(st->loop, &st->timeout_timer);
-    return true;
-}
-
-/* The oldest command has had redis_timeout: hiredis cannot cancel it, so the connection
- * goes, and with it every command in flight. */
-static void
-rs_on_timeout(struct ev_loop *loop, ev_timer *t, int revents)
-{
-    (void)loop, (void)revents;
-    struct redis_store *st = container_of(t, struct redis_store, timeout_timer);
-    if (st->ac == NULL || rs_rearm(st))
-        return;
-    /* After a stall of the loop the reply may be waiting unread: read before judging. */
-    redisAsyncHandleRead(st->ac);
-    if (st->ac == NULL || rs_rearm(st))
-        return;
-    rs_cause(st, "%s: no reply within %lld ms", st->where, st->timeout_ms);
-    rs_count_failure(st);
-    rs_drop(st);
-}
-
-/* NOSCRIPT: Redis lost its scripts (a restart, SCRIPT FLUSH, a failover). Send the same
- * call again as EVAL with the body, which also puts the script back in Redis's cache. */
-static bool
-rs_noscript(struct rs_op *op, const redisReply *r)
-{
-    if (op->script < 0 || op->eval || op->argc < 2 || r->len < 8 ||
-        strncmp(r->str, "NOSCRIPT", 8) != 0)
-        return false;
-    op->eval = true;
-    op->argv[0] = "EVAL";
-    op->argvlen[0] = 4;
-    op->argv[1] = rs_scripts[op->script];
-    op->argvlen[1] = strlen(rs_scripts[op->script]);
-    return true;
-}
-
-/* Every reply comes here, privdata being its op. NULL means the connection is going
- * away: whatever the op was, it is answered STORE_UNAVAILABLE, once. */
-static void
-rs_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
-{
-    struct rs_op *op = privdata;
+    struct rs_op *op = arg;
     struct redis_store *st = op->st;
-    redisReply *r = reply;
     rs_unlink(st, op);
-    if (r == NULL) {
-        if (st->ac == ac) {
-            rs_cause(st, "%s: %s", st->where, ac->err ? ac->errstr : "connection lost");
-            rs_lost(st);
-        }
+    if (r == NULL)
         rs_finish(st, op, STORE_UNAVAILABLE);
-        return;
-    }
-    if (r->type == REDIS_REPLY_ERROR && op->kind != RS_INTERNAL && rs_noscript(op, r)) {
-        rs_send(st, op);
-        return;
-    }
-    if (r->type != REDIS_REPLY_ERROR)
-        st->failures = 0;
-    op->on_reply(st, op, r);
+    else
+        op->on_reply(st, op, r);
 }
 
 /* ---- replies to the callers' operations ---- */
@@ -964,16 +615,14 @@ rs_error_status(const redisReply *r)
     return STORE_ERROR;
 }
 
-/* An error reply: answered (and counted towards the circuit); true if r was one. */
+/* An error reply: answered (redis.c counts it towards the circuit); true if r was one. */
 static bool
 rs_failed(struct redis_store *st, struct rs_op *op, const redisReply *r)
 {
     if (r->type != REDIS_REPLY_ERROR)
         return false;
     enum store_status status = rs_error_status(r);
-    rs_cause(st, "%s: %.*s", st->where, (int)r->len, r->str);
     errf(st->error, sizeof st->error, "redis: %.*s", (int)r->len, r->str);
-    rs_count_failure(st);
     rs_finish(st, op, status);
     return true;
 }
@@ -986,7 +635,7 @@ rs_unexpected(struct redis_store *st, struct rs_op *op)
 
 /* Scripts that answer a session or nil: delete, and update's read. */
 static void
-rs_on_session(struct redis_store *st, struct rs_op *op, redisReply *r)
+rs_on_session(struct redis_store *st, struct rs_op *op, const redisReply *r)
 {
     struct session s;
     if (rs_failed(st, op, r))
@@ -1000,7 +649,7 @@ rs_on_session(struct redis_store *st, struct rs_op *op, redisReply *r)
 }
 
 static void
-rs_on_count(struct redis_store *st, struct rs_op *op, redisReply *r)
+rs_on_count(struct redis_store *st, struct rs_op *op, const redisReply *r)
 {
     if (rs_failed(st, op, r))
         return;
@@ -1011,7 +660,7 @@ rs_on_count(struct redis_store *st, struct rs_op *op, redisReply *r)
 }
 
 static void
-rs_on_list(struct redis_store *st, struct rs_op *op, redisReply *r)
+rs_on_list(struct redis_store *st, struct rs_op *op, const redisReply *r)
 {
     if (rs_failed(st, op, r))
         return;
@@ -1036,7 +685,7 @@ rs_on_list(struct redis_store *st, struct rs_op *op, redisReply *r)
 }
 
 static void
-rs_on_create(struct redis_store *st, struct rs_op *op, redisReply *r)
+rs_on_create(struct redis_store *st, struct rs_op *op, const redisReply *r)
 {
     if (rs_failed(st, op, r))
         return;
@@ -1153,7 +802,7 @@ rs_create(void *self, const struct session *s, store_cb cb, void *arg)
  * plain HMGET costs Redis a fraction of a script call, and the expiry check (and for a
  * token the comparison of the whole hash) moves here. */
 static void
-rs_on_get(struct redis_store *st, struct rs_op *op, redisReply *r)
+rs_on_get(struct redis_store *st, struct rs_op *op, const redisReply *r)
 {
     if (rs_failed(st, op, r))
         return;
@@ -1233,8 +882,8 @@ rs_get_by_token(void *self, const uint8_t hash[SESSION_HASH_LEN], int64_t now, s
  * not), so it reads the session, merges, and writes with a compare-and-set on the version
  * it read, reading again when another change came in between. */
 
-static void rs_on_update_read(struct redis_store *st, struct rs_op *op, redisReply *r);
-static void rs_on_update_write(struct redis_store *st, struct rs_op *op, redisReply *r);
+static void rs_on_update_read(struct redis_store *st, struct rs_op *op, const redisReply *r);
+static void rs_on_update_write(struct redis_store *st, struct rs_op *op, const redisReply *r);
 
 static void
 rs_update_read_args(struct redis_store *st, struct rs_op *op)
@@ -1282,7 +931,7 @@ rs_update_merge(struct redis_store *st, struct rs_op *op, const struct session *
 }
 
 static void
-rs_on_update_read(struct redis_store *st, struct rs_op *op, redisReply *r)
+rs_on_update_read(struct redis_store *st, struct rs_op *op, const redisReply *r)
 {
     struct session cur;
     if (rs_failed(st, op, r))
@@ -1309,7 +958,7 @@ rs_on_update_read(struct redis_store *st, struct rs_op *op, redisReply *r)
 }
 
 static void
-rs_on_update_write(struct redis_store *st, struct rs_op *op, redisReply *r)
+rs_on_update_write(struct redis_store *st, struct rs_op *op, const redisReply *r)
 {
     struct session s;
     if (rs_failed(st, op, r))
@@ -1456,12 +1105,10 @@ rs_count(void *self, store_count_cb cb, void *arg)
 }
 
 static void
-rs_on_sweep(struct redis_store *st, struct rs_op *op, redisReply *r)
+rs_on_sweep(struct redis_store *st, struct rs_op *op, const redisReply *r)
 {
-    if (r->type == REDIS_REPLY_ERROR) {
+    if (r->type == REDIS_REPLY_ERROR)
         errf(st->error, sizeof st->error, "redis: sweep: %.*s", (int)r->len, r->str);
-        rs_count_failure(st);
-    }
     rs_op_free(op);
 }
 
@@ -1472,7 +1119,7 @@ rs_sweep(void *self, int64_t now, int max)
 {
     struct redis_store *st = self;
     char key[sizeof st->prefix + 4];
-    if (max <= 0 || st->circuit != RS_CLOSED || st->ac == NULL)
+    if (max <= 0 || redis_circuit(st->rc) != REDIS_CLOSED || !redis_ready(st->rc))
         return 0;
     struct rs_op *op = rs_op_new(st, RS_INTERNAL, rs_on_sweep, NULL);
     if (op == NULL)
@@ -1501,55 +1148,20 @@ rs_prepare(const struct conf *c, char *err, size_t errlen)
     return -1;
 }
 
-static int
-rs_sha1(const char *s, char out[RS_SHA_HEX + 1])
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
-    if (EVP_Digest(s, strlen(s), md, &n, EVP_sha1(), NULL) != 1 || n != RS_SHA_HEX / 2)
-        return -1;
-    rs_hex(md, n, out);
-    return 0;
-}
-
-static void
-rs_seed(struct redis_store *st)
-{
-    if (getrandom(&st->rng, sizeof st->rng, GRND_NONBLOCK) != (ssize_t)sizeof st->rng)
-        st->rng = (uint64_t)time(NULL) << 20 ^ (uint64_t)getpid();
-    st->rng |= 1; /* xorshift never leaves zero */
-}
-
 /* Everything that does not touch the network. */
 static int
 rs_init(struct redis_store *st, const struct conf *c, char *err, size_t errlen)
 {
-    char msg[256];
-    if (redis_url_parse(c->redis_url, &st->url, msg, sizeof msg) < 0) {
-        errf(err, errlen, "redis_url: %s", msg);
-        return -1;
-    }
     for (int i = 0; i < RS_NSCRIPTS; i++) {
-        if (rs_sha1(rs_scripts[i], st->sha[i]) < 0) {
-            errf(err, errlen, "store redis: cannot compute the scripts' SHA-1");
+        if (redis_script_init(&st->scripts[i], rs_scripts[i], err, errlen) < 0)
             return -1;
-        }
+        st->script_list[i] = &st->scripts[i];
     }
-    if (st->url.is_unix)
-        snprintf(st->where, sizeof st->where, "redis %s", st->url.path);
-    else if (strchr(st->url.host, ':') != NULL)
-        snprintf(st->where, sizeof st->where, "redis [%s]:%d", st->url.host, st->url.port);
-    else
-        snprintf(st->where, sizeof st->where, "redis %s:%d", st->url.host, st->url.port);
     snprintf(st->prefix, sizeof st->prefix, "%s", c->redis_prefix);
     st->prefix_len = strlen(st->prefix);
-    st->timeout_ms = (long long)c->redis_timeout_ms;
-    st->timeout = (ev_tstamp)c->redis_timeout_ms / 1000.0;
     st->max_sessions = c->max_sessions;
     st->max_per_user = c->max_sessions_per_user;
     st->max_bytes = (size_t)c->session_max_bytes;
-    snprintf(st->cause, sizeof st->cause, "%s: not connected yet", st->where);
-    rs_seed(st);
     return 0;
 }
 
@@ -1558,8 +1170,14 @@ rs_init(struct redis_store *st, const struct conf *c, char *err, size_t errlen)
 static void *
 rs_open(const struct conf *c, void *loop, char *err, size_t errlen)
 {
+    struct redis_url url;
+    char msg[256];
     if (loop == NULL) {
         errf(err, errlen, "store redis: needs the worker's event loop");
+        return NULL;
+    }
+    if (redis_url_parse(c->redis_url, &url, msg, sizeof msg) < 0) {
+        errf(err, errlen, "redis_url: %s", msg);
         return NULL;
     }
     struct redis_store *st = calloc(1, sizeof *st);
@@ -1567,18 +1185,17 @@ rs_open(const struct conf *c, void *loop, char *err, size_t errlen)
         errf(err, errlen, "store: out of memory");
         return NULL;
     }
-    if (rs_init(st, c, err, errlen) < 0) {
+    st->loop = loop;
+    ev_timer_init(&st->later_timer, rs_on_later, 0., 0.);
+    struct redis_opts opts = {.timeout = (double)c->redis_timeout_ms / 1000.0,
+                              .circuit = true,
+                              .scripts = st->script_list,
+                              .nscripts = RS_NSCRIPTS};
+    if (rs_init(st, c, err, errlen) < 0 ||
+        (st->rc = redis_open(loop, &url, &opts, err, errlen)) == NULL) {
         free(st);
         return NULL;
     }
-    st->loop = loop;
-    st->circuit = RS_CLOSED;
-    st->conn = RS_DOWN;
-    ev_timer_init(&st->timeout_timer, rs_on_timeout, 0., 0.);
-    ev_timer_init(&st->reconnect_timer, rs_on_reconnect_timer, 0., 0.);
-    ev_timer_init(&st->circuit_timer, rs_on_circuit_timer, 0., 0.);
-    ev_timer_init(&st->later_timer, rs_on_later, 0., 0.);
-    rs_connect(st);
     return st;
 }
 
@@ -1592,15 +1209,13 @@ rs_close(void *self)
     if (st == NULL)
         return;
     st->closing = true;
-    ev_timer_stop(st->loop, &st->timeout_timer);
-    ev_timer_stop(st->loop, &st->reconnect_timer);
-    ev_timer_stop(st->loop, &st->circuit_timer);
     ev_timer_stop(st->loop, &st->later_timer);
-    if (st->ac != NULL) {
-        redisAsyncContext *ac = st->ac;
-        st->ac = NULL;
-        redisAsyncFree(ac); /* each command in flight gets its NULL reply, and is freed */
+    redis_close(st->rc); /* calls no callback of ours */
+    for (struct rs_op *op = st->head, *next; op != NULL; op = next) {
+        next = op->next;
+        rs_op_free(op);
     }
+    st->head = st->tail = NULL;
     while (st->later_head != NULL) {
         struct rs_op *op = st->later_head;
         st->later_head = op->next;
@@ -1614,8 +1229,8 @@ rs_info(const void *self, struct store_info *out)
 {
     const struct redis_store *st = self;
     out->backend = "redis";
-    out->healthy = st->circuit == RS_CLOSED && st->conn == RS_READY;
-    out->circuit = rs_circuit_name(st->circuit);
+    out->healthy = redis_circuit(st->rc) == REDIS_CLOSED && redis_ready(st->rc);
+    out->circuit = redis_circuit_name(redis_circuit(st->rc));
 }
 
 static const char *

@@ -13,6 +13,7 @@ Suite *token_suite(void);
 Suite *store_suite(void);
 Suite *json_merge_suite(void);
 Suite *redis_url_suite(void);
+Suite *redis_suite(void);
 Suite *ws_proto_suite(void);
 Suite *bus_suite(void);
 Suite *hub_suite(void);

@@ -1,0 +1,682 @@
+#include "redis.h"
+
+#include <ev.h>
+#include <hiredis/adapters/libev.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <openssl/evp.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "util.h"
+
+#define RC_BACKOFF_MIN 0.1
+#define RC_BACKOFF_MAX 5.0
+#define RC_JITTER 0.2
+
+enum rc_kind { RC_USER, RC_SETUP, RC_PROBE };
+
+/* A command with a reply to wait for, in flight oldest first: replies come in order. */
+struct rc_cmd {
+    struct rc_cmd *prev, *next;
+    struct redis_conn *rc;
+    enum rc_kind kind;
+    redis_reply_cb cb;
+    void *arg;
+    ev_tstamp deadline;
+    const char *what;                 /* setup: "AUTH", "SELECT", "SCRIPT LOAD" */
+    const struct redis_script *script; /* setup: the SHA to check; eval: to retry */
+    bool last;                        /* the handshake's last command */
+    bool eval;                        /* already retried as EVAL */
+    int argc;                         /* an EVALSHA's copied arguments, for the retry */
+    const char **argv;
+    size_t *argvlen;
+};
+
+struct redis_conn {
+    struct ev_loop *loop;
+    struct redis_url url;
+    struct redis_opts opts;
+    char where[REDIS_URL_HOST_MAX + REDIS_URL_PATH_MAX + 16];
+    redisAsyncContext *ac; /* NULL while down */
+    bool ready, closing;
+    enum redis_circuit circuit;
+    bool probe_due; /* the circuit has been open long enough: probe once ready */
+    int failures;   /* consecutive */
+    int attempts;   /* reconnects since the last success, for the backoff */
+    uint64_t rng;
+    struct rc_cmd *head, *tail;
+    ev_timer deadline_timer, reconnect_timer, circuit_timer;
+    char cause[512];
+};
+
+static void rc_connect(struct redis_conn *rc);
+
+/* ---- scripts ---- */
+
+int
+redis_script_init(struct redis_script *s, const char *body, char *err, size_t errlen)
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    s->body = body;
+    if (EVP_Digest(body, strlen(body), md, &n, EVP_sha1(), NULL) != 1 ||
+        n != REDIS_SHA_HEX / 2) {
+        errf(err, errlen, "redis: cannot compute a script's SHA-1");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        s->sha[2 * i] = digits[md[i] >> 4];
+        s->sha[2 * i + 1] = digits[md[i] & 15];
+    }
+    s->sha[REDIS_SHA_HEX] = '\0';
+    return 0;
+}
+
+/* ---- small helpers ---- */
+
+__attribute__((format(printf, 2, 3))) static void
+rc_cause(struct redis_conn *rc, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(rc->cause, sizeof rc->cause, fmt, ap);
+    va_end(ap);
+}
+
+/* A number in [0, 1) for the backoff's jitter (xorshift64*: no need for more). */
+static double
+rc_random(struct redis_conn *rc)
+{
+    uint64_t x = rc->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    rc->rng = x;
+    return (double)((x * 0x2545F4914F6CDD1DULL) >> 11) / 9007199254740992.0;
+}
+
+static void
+rc_seed(struct redis_conn *rc)
+{
+    if (getrandom(&rc->rng, sizeof rc->rng, GRND_NONBLOCK) != (ssize_t)sizeof rc->rng)
+        rc->rng = (uint64_t)time(NULL) << 20 ^ (uint64_t)getpid();
+    rc->rng |= 1; /* xorshift never leaves zero */
+}
+
+static void
+rc_cmd_free(struct rc_cmd *cmd)
+{
+    free(cmd->argv); /* argvlen and the bytes live in the same block */
+    free(cmd);
+}
+
+static void
+rc_link(struct redis_conn *rc, struct rc_cmd *cmd)
+{
+    cmd->next = NULL;
+    cmd->prev = rc->tail;
+    if (rc->tail != NULL)
+        rc->tail->next = cmd;
+    else
+        rc->head = cmd;
+    rc->tail = cmd;
+}
+
+static void
+rc_unlink(struct redis_conn *rc, struct rc_cmd *cmd)
+{
+    if (cmd->prev != NULL)
+        cmd->prev->next = cmd->next;
+    else
+        rc->head = cmd->next;
+    if (cmd->next != NULL)
+        cmd->next->prev = cmd->prev;
+    else
+        rc->tail = cmd->prev;
+    cmd->prev = cmd->next = NULL;
+}
+
+/* ---- circuit and reconnect ---- */
+
+static void
+rc_circuit_open(struct redis_conn *rc)
+{
+    if (!rc->opts.circuit)
+        return;
+    rc->circuit = REDIS_OPEN;
+    rc->probe_due = false;
+    ev_timer_stop(rc->loop, &rc->circuit_timer);
+    ev_timer_set(&rc->circuit_timer, REDIS_OPEN_SECONDS, 0.);
+    ev_timer_start(rc->loop, &rc->circuit_timer);
+}
+
+/* An error reply or a timeout: enough of them in a row open the circuit, so that the
+ * user stops waiting on a Redis that is unwell. */
+static void
+rc_count_failure(struct redis_conn *rc)
+{
+    if (++rc->failures >= REDIS_FAILURES_TO_OPEN && rc->circuit == REDIS_CLOSED)
+        rc_circuit_open(rc);
+}
+
+static void
+rc_schedule_reconnect(struct redis_conn *rc)
+{
+    if (rc->closing || ev_is_active(&rc->reconnect_timer))
+        return;
+    double d = RC_BACKOFF_MIN;
+    for (int i = 0; i < rc->attempts && d < RC_BACKOFF_MAX; i++)
+        d *= 2;
+    if (d > RC_BACKOFF_MAX)
+        d = RC_BACKOFF_MAX;
+    /* Jitter, so that the workers of every instance do not reconnect in step. */
+    d *= 1.0 - RC_JITTER + 2 * RC_JITTER * rc_random(rc);
+    if (rc->attempts < 32)
+        rc->attempts++;
+    ev_timer_set(&rc->reconnect_timer, d, 0.);
+    ev_timer_start(rc->loop, &rc->reconnect_timer);
+}
+
+/* The connection is gone (hiredis is freeing it, or we are). */
+static void
+rc_lost(struct redis_conn *rc)
+{
+    rc->ac = NULL;
+    rc->ready = false;
+    ev_timer_stop(rc->loop, &rc->deadline_timer);
+    if (rc->circuit != REDIS_OPEN)
+        rc_circuit_open(rc);
+    rc_schedule_reconnect(rc);
+}
+
+/* Drop the connection at once. Every command in flight gets its NULL reply from
+ * hiredis, now or (inside a hiredis callback) as soon as that callback returns. */
+static void
+rc_drop(struct redis_conn *rc)
+{
+    redisAsyncContext *ac = rc->ac;
+    if (ac == NULL)
+        return;
+    rc_lost(rc);
+    redisAsyncFree(ac);
+}
+
+/* ---- sending ---- */
+
+static void rc_on_reply(redisAsyncContext *ac, void *reply, void *privdata);
+
+/* Hand cmd's command to hiredis and start its clock; -1 (cmd not taken) without a
+ * connection. */
+static int
+rc_send(struct redis_conn *rc, struct rc_cmd *cmd, int argc, const char **argv,
+        const size_t *argvlen)
+{
+    if (rc->ac == NULL ||
+        redisAsyncCommandArgv(rc->ac, rc_on_reply, cmd, argc, argv, argvlen) != REDIS_OK)
+        return -1;
+    cmd->deadline = ev_now(rc->loop) + rc->opts.timeout;
+    rc_link(rc, cmd);
+    /* One timer, for the oldest command: replies come in order, so no later command can
+     * time out first. */
+    if (!ev_is_active(&rc->deadline_timer)) {
+        ev_timer_set(&rc->deadline_timer, rc->opts.timeout, 0.);
+        ev_timer_start(rc->loop, &rc->deadline_timer);
+    }
+    return 0;
+}
+
+static struct rc_cmd *
+rc_cmd_new(struct redis_conn *rc, enum rc_kind kind, redis_reply_cb cb, void *arg)
+{
+    struct rc_cmd *cmd = calloc(1, sizeof *cmd);
+    if (cmd != NULL)
+        *cmd = (struct rc_cmd){.rc = rc, .kind = kind, .cb = cb, .arg = arg};
+    return cmd;
+}
+
+static int
+rc_send_new(struct redis_conn *rc, struct rc_cmd *cmd, int argc, const char **argv,
+            const size_t *argvlen)
+{
+    if (rc_send(rc, cmd, argc, argv, argvlen) == 0)
+        return 0;
+    rc_cmd_free(cmd);
+    return -1;
+}
+
+int
+redis_command(struct redis_conn *rc, redis_reply_cb cb, void *arg, int argc,
+              const char **argv, const size_t *argvlen)
+{
+    if (rc->ac == NULL)
+        return -1;
+    if (cb == NULL)
+        return redisAsyncCommandArgv(rc->ac, NULL, NULL, argc, argv, argvlen) == REDIS_OK ? 0
+                                                                                          : -1;
+    struct rc_cmd *cmd = rc_cmd_new(rc, RC_USER, cb, arg);
+    return cmd != NULL ? rc_send_new(rc, cmd, argc, argv, argvlen) : -1;
+}
+
+/* Copy argv behind "EVALSHA sha nkeys" into one block owned by cmd. */
+static int
+rc_eval_args(struct rc_cmd *cmd, const struct redis_script *s, int nkeys, int argc,
+             const char **argv, const size_t *argvlen)
+{
+    char keys[16];
+    int kn = snprintf(keys, sizeof keys, "%d", nkeys);
+    size_t total = (size_t)kn, n = (size_t)argc + 3;
+    for (int i = 0; i < argc; i++)
+        total += argvlen[i];
+    char *block = malloc(n * (sizeof(char *) + sizeof(size_t)) + total + 1);
+    if (block == NULL)
+        return -1;
+    cmd->argv = (const char **)(void *)block;
+    cmd->argvlen = (size_t *)(void *)(block + n * sizeof(char *));
+    char *p = block + n * (sizeof(char *) + sizeof(size_t));
+    cmd->argc = (int)n;
+    cmd->argv[0] = "EVALSHA", cmd->argvlen[0] = 7;
+    cmd->argv[1] = s->sha, cmd->argvlen[1] = REDIS_SHA_HEX;
+    memcpy(p, keys, (size_t)kn);
+    cmd->argv[2] = p, cmd->argvlen[2] = (size_t)kn;
+    p += kn;
+    for (int i = 0; i < argc; i++) {
+        if (argvlen[i] > 0)
+            memcpy(p, argv[i], argvlen[i]);
+        cmd->argv[3 + i] = p, cmd->argvlen[3 + i] = argvlen[i];
+        p += argvlen[i];
+    }
+    return 0;
+}
+
+int
+redis_eval(struct redis_conn *rc, const struct redis_script *s, redis_reply_cb cb, void *arg,
+           int nkeys, int argc, const char **argv, const size_t *argvlen)
+{
+    if (rc->ac == NULL || cb == NULL || nkeys < 0 || nkeys > argc)
+        return -1;
+    struct rc_cmd *cmd = rc_cmd_new(rc, RC_USER, cb, arg);
+    if (cmd == NULL)
+        return -1;
+    cmd->script = s;
+    if (rc_eval_args(cmd, s, nkeys, argc, argv, argvlen) < 0) {
+        rc_cmd_free(cmd);
+        return -1;
+    }
+    return rc_send_new(rc, cmd, cmd->argc, cmd->argv, cmd->argvlen);
+}
+
+static void
+rc_on_push(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    struct redis_conn *rc = privdata;
+    if (!rc->closing && reply != NULL)
+        rc->opts.on_push(rc->opts.arg, reply);
+}
+
+int
+redis_subscribe_command(struct redis_conn *rc, int argc, const char **argv,
+                        const size_t *argvlen)
+{
+    if (!rc->ready || rc->opts.on_push == NULL)
+        return -1;
+    return redisAsyncCommandArgv(rc->ac, rc_on_push, rc, argc, argv, argvlen) == REDIS_OK ? 0
+                                                                                         : -1;
+}
+
+/* ---- replies ---- */
+
+/* NOSCRIPT: Redis lost its scripts (a restart, SCRIPT FLUSH, a failover). Send the same
+ * call again as EVAL with the body; true if it went. */
+static bool
+rc_noscript(struct redis_conn *rc, struct rc_cmd *cmd, const redisReply *r)
+{
+    if (cmd->script == NULL || cmd->eval || r->type != REDIS_REPLY_ERROR || r->len < 8 ||
+        strncmp(r->str, "NOSCRIPT", 8) != 0)
+        return false;
+    cmd->eval = true;
+    cmd->argv[0] = "EVAL", cmd->argvlen[0] = 4;
+    cmd->argv[1] = cmd->script->body, cmd->argvlen[1] = strlen(cmd->script->body);
+    return rc_send(rc, cmd, cmd->argc, cmd->argv, cmd->argvlen) == 0;
+}
+
+/* Half open: one PING decides. */
+static void
+rc_probe(struct redis_conn *rc)
+{
+    static const char *const ping[] = {"PING"};
+    static const size_t ping_len[] = {4};
+    rc->circuit = REDIS_HALF_OPEN;
+    rc->probe_due = false;
+    struct rc_cmd *cmd = rc_cmd_new(rc, RC_PROBE, NULL, NULL);
+    if (cmd == NULL || rc_send_new(rc, cmd, 1, (const char **)ping, ping_len) < 0)
+        rc_circuit_open(rc);
+}
+
+static void
+rc_became_ready(struct redis_conn *rc)
+{
+    rc->ready = true;
+    if (!rc->opts.circuit)
+        rc->attempts = 0;
+    if (rc->circuit == REDIS_OPEN && rc->probe_due)
+        rc_probe(rc);
+    if (rc->opts.on_ready != NULL)
+        rc->opts.on_ready(rc->opts.arg);
+}
+
+/* A handshake reply: an error drops the connection and leaves the reason as the cause. */
+static void
+rc_on_setup(struct redis_conn *rc, const struct rc_cmd *cmd, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR) {
+        rc_cause(rc, "%s: %s: %.*s", rc->where, cmd->what, (int)r->len, r->str);
+        rc_drop(rc);
+    } else if (cmd->script != NULL &&
+               (r->type != REDIS_REPLY_STRING || r->len != REDIS_SHA_HEX ||
+                memcmp(r->str, cmd->script->sha, REDIS_SHA_HEX) != 0)) {
+        rc_cause(rc, "%s: SCRIPT LOAD answered an unexpected SHA", rc->where);
+        rc_drop(rc);
+    } else if (cmd->last) {
+        rc_became_ready(rc);
+    }
+}
+
+static void
+rc_on_probe(struct redis_conn *rc, const redisReply *r)
+{
+    if (r->type == REDIS_REPLY_ERROR) {
+        rc_cause(rc, "PING: %.*s", (int)r->len, r->str);
+        rc_circuit_open(rc);
+    } else if (rc->circuit == REDIS_HALF_OPEN) {
+        rc->circuit = REDIS_CLOSED;
+        rc->failures = 0;
+        rc->attempts = 0;
+    }
+}
+
+static void
+rc_on_user(struct redis_conn *rc, const struct rc_cmd *cmd, const redisReply *r)
+{
+    if (r != NULL && r->type == REDIS_REPLY_ERROR) {
+        rc_cause(rc, "%s: %.*s", rc->where, (int)r->len, r->str);
+        rc_count_failure(rc);
+    }
+    if (!rc->closing)
+        cmd->cb(cmd->arg, r);
+}
+
+/* Every reply with a callback comes here. NULL means the connection is going away. */
+static void
+rc_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    struct rc_cmd *cmd = privdata;
+    struct redis_conn *rc = cmd->rc;
+    const redisReply *r = reply;
+    rc_unlink(rc, cmd);
+    if (r == NULL && rc->ac == ac) {
+        rc_cause(rc, "%s: %s", rc->where, ac->err ? ac->errstr : "connection lost");
+        rc_lost(rc);
+    }
+    if (r != NULL && rc_noscript(rc, cmd, r))
+        return;
+    if (r != NULL && r->type != REDIS_REPLY_ERROR)
+        rc->failures = 0;
+    if (cmd->kind == RC_USER)
+        rc_on_user(rc, cmd, r);
+    else if (r != NULL && cmd->kind == RC_SETUP)
+        rc_on_setup(rc, cmd, r);
+    else if (r != NULL)
+        rc_on_probe(rc, r);
+    rc_cmd_free(cmd);
+}
+
+/* ---- deadlines ---- */
+
+/* Arm the timer for the oldest command in flight; false if that one is overdue. */
+static bool
+rc_rearm(struct redis_conn *rc)
+{
+    if (rc->head == NULL)
+        return true;
+    ev_tstamp left = rc->head->deadline - ev_now(rc->loop);
+    if (left <= 0)
+        return false;
+    ev_timer_set(&rc->deadline_timer, left, 0.);
+    ev_timer_start(rc->loop, &rc->deadline_timer);
+    return true;
+}
+
+/* The oldest command has had its time: hiredis cannot cancel it, so the connection goes
+ * at once, and with it every command in flight. */
+static void
+rc_on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)revents;
+    struct redis_conn *rc = container_of(t, struct redis_conn, deadline_timer);
+    if (rc->ac == NULL || rc_rearm(rc))
+        return;
+    /* After a stall of the loop the reply may be waiting unread: read before judging. */
+    redisAsyncHandleRead(rc->ac);
+    if (rc->ac == NULL || rc_rearm(rc))
+        return;
+    rc_cause(rc, "%s: no reply within %lld ms", rc->where,
+             (long long)(rc->opts.timeout * 1000 + 0.5));
+    rc_count_failure(rc);
+    rc_drop(rc);
+}
+
+/* ---- connecting ---- */
+
+static void
+rc_setup_send(struct redis_conn *rc, const char *what, const struct redis_script *s, bool last,
+              int argc, const char **argv)
+{
+    size_t len[4];
+    for (int i = 0; i < argc; i++)
+        len[i] = strlen(argv[i]);
+    struct rc_cmd *cmd = rc_cmd_new(rc, RC_SETUP, NULL, NULL);
+    if (cmd == NULL) {
+        rc_cause(rc, "%s: out of memory", rc->where);
+        rc_drop(rc);
+        return;
+    }
+    cmd->what = what;
+    cmd->script = s;
+    cmd->last = last;
+    rc_send_new(rc, cmd, argc, argv, len);
+}
+
+/* Log in, choose the database and load the scripts. These go out first on the new
+ * connection, so that the commands queued behind them find everything ready. The last
+ * of them (PING when there is nothing else) says the handshake is done. */
+static void
+rc_handshake(struct redis_conn *rc)
+{
+    const struct redis_url *u = &rc->url;
+    char db[16];
+    snprintf(db, sizeof db, "%d", u->db);
+    if (u->password[0] != '\0' && u->user[0] != '\0')
+        rc_setup_send(rc, "AUTH", NULL, false, 3,
+                      (const char *[]){"AUTH", u->user, u->password});
+    else if (u->password[0] != '\0')
+        rc_setup_send(rc, "AUTH", NULL, false, 2, (const char *[]){"AUTH", u->password});
+    if (u->db != 0)
+        rc_setup_send(rc, "SELECT", NULL, false, 2, (const char *[]){"SELECT", db});
+    for (size_t i = 0; i < rc->opts.nscripts; i++)
+        rc_setup_send(rc, "SCRIPT LOAD", rc->opts.scripts[i], i + 1 == rc->opts.nscripts, 3,
+                      (const char *[]){"SCRIPT", "LOAD", rc->opts.scripts[i]->body});
+    if (rc->opts.nscripts == 0)
+        rc_setup_send(rc, "PING", NULL, true, 1, (const char *[]){"PING"});
+}
+
+static void
+rc_on_connect(const redisAsyncContext *ac, int status)
+{
+    struct redis_conn *rc = ac->data;
+    if (status == REDIS_OK || rc == NULL || rc->ac != ac)
+        return;
+    /* hiredis frees the context after this returns. */
+    rc_cause(rc, "%s: %s", rc->where, ac->errstr);
+    rc_lost(rc);
+}
+
+static void
+rc_on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct redis_conn *rc = ac->data;
+    if (rc == NULL || rc->ac != ac)
+        return; /* we dropped it ourselves and know why */
+    rc_cause(rc, "%s: %s", rc->where, status == REDIS_OK ? "disconnected" : ac->errstr);
+    rc_lost(rc);
+}
+
+static void
+rc_connect(struct redis_conn *rc)
+{
+    redisAsyncContext *ac = rc->url.is_unix ? redisAsyncConnectUnix(rc->url.path)
+                                            : redisAsyncConnect(rc->url.host, rc->url.port);
+    if (ac == NULL || ac->err) {
+        rc_cause(rc, "%s: %s", rc->where, ac != NULL ? ac->errstr : "out of memory");
+        if (ac != NULL)
+            redisAsyncFree(ac);
+        rc_lost(rc);
+        return;
+    }
+    ac->data = rc;
+    if (redisLibevAttach(rc->loop, ac) != REDIS_OK) {
+        rc_cause(rc, "%s: cannot attach to the event loop", rc->where);
+        redisAsyncFree(ac);
+        rc_lost(rc);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, rc_on_connect);
+    redisAsyncSetDisconnectCallback(ac, rc_on_disconnect);
+    rc->ac = ac;
+    rc_handshake(rc);
+}
+
+static void
+rc_on_reconnect_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)revents;
+    rc_connect(container_of(t, struct redis_conn, reconnect_timer));
+}
+
+static void
+rc_on_circuit_timer(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop, (void)revents;
+    struct redis_conn *rc = container_of(t, struct redis_conn, circuit_timer);
+    if (rc->circuit != REDIS_OPEN)
+        return;
+    rc->probe_due = true;
+    if (rc->ready)
+        rc_probe(rc);
+}
+
+/* ---- open, close, state ---- */
+
+static void
+rc_where(struct redis_conn *rc)
+{
+    const struct redis_url *u = &rc->url;
+    if (u->is_unix)
+        snprintf(rc->where, sizeof rc->where, "redis %s", u->path);
+    else if (strchr(u->host, ':') != NULL)
+        snprintf(rc->where, sizeof rc->where, "redis [%s]:%d", u->host, u->port);
+    else
+        snprintf(rc->where, sizeof rc->where, "redis %s:%d", u->host, u->port);
+}
+
+struct redis_conn *
+redis_open(struct ev_loop *loop, const struct redis_url *url, const struct redis_opts *opts,
+           char *err, size_t errlen)
+{
+    struct redis_conn *rc = calloc(1, sizeof *rc);
+    if (rc == NULL) {
+        errf(err, errlen, "redis: out of memory");
+        return NULL;
+    }
+    rc->loop = loop;
+    rc->url = *url;
+    rc->opts = *opts;
+    rc->circuit = REDIS_CLOSED;
+    rc_where(rc);
+    rc_cause(rc, "%s: not connected yet", rc->where);
+    rc_seed(rc);
+    ev_timer_init(&rc->deadline_timer, rc_on_deadline, 0., 0.);
+    ev_timer_init(&rc->reconnect_timer, rc_on_reconnect_timer, 0., 0.);
+    ev_timer_init(&rc->circuit_timer, rc_on_circuit_timer, 0., 0.);
+    rc_connect(rc);
+    return rc;
+}
+
+/* Commands in flight get no callback: close comes when their users are going away. */
+void
+redis_close(struct redis_conn *rc)
+{
+    if (rc == NULL)
+        return;
+    rc->closing = true;
+    ev_timer_stop(rc->loop, &rc->deadline_timer);
+    ev_timer_stop(rc->loop, &rc->reconnect_timer);
+    ev_timer_stop(rc->loop, &rc->circuit_timer);
+    if (rc->ac != NULL) {
+        redisAsyncContext *ac = rc->ac;
+        rc->ac = NULL;
+        redisAsyncFree(ac); /* each command in flight is freed through rc_on_reply */
+    }
+    free(rc);
+}
+
+void
+redis_reset(struct redis_conn *rc)
+{
+    rc_cause(rc, "%s: dropped by its user", rc->where);
+    rc_drop(rc);
+}
+
+bool
+redis_ready(const struct redis_conn *rc)
+{
+    return rc->ready;
+}
+
+size_t
+redis_pending_output(const struct redis_conn *rc)
+{
+    return rc->ac != NULL ? sdslen(rc->ac->c.obuf) : 0;
+}
+
+enum redis_circuit
+redis_circuit(const struct redis_conn *rc)
+{
+    return rc->circuit;
+}
+
+const char *
+redis_circuit_name(enum redis_circuit c)
+{
+    return c == REDIS_CLOSED ? "closed" : c == REDIS_OPEN ? "open" : "half_open";
+}
+
+const char *
+redis_cause(const struct redis_conn *rc)
+{
+    return rc->cause;
+}
+
+const char *
+redis_where(const struct redis_conn *rc)
+{
+    return rc->where;
+}
