@@ -6,6 +6,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "utf8.h"
 #include "util.h"
 #include "worker.h"
 
@@ -66,31 +67,12 @@ http_error_code(int status)
     return s && *s->code ? s->code : "error";
 }
 
-/* Copy s into out as the inside of a JSON string. Returns the bytes written (at most cap). */
-static size_t
-json_escape(char *out, size_t cap, const char *s)
-{
-    size_t n = 0;
-    for (; *s != '\0' && n + 7 < cap; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            out[n++] = '\\';
-            out[n++] = (char)ch;
-        } else if (ch < 0x20) {
-            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", ch);
-        } else {
-            out[n++] = (char)ch;
-        }
-    }
-    return n;
-}
-
 size_t
 http_error_json(char *out, size_t cap, const char *code, const char *message)
 {
     char c[64], m[512];
-    c[json_escape(c, sizeof c - 1, code)] = '\0';
-    m[json_escape(m, sizeof m - 1, message)] = '\0';
+    c[utf8_json_escape(c, sizeof c - 1, code, strlen(code), NULL)] = '\0';
+    m[utf8_json_escape(m, sizeof m - 1, message, strlen(message), NULL)] = '\0';
     int n = snprintf(out, cap, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", c, m);
     if (n < 0)
         return 0;

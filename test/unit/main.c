@@ -20,6 +20,7 @@ main(void)
         limits_suite,
         status_suite,
         log_suite,
+        utf8_suite,
         store_suite,
         bus_suite,
     };

@@ -20,5 +20,6 @@ Suite *roster_suite(void);
 Suite *limits_suite(void);
 Suite *status_suite(void);
 Suite *log_suite(void);
+Suite *utf8_suite(void);
 
 #endif

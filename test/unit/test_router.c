@@ -77,7 +77,7 @@ START_TEST(error_json_shape)
     char out[256];
     size_t n = http_error_json(out, sizeof out, "bad_request", "Bad \"x\"\n at byte 3.");
     ck_assert_str_eq(out, "{\"error\":{\"code\":\"bad_request\",\"message\":"
-                          "\"Bad \\\"x\\\"\\u000a at byte 3.\"}}");
+                          "\"Bad \\\"x\\\"\\n at byte 3.\"}}");
     ck_assert_uint_eq(n, strlen(out));
     ck_assert_str_eq(http_error_code(431), "header_too_large");
     ck_assert_str_eq(http_error_code(415), "unsupported_media_type");
