@@ -316,22 +316,12 @@ rs_hex(const uint8_t *p, size_t n, char *out)
 }
 
 static int
-rs_unhex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-static int
 rs_unhex(const char *s, size_t len, uint8_t *out, size_t n)
 {
     if (len != 2 * n)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        int hi = rs_unhex_digit(s[2 * i]), lo = rs_unhex_digit(s[2 * i + 1]);
+        int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i] = (uint8_t)(hi << 4 | lo);

@@ -21,6 +21,7 @@ main(void)
         status_suite,
         log_suite,
         utf8_suite,
+        util_suite,
         store_suite,
         bus_suite,
     };

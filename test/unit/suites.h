@@ -21,5 +21,6 @@ Suite *limits_suite(void);
 Suite *status_suite(void);
 Suite *log_suite(void);
 Suite *utf8_suite(void);
+Suite *util_suite(void);
 
 #endif
