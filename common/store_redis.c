@@ -43,6 +43,7 @@
 #include <unistd.h>
 
 #include "json_merge.h"
+#include "list.h"
 #include "redis_url.h"
 #include "store_engine.h"
 #include "token.h"
@@ -559,32 +560,6 @@ rs_on_later(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* ---- commands in flight ---- */
 
-static void
-rs_link(struct redis_store *st, struct rs_op *op)
-{
-    op->next = NULL;
-    op->prev = st->tail;
-    if (st->tail != NULL)
-        st->tail->next = op;
-    else
-        st->head = op;
-    st->tail = op;
-}
-
-static void
-rs_unlink(struct redis_store *st, struct rs_op *op)
-{
-    if (op->prev != NULL)
-        op->prev->next = op->next;
-    else
-        st->head = op->next;
-    if (op->next != NULL)
-        op->next->prev = op->prev;
-    else
-        st->tail = op->prev;
-    op->prev = op->next = NULL;
-}
-
 static void rs_on_reply(redisAsyncContext *ac, void *reply, void *privdata);
 
 /* Hand the op's command (argv as it is) to hiredis and start its clock. Returns false,
@@ -599,7 +574,7 @@ rs_send(struct redis_store *st, struct rs_op *op)
         return false;
     }
     op->deadline = ev_now(st->loop) + st->timeout;
-    rs_link(st, op);
+    LIST_APPEND(st->head, st->tail, op);
     /* One timer, for the oldest command: replies come in order, so no later command
      * can time out first. */
     if (!ev_is_active(&st->timeout_timer)) {
@@ -920,7 +895,7 @@ rs_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     struct rs_op *op = privdata;
     struct redis_store *st = op->st;
     redisReply *r = reply;
-    rs_unlink(st, op);
+    LIST_UNLINK_TAIL(st->head, st->tail, op);
     if (r == NULL) {
         if (st->ac == ac) {
             rs_cause(st, "%s: %s", st->where, ac->err ? ac->errstr : "connection lost");

@@ -15,6 +15,7 @@
 #include "api.h"
 #include "conn.h"
 #include "http.h"
+#include "list.h"
 #include "log.h"
 #include "privs.h"
 #include "store.h"
@@ -224,10 +225,7 @@ accept_stop(struct worker *w)
 void
 worker_conn_opened(struct worker *w, struct conn *c)
 {
-    c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
-    w->conns = c;
+    LIST_PUSH(w->conns, c);
     w->nconns++;
     sb_add(&w->slot->conns_http, 1);
 }
@@ -235,14 +233,8 @@ worker_conn_opened(struct worker *w, struct conn *c)
 void
 worker_conn_closed(struct worker *w, struct conn *c)
 {
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = NULL;
-    c->next = w->closed;
+    LIST_UNLINK(w->conns, c);
+    c->next = w->closed; /* the closed list is singly linked, through next alone */
     w->closed = c;
     w->nconns--;
     uint64_t *count = c->state == CONN_WS ? &w->slot->conns_ws : &w->slot->conns_http;
