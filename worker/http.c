@@ -18,6 +18,7 @@ struct status_text {
 
 static const struct status_text statuses[] = {
     {100, "Continue", ""},
+    {101, "Switching Protocols", ""},
     {200, "OK", ""},
     {201, "Created", ""},
     {202, "Accepted", ""},
@@ -65,6 +66,27 @@ http_error_code(int status)
 {
     const struct status_text *s = find_status(status);
     return s && *s->code ? s->code : "error";
+}
+
+int
+http_status_line(struct buf *out, int version_minor, int status)
+{
+    int rc = buf_puts(out, version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    rc |= buf_put_u64(out, (uint64_t)status);
+    rc |= buf_puts(out, " ");
+    rc |= buf_puts(out, http_reason(status));
+    rc |= buf_puts(out, "\r\n");
+    return rc < 0 ? -1 : 0;
+}
+
+int
+http_head(struct buf *out, int version_minor, int status, const char *date)
+{
+    int rc = http_status_line(out, version_minor, status);
+    rc |= buf_puts(out, "Date: ");
+    rc |= buf_puts(out, date);
+    rc |= buf_puts(out, "\r\nServer: sessiond\r\n");
+    return rc < 0 ? -1 : 0;
 }
 
 size_t
@@ -144,13 +166,7 @@ http_respond(struct request *r, int status, const char *content_type, const char
         conn_response_done(c, 500, false);
         return;
     }
-    buf_puts(out, h->version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
-    buf_put_u64(out, (uint64_t)status);
-    buf_puts(out, " ");
-    buf_puts(out, http_reason(status));
-    buf_puts(out, "\r\nDate: ");
-    buf_puts(out, worker_date(w));
-    buf_puts(out, "\r\nServer: sessiond\r\n");
+    http_head(out, h->version_minor, status, worker_date(w));
     if (status != 204 && status != 304) {
         if (content_type != NULL) {
             buf_puts(out, "Content-Type: ");
