@@ -22,6 +22,7 @@ main(void)
         log_suite,
         utf8_suite,
         util_suite,
+        metrics_suite,
         store_suite,
         bus_suite,
     };

@@ -22,5 +22,6 @@ Suite *status_suite(void);
 Suite *log_suite(void);
 Suite *utf8_suite(void);
 Suite *util_suite(void);
+Suite *metrics_suite(void);
 
 #endif
