@@ -19,7 +19,11 @@ PKGS      := jansson zlib openssl lmdb hiredis
 WARN      := -Wall -Wextra -Wshadow -Wconversion -Wno-sign-conversion -Wstrict-prototypes \
              -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
 CFLAGS    ?= -O2 -g
-CFLAGS    += -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP -Icommon -Iworker -Imaster
+# common/ stands alone: its files are compiled with their own headers only, so that an
+# include of a worker/ or master/ header fails the build rather than tangle the layers.
+# ($< is the source being compiled; the variable is expanded in each recipe.)
+INCLUDES   = $(if $(filter common/%,$<),-Icommon,-Icommon -Iworker -Imaster)
+CFLAGS    += -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP $(INCLUDES)
 CFLAGS    += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS    += -lev -lwslay $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 ifneq ($(SANITIZE),)

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
+
 /* The serialized result as it grows; it never grows past max bytes. */
 struct jm_out {
     char *buf;
@@ -67,44 +69,21 @@ jm_put(struct jm_out *o, const char *s, size_t n)
     return 0;
 }
 
-static const char *
-jm_escape(unsigned char ch, char ubuf[8])
-{
-    switch (ch) {
-    case '"': return "\\\"";
-    case '\\': return "\\\\";
-    case '\b': return "\\b";
-    case '\f': return "\\f";
-    case '\n': return "\\n";
-    case '\r': return "\\r";
-    case '\t': return "\\t";
-    default:
-        if (ch >= 0x20)
-            return NULL;
-        snprintf(ubuf, 8, "\\u%04x", ch);
-        return ubuf;
-    }
-}
-
-/* A JSON string. Jansson checked the UTF-8 when it parsed, so bytes from 0x80 up pass
- * through as they are. */
+/* A JSON string, escaped a stack buffer at a time. Jansson checked the UTF-8 when it
+ * parsed, so the escaper's U+FFFD for bad bytes never applies here. */
 static int
 jm_string(struct jm_out *o, const char *s, size_t n)
 {
     if (jm_put(o, "\"", 1) != 0)
         return -1;
-    size_t from = 0;
-    for (size_t i = 0; i < n; i++) {
-        char ubuf[8];
-        const char *esc = jm_escape((unsigned char)s[i], ubuf);
-        if (esc == NULL)
-            continue;
-        if (jm_put(o, s + from, i - from) != 0 || jm_put(o, esc, strlen(esc)) != 0)
+    while (n > 0) {
+        char chunk[256];
+        size_t used, len = utf8_json_escape(chunk, sizeof chunk, s, n, &used);
+        if (jm_put(o, chunk, len) != 0)
             return -1;
-        from = i + 1;
+        s += used;
+        n -= used;
     }
-    if (jm_put(o, s + from, n - from) != 0)
-        return -1;
     return jm_put(o, "\"", 1);
 }
 

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "utf8.h"
+
 static struct {
     enum log_level level;
     enum log_format format;
@@ -96,102 +98,6 @@ log_reopen(void)
     return log_open(path);
 }
 
-/* The length of the valid UTF-8 sequence at p (RFC 3629: no overlong forms, no
- * surrogates, nothing above U+10FFFF), or 0 if the bytes there are not one. */
-static size_t
-utf8_seq_len(const unsigned char *p)
-{
-    size_t n;
-    unsigned char lo = 0x80, hi = 0xbf; /* the range of the second byte */
-    if (p[0] >= 0xc2 && p[0] <= 0xdf)
-        n = 2;
-    else if (p[0] >= 0xe0 && p[0] <= 0xef)
-        n = 3;
-    else if (p[0] >= 0xf0 && p[0] <= 0xf4)
-        n = 4;
-    else
-        return 0;
-    if (p[0] == 0xe0)
-        lo = 0xa0; /* overlong below U+0800 */
-    else if (p[0] == 0xed)
-        hi = 0x9f; /* surrogates */
-    else if (p[0] == 0xf0)
-        lo = 0x90; /* overlong below U+10000 */
-    else if (p[0] == 0xf4)
-        hi = 0x8f; /* above U+10FFFF */
-    if (p[1] < lo || p[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++) /* a NUL ends the string before any of these */
-        if (p[i] < 0x80 || p[i] > 0xbf)
-            return 0;
-    return n;
-}
-
-/* The letter of JSON's two-character escape for c (the common ones), or 0. */
-static char
-short_escape(unsigned char c)
-{
-    switch (c) {
-    case '"': return '"';
-    case '\\': return '\\';
-    case '\n': return 'n';
-    case '\r': return 'r';
-    case '\t': return 't';
-    default: return 0;
-    }
-}
-
-/* The JSON text of the character (or bad byte) at p: into esc, or pointing into s
- * itself. Returns how many bytes of s it stands for. */
-static size_t
-json_piece(const unsigned char *p, char esc[8], const char **piece, size_t *plen)
-{
-    static const char hex[] = "0123456789abcdef";
-    char letter = short_escape(*p);
-    size_t u;
-    if (letter != 0) {
-        esc[0] = '\\';
-        esc[1] = letter;
-        *piece = esc;
-        *plen = 2;
-    } else if (*p < 0x20 || *p == 0x7f) {
-        snprintf(esc, 8, "\\u00%c%c", hex[*p >> 4], hex[*p & 15]);
-        *piece = esc;
-        *plen = 6;
-    } else if (*p < 0x80) {
-        *piece = (const char *)p;
-        *plen = 1;
-    } else if ((u = utf8_seq_len(p)) > 0) {
-        *piece = (const char *)p;
-        *plen = u;
-        return u;
-    } else {
-        *piece = "\\ufffd"; /* one replacement character per bad byte */
-        *plen = 6;
-    }
-    return 1;
-}
-
-/* s as the inside of a JSON string into out, as much as fits in room, whole characters
- * and escapes only. Returns the bytes written. */
-static size_t
-put_json_string(char *out, size_t room, const char *s)
-{
-    size_t n = 0;
-    const unsigned char *p = (const unsigned char *)s;
-    while (*p != '\0') {
-        char esc[8];
-        const char *piece;
-        size_t plen, used = json_piece(p, esc, &piece, &plen);
-        if (plen > room - n)
-            break;
-        memcpy(out + n, piece, plen);
-        n += plen;
-        p += used;
-    }
-    return n;
-}
-
 size_t
 log_json_line(char *out, size_t len, const struct timeval *tv, enum log_level level,
               const char *process, int worker, long pid, const char *msg)
@@ -215,7 +121,7 @@ log_json_line(char *out, size_t len, const struct timeval *tv, enum log_level le
         return 0;
     }
     size_t n = (size_t)k;
-    n += put_json_string(out + n, len - n - 3, msg);
+    n += utf8_json_escape(out + n, len - n - 3, msg, strlen(msg), NULL);
     memcpy(out + n, "\"}", 3); /* with the terminating NUL */
     return n + 2;
 }

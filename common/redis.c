@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "list.h"
 #include "util.h"
 
 #define RC_BACKOFF_MIN 0.1
@@ -118,32 +119,6 @@ rc_cmd_free(struct rc_cmd *cmd)
     free(cmd);
 }
 
-static void
-rc_link(struct redis_conn *rc, struct rc_cmd *cmd)
-{
-    cmd->next = NULL;
-    cmd->prev = rc->tail;
-    if (rc->tail != NULL)
-        rc->tail->next = cmd;
-    else
-        rc->head = cmd;
-    rc->tail = cmd;
-}
-
-static void
-rc_unlink(struct redis_conn *rc, struct rc_cmd *cmd)
-{
-    if (cmd->prev != NULL)
-        cmd->prev->next = cmd->next;
-    else
-        rc->head = cmd->next;
-    if (cmd->next != NULL)
-        cmd->next->prev = cmd->prev;
-    else
-        rc->tail = cmd->prev;
-    cmd->prev = cmd->next = NULL;
-}
-
 /* ---- circuit and reconnect ---- */
 
 static void
@@ -223,7 +198,7 @@ rc_send(struct redis_conn *rc, struct rc_cmd *cmd, int argc, const char **argv,
         redisAsyncCommandArgv(rc->ac, rc_on_reply, cmd, argc, argv, argvlen) != REDIS_OK)
         return -1;
     cmd->deadline = ev_now(rc->loop) + rc->opts.timeout;
-    rc_link(rc, cmd);
+    LIST_APPEND(rc->head, rc->tail, cmd);
     /* One timer, for the oldest command: replies come in order, so no later command can
      * time out first. */
     if (!ev_is_active(&rc->deadline_timer)) {
@@ -421,7 +396,7 @@ rc_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
     struct rc_cmd *cmd = privdata;
     struct redis_conn *rc = cmd->rc;
     const redisReply *r = reply;
-    rc_unlink(rc, cmd);
+    LIST_UNLINK_TAIL(rc->head, rc->tail, cmd);
     if (r == NULL && rc->ac == ac) {
         rc_cause(rc, "%s: %s", rc->where, ac->err ? ac->errstr : "connection lost");
         rc_lost(rc);

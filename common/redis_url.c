@@ -38,18 +38,6 @@ url_number(const char *p, size_t n, long long max, long long *out)
     return 0;
 }
 
-static int
-url_hex(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decode n bytes of p into out (size outsize, NUL-terminated); what names the
  * field in messages. */
 static int
@@ -60,8 +48,8 @@ url_decode(const char *p, size_t n, char *out, size_t outsize, const char *what,
     for (size_t i = 0; i < n; i++) {
         int c = (unsigned char)p[i];
         if (c == '%') {
-            int hi = i + 2 < n ? url_hex(p[i + 1]) : -1;
-            int lo = hi >= 0 ? url_hex(p[i + 2]) : -1;
+            int hi = i + 2 < n ? hex_digit(p[i + 1]) : -1;
+            int lo = hi >= 0 ? hex_digit(p[i + 2]) : -1;
             if (hi < 0 || lo < 0) {
                 errf(err, errlen, "bad percent-escape in the %s (%%XX, two hex digits)",
                          what);

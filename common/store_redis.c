@@ -34,6 +34,7 @@
 #include <time.h>
 
 #include "json_merge.h"
+#include "list.h"
 #include "redis.h"
 #include "redis_url.h"
 #include "store_engine.h"
@@ -281,22 +282,12 @@ rs_hex(const uint8_t *p, size_t n, char *out)
 }
 
 static int
-rs_unhex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
-static int
 rs_unhex(const char *s, size_t len, uint8_t *out, size_t n)
 {
     if (len != 2 * n)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        int hi = rs_unhex_digit(s[2 * i]), lo = rs_unhex_digit(s[2 * i + 1]);
+        int hi = hex_digit(s[2 * i]), lo = hex_digit(s[2 * i + 1]);
         if (hi < 0 || lo < 0)
             return -1;
         out[i] = (uint8_t)(hi << 4 | lo);
@@ -518,32 +509,6 @@ rs_on_later(struct ev_loop *loop, ev_timer *t, int revents)
 
 /* ---- commands in flight ---- */
 
-static void
-rs_link(struct redis_store *st, struct rs_op *op)
-{
-    op->next = NULL;
-    op->prev = st->tail;
-    if (st->tail != NULL)
-        st->tail->next = op;
-    else
-        st->head = op;
-    st->tail = op;
-}
-
-static void
-rs_unlink(struct redis_store *st, struct rs_op *op)
-{
-    if (op->prev != NULL)
-        op->prev->next = op->next;
-    else
-        st->head = op->next;
-    if (op->next != NULL)
-        op->next->prev = op->prev;
-    else
-        st->tail = op->prev;
-    op->prev = op->next = NULL;
-}
-
 static void rs_on_reply(void *arg, const redisReply *r);
 
 /* Hand the op's command to the connection. Returns false, with the op answered
@@ -559,7 +524,7 @@ rs_send(struct redis_store *st, struct rs_op *op)
         rs_later(st, op, STORE_UNAVAILABLE);
         return false;
     }
-    rs_link(st, op);
+    LIST_APPEND(st->head, st->tail, op);
     return true;
 }
 
@@ -592,7 +557,7 @@ rs_on_reply(void *arg, const redisReply *r)
 {
     struct rs_op *op = arg;
     struct redis_store *st = op->st;
-    rs_unlink(st, op);
+    LIST_UNLINK_TAIL(st->head, st->tail, op);
     if (r == NULL)
         rs_finish(st, op, STORE_UNAVAILABLE);
     else

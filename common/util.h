@@ -20,6 +20,19 @@ secs_of_ms(int64_t ms)
     return (double)ms / 1000.0;
 }
 
+/* The value of one hex digit, either case, or -1 when c is not one. Inline: the chunked
+ * body parser calls it for every digit of every chunk size. */
+static inline int
+hex_digit(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    c |= 0x20; /* 'A'..'F' to 'a'..'f'; no other byte becomes one of those */
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
 /* Whether s is 1 to max bytes of [A-Za-z0-9_.:@-]: what user names and channel names
  * are made of (API.md), safe to put in JSON and logs unescaped. */
 bool name_chars_ok(const char *s, size_t len, size_t max);

@@ -3,7 +3,9 @@
 #define SESSIOND_API_H
 
 #include <jansson.h>
+#include <stdint.h>
 
+#include "buf.h"
 #include "conn.h"
 #include "store.h"
 
@@ -26,6 +28,16 @@ void api_store_error(struct request *r, enum store_status st);
 void api_health(struct request *r);
 /* GET /metrics: Prometheus text exposition, aggregated over every worker. */
 void api_metrics(struct request *r);
+
+/* The single-figure series of /metrics, gathered before any is written. */
+struct api_metric_values {
+    uint64_t conns_http, conns_ws, accepted, sessions, workers_alive, workers_configured,
+        restarts, ws_in, ws_out, ws_slow_closed, bus_dropped, pubsub_dropped, store_ops,
+        store_errors, circuit, draining, rss, limit_misses;
+};
+/* Append those series (HELP, TYPE and samples) to b, in the order of api_health.c's
+ * table. Returns 0, or -1 when b cannot grow. */
+int api_metrics_series(struct buf *b, const struct api_metric_values *v);
 
 /* GET /dashboard (unless dashboard off) and GET /client.js, served from the binary. */
 void api_dashboard(struct request *r);

@@ -1,5 +1,6 @@
 /* Health and metrics: both read the scoreboard, so whichever worker answers, the figures
  * are the whole instance's. */
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -222,6 +223,116 @@ circuit_state(const struct worker *w)
     return strcmp(si.circuit, "open") == 0 ? 1 : strcmp(si.circuit, "half_open") == 0 ? 2 : 0;
 }
 
+/* One sample of a single-figure series. A row with a type starts a family and writes its
+ * HELP and TYPE lines; a row without one is another sample of the family above it. */
+struct metric_row {
+    const char *name;
+    const char *type;
+    const char *help;
+    const char *labels; /* "" or {name="value",...} */
+    size_t value;       /* offset of the figure in struct api_metric_values */
+};
+
+#define V(field) offsetof(struct api_metric_values, field)
+
+static const struct metric_row metric_rows[] = {
+    {"sessiond_connections", "gauge", "Open client connections, by kind.",
+     "{kind=\"http\"}", V(conns_http)},
+    {"sessiond_connections", NULL, NULL, "{kind=\"websocket\"}", V(conns_ws)},
+    {"sessiond_connections_accepted_total", "counter", "Connections accepted.", "",
+     V(accepted)},
+    {"sessiond_sessions_active", "gauge", "Live sessions in the store.", "", V(sessions)},
+    {"sessiond_workers", "gauge", "Workers serving, and the number configured.",
+     "{state=\"alive\"}", V(workers_alive)},
+    {"sessiond_workers", NULL, NULL, "{state=\"configured\"}", V(workers_configured)},
+    {"sessiond_worker_restarts_total", "counter", "Workers replaced after dying.", "",
+     V(restarts)},
+    {"sessiond_websocket_messages_total", "counter", "WebSocket messages, by direction.",
+     "{direction=\"in\"}", V(ws_in)},
+    {"sessiond_websocket_messages_total", NULL, NULL, "{direction=\"out\"}", V(ws_out)},
+    {"sessiond_websocket_slow_closed_total", "counter",
+     "WebSockets closed for falling ws_max_queue behind.", "", V(ws_slow_closed)},
+    {"sessiond_bus_dropped_total", "counter", "Messages between workers that were lost.", "",
+     V(bus_dropped)},
+    {"sessiond_pubsub_dropped_total", "counter",
+     "Publishes to other instances lost while Redis was away.", "", V(pubsub_dropped)},
+    {"sessiond_store_operations_total", "counter", "Operations on the session store.", "",
+     V(store_ops)},
+    {"sessiond_store_errors_total", "counter", "Store operations that failed.", "",
+     V(store_errors)},
+    {"sessiond_store_circuit_state", "gauge", "Store circuit: 0 closed, 1 open, 2 half-open.",
+     "", V(circuit)},
+    {"sessiond_draining", "gauge", "1 while the instance drains.", "", V(draining)},
+    {"sessiond_memory_rss_bytes", "gauge", "Resident memory of the master and workers.", "",
+     V(rss)},
+    {"sessiond_limit_misses_total", "counter",
+     "Per-address or per-user limits not applied for want of room in the shared table.", "",
+     V(limit_misses)},
+};
+
+#undef V
+
+static int
+metric_row_put(struct buf *b, const struct metric_row *m, const struct api_metric_values *v)
+{
+    uint64_t value;
+    memcpy(&value, (const char *)v + m->value, sizeof value);
+    int rc = 0;
+    if (m->type != NULL) {
+        rc |= buf_puts(b, "# HELP ");
+        rc |= buf_puts(b, m->name);
+        rc |= buf_puts(b, " ");
+        rc |= buf_puts(b, m->help);
+        rc |= buf_puts(b, "\n# TYPE ");
+        rc |= buf_puts(b, m->name);
+        rc |= buf_puts(b, " ");
+        rc |= buf_puts(b, m->type);
+        rc |= buf_puts(b, "\n");
+    }
+    rc |= buf_puts(b, m->name);
+    rc |= buf_puts(b, m->labels);
+    rc |= buf_puts(b, " ");
+    rc |= buf_put_u64(b, value);
+    rc |= buf_puts(b, "\n");
+    return rc < 0 ? -1 : 0;
+}
+
+int
+api_metrics_series(struct buf *b, const struct api_metric_values *v)
+{
+    for (size_t i = 0; i < ARRAY_LEN(metric_rows); i++)
+        if (metric_row_put(b, &metric_rows[i], v) < 0)
+            return -1;
+    return 0;
+}
+
+static void
+metric_values(struct worker *w, const struct sb_counters *c, const struct totals *t,
+              struct api_metric_values *v)
+{
+    const struct scoreboard *sb = w->sb;
+    *v = (struct api_metric_values){
+        .conns_http = t->http,
+        .conns_ws = t->ws,
+        .accepted = c->accepted,
+        .sessions = sessions_active(w),
+        .workers_alive = t->alive,
+        .workers_configured = sb_get(&sb->workers_target),
+        .restarts = sb_get(&sb->restarts),
+        .ws_in = c->ws_in,
+        .ws_out = c->ws_out,
+        .ws_slow_closed = c->ws_slow_closed,
+        .bus_dropped = c->bus_dropped,
+        .pubsub_dropped = c->pubsub_dropped,
+        .store_ops = c->store_ops,
+        .store_errors = c->store_errors,
+        .circuit = (uint64_t)circuit_state(w),
+        .draining = instance_draining(w) ? 1 : 0,
+        .rss = t->rss + sb_get(&sb->master_rss),
+        .limit_misses = sb_get(&sb->limits.misses),
+    };
+}
+
 void
 api_metrics(struct request *r)
 {
@@ -234,72 +345,11 @@ api_metrics(struct request *r)
     struct totals t;
     sum_slots(sb, &t);
 
+    struct api_metric_values v;
+    metric_values(w, &c, &t, &v);
     struct buf b = {0};
     metrics_requests(&b, &c);
-    buf_printf(&b,
-               "# HELP sessiond_connections Open client connections, by kind.\n"
-               "# TYPE sessiond_connections gauge\n"
-               "sessiond_connections{kind=\"http\"} %llu\n"
-               "sessiond_connections{kind=\"websocket\"} %llu\n"
-               "# HELP sessiond_connections_accepted_total Connections accepted.\n"
-               "# TYPE sessiond_connections_accepted_total counter\n"
-               "sessiond_connections_accepted_total %llu\n"
-               "# HELP sessiond_sessions_active Live sessions in the store.\n"
-               "# TYPE sessiond_sessions_active gauge\n"
-               "sessiond_sessions_active %llu\n"
-               "# HELP sessiond_workers Workers serving, and the number configured.\n"
-               "# TYPE sessiond_workers gauge\n"
-               "sessiond_workers{state=\"alive\"} %llu\n"
-               "sessiond_workers{state=\"configured\"} %llu\n"
-               "# HELP sessiond_worker_restarts_total Workers replaced after dying.\n"
-               "# TYPE sessiond_worker_restarts_total counter\n"
-               "sessiond_worker_restarts_total %llu\n"
-               "# HELP sessiond_websocket_messages_total WebSocket messages, by direction.\n"
-               "# TYPE sessiond_websocket_messages_total counter\n"
-               "sessiond_websocket_messages_total{direction=\"in\"} %llu\n"
-               "sessiond_websocket_messages_total{direction=\"out\"} %llu\n"
-               "# HELP sessiond_websocket_slow_closed_total WebSockets closed for falling "
-               "ws_max_queue behind.\n"
-               "# TYPE sessiond_websocket_slow_closed_total counter\n"
-               "sessiond_websocket_slow_closed_total %llu\n"
-               "# HELP sessiond_bus_dropped_total Messages between workers that were lost.\n"
-               "# TYPE sessiond_bus_dropped_total counter\n"
-               "sessiond_bus_dropped_total %llu\n"
-               "# HELP sessiond_pubsub_dropped_total Publishes to other instances lost while "
-               "Redis was away.\n"
-               "# TYPE sessiond_pubsub_dropped_total counter\n"
-               "sessiond_pubsub_dropped_total %llu\n"
-               "# HELP sessiond_store_operations_total Operations on the session store.\n"
-               "# TYPE sessiond_store_operations_total counter\n"
-               "sessiond_store_operations_total %llu\n"
-               "# HELP sessiond_store_errors_total Store operations that failed.\n"
-               "# TYPE sessiond_store_errors_total counter\n"
-               "sessiond_store_errors_total %llu\n"
-               "# HELP sessiond_store_circuit_state Store circuit: 0 closed, 1 open, 2 half-open.\n"
-               "# TYPE sessiond_store_circuit_state gauge\n"
-               "sessiond_store_circuit_state %d\n"
-               "# HELP sessiond_draining 1 while the instance drains.\n"
-               "# TYPE sessiond_draining gauge\n"
-               "sessiond_draining %d\n"
-               "# HELP sessiond_memory_rss_bytes Resident memory of the master and workers.\n"
-               "# TYPE sessiond_memory_rss_bytes gauge\n"
-               "sessiond_memory_rss_bytes %llu\n"
-               "# HELP sessiond_limit_misses_total Per-address or per-user limits not applied "
-               "for want of room in the shared table.\n"
-               "# TYPE sessiond_limit_misses_total counter\n"
-               "sessiond_limit_misses_total %llu\n",
-               (unsigned long long)t.http, (unsigned long long)t.ws,
-               (unsigned long long)c.accepted, (unsigned long long)sessions_active(w),
-               (unsigned long long)t.alive,
-               (unsigned long long)sb_get(&sb->workers_target),
-               (unsigned long long)sb_get(&sb->restarts), (unsigned long long)c.ws_in,
-               (unsigned long long)c.ws_out, (unsigned long long)c.ws_slow_closed,
-               (unsigned long long)c.bus_dropped, (unsigned long long)c.pubsub_dropped,
-               (unsigned long long)c.store_ops,
-               (unsigned long long)c.store_errors, circuit_state(w),
-               instance_draining(w) ? 1 : 0,
-               (unsigned long long)t.rss + sb_get(&sb->master_rss),
-               (unsigned long long)sb_get(&sb->limits.misses));
+    api_metrics_series(&b, &v);
     metrics_histogram(&b, "sessiond_store_operation_seconds",
                       "Time from a store call to its answer.", c.store_hist, c.store_us_sum);
     metrics_workers(&b, sb);

@@ -9,6 +9,7 @@
 
 #include "api.h"
 #include "http.h"
+#include "list.h"
 #include "util.h"
 #include "worker.h"
 
@@ -42,12 +43,7 @@ on_sleep_done(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct sleeper *s = container_of(t, struct sleeper, t);
     struct request *r = s->r;
-    if (s->prev != NULL)
-        s->prev->next = s->next;
-    else
-        sleepers = s->next;
-    if (s->next != NULL)
-        s->next->prev = s->prev;
+    LIST_UNLINK(sleepers, s);
     free(s);
     static const char body[] = "{\"slept\":true}";
     http_respond_json(r, 200, NULL, body, sizeof body - 1);
@@ -80,11 +76,7 @@ api_debug(struct request *r)
             return;
         }
         s->r = r;
-        s->prev = NULL;
-        s->next = sleepers;
-        if (sleepers != NULL)
-            sleepers->prev = s;
-        sleepers = s;
+        LIST_PUSH(sleepers, s);
         ev_timer_init(&s->t, on_sleep_done, (double)query_num(r, "ms", 1000) / 1000.0, 0.);
         ev_timer_start(r->conn->w->loop, &s->t);
         return;

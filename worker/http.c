@@ -6,6 +6,7 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "utf8.h"
 #include "util.h"
 #include "worker.h"
 
@@ -17,6 +18,7 @@ struct status_text {
 
 static const struct status_text statuses[] = {
     {100, "Continue", ""},
+    {101, "Switching Protocols", ""},
     {200, "OK", ""},
     {201, "Created", ""},
     {202, "Accepted", ""},
@@ -66,31 +68,33 @@ http_error_code(int status)
     return s && *s->code ? s->code : "error";
 }
 
-/* Copy s into out as the inside of a JSON string. Returns the bytes written (at most cap). */
-static size_t
-json_escape(char *out, size_t cap, const char *s)
+int
+http_status_line(struct buf *out, int version_minor, int status)
 {
-    size_t n = 0;
-    for (; *s != '\0' && n + 7 < cap; s++) {
-        unsigned char ch = (unsigned char)*s;
-        if (ch == '"' || ch == '\\') {
-            out[n++] = '\\';
-            out[n++] = (char)ch;
-        } else if (ch < 0x20) {
-            n += (size_t)snprintf(out + n, cap - n, "\\u%04x", ch);
-        } else {
-            out[n++] = (char)ch;
-        }
-    }
-    return n;
+    int rc = buf_puts(out, version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
+    rc |= buf_put_u64(out, (uint64_t)status);
+    rc |= buf_puts(out, " ");
+    rc |= buf_puts(out, http_reason(status));
+    rc |= buf_puts(out, "\r\n");
+    return rc < 0 ? -1 : 0;
+}
+
+int
+http_head(struct buf *out, int version_minor, int status, const char *date)
+{
+    int rc = http_status_line(out, version_minor, status);
+    rc |= buf_puts(out, "Date: ");
+    rc |= buf_puts(out, date);
+    rc |= buf_puts(out, "\r\nServer: sessiond\r\n");
+    return rc < 0 ? -1 : 0;
 }
 
 size_t
 http_error_json(char *out, size_t cap, const char *code, const char *message)
 {
     char c[64], m[512];
-    c[json_escape(c, sizeof c - 1, code)] = '\0';
-    m[json_escape(m, sizeof m - 1, message)] = '\0';
+    c[utf8_json_escape(c, sizeof c - 1, code, strlen(code), NULL)] = '\0';
+    m[utf8_json_escape(m, sizeof m - 1, message, strlen(message), NULL)] = '\0';
     int n = snprintf(out, cap, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", c, m);
     if (n < 0)
         return 0;
@@ -162,13 +166,7 @@ http_respond(struct request *r, int status, const char *content_type, const char
         conn_response_done(c, 500, false);
         return;
     }
-    buf_puts(out, h->version_minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ");
-    buf_put_u64(out, (uint64_t)status);
-    buf_puts(out, " ");
-    buf_puts(out, http_reason(status));
-    buf_puts(out, "\r\nDate: ");
-    buf_puts(out, worker_date(w));
-    buf_puts(out, "\r\nServer: sessiond\r\n");
+    http_head(out, h->version_minor, status, worker_date(w));
     if (status != 204 && status != 304) {
         if (content_type != NULL) {
             buf_puts(out, "Content-Type: ");

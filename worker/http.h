@@ -1,11 +1,14 @@
-/* http: building responses. Every response goes through http_respond(), which writes the
- * status line and the common headers (Date, Server, Content-Type, Content-Length,
- * Connection, and Content-Encoding when it compresses) into the connection's output. */
+/* http: building responses, and the one writer of HTTP status lines. Every response goes
+ * through http_respond(), which writes the head (status line, Date, Server, Content-Type,
+ * Content-Length, Connection, and Content-Encoding when it compresses) into the
+ * connection's output; the heads written elsewhere (a refused connection, the WebSocket
+ * upgrade, 100 Continue) begin with http_status_line() or http_head(). */
 #ifndef SESSIOND_HTTP_H
 #define SESSIOND_HTTP_H
 
 #include <stddef.h>
 
+#include "buf.h"
 #include "conn.h"
 
 /* Bodies of at least this many bytes are gzip-compressed when the client accepts it. */
@@ -24,6 +27,16 @@ void http_respond_json(struct request *r, int status, const char *extra_headers,
 void http_error(struct request *r, int status, const char *code, const char *message);
 void http_error_with(struct request *r, int status, const char *extra_headers,
                      const char *code, const char *message);
+
+/* Append "HTTP/1.<version_minor> <status> <reason>\r\n" to out: alone, it begins an
+ * interim head (100 Continue, 101 Switching Protocols), which carries no Date. Returns 0,
+ * or -1 when out cannot grow. */
+int http_status_line(struct buf *out, int version_minor, int status);
+
+/* The status line, then the Date (an IMF-fixdate such as worker_date's) and Server
+ * headers that every final response carries; the caller adds the rest of the head and
+ * its blank line. Returns 0 or -1 as http_status_line does. */
+int http_head(struct buf *out, int version_minor, int status, const char *date);
 
 const char *http_reason(int status);
 /* The snake_case error code the API uses for a status. */

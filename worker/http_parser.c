@@ -10,6 +10,8 @@
 
 #include <string.h>
 
+#include "util.h"
+
 /* Character classes, one bit each, looked up in char_class below. */
 #define C_TCHAR 1 /* RFC 9110 token characters: method and field names */
 #define C_VCHAR 2 /* visible ASCII 0x21-0x7E: request-target bytes */
@@ -823,20 +825,9 @@ http_chunked_init(struct http_chunked *c)
 }
 
 static int
-hex_value(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch = (unsigned char)(ch | 0x20);
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    return -1;
-}
-
-static int
 size_digit(struct http_chunked *c, unsigned char ch)
 {
-    int d = hex_value(ch);
+    int d = hex_digit(ch);
     if (d >= 0) {
         /* line_len already counts this digit, and every byte before it was a digit. */
         if (c->line_len > CHUNK_MAX_HEX)

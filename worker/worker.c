@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <limits.h>
 #include <signal.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -13,8 +12,10 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "buf.h"
 #include "conn.h"
 #include "http.h"
+#include "list.h"
 #include "log.h"
 #include "privs.h"
 #include "store.h"
@@ -91,15 +92,17 @@ refuse(struct worker *w, int fd, bool tls, int status, const char *code, const c
         sb_add(&w->slot->c.status[sb_status_index(status)], 1);
         return;
     }
-    char body[256], msg[512];
+    char body[256];
     size_t len = http_error_json(body, sizeof body, code, message);
-    int n = snprintf(msg, sizeof msg,
-                     "HTTP/1.1 %d %s\r\nDate: %s\r\nServer: sessiond\r\n"
-                     "Content-Type: application/json\r\nContent-Length: %zu\r\n"
-                     "Retry-After: 1\r\nConnection: close\r\n\r\n%s",
-                     status, http_reason(status), worker_date(w), len, body);
-    if (n > 0 && send(fd, msg, (size_t)n, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
+    struct buf msg = {0};
+    int rc = http_head(&msg, 1, status, worker_date(w));
+    rc |= buf_puts(&msg, "Content-Type: application/json\r\nContent-Length: ");
+    rc |= buf_put_u64(&msg, len);
+    rc |= buf_puts(&msg, "\r\nRetry-After: 1\r\nConnection: close\r\n\r\n");
+    rc |= buf_append(&msg, body, len);
+    if (rc == 0 && send(fd, msg.p, msg.len, MSG_NOSIGNAL | MSG_DONTWAIT) < 0)
         log_debug("refusing a connection: %s", strerror(errno));
+    buf_free(&msg);
     close(fd);
     sb_add(&w->slot->c.status[sb_status_index(status)], 1);
 }
@@ -224,10 +227,7 @@ accept_stop(struct worker *w)
 void
 worker_conn_opened(struct worker *w, struct conn *c)
 {
-    c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
-    w->conns = c;
+    LIST_PUSH(w->conns, c);
     w->nconns++;
     sb_add(&w->slot->conns_http, 1);
 }
@@ -235,14 +235,8 @@ worker_conn_opened(struct worker *w, struct conn *c)
 void
 worker_conn_closed(struct worker *w, struct conn *c)
 {
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        w->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = NULL;
-    c->next = w->closed;
+    LIST_UNLINK(w->conns, c);
+    c->next = w->closed; /* the closed list is singly linked, through next alone */
     w->closed = c;
     w->nconns--;
     uint64_t *count = c->state == CONN_WS ? &w->slot->conns_ws : &w->slot->conns_http;

@@ -19,6 +19,8 @@
 
 #include <openssl/evp.h>
 
+#include "utf8.h"
+
 /* ---- Opening handshake ------------------------------------------------------------- */
 
 /* RFC 6455 section 1.3: the GUID appended to the client's key before hashing. */
@@ -524,69 +526,10 @@ ws_proto_inflate(z_stream *z, const void *in, size_t len, size_t max_out, struct
 
 /* ---- UTF-8 ------------------------------------------------------------------------- */
 
-#define HIGHS 0x8080808080808080ULL
-
-static inline bool
-ascii8(const unsigned char *s)
-{
-    uint64_t w;
-    memcpy(&w, s, sizeof w);
-    return (w & HIGHS) == 0;
-}
-
-/* The length of the well-formed sequence that starts at s (a non-ASCII byte), or 0. The
- * lead byte sets the length and the range of the second byte (RFC 3629 section 4): that
- * range is what rules out overlong forms (E0, F0), surrogates (ED) and code points above
- * U+10FFFF (F4); C0, C1 and F5..FF can never lead. */
-static size_t
-utf8_sequence(const unsigned char *s, size_t avail)
-{
-    unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-    size_t n;
-    if (c < 0xc2)
-        return 0;
-    if (c < 0xe0) {
-        n = 2;
-    } else if (c < 0xf0) {
-        n = 3;
-        lo = c == 0xe0 ? 0xa0 : lo;
-        hi = c == 0xed ? 0x9f : hi;
-    } else if (c < 0xf5) {
-        n = 4;
-        lo = c == 0xf0 ? 0x90 : lo;
-        hi = c == 0xf4 ? 0x8f : hi;
-    } else {
-        return 0;
-    }
-    if (avail < n || s[1] < lo || s[1] > hi)
-        return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-    return n;
-}
-
 bool
 ws_proto_utf8_ok(const void *p, size_t len)
 {
-    const unsigned char *s = p;
-    size_t i = 0;
-    while (i < len) {
-        /* Text messages are mostly ASCII (JSON): pass eight such bytes per test. */
-        if (len - i >= 8 && ascii8(s + i)) {
-            i += 8;
-            continue;
-        }
-        if (s[i] < 0x80) {
-            i++;
-            continue;
-        }
-        size_t n = utf8_sequence(s + i, len - i);
-        if (n == 0)
-            return false;
-        i += n;
-    }
-    return true;
+    return utf8_valid(p, len);
 }
 
 /* ---- Close codes ------------------------------------------------------------------- */

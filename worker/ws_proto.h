@@ -108,10 +108,9 @@ int ws_proto_inflate(z_stream *z, const void *in, size_t len, size_t max_out, st
 
 /* Text and close frames. */
 
-/* Whether p[0..len) is well-formed UTF-8 (RFC 3629): no overlong forms, no surrogates
- * U+D800..U+DFFF, nothing above U+10FFFF, no sequence cut short at the end. A whole
- * message is checked at once; wslay does not check text frames, and a failure here is
- * what makes close code 1007. */
+/* Whether p[0..len) is well-formed UTF-8: utf8_valid (common/utf8.h), which ws.c is to
+ * call directly; this name stays only until it does. A whole message is checked at once;
+ * wslay does not check text frames, and a failure here is what makes close code 1007. */
 bool ws_proto_utf8_ok(const void *p, size_t len);
 
 /* Whether a peer may send code in a Close frame: 1000-1003, 1007-1014 (1012-1014 are

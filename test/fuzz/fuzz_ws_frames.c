@@ -23,6 +23,7 @@
 
 #include "fuzz_worker.h"
 #include "token.h"
+#include "utf8.h"
 #include "ws_proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -40,7 +41,7 @@ bad(const char *why, const struct buf *out)
 static void
 check_text(const uint8_t *p, size_t len, const struct buf *out)
 {
-    if (!ws_proto_utf8_ok(p, len))
+    if (!utf8_valid(p, len))
         bad("a text frame that is not UTF-8", out);
     json_error_t e;
     json_t *j = json_loadb((const char *)p, len, 0, &e);

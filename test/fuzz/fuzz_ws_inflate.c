@@ -1,5 +1,5 @@
 /* fuzz_ws_inflate: permessage-deflate's bounded inflate and the compressor it pairs with,
- * and the UTF-8 check that follows them (worker/ws_proto.c).
+ * and the UTF-8 check that follows them (common/utf8.c).
  *
  * The first input byte chooses the output limit (max_out, from 0 to 64 KiB in uneven
  * steps) and a window for the round trip; the rest is a compressed message as a client
@@ -9,12 +9,13 @@
  *     big with max_out = L - 1: the bound is exact, neither early nor late;
  *   - the rest, compressed by ws_proto_deflate with the chosen window and inflated,
  *     comes back as it was;
- *   - ws_proto_utf8_ok agrees with a plain decoder written from RFC 3629. */
+ *   - utf8_valid agrees with a plain decoder written from RFC 3629. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "utf8.h"
 #include "ws_proto.h"
 #include "fuzz.h"
 
@@ -92,7 +93,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (got > 0)
             check(inflate_into(&b, msg, len, got - 1) == WS_PROTO_TOO_BIG,
                   "not too big with max_out one less than its length");
-        (void)ws_proto_utf8_ok(buf_data(&a) + 2, got);
+        (void)utf8_valid(buf_data(&a) + 2, got);
     }
 
     check(ws_proto_deflate(&deflaters[bits], bits, msg, len, &z) == 0, "deflate");
@@ -100,7 +101,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
               buf_used(&b) - 2 == len && memcmp(buf_data(&b) + 2, msg, len) == 0,
           "the round trip changed the message");
 
-    check(ws_proto_utf8_ok(msg, len) == utf8_reference(msg, len),
+    check(utf8_valid(msg, len) == utf8_reference(msg, len),
           "the UTF-8 check disagrees with the reference decoder");
     buf_free(&a);
     buf_free(&b);

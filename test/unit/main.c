@@ -21,6 +21,9 @@ main(void)
         limits_suite,
         status_suite,
         log_suite,
+        utf8_suite,
+        util_suite,
+        metrics_suite,
         store_suite,
         bus_suite,
     };

@@ -21,5 +21,8 @@ Suite *roster_suite(void);
 Suite *limits_suite(void);
 Suite *status_suite(void);
 Suite *log_suite(void);
+Suite *utf8_suite(void);
+Suite *util_suite(void);
+Suite *metrics_suite(void);
 
 #endif

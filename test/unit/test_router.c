@@ -72,12 +72,33 @@ START_TEST(method_not_allowed_lists_allow)
 }
 END_TEST
 
+/* The one writer of status lines: the version and the reason come from the caller's
+ * request and the status table; a final head adds Date and Server. */
+START_TEST(status_lines)
+{
+    struct buf b = {0};
+    ck_assert_int_eq(http_status_line(&b, 1, 100), 0);
+    ck_assert_int_eq(http_status_line(&b, 1, 101), 0);
+    ck_assert_int_eq(http_status_line(&b, 0, 404), 0);
+    ck_assert_int_eq(http_head(&b, 1, 503, "Wed, 01 May 2024 12:00:00 GMT"), 0);
+    ck_assert_int_eq(http_status_line(&b, 1, 299), 0);
+    ck_assert_int_eq(buf_append(&b, "", 1), 0);
+    ck_assert_str_eq(b.p, "HTTP/1.1 100 Continue\r\n"
+                          "HTTP/1.1 101 Switching Protocols\r\n"
+                          "HTTP/1.0 404 Not Found\r\n"
+                          "HTTP/1.1 503 Service Unavailable\r\n"
+                          "Date: Wed, 01 May 2024 12:00:00 GMT\r\nServer: sessiond\r\n"
+                          "HTTP/1.1 299 Unknown\r\n");
+    buf_free(&b);
+}
+END_TEST
+
 START_TEST(error_json_shape)
 {
     char out[256];
     size_t n = http_error_json(out, sizeof out, "bad_request", "Bad \"x\"\n at byte 3.");
     ck_assert_str_eq(out, "{\"error\":{\"code\":\"bad_request\",\"message\":"
-                          "\"Bad \\\"x\\\"\\u000a at byte 3.\"}}");
+                          "\"Bad \\\"x\\\"\\n at byte 3.\"}}");
     ck_assert_uint_eq(n, strlen(out));
     ck_assert_str_eq(http_error_code(431), "header_too_large");
     ck_assert_str_eq(http_error_code(415), "unsupported_media_type");
@@ -101,6 +122,7 @@ router_suite(void)
     tcase_add_test(tc, captures);
     tcase_add_test(tc, method_not_allowed_lists_allow);
     tcase_add_test(tc, error_json_shape);
+    tcase_add_test(tc, status_lines);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -529,82 +529,6 @@ START_TEST(small_windows)
 }
 END_TEST
 
-/* ---- UTF-8 --------------------------------------------------------------------------- */
-
-static bool
-utf8(const char *s, size_t n)
-{
-    char *copy = exact_copy(s, n);
-    bool ok = ws_proto_utf8_ok(copy, n);
-    free(copy);
-    return ok;
-}
-
-#define UTF8(lit) utf8((lit), sizeof(lit) - 1)
-
-START_TEST(utf8_valid)
-{
-    ck_assert(UTF8(""));
-    ck_assert(UTF8("plain ascii"));
-    ck_assert(UTF8("\x00\x7f"));
-    ck_assert(UTF8("\xc2\x80 \xdf\xbf"));                         /* U+0080, U+07FF */
-    ck_assert(UTF8("\xe0\xa0\x80 \xef\xbf\xbf"));                 /* U+0800, U+FFFF */
-    ck_assert(UTF8("\xed\x9f\xbf \xee\x80\x80"));                 /* U+D7FF, U+E000 */
-    ck_assert(UTF8("\xf0\x90\x80\x80 \xf4\x8f\xbf\xbf"));         /* U+10000, U+10FFFF */
-    ck_assert(UTF8("\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5")); /* "kosme" in Greek */
-    ck_assert(UTF8("\xf0\x9f\x98\x80"));
-}
-END_TEST
-
-START_TEST(utf8_invalid)
-{
-    ck_assert(!UTF8("\xc0\xaf"));             /* overlong '/' */
-    ck_assert(!UTF8("\xc1\xbf"));             /* overlong U+007F */
-    ck_assert(!UTF8("\xe0\x80\xaf"));         /* overlong, three bytes */
-    ck_assert(!UTF8("\xe0\x9f\xbf"));         /* overlong U+07FF */
-    ck_assert(!UTF8("\xf0\x80\x80\xaf"));     /* overlong, four bytes */
-    ck_assert(!UTF8("\xf0\x8f\xbf\xbf"));     /* overlong U+FFFF */
-    ck_assert(!UTF8("\xed\xa0\x80"));         /* U+D800 */
-    ck_assert(!UTF8("\xed\xbf\xbf"));         /* U+DFFF */
-    ck_assert(!UTF8("\xed\xa0\x80\xed\xb0\x80")); /* a surrogate pair, CESU-8 style */
-    ck_assert(!UTF8("\xf4\x90\x80\x80"));     /* U+110000 */
-    ck_assert(!UTF8("\xf5\x80\x80\x80"));
-    ck_assert(!UTF8("\xff"));
-    ck_assert(!UTF8("\x80"));                 /* a lone continuation byte */
-    ck_assert(!UTF8("\xc3\x28"));             /* a lead byte without its continuation */
-    ck_assert(!UTF8("\xe2\x82\x28"));
-    ck_assert(!UTF8("\xf0\x9f\x98\x28"));
-    /* Sequences cut short at the end of the message. */
-    ck_assert(!UTF8("abc\xc3"));
-    ck_assert(!UTF8("abc\xe2\x82"));
-    ck_assert(!UTF8("abc\xf0\x9f\x98"));
-    ck_assert(!UTF8("\xf4"));
-}
-END_TEST
-
-START_TEST(utf8_ascii_runs)
-{
-    /* A bad or multibyte sequence at every position around the eight-byte steps. */
-    char s[40];
-    for (size_t at = 0; at + 4 <= sizeof s; at++) {
-        memset(s, 'a', sizeof s);
-        memcpy(s + at, "\xf0\x9f\x98\x80", 4);
-        ck_assert_msg(utf8(s, sizeof s), "valid 4-byte sequence at %zu", at);
-        s[at + 1] = '\x8f'; /* overlong */
-        ck_assert_msg(!utf8(s, sizeof s), "overlong at %zu", at);
-        memset(s, 'a', sizeof s);
-        s[at] = '\x80';
-        ck_assert_msg(!utf8(s, sizeof s), "continuation byte at %zu", at);
-    }
-    for (size_t n = 1; n <= 24; n++) {
-        memset(s, 'a', sizeof s);
-        ck_assert(utf8(s, n));
-        s[n - 1] = '\xc3'; /* truncated at the very end, after a run of ASCII */
-        ck_assert_msg(!utf8(s, n), "truncated at length %zu", n);
-    }
-}
-END_TEST
-
 /* ---- Close codes ------------------------------------------------------------------- */
 
 START_TEST(close_codes)
@@ -655,9 +579,6 @@ ws_proto_suite(void)
     suite_add_tcase(s, compress);
 
     TCase *text = tcase_create("text");
-    tcase_add_test(text, utf8_valid);
-    tcase_add_test(text, utf8_invalid);
-    tcase_add_test(text, utf8_ascii_runs);
     tcase_add_test(text, close_codes);
     suite_add_tcase(s, text);
     return s;
