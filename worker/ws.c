@@ -114,13 +114,10 @@ rt_of(const struct conn *c)
     return c->w->ws;
 }
 
-static void
-ws_timer(struct conn *c, double secs)
+static struct ws *
+ws_of(const struct conn *c)
 {
-    struct ev_loop *loop = c->w->loop;
-    ev_timer_stop(loop, &c->timer);
-    ev_timer_set(&c->timer, secs, 0.);
-    ev_timer_start(loop, &c->timer);
+    return c->proto_data;
 }
 
 /* ---- output ---- */
@@ -133,17 +130,10 @@ static void ws_doom(struct ws *ws);
 static void
 ws_flush(struct conn *c)
 {
-    int rc = conn_write_out(c);
-    if (rc == 0)
-        return;
-    if (rc < 0) {
-        c->ws->broken = true;
-        ws_doom(c->ws);
-        return;
+    if (conn_write_all(c) < 0) {
+        ws_of(c)->broken = true;
+        ws_doom(ws_of(c));
     }
-    if (ev_is_active(&c->wio))
-        ev_io_stop(c->w->loop, &c->wio);
-    buf_free(&c->out);
 }
 
 /* A reader that fell more than ws_max_queue behind gets nothing more but a close (1008),
@@ -342,7 +332,7 @@ ws_close_with(struct ws *ws, int code, const char *reason)
     }
     ws->phase = WS_CLOSING;
     wslay_event_queue_close(ws->ctx, (uint16_t)code, (const uint8_t *)reason, strlen(reason));
-    ws_timer(ws->c, WS_CLOSE_GRACE);
+    conn_set_timer(ws->c, WS_CLOSE_GRACE);
     ws_pump(ws);
 }
 
@@ -392,6 +382,7 @@ ws_error(struct ws *ws, const json_t *id, const char *code, const char *message)
 
 static struct roster_member ws_member(const struct ws *ws);
 static bool ws_release(struct ws *ws);
+static void ws_free(struct ws *ws);
 static void ws_redis_forget(struct ws_worker *rt, const char *conn_id, const char *user);
 static void ws_accept(struct request *r, const struct session *s, const char *conn_id, int max);
 static bool ws_redis_join(struct ws *ws, const char *channel, size_t len, size_t members,
@@ -870,7 +861,7 @@ ws_feed(struct ws *ws, const void *p, size_t len)
         ws_park(ws);
 }
 
-void
+static void
 ws_on_readable(struct conn *c)
 {
     struct ws_worker *rt = rt_of(c);
@@ -881,36 +872,36 @@ ws_on_readable(struct conn *c)
         conn_close(c); /* the client went away without a close frame */
         return;
     }
-    ws_feed(c->ws, rt->rbuf, (size_t)n);
+    ws_feed(ws_of(c), rt->rbuf, (size_t)n);
 }
 
-void
+static void
 ws_on_writable(struct conn *c)
 {
     ws_flush(c);
-    if (c->closed || c->ws->phase != WS_CLOSING || buf_used(&c->out) > 0)
+    if (c->closed || ws_of(c)->phase != WS_CLOSING || buf_used(&c->out) > 0)
         return;
-    if (c->ws->doomed)
+    if (ws_of(c)->doomed)
         conn_close(c); /* it read everything, our close frame included */
     else
-        ws_pump(c->ws);
+        ws_pump(ws_of(c));
 }
 
 /* The heartbeat: a ping after ws_ping_interval; no pong by ws_pong_timeout ends it. The
  * same timer bounds the close handshake and starts a drain's close. */
-void
+static void
 ws_on_timer(struct conn *c)
 {
-    struct ws *ws = c->ws;
+    struct ws *ws = ws_of(c);
     const struct conf *cf = c->w->conf;
     if (ws->phase == WS_CLOSING || ws->awaiting_pong) {
         /* An abortive close (RST) for a reader still behind: the kernel drops what it
          * queues for it at once, instead of keeping a socket buffer's worth for as long
          * as the reader takes. */
-        static const struct linger abort_close = {.l_onoff = 1, .l_linger = 0};
         if (buf_used(&c->out) > 0)
-            setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_close, sizeof abort_close);
-        conn_close(c);
+            conn_reset(c);
+        else
+            conn_close(c);
         return;
     }
     if (c->w->draining) {
@@ -923,16 +914,16 @@ ws_on_timer(struct conn *c)
         conn_close(c);
         return;
     }
-    ws_timer(c, secs_of_ms(cf->ws_pong_timeout_ms));
+    conn_set_timer(c, secs_of_ms(cf->ws_pong_timeout_ms));
     ws_pump(ws);
     if (!c->closed)
         ws_park(ws);
 }
 
-void
+static void
 ws_on_close(struct conn *c)
 {
-    struct ws *ws = c->ws;
+    struct ws *ws = ws_of(c);
     struct ws_worker *rt = rt_of(c);
     while (ws->nsubs > 0)
         ws_leave(ws, ws->nsubs - 1, false, NULL);
@@ -968,7 +959,7 @@ ws_release(struct ws *ws)
     return false;
 }
 
-void
+static void
 ws_free(struct ws *ws)
 {
     if (ws == NULL)
@@ -983,7 +974,7 @@ ws_free(struct ws *ws)
     free(ws);
 }
 
-void
+static void
 ws_drain(struct conn *c)
 {
     const struct conf *cf = c->w->conf;
@@ -992,7 +983,7 @@ ws_drain(struct conn *c)
         /* Only spreads the closes, and only before the kernel's pool is ready: rand does.
          * NOLINTNEXTLINE(cert-msc30-c,cert-msc50-cpp) */
         r = (uint32_t)rand();
-    ws_timer(c, secs_of_ms(cf->ws_drain_spread_ms) * (r / 4294967296.0));
+    conn_set_timer(c, secs_of_ms(cf->ws_drain_spread_ms) * (r / 4294967296.0));
 }
 
 /* ---- the roster over every instance, on Redis (store redis) ----
@@ -1347,6 +1338,28 @@ ws_presence(struct worker *w, const char *channel, size_t len, ws_presence_cb cb
 
 /* ---- the upgrade ---- */
 
+static void
+ws_input(struct conn *c, const void *p, size_t len)
+{
+    ws_feed(ws_of(c), p, len);
+}
+
+static void
+ws_free_data(void *data)
+{
+    ws_free(data);
+}
+
+static const struct conn_proto ws_conn_proto = {
+    .read = ws_on_readable,
+    .write = ws_on_writable,
+    .timer = ws_on_timer,
+    .drain = ws_drain,
+    .input = ws_input,
+    .close = ws_on_close,
+    .free = ws_free_data,
+};
+
 /* The token of a WebSocket request: the Authorization header, or ?token= (browsers cannot
  * set headers on a WebSocket). Tokens are base64url, so the query needs no decoding. */
 static struct http_str
@@ -1434,27 +1447,8 @@ ws_accept(struct request *r, const struct session *s, const char *conn_id, int m
                "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
                accept, d.on ? "Sec-WebSocket-Extensions: " : "", d.on ? ext : "",
                d.on ? "\r\n" : "");
-    sb_count_request(c->w->slot, 101, (uint64_t)((ev_time() - r->started) * 1e6));
-    c->requests++;
-    buf_consume(&c->in, c->in_consumed);
-    c->in_consumed = 0;
-    c->ws = ws;
-    c->state = CONN_WS;
-    sb_set(&c->w->slot->conns_http, sb_get(&c->w->slot->conns_http) - 1);
-    sb_add(&c->w->slot->conns_ws, 1);
-    ws_timer(c, secs_of_ms(c->w->conf->ws_ping_interval_ms));
-    if (!c->reading) {
-        c->reading = true;
-        ev_io_start(c->w->loop, &c->rio);
-    }
-    /* The request is done with: nothing up the stack touches it after this returns. */
-    free(c->req);
-    c->req = NULL;
-    if (buf_used(&c->in) > 0) /* frames the client sent right behind its request */
-        ws_feed(ws, buf_data(&c->in), buf_used(&c->in));
-    else
-        ws_flush(c);
-    buf_free(&c->in);
+    conn_set_timer(c, secs_of_ms(c->w->conf->ws_ping_interval_ms));
+    conn_upgrade(c, &ws_conn_proto, ws, 101);
 }
 
 static void
@@ -1674,7 +1668,7 @@ ws_reap(struct ev_loop *loop, ev_prepare *p, int revents)
             conn_close(ws->c);
             continue;
         }
-        ws_timer(ws->c, WS_CLOSE_GRACE);
+        conn_set_timer(ws->c, WS_CLOSE_GRACE);
         ws_flush(ws->c);
     }
 }

@@ -44,15 +44,9 @@ void ws_worker_stats(struct worker *w);
 /* GET /ws: the upgrade. */
 void ws_upgrade_request(struct request *r);
 
-/* conn.c hands a WebSocket connection's events here. */
-void ws_on_readable(struct conn *c);
-void ws_on_writable(struct conn *c);
-void ws_on_timer(struct conn *c);
-/* The connection is closing (any reason): leave every channel. */
-void ws_on_close(struct conn *c);
-void ws_free(struct ws *ws);
-/* The worker drains: close with 1001, at a random moment within ws_drain_spread. */
-void ws_drain(struct conn *c);
+/* Once upgraded, conn.c hands the connection's events to ws.c's hooks (conn_upgrade): a
+ * drain closes with 1001 at a random moment within ws_drain_spread, and a close leaves
+ * every channel. */
 
 /* Publish a message on a channel to every subscriber of the instance; data is one
  * serialized JSON value and from the publishing user ("" for the API). Returns the
