@@ -1,15 +1,21 @@
-/* roster: who is connected and subscribed where, over every worker of the instance.
+/* roster: who is connected and subscribed where, over every worker of the instance, and
+ * with Redis over every instance.
  *
  * A worker knows its own WebSockets; presence, per-user connection limits and a
- * publish's recipient count are about all of them. They are kept in a small LMDB file
- * beside the store (store_path with "-roster" appended), shared by the workers the way the
- * store is, so that a limit is checked and taken in one transaction and no worker ever
- * has to ask the others. It describes the running instance only: the master empties it
- * at start, and purges a worker's entries when that worker dies, so nobody stays
- * present after their worker is gone.
+ * publish's recipient count are about all of them. Two engines answer through the same
+ * callbacks:
+ *   - lmdb: a small LMDB file beside the store (store_path with "-roster" appended),
+ *     shared by the workers the way the store is, so that a limit is checked and taken in
+ *     one transaction and no worker ever has to ask the others. It answers at once, before
+ *     the call returns. It describes the running instance only: the master empties it at
+ *     start, and purges a worker's entries when that worker dies.
+ *   - redis (given a pubsub connection): the instance's file as above, mirrored into
+ *     Redis for every instance, where a worker's entries live under its lease, which it
+ *     renews (roster_tick) and which ends when it dies. Its answers come later, once Redis
+ *     has answered; when Redis cannot be reached they fall back to the instance's file.
  *
- * Every entry belongs to a connection, named by its id (up to ROSTER_CONN_MAX bytes, which
- * starts with the worker's slot so that a slot's entries are found together). */
+ * Every entry belongs to a connection, named by its id (up to ROSTER_CONN_MAX bytes,
+ * "slot.pid.count" in hex, so that a slot's entries are found together). */
 #ifndef SESSIOND_ROSTER_H
 #define SESSIOND_ROSTER_H
 
@@ -24,6 +30,8 @@
 #define ROSTER_SESSION_MAX 32
 
 struct roster;
+struct pubsub;
+struct scoreboard;
 
 /* One member of a channel. */
 struct roster_member {
@@ -32,34 +40,64 @@ struct roster_member {
     char session[ROSTER_SESSION_MAX + 1];
 };
 
+/* Where a roster is opened. The master passes only conf (and any slot): it purges. */
+struct roster_params {
+    const struct conf *conf;
+    int slot;                    /* the worker's scoreboard slot */
+    unsigned pid;                /* the worker's process */
+    struct pubsub *ps;           /* with Redis: the connection to send commands on */
+    const struct scoreboard *sb; /* with Redis: the instance nonce and the dead workers */
+};
+
+/* A connection's admission: 1 recorded, 0 over the user's limit, -1 on error. */
+typedef void (*roster_admit_cb)(void *arg, int rc);
+/* A join or leave: rc 0 (and the channel's members on the instance afterwards) or -1. */
+typedef void (*roster_count_cb)(void *arg, int rc, size_t count);
+/* Presence: each member in turn, then done with 0 or -1. */
+typedef void (*roster_member_cb)(void *arg, const struct roster_member *m);
+typedef void (*roster_done_cb)(void *arg, int rc);
+
 /* The master, before any worker: create the file, emptied when fresh is true (at start;
  * not on a reload, whose old workers are still connected). 0, or -1 with err. */
 int roster_prepare(const struct conf *c, bool fresh, char *err, size_t errlen);
 
-/* Open in a worker or the master. NULL with err. */
-struct roster *roster_open(const struct conf *c, char *err, size_t errlen);
+/* Open in a worker or the master: the redis engine when p->ps is set, else lmdb. NULL
+ * with err. */
+struct roster *roster_open(const struct roster_params *p, char *err, size_t errlen);
+/* With Redis, close the pubsub connection first: answers still in flight are dropped
+ * with it, so none can reach a closed roster. */
 void roster_close(struct roster *l);
+/* "lmdb" or "redis". */
+const char *roster_engine(const struct roster *l);
 
-/* A connection of user arrives: recorded unless the user already has max connections.
- * Returns 1 when recorded, 0 when over the limit, -1 on error. */
-int roster_connect(struct roster *l, int slot, const char *conn, const char *user, int max);
+/* A connection of user arrives: recorded unless the user already has max connections
+ * (over every instance, with Redis; when Redis cannot say, over this one). cb gets the
+ * answer exactly once. */
+void roster_connect(struct roster *l, const char *conn, const char *user, int max,
+                    roster_admit_cb cb, void *arg);
 /* The connection is gone: its user entry and every channel it was in. */
-void roster_disconnect(struct roster *l, int slot, const char *conn);
+void roster_disconnect(struct roster *l, const char *conn, const char *user);
 
-/* Join or leave a channel; *count is the channel's members afterwards. 0 or -1. */
-int roster_join(struct roster *l, int slot, const char *channel, size_t len,
-              const struct roster_member *m, size_t *count);
-int roster_leave(struct roster *l, int slot, const char *channel, size_t len,
-               const struct roster_member *m, size_t *count);
+/* Join or leave a channel. A join's answer comes once every instance can see it; a lost
+ * Redis degrades presence but not the membership (the answer is then 0 all the same). */
+void roster_join(struct roster *l, const char *channel, size_t len,
+                 const struct roster_member *m, roster_count_cb cb, void *arg);
+void roster_leave(struct roster *l, const char *channel, size_t len,
+                  const struct roster_member *m, roster_count_cb cb, void *arg);
 
-/* Members of a channel over the instance (0 for none or on error). */
+/* Members of a channel on this instance, at once (0 for none or on error). */
 size_t roster_count(struct roster *l, const char *channel, size_t len);
-/* Call each for every member (at most max); returns how many, or -1 on error. */
-int roster_members(struct roster *l, const char *channel, size_t len, size_t max,
-                 void (*each)(void *arg, const struct roster_member *m), void *arg);
+/* Every member (at most max) over the instance, or over every instance with Redis: each
+ * for each, then done. */
+void roster_members(struct roster *l, const char *channel, size_t len, size_t max,
+                    roster_member_cb each, roster_done_cb done, void *arg);
 
-/* Forget everything of a worker slot (its process died). Returns the entries removed,
- * or -1. */
+/* Once a second in a worker: with Redis, renew this worker's lease and end the leases of
+ * the instance's workers that died, so that their entries drop at the next look. */
+void roster_tick(struct roster *l);
+
+/* Forget everything of a worker slot in the instance's file (its process died): the
+ * master's job. Returns the entries removed, or -1. */
 int roster_purge_slot(struct roster *l, int slot);
 
 /* What the last failure was. */

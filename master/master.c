@@ -236,7 +236,8 @@ static void
 purge_roster(struct master *m, int slot)
 {
     char err[CONF_ERR_LEN];
-    struct roster *r = roster_open(m->conf, err, sizeof err);
+    struct roster_params p = {.conf = m->conf, .slot = slot};
+    struct roster *r = roster_open(&p, err, sizeof err);
     int n = r != NULL ? roster_purge_slot(r, slot) : -1;
     if (n < 0)
         log_warnx("%s", r != NULL ? roster_last_error(r) : err);

@@ -5,12 +5,12 @@
 #include <stdlib.h>
 
 #include "api.h"
+#include "channels.h"
 #include "http.h"
 #include "hub.h"
 #include "json_merge.h"
 #include "util.h"
 #include "worker.h"
-#include "ws.h"
 
 /* The {channel} of the path; false after answering 400. */
 static bool
@@ -46,7 +46,7 @@ api_channel_publish(struct request *r)
         http_error(r, 500, NULL, "Out of memory.");
     } else {
         struct http_str ch = r->params[0];
-        size_t n = ws_publish(r->conn->w, ch.p, ch.len, d, dlen, "");
+        size_t n = chan_publish(r->conn->w, ch.p, ch.len, d, dlen, "");
         char body[256];
         int len = snprintf(body, sizeof body, "{\"channel\":\"%.*s\",\"recipients\":%zu}",
                            (int)ch.len, ch.p, n);
@@ -80,5 +80,5 @@ api_channel_presence(struct request *r)
 {
     if (!api_admin_ok(r) || !path_channel(r))
         return;
-    ws_presence(r->conn->w, r->params[0].p, r->params[0].len, presence_answered, r);
+    chan_presence(r->conn->w, r->params[0].p, r->params[0].len, presence_answered, r);
 }

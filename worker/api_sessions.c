@@ -12,13 +12,13 @@
 #include <time.h>
 
 #include "api.h"
+#include "channels.h"
 #include "http.h"
 #include "json_merge.h"
 #include "store.h"
 #include "token.h"
 #include "util.h"
 #include "worker.h"
-#include "ws.h"
 
 /* ---- input ---- */
 
@@ -341,7 +341,7 @@ deleted(void *arg, enum store_status st, const struct session *s)
         api_store_error(r, st);
         return;
     }
-    ws_session_ended(r->conn->w, s->id); /* its sockets close with 4001, everywhere */
+    chan_session_ended(r->conn->w, s->id); /* its sockets close with 4001, everywhere */
     http_respond(r, 204, NULL, NULL, NULL, 0);
 }
 
@@ -406,7 +406,7 @@ user_deleted(void *arg, enum store_status st, uint64_t n)
     }
     char user[SESSION_USER_MAX + 1];
     if (path_user(r, user) != NULL)
-        ws_user_ended(r->conn->w, user);
+        chan_user_ended(r->conn->w, user);
     http_respond(r, 204, NULL, NULL, NULL, 0);
 }
 

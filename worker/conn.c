@@ -18,7 +18,6 @@
 #include "router.h"
 #include "util.h"
 #include "worker.h"
-#include "ws.h"
 
 /* How long an idle keep-alive connection may stay once a drain starts: long enough for a
  * client that is about to send its next request to get an answer (with Connection: close),
@@ -84,8 +83,8 @@ conn_close(struct conn *c)
 {
     if (c->closed)
         return;
-    if (c->ws != NULL)
-        ws_on_close(c);
+    if (c->proto != NULL)
+        c->proto->close(c);
     struct ev_loop *loop = c->w->loop;
     ev_io_stop(loop, &c->rio);
     ev_io_stop(loop, &c->wio);
@@ -111,7 +110,8 @@ conn_close(struct conn *c)
 void
 conn_free(struct conn *c)
 {
-    ws_free(c->ws);
+    if (c->proto != NULL)
+        c->proto->free(c->proto_data);
     free(c->req);
     buf_free(&c->in);
     buf_free(&c->out);
@@ -157,8 +157,8 @@ on_timer(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)revents;
     struct conn *c = container_of(t, struct conn, timer);
-    if (c->state == CONN_WS) {
-        ws_on_timer(c);
+    if (c->proto != NULL) {
+        c->proto->timer(c);
         return;
     }
     if (c->state == CONN_HANDSHAKE) {
@@ -310,8 +310,8 @@ conn_writable(struct conn *c)
 {
     if (c->state == CONN_HANDSHAKE)
         conn_handshake(c);
-    else if (c->state == CONN_WS)
-        ws_on_writable(c);
+    else if (c->proto != NULL)
+        c->proto->write(c);
     else
         conn_flush(c);
 }
@@ -355,8 +355,8 @@ conn_readable(struct conn *c)
         conn_handshake(c);
         return;
     }
-    if (c->state == CONN_WS) {
-        ws_on_readable(c);
+    if (c->proto != NULL) {
+        c->proto->read(c);
         return;
     }
     if (c->state == CONN_LINGER) {
@@ -599,11 +599,11 @@ conn_process(struct conn *c)
                 break;
             dispatch(c);
         }
-        if (c->state == CONN_PENDING || c->state == CONN_WS)
+        if (c->state == CONN_PENDING || c->proto != NULL)
             break;
     }
     c->in_process = false;
-    if (c->closed || c->state == CONN_WS)
+    if (c->closed || c->proto != NULL)
         return;
     /* Stop reading while the input holds more than one full request may need. While a
      * handler holds the request its strings point into the input buffer, which a read
@@ -698,12 +698,66 @@ conn_response_done(struct conn *c, int status, bool keep_alive)
 void
 conn_drain(struct conn *c)
 {
-    if (c->state == CONN_WS) {
-        ws_drain(c);
+    if (c->proto != NULL) {
+        c->proto->drain(c);
         return;
     }
     if (c->state == CONN_HEAD && buf_used(&c->in) == 0 && buf_used(&c->out) == 0)
         set_idle(c);
+}
+
+void
+conn_upgrade(struct conn *c, const struct conn_proto *proto, void *data, int status)
+{
+    struct worker *w = c->w;
+    sb_count_request(w->slot, status, (uint64_t)((ev_time() - c->req->started) * 1e6));
+    c->requests++;
+    buf_consume(&c->in, c->in_consumed);
+    c->in_consumed = 0;
+    c->proto = proto;
+    c->proto_data = data;
+    c->state = CONN_UPGRADED;
+    sb_set(&w->slot->conns_http, sb_get(&w->slot->conns_http) - 1);
+    sb_add(&w->slot->conns_ws, 1);
+    set_reading(c, true);
+    /* The request is done with: nothing up the stack touches it after this returns. */
+    free(c->req);
+    c->req = NULL;
+    if (buf_used(&c->in) > 0)
+        proto->input(c, buf_data(&c->in), buf_used(&c->in));
+    else
+        proto->write(c);
+    buf_free(&c->in);
+}
+
+void
+conn_set_timer(struct conn *c, double secs)
+{
+    struct ev_loop *loop = c->w->loop;
+    ev_timer_stop(loop, &c->timer);
+    ev_timer_set(&c->timer, secs, 0.);
+    ev_timer_start(loop, &c->timer);
+}
+
+int
+conn_write_all(struct conn *c)
+{
+    int rc = conn_write_out(c);
+    if (rc <= 0)
+        return rc;
+    if (ev_is_active(&c->wio))
+        ev_io_stop(c->w->loop, &c->wio);
+    buf_free(&c->out);
+    return 1;
+}
+
+void
+conn_reset(struct conn *c)
+{
+    static const struct linger abort_close = {.l_onoff = 1, .l_linger = 0};
+    if (!c->closed)
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_close, sizeof abort_close);
+    conn_close(c);
 }
 
 static bool

@@ -19,7 +19,6 @@
 
 struct worker;
 struct conn;
-struct ws;
 struct ssl_st;     /* OpenSSL's SSL, kept out of every file that includes this one */
 struct ssl_ctx_st; /* SSL_CTX */
 
@@ -48,7 +47,21 @@ enum conn_state {
     CONN_BODY,    /* reading a request body */
     CONN_PENDING, /* a handler has the request and will answer later */
     CONN_LINGER,  /* response sent, write side shut, draining what the client still sends */
-    CONN_WS,      /* upgraded: the ws module has it */
+    CONN_UPGRADED, /* it left HTTP: its protocol's hooks have it */
+};
+
+/* What a protocol that takes a connection over (conn_upgrade) does with its events, as
+ * nginx swaps a connection's read and write handlers: conn.c keeps the socket, the
+ * watchers and the one free path, and hands each event to these. */
+struct conn_proto {
+    void (*read)(struct conn *c);  /* the socket is readable */
+    void (*write)(struct conn *c); /* the socket has room again */
+    void (*timer)(struct conn *c); /* the timer set with conn_set_timer fired */
+    void (*drain)(struct conn *c); /* the worker drains */
+    /* Bytes the client sent right behind the upgrade request, once, at the upgrade. */
+    void (*input)(struct conn *c, const void *p, size_t len);
+    void (*close)(struct conn *c); /* the connection is closing, for any reason */
+    void (*free)(void *data);      /* the connection's memory goes: the protocol's too */
 };
 
 struct conn {
@@ -68,9 +81,10 @@ struct conn {
     struct http_chunked chunked;
     size_t body_len;      /* decoded body bytes so far, stored right after the head */
     size_t in_consumed;   /* raw bytes (head + encoded body) of the current request */
-    struct request *req;  /* the request being served; freed once the connection is a
-                           * WebSocket, which needs none of its 2 KiB */
-    struct ws *ws;        /* once upgraded */
+    struct request *req;  /* the request being served; freed once the connection is
+                           * upgraded, which needs none of its 2 KiB */
+    const struct conn_proto *proto; /* once upgraded: where its events go */
+    void *proto_data;     /* the protocol's state, handed to proto->free */
     struct ssl_st *ssl;   /* TLS connections only; NULL on the plain path */
     bool tls_ok;          /* handshake done and no fatal error: close_notify may be sent */
     bool tls_sniffed;     /* the first byte was looked at: TLS, not plain HTTP */
@@ -140,6 +154,24 @@ void conn_response_done(struct conn *c, int status, bool keep_alive);
 /* Send what the output holds: 1 when all of it went, 0 when the socket is full (the
  * write watcher then waits for room), -1 when the connection failed. */
 int conn_write_out(struct conn *c);
+
+/* Hand the connection, whose current request is answered (the protocol's response head
+ * is in the output already), to a protocol for good: the request is counted with status
+ * and freed, the connection is counted as a WebSocket (the one protocol we upgrade to),
+ * reading starts, and what the client sent behind the request goes to proto->input, else
+ * the output is written with proto->write. The connection may be closed on return. */
+void conn_upgrade(struct conn *c, const struct conn_proto *proto, void *data, int status);
+
+/* An upgraded connection's one timer: fires proto->timer after secs. */
+void conn_set_timer(struct conn *c, double secs);
+
+/* Write what the output holds, as conn_write_out; once all of it went, stop waiting for
+ * room and free the output buffer, so that an idle connection holds no output memory. */
+int conn_write_all(struct conn *c);
+
+/* Close with a reset: the kernel drops what it still queues for a reader that is behind,
+ * at once, instead of keeping a socket buffer's worth for as long as it takes. */
+void conn_reset(struct conn *c);
 
 /* Whether the peer is on loopback (127.0.0.0/8, ::1, or a Unix socket). */
 bool conn_peer_is_loopback(const struct conn *c);

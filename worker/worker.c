@@ -239,7 +239,7 @@ worker_conn_closed(struct worker *w, struct conn *c)
     c->next = w->closed; /* the closed list is singly linked, through next alone */
     w->closed = c;
     w->nconns--;
-    uint64_t *count = c->state == CONN_WS ? &w->slot->conns_ws : &w->slot->conns_http;
+    uint64_t *count = c->state == CONN_UPGRADED ? &w->slot->conns_ws : &w->slot->conns_http;
     sb_set(count, sb_get(count) - 1);
     if (w->draining && w->nconns == 0)
         ev_break(w->loop, EVBREAK_ALL);

@@ -33,6 +33,7 @@ struct worker_params {
 struct conn;
 struct store;
 struct ws_worker;
+struct chan_worker;
 
 struct worker_accept {
     ev_io io;
@@ -74,7 +75,8 @@ struct worker {
     z_stream *gz;         /* one deflate state reused by every response of this worker */
     struct buf scratch;   /* for building a response body; handlers reuse it */
     struct store *store;  /* sessions */
-    struct ws_worker *ws; /* the realtime side: channels, the bus */
+    struct ws_worker *ws; /* the realtime side: the WebSocket transport */
+    struct chan_worker *chan; /* channels, the bus, the roster */
     ev_timer sweep;       /* deletes expired sessions, a batch at a time */
     uint64_t sessions_active; /* the store's last count */
     ev_tstamp sessions_counted_at;

@@ -1,10 +1,9 @@
-/* ws: WebSocket connections (RFC 6455) and the realtime API over them.
+/* ws: WebSocket connections (RFC 6455): the transport under the realtime API.
  *
  * GET /ws authenticates a session token, then the connection leaves HTTP for good: wslay
  * parses the client's frames and writes our control frames, both through the connection's
- * own buffers, and the JSON operations (subscribe, unsubscribe, publish, presence, ping)
- * are served here. A publish is serialized once, framed once per worker, and appended to
- * every subscriber's output; it reaches the other workers of the instance over the bus.
+ * own buffers, and each text message goes to the channels module (channels.h), which
+ * answers through the calls below.
  *
  * A connection costs what it holds: its output buffer is freed whenever it drains, and a
  * reader that falls more than ws_max_queue behind is closed (1008) instead of growing.
@@ -16,11 +15,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-struct conn;
+struct buf;
+struct json_t;
 struct request;
 struct worker;
 struct ws;
-struct buf;
 
 /* Close codes of API.md. */
 enum {
@@ -33,41 +32,42 @@ enum {
     WS_CLOSE_SESSION_ENDED = 4001,
 };
 
-/* The worker's realtime state (hub, bus, compression streams): made before the loop runs,
- * freed after it ends. Returns 0, or -1 with err. */
+/* The worker's realtime state (the transport, then the channels): made before the loop
+ * runs, freed after it ends. Returns 0, or -1 with err. */
 int ws_worker_start(struct worker *w, char *err, size_t errlen);
 void ws_worker_stop(struct worker *w);
 
-/* Copy the bus's and Redis pub/sub's loss counts into the worker's scoreboard slot. */
+/* Copy the realtime side's loss counts into the worker's scoreboard slot. */
 void ws_worker_stats(struct worker *w);
 
-/* GET /ws: the upgrade. */
+/* GET /ws: the upgrade. Once upgraded, conn.c hands the connection's events to ws.c's
+ * hooks (conn_upgrade): a drain closes with 1001 at a random moment within
+ * ws_drain_spread, and a close takes the client out of its channels. */
 void ws_upgrade_request(struct request *r);
 
-/* conn.c hands a WebSocket connection's events here. */
-void ws_on_readable(struct conn *c);
-void ws_on_writable(struct conn *c);
-void ws_on_timer(struct conn *c);
-/* The connection is closing (any reason): leave every channel. */
-void ws_on_close(struct conn *c);
-void ws_free(struct ws *ws);
-/* The worker drains: close with 1001, at a random moment within ws_drain_spread. */
-void ws_drain(struct conn *c);
+/* Replies: {"op": op, "id": id, ...rest}, rest "" or starting with a comma; and an error
+ * reply with code and message (JSON-escaped already). Not compressed. */
+void ws_reply(struct ws *ws, const char *op, const struct json_t *id, const char *rest);
+void ws_error(struct ws *ws, const struct json_t *id, const char *code, const char *message);
 
-/* Publish a message on a channel to every subscriber of the instance; data is one
- * serialized JSON value and from the publishing user ("" for the API). Returns the
- * channel's subscribers over the instance at publish time. */
-size_t ws_publish(struct worker *w, const char *channel, size_t channel_len, const char *data,
-                  size_t data_len, const char *from);
+/* Start the close handshake with code; the client has a short grace to answer. */
+void ws_close_with(struct ws *ws, int code, const char *reason);
 
-/* A channel's members over the instance (every instance, with Redis): cb gets them as a
- * JSON array, or NULL if they could not be had, now or later. */
-typedef void (*ws_presence_cb)(void *arg, const char *json, size_t len);
-void ws_presence(struct worker *w, const char *channel, size_t len, ws_presence_cb cb, void *arg);
+/* A server text frame (unmasked; RSV1 when compressed) of p into out. 0 or -1. */
+int ws_frame_text(struct buf *out, bool compressed, const void *p, size_t len);
+/* Queue a frame from ws_frame_text behind what the socket was told already, unless it is
+ * closing or would go over ws_max_queue (then it is closed, 1008). 0 when queued. */
+int ws_push_frame(struct ws *ws, const void *frame, size_t len);
+/* The window its pushes are compressed with; 0 without permessage-deflate. */
+int ws_deflate_bits(const struct ws *ws);
+bool ws_is_open(const struct ws *ws);
+bool ws_is_closed(const struct ws *ws);
 
-/* A session or all of a user's sessions ended: close their sockets with 4001 on every
- * worker of the instance. */
-void ws_session_ended(struct worker *w, const char *id);
-void ws_user_ended(struct worker *w, const char *user);
+/* An answer that comes later holds the socket (ws_hold) until it is given: ws_release
+ * returns false if the connection went away meanwhile, and then the socket is freed.
+ * ws_answered sends what an answer queued outside of a read. */
+void ws_hold(struct ws *ws);
+bool ws_release(struct ws *ws);
+void ws_answered(struct ws *ws);
 
 #endif

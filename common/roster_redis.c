@@ -1,0 +1,423 @@
+/* roster_redis: the roster over every instance that shares one Redis.
+ *
+ * The instance's own LMDB file (the lmdb engine) still counts this instance's members
+ * and is the fallback whenever Redis cannot answer. Each worker mirrors its connections
+ * and memberships into Redis hashes under redis_prefix "rt:": u:USER (conn -> lease) and
+ * m:CHANNEL (conn -> "lease user session"), and renews its lease, rt:lease:NONCE.SLOT.PID,
+ * every second (roster_tick). A worker that dies (or a whole instance) stops renewing it,
+ * and the scripts below drop its entries the next time they meet them, ROSTER_LEASE_MS
+ * later at most; the caller's own lease is renewed by the same script, since it is alive
+ * by definition. */
+#include <hiredis/hiredis.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pubsub.h"
+#include "roster_engine.h"
+#include "scoreboard.h"
+#include "util.h"
+
+#define ROSTER_LEASE_MS "6000" /* a whole instance that dies leaves presence this late */
+#define ROSTER_VALUE_MAX 200   /* "lease user session" */
+
+/* KEYS[1] u:USER; ARGV lease prefix, conn, lease, max, lease ms. 1 admitted, 0 over max. */
+static const char admit_lua[] =
+    "redis.call('SET', ARGV[1] .. ARGV[3], '1', 'PX', ARGV[5])\n"
+    "local live, alive = 0, {}\n"
+    "local all = redis.call('HGETALL', KEYS[1])\n"
+    "for i = 1, #all, 2 do\n"
+    "  local n = all[i + 1]\n"
+    "  if alive[n] == nil then alive[n] = redis.call('EXISTS', ARGV[1] .. n) == 1 end\n"
+    "  if alive[n] then live = live + 1 else redis.call('HDEL', KEYS[1], all[i]) end\n"
+    "end\n"
+    "if live >= tonumber(ARGV[4]) then return 0 end\n"
+    "redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])\n"
+    "return 1\n";
+
+/* KEYS[1] m:CHANNEL; ARGV lease prefix, lease, lease ms. {conn, "lease user session", ...}
+ * of the members whose worker is alive. */
+static const char members_lua[] =
+    "redis.call('SET', ARGV[1] .. ARGV[2], '1', 'PX', ARGV[3])\n"
+    "local out, alive = {}, {}\n"
+    "local all = redis.call('HGETALL', KEYS[1])\n"
+    "for i = 1, #all, 2 do\n"
+    "  local n = string.match(all[i + 1], '^(%S+)')\n"
+    "  if n and alive[n] == nil then alive[n] = redis.call('EXISTS', ARGV[1] .. n) == 1 end\n"
+    "  if n and alive[n] then out[#out + 1] = all[i]; out[#out + 1] = all[i + 1]\n"
+    "  else redis.call('HDEL', KEYS[1], all[i]) end\n"
+    "end\n"
+    "return out\n";
+
+struct roster_redis {
+    struct roster_lmdb *local;
+    struct pubsub *ps;
+    const struct scoreboard *sb;
+    char nonce[17];         /* this instance's, in hex */
+    char lease[48];         /* this worker's: nonce.slot.pid */
+    char lease_prefix[128]; /* the Redis name of leases, before the lease: the scripts' */
+    uint64_t dead_seen;     /* workers of the scoreboard's dead list already dealt with */
+};
+
+/* Our Redis key for kind ("u:", "m:", "lease:") and name. */
+static size_t
+rkey(const struct roster_redis *e, const char *kind, const char *name, size_t len, char *out,
+     size_t cap)
+{
+    char k[8 + ROSTER_USER_MAX + ROSTER_CHANNEL_MAX];
+    size_t n = strlen(kind);
+    if (n + len > sizeof k)
+        return 0;
+    /* k is counted (n + len bytes), not a string.
+     * NOLINTNEXTLINE(bugprone-not-null-terminated-result) */
+    memcpy(k, kind, n);
+    memcpy(k + n, name, len);
+    return pubsub_name(e->ps, k, n + len, out, cap);
+}
+
+static void
+ignore(void *arg, const struct redisReply *reply)
+{
+    (void)arg, (void)reply;
+}
+
+/* A command on a key of ours (argv[1], built here), answered to cb; -1 when it could not
+ * be sent (not connected), and then cb is not called. */
+static int
+call(struct roster_redis *e, pubsub_reply_cb cb, void *arg, const char *cmd, const char *kind,
+     const char *name, size_t len, int nargs, const char **args)
+{
+    char key[600];
+    const char *argv[6] = {cmd, key};
+    size_t argvlen[6] = {strlen(cmd), rkey(e, kind, name, len, key, sizeof key)};
+    if (argvlen[1] == 0 || nargs > 4)
+        return -1;
+    for (int i = 0; i < nargs; i++) {
+        argv[2 + i] = args[i];
+        argvlen[2 + i] = strlen(args[i]);
+    }
+    return pubsub_command(e->ps, cb, arg, 2 + nargs, argv, argvlen);
+}
+
+/* EVAL script with its one key and args. */
+static int
+eval(struct roster_redis *e, pubsub_reply_cb cb, void *arg, const char *script,
+     const char *kind, const char *name, size_t len, int nargs, const char **args)
+{
+    char key[600];
+    const char *argv[10] = {"EVAL", script, "1", key};
+    size_t argvlen[10] = {4, strlen(script), 1, rkey(e, kind, name, len, key, sizeof key)};
+    if (argvlen[3] == 0 || nargs > 6)
+        return -1;
+    for (int i = 0; i < nargs; i++) {
+        argv[4 + i] = args[i];
+        argvlen[4 + i] = strlen(args[i]);
+    }
+    return pubsub_command(e->ps, cb, arg, 4 + nargs, argv, argvlen);
+}
+
+static void
+forget(struct roster_redis *e, const char *conn, const char *user)
+{
+    const char *args[] = {conn};
+    (void)call(e, ignore, NULL, "HDEL", "u:", user, strlen(user), 1, args);
+}
+
+/* ---- connections ---- */
+
+/* An admission waiting for Redis to count the user's connections on every instance. */
+struct admission {
+    struct roster_redis *e;
+    roster_admit_cb cb;
+    void *arg;
+    int max;
+    char conn[ROSTER_CONN_MAX + 1];
+    char user[ROSTER_USER_MAX + 1];
+};
+
+/* Record the connection in the instance's file, under max: INT_MAX when Redis admitted
+ * it over every instance, the limit itself when Redis could not say. */
+static void
+admit_locally(struct admission *a, int max)
+{
+    int rc = roster_lmdb_connect(a->e->local, a->conn, a->user, max);
+    if (rc != 1)
+        forget(a->e, a->conn, a->user);
+    a->cb(a->arg, rc);
+    free(a);
+}
+
+static void
+admitted(void *arg, const struct redisReply *reply)
+{
+    struct admission *a = arg;
+    bool counted = reply != NULL && reply->type == REDIS_REPLY_INTEGER;
+    if (counted && reply->integer == 0) {
+        a->cb(a->arg, 0);
+        free(a);
+        return;
+    }
+    admit_locally(a, counted ? INT_MAX : a->max);
+}
+
+static void
+redis_connect(void *engine, const char *conn, const char *user, int max, roster_admit_cb cb,
+              void *arg)
+{
+    struct roster_redis *e = engine;
+    struct admission *a = malloc(sizeof *a);
+    if (a == NULL) {
+        cb(arg, -1);
+        return;
+    }
+    *a = (struct admission){.e = e, .cb = cb, .arg = arg, .max = max};
+    snprintf(a->conn, sizeof a->conn, "%s", conn);
+    snprintf(a->user, sizeof a->user, "%s", user);
+    char maxs[16];
+    snprintf(maxs, sizeof maxs, "%d", max);
+    const char *args[] = {e->lease_prefix, a->conn, e->lease, maxs, ROSTER_LEASE_MS};
+    if (eval(e, admitted, a, admit_lua, "u:", a->user, strlen(a->user), 5, args) < 0)
+        admit_locally(a, max);
+}
+
+static void
+redis_disconnect(void *engine, const char *conn, const char *user)
+{
+    struct roster_redis *e = engine;
+    roster_lmdb_disconnect(e->local, conn);
+    forget(e, conn, user);
+}
+
+/* ---- channels ---- */
+
+/* HSET or HDEL of a membership in m:CHANNEL. */
+static int
+member_call(struct roster_redis *e, bool join, const char *channel, size_t len,
+            const struct roster_member *m, pubsub_reply_cb cb, void *arg)
+{
+    char value[sizeof e->lease + ROSTER_USER_MAX + ROSTER_SESSION_MAX + 3];
+    snprintf(value, sizeof value, "%s %s %s", e->lease, m->user, m->session);
+    const char *args[] = {m->conn, value};
+    return call(e, cb, arg, join ? "HSET" : "HDEL", "m:", channel, len, join ? 2 : 1, args);
+}
+
+/* A join is answered once Redis holds the membership: a presence asked on any instance
+ * after the answer lists it. */
+struct join_op {
+    roster_count_cb cb;
+    void *arg;
+    size_t count;
+};
+
+static void
+joined(void *arg, const struct redisReply *reply)
+{
+    (void)reply; /* a lost Redis degrades presence as everywhere; the membership stands */
+    struct join_op *op = arg;
+    op->cb(op->arg, 0, op->count);
+    free(op);
+}
+
+static void
+redis_join(void *engine, const char *channel, size_t len, const struct roster_member *m,
+           roster_count_cb cb, void *arg)
+{
+    struct roster_redis *e = engine;
+    size_t n = 0;
+    if (roster_lmdb_membership(e->local, true, channel, len, m, &n) < 0) {
+        cb(arg, -1, 0);
+        return;
+    }
+    struct join_op *op = malloc(sizeof *op);
+    if (op == NULL) {
+        (void)member_call(e, true, channel, len, m, ignore, NULL);
+    } else {
+        *op = (struct join_op){.cb = cb, .arg = arg, .count = n};
+        if (member_call(e, true, channel, len, m, joined, op) == 0)
+            return;
+        free(op); /* Redis is away: the answer is given now */
+    }
+    cb(arg, 0, n);
+}
+
+static void
+redis_leave(void *engine, const char *channel, size_t len, const struct roster_member *m,
+            roster_count_cb cb, void *arg)
+{
+    struct roster_redis *e = engine;
+    size_t n = 0;
+    int rc = roster_lmdb_membership(e->local, false, channel, len, m, &n);
+    (void)member_call(e, false, channel, len, m, ignore, NULL);
+    cb(arg, rc, n);
+}
+
+static size_t
+redis_count(void *engine, const char *channel, size_t len)
+{
+    return roster_lmdb_count(((struct roster_redis *)engine)->local, channel, len);
+}
+
+/* A presence question waiting for Redis. */
+struct members_op {
+    struct roster_redis *e;
+    roster_member_cb each;
+    roster_done_cb done;
+    void *arg;
+    size_t max, len;
+    char channel[ROSTER_CHANNEL_MAX];
+};
+
+static void
+members_locally(struct members_op *op)
+{
+    int n = roster_lmdb_members(op->e->local, op->channel, op->len, op->max, op->each, op->arg);
+    op->done(op->arg, n < 0 ? -1 : 0);
+}
+
+/* One {conn, "lease user session"} pair of the script's answer, or -1 if malformed. */
+static int
+member_of(const struct redisReply *c, const struct redisReply *v, struct roster_member *m)
+{
+    char lease[48], user[ROSTER_USER_MAX + 1], session[ROSTER_SESSION_MAX + 1];
+    if (c->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING ||
+        c->len > ROSTER_CONN_MAX || v->len > ROSTER_VALUE_MAX ||
+        sscanf(v->str, "%47s %128s %32s", lease, user, session) != 3)
+        return -1;
+    snprintf(m->conn, sizeof m->conn, "%.*s", (int)c->len, c->str);
+    snprintf(m->user, sizeof m->user, "%s", user);
+    snprintf(m->session, sizeof m->session, "%s", session);
+    return name_chars_ok(m->user, strlen(m->user), ROSTER_USER_MAX) ? 0 : -1;
+}
+
+static void
+members_answer(void *arg, const struct redisReply *reply)
+{
+    struct members_op *op = arg;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY) {
+        members_locally(op);
+        free(op);
+        return;
+    }
+    for (size_t i = 0; i + 1 < reply->elements && i / 2 < op->max; i += 2) {
+        struct roster_member m;
+        if (member_of(reply->element[i], reply->element[i + 1], &m) == 0)
+            op->each(op->arg, &m);
+    }
+    op->done(op->arg, 0);
+    free(op);
+}
+
+static void
+redis_members(void *engine, const char *channel, size_t len, size_t max, roster_member_cb each,
+              roster_done_cb done, void *arg)
+{
+    struct roster_redis *e = engine;
+    struct members_op *op = len <= ROSTER_CHANNEL_MAX ? malloc(sizeof *op) : NULL;
+    if (op == NULL) {
+        int n = roster_lmdb_members(e->local, channel, len, max, each, arg);
+        done(arg, n < 0 ? -1 : 0);
+        return;
+    }
+    *op = (struct members_op){.e = e, .each = each, .done = done, .arg = arg, .max = max,
+                              .len = len};
+    memcpy(op->channel, channel, len);
+    const char *args[] = {e->lease_prefix, e->lease, ROSTER_LEASE_MS};
+    if (eval(e, members_answer, op, members_lua, "m:", channel, len, 3, args) < 0) {
+        members_locally(op);
+        free(op);
+    }
+}
+
+/* ---- leases ---- */
+
+/* A worker of this instance that died will not renew its lease: end the lease now, not
+ * ROSTER_LEASE_MS later, so that its members leave presence at the next look. The master
+ * notes the dead in the scoreboard; every worker ends their leases (a second DEL is no
+ * harm). */
+static void
+end_dead_leases(struct roster_redis *e)
+{
+    const struct scoreboard *sb = e->sb;
+    uint64_t n = __atomic_load_n(&sb->dead_count, __ATOMIC_ACQUIRE);
+    if (n - e->dead_seen > SB_DEAD_RING)
+        e->dead_seen = n - SB_DEAD_RING;
+    for (; e->dead_seen < n; e->dead_seen++) {
+        char lease[48];
+        int len = snprintf(lease, sizeof lease, "%s.%d.%x", e->nonce,
+                           (int)sb_get(&sb->dead_slot[e->dead_seen % SB_DEAD_RING]),
+                           (unsigned)sb_get(&sb->dead_pid[e->dead_seen % SB_DEAD_RING]));
+        (void)call(e, ignore, NULL, "DEL", "lease:", lease, (size_t)len, 0, NULL);
+    }
+}
+
+static void
+redis_tick(void *engine)
+{
+    struct roster_redis *e = engine;
+    const char *args[] = {"1", "PX", ROSTER_LEASE_MS};
+    (void)call(e, ignore, NULL, "SET", "lease:", e->lease, strlen(e->lease), 3, args);
+    end_dead_leases(e);
+}
+
+static int
+redis_purge_slot(void *engine, int slot)
+{
+    return roster_lmdb_purge_slot(((struct roster_redis *)engine)->local, slot);
+}
+
+static const char *
+redis_last_error(const void *engine)
+{
+    return roster_lmdb_last_error(((const struct roster_redis *)engine)->local);
+}
+
+static void *
+redis_open(const struct roster_params *p, char *err, size_t errlen)
+{
+    struct roster_redis *e = calloc(1, sizeof *e);
+    if (e == NULL || p->sb == NULL) {
+        errf(err, errlen, "roster: %s", e == NULL ? "out of memory" : "no scoreboard");
+        free(e);
+        return NULL;
+    }
+    if ((e->local = roster_lmdb_open(p->conf, p->slot, err, errlen)) == NULL) {
+        free(e);
+        return NULL;
+    }
+    e->ps = p->ps;
+    e->sb = p->sb;
+    snprintf(e->nonce, sizeof e->nonce, "%016llx",
+             (unsigned long long)sb_get(&p->sb->instance_nonce));
+    snprintf(e->lease, sizeof e->lease, "%s.%d.%x", e->nonce, p->slot, p->pid);
+    uint64_t dead = sb_get(&p->sb->dead_count);
+    e->dead_seen = dead > SB_DEAD_RING ? dead - SB_DEAD_RING : 0;
+    /* redis_prefix is at most 63 bytes: it fits. */
+    size_t n = rkey(e, "lease:", "", 0, e->lease_prefix, sizeof e->lease_prefix - 1);
+    e->lease_prefix[n] = '\0';
+    return e;
+}
+
+static void
+redis_close(void *engine)
+{
+    struct roster_redis *e = engine;
+    roster_lmdb_close(e->local);
+    free(e);
+}
+
+const struct roster_ops roster_redis_ops = {
+    .name = "redis",
+    .open = redis_open,
+    .close = redis_close,
+    .connect = redis_connect,
+    .disconnect = redis_disconnect,
+    .join = redis_join,
+    .leave = redis_leave,
+    .count = redis_count,
+    .members = redis_members,
+    .tick = redis_tick,
+    .purge_slot = redis_purge_slot,
+    .last_error = redis_last_error,
+};

@@ -1,0 +1,879 @@
+#include "channels.h"
+
+#include <jansson.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "bus.h"
+#include "hub.h"
+#include "json_merge.h"
+#include "log.h"
+#include "pubsub.h"
+#include "roster.h"
+#include "store.h"
+#include "util.h"
+#include "worker.h"
+#include "ws.h"
+#include "ws_proto.h"
+
+#define CHAN_MAX_PER_CLIENT 256 /* channels one connection may be in */
+#define CHAN_DEFLATE_MIN 128    /* smaller pushes are not worth compressing */
+#define CHAN_EXPIRY_CHECK 1.0   /* how often expired sessions' sockets are looked for */
+#define CHAN_PRESENCE_MAX 10000 /* members listed by a presence answer */
+#define CHAN_REDIS_CONTROL "~"  /* the Redis name of session ends: no channel is called so */
+
+/* Messages between the workers of an instance, on the bus, and between instances, on
+ * Redis (after the sending instance's nonce in hex). The first byte says what. */
+enum {
+    BUS_PUBLISH = 'P',     /* u16 channel length, channel, the pushed message's JSON */
+    BUS_SESSION_END = 'S', /* the session id */
+    BUS_USER_END = 'U',    /* the user */
+};
+
+/* One WebSocket's realtime side: its session and its channels. */
+struct chan_client {
+    struct worker *w;
+    struct ws *ws;                    /* NULL until attached */
+    struct chan_client *prev, *next; /* in the worker's list, once attached */
+    struct hub_member **subs;
+    size_t nsubs, subs_cap;
+    char id[SESSION_ID_LEN + 1];
+    char user[SESSION_USER_MAX + 1];
+    char conn_id[ROSTER_CONN_MAX + 1];
+    int64_t expires_at;
+    bool checking;         /* a store lookup of its session is in flight */
+    chan_admit_cb admit;   /* while the roster decides */
+    void *admit_arg;
+};
+
+/* The worker's channels. */
+struct chan_worker {
+    struct worker *w;
+    struct hub *hub;
+    struct bus *bus;
+    struct roster *roster; /* the instance's (every instance's) connections and members */
+    struct pubsub *ps;     /* with store redis: the other instances */
+    char nonce[17];        /* this instance's, in hex, to skip our own Redis messages */
+    struct buf redis;
+    struct buf members;    /* a presence answer */
+    int slot;
+    struct chan_client *list;
+    ev_timer expiry;
+    z_stream *deflate[16]; /* by window bits, made when first needed */
+    struct buf frame, zframe, msg, text;
+    uint64_t seq;          /* for connection ids */
+};
+
+static struct chan_worker *
+cw_of(const struct chan_client *cl)
+{
+    return cl->w->chan;
+}
+
+static struct roster_member
+chan_member(const struct chan_client *cl)
+{
+    struct roster_member m;
+    memcpy(m.conn, cl->conn_id, sizeof m.conn);
+    memcpy(m.user, cl->user, sizeof m.user);
+    snprintf(m.session, sizeof m.session, "%s", cl->id);
+    return m;
+}
+
+/* ---- fan-out ---- */
+
+/* The compressor for a window, made when first needed. */
+static z_stream *
+chan_deflater(struct chan_worker *cw, int bits)
+{
+    int i = bits >= 8 && bits <= 15 ? bits : 15;
+    if (cw->deflate[i] == NULL) {
+        z_stream *z = calloc(1, sizeof *z);
+        if (z == NULL || ws_proto_deflate_init(z, i) < 0) {
+            free(z);
+            return NULL;
+        }
+        cw->deflate[i] = z;
+    }
+    return cw->deflate[i];
+}
+
+/* The frame for a subscriber compressing with window bits: made once per window while
+ * *zbits says which window cw->zframe holds. */
+static const struct buf *
+chan_zframe(struct chan_worker *cw, int bits, const char *text, size_t len, int *zbits)
+{
+    if (*zbits != bits) {
+        z_stream *z = chan_deflater(cw, bits);
+        cw->msg.off = cw->msg.len = 0;
+        *zbits = z != NULL && ws_proto_deflate(z, bits, text, len, &cw->msg) == 0 &&
+                         ws_frame_text(&cw->zframe, true, buf_data(&cw->msg),
+                                       buf_used(&cw->msg)) == 0
+                     ? bits
+                     : -1;
+    }
+    return *zbits == bits ? &cw->zframe : &cw->frame;
+}
+
+/* Send a pushed message to this worker's subscribers of a channel: framed once, and
+ * compressed once per window for those that negotiated compression. */
+static size_t
+chan_fanout(struct chan_worker *cw, const char *channel, size_t len, const char *text,
+            size_t text_len)
+{
+    size_t n;
+    struct hub_member *const *m = hub_members(cw->hub, channel, len, &n);
+    if (n == 0)
+        return 0;
+    if (ws_frame_text(&cw->frame, false, text, text_len) < 0)
+        return 0;
+    int zbits = -1; /* the window cw->zframe holds, if any */
+    size_t reached = 0;
+    for (size_t i = 0; i < n; i++) {
+        struct chan_client *cl = hub_member_sub(m[i]);
+        int bits = ws_deflate_bits(cl->ws);
+        const struct buf *f = bits > 0 && text_len >= CHAN_DEFLATE_MIN
+                                  ? chan_zframe(cw, bits, text, text_len, &zbits)
+                                  : &cw->frame;
+        if (ws_push_frame(cl->ws, buf_data(f), buf_used(f)) == 0)
+            reached++;
+    }
+    sb_add(&cw->w->slot->c.ws_out, reached);
+    return reached;
+}
+
+/* ---- the codec between workers and instances ---- */
+
+/* To the other instances: nonce, type, payload, under name on Redis. */
+static void
+chan_redis_send(struct chan_worker *cw, const char *name, size_t len, int type, const void *p,
+                size_t plen)
+{
+    if (cw->ps == NULL)
+        return;
+    char t = (char)type;
+    struct buf *b = &cw->redis;
+    b->off = b->len = 0;
+    if (buf_append(b, cw->nonce, 16) == 0 && buf_append(b, &t, 1) == 0 &&
+        buf_append(b, p, plen) == 0)
+        pubsub_publish(cw->ps, name, len, buf_data(b), buf_used(b));
+}
+
+/* Push text (in cw->text) to a channel's subscribers on every worker of every instance. */
+static size_t
+chan_push(struct chan_worker *cw, const char *channel, size_t len)
+{
+    struct worker *w = cw->w;
+    struct buf *t = &cw->text;
+    /* The bus copy: type, channel length and name, then the text. */
+    struct buf *b = &cw->msg;
+    uint8_t head[3] = {BUS_PUBLISH, (uint8_t)(len >> 8), (uint8_t)len};
+    b->off = b->len = 0;
+    if (buf_append(b, head, 3) == 0 && buf_append(b, channel, len) == 0 &&
+        buf_append(b, buf_data(t), buf_used(t)) == 0 && buf_used(b) <= BUS_MAX_MSG)
+        bus_broadcast(cw->bus, w->sb, buf_data(b), buf_used(b));
+    chan_redis_send(cw, channel, len, BUS_PUBLISH, buf_data(t), buf_used(t));
+    /* chan_fanout uses msg for compression: the bus copy has been sent by now. */
+    return chan_fanout(cw, channel, len, buf_data(t), buf_used(t));
+}
+
+/* {"op":"message","channel":C,"data":D,"from":U}: channel and user are of a safe
+ * alphabet, so they need no escaping. */
+static int
+chan_message_text(struct buf *t, const char *channel, size_t len, const char *data,
+                  size_t data_len, const char *from)
+{
+    t->off = t->len = 0;
+    buf_puts(t, "{\"op\":\"message\",\"channel\":\"");
+    buf_append(t, channel, len);
+    buf_puts(t, "\",\"data\":");
+    buf_append(t, data, data_len);
+    buf_puts(t, ",\"from\":\"");
+    buf_puts(t, from);
+    return buf_puts(t, "\"}");
+}
+
+size_t
+chan_publish(struct worker *w, const char *channel, size_t len, const char *data,
+             size_t data_len, const char *from)
+{
+    struct chan_worker *cw = w->chan;
+    if (chan_message_text(&cw->text, channel, len, data, data_len, from) < 0)
+        return 0;
+    chan_push(cw, channel, len);
+    return roster_count(cw->roster, channel, len);
+}
+
+/* {"op":"join"|"leave","channel":C,"user":U}, while the channel has at most
+ * presence_events_max members: beyond, they would cost members squared messages. */
+static void
+chan_presence_event(struct chan_worker *cw, const char *op, const char *user,
+                    const char *channel, size_t len, size_t members)
+{
+    if (members > (size_t)cw->w->conf->presence_events_max)
+        return;
+    struct buf *t = &cw->text;
+    t->off = t->len = 0;
+    buf_puts(t, "{\"op\":\"");
+    buf_puts(t, op);
+    buf_puts(t, "\",\"channel\":\"");
+    buf_append(t, channel, len);
+    buf_puts(t, "\",\"user\":\"");
+    buf_puts(t, user);
+    if (buf_puts(t, "\"}") == 0)
+        chan_push(cw, channel, len);
+}
+
+/* ---- subscribe and unsubscribe ---- */
+
+static ssize_t
+chan_find_sub(const struct chan_client *cl, const char *name, size_t len)
+{
+    for (size_t i = 0; i < cl->nsubs; i++) {
+        size_t n;
+        const char *ch = hub_member_channel(cl->subs[i], &n);
+        if (n == len && memcmp(ch, name, len) == 0)
+            return (ssize_t)i;
+    }
+    return -1;
+}
+
+/* Out of the hub (and, as the last one here, out of Redis's channel). */
+static void
+chan_hub_leave(struct chan_client *cl, size_t i, char name[HUB_CHANNEL_MAX], size_t *len)
+{
+    struct chan_worker *cw = cw_of(cl);
+    const char *ch = hub_member_channel(cl->subs[i], len);
+    memcpy(name, ch, *len);
+    hub_leave(cw->hub, cl->subs[i]);
+    cl->subs[i] = cl->subs[--cl->nsubs];
+    size_t here;
+    hub_members(cw->hub, name, *len, &here);
+    if (cw->ps != NULL && here == 0)
+        pubsub_unsubscribe(cw->ps, name, *len);
+}
+
+/* A subscribe is answered, and announced to the channel, once the roster holds the
+ * membership: a presence asked on any instance after the "ok" or the "join" lists this
+ * connection (the socket is held meanwhile). */
+struct chan_join_op {
+    struct chan_client *cl;
+    json_t *id;
+    size_t len;
+    char channel[HUB_CHANNEL_MAX];
+};
+
+static void
+chan_joined(void *arg, int rc, size_t members)
+{
+    struct chan_join_op *op = arg;
+    struct chan_client *cl = op->cl;
+    if (ws_release(cl->ws) && !ws_is_closed(cl->ws)) {
+        ssize_t i = chan_find_sub(cl, op->channel, op->len);
+        if (rc < 0 && i >= 0) {
+            char name[HUB_CHANNEL_MAX];
+            size_t n;
+            chan_hub_leave(cl, (size_t)i, name, &n);
+            ws_error(cl->ws, op->id, "internal", "Out of memory.");
+        } else {
+            ws_reply(cl->ws, "ok", op->id, "");
+            chan_presence_event(cw_of(cl), "join", cl->user, op->channel, op->len, members);
+        }
+        ws_answered(cl->ws);
+    }
+    json_decref(op->id);
+    free(op);
+}
+
+/* Join a channel: the hub at once, the roster then answers the client. */
+static int
+chan_subscribe(struct chan_client *cl, const char *name, size_t len, const json_t *id)
+{
+    if (chan_find_sub(cl, name, len) >= 0) {
+        ws_reply(cl->ws, "ok", id, "");
+        return 0;
+    }
+    if (cl->nsubs == cl->subs_cap) {
+        size_t cap = cl->subs_cap ? cl->subs_cap * 2 : 2;
+        /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
+        struct hub_member **v = realloc(cl->subs, cap * sizeof *v);
+        if (v == NULL)
+            return -1;
+        cl->subs = v;
+        cl->subs_cap = cap;
+    }
+    struct chan_worker *cw = cw_of(cl);
+    struct chan_join_op *op = len <= HUB_CHANNEL_MAX ? malloc(sizeof *op) : NULL;
+    struct hub_member *m = op != NULL ? hub_join(cw->hub, name, len, cl) : NULL;
+    if (m == NULL) {
+        free(op);
+        return -1;
+    }
+    size_t here;
+    if (cw->ps != NULL && hub_members(cw->hub, name, len, &here) != NULL && here == 1)
+        pubsub_subscribe(cw->ps, name, len); /* the first here: hear the other instances */
+    cl->subs[cl->nsubs++] = m;
+    *op = (struct chan_join_op){.cl = cl, .len = len};
+    memcpy(op->channel, name, len);
+    op->id = id != NULL ? json_deep_copy(id) : NULL;
+    struct roster_member rm = chan_member(cl);
+    ws_hold(cl->ws);
+    roster_join(cw->roster, name, len, &rm, chan_joined, op);
+    return 0;
+}
+
+/* A leave is told to the channel once the roster has counted it. */
+struct chan_leave_op {
+    struct chan_worker *cw;
+    char user[SESSION_USER_MAX + 1];
+    size_t len;
+    char channel[HUB_CHANNEL_MAX];
+};
+
+static void
+chan_left(void *arg, int rc, size_t members)
+{
+    struct chan_leave_op *op = arg;
+    if (rc == 0)
+        chan_presence_event(op->cw, "leave", op->user, op->channel, op->len, members + 1);
+    free(op);
+}
+
+static void
+chan_left_untold(void *arg, int rc, size_t members)
+{
+    (void)arg, (void)rc, (void)members;
+}
+
+/* Leave the i-th channel of cl; when asked by the client (reply), answer it before the
+ * channel is told. */
+static void
+chan_leave(struct chan_client *cl, size_t i, bool reply, const json_t *id)
+{
+    struct chan_worker *cw = cw_of(cl);
+    struct roster_member rm = chan_member(cl);
+    struct chan_leave_op *op = malloc(sizeof *op);
+    char name[HUB_CHANNEL_MAX];
+    size_t len;
+    chan_hub_leave(cl, i, name, &len);
+    if (reply)
+        ws_reply(cl->ws, "ok", id, "");
+    if (op == NULL) { /* the channel is not told; the roster forgets all the same */
+        roster_leave(cw->roster, name, len, &rm, chan_left_untold, NULL);
+        return;
+    }
+    *op = (struct chan_leave_op){.cw = cw, .len = len};
+    memcpy(op->user, cl->user, sizeof op->user);
+    memcpy(op->channel, name, len);
+    roster_leave(cw->roster, name, len, &rm, chan_left, op);
+}
+
+static void
+chan_unsubscribe(struct chan_client *cl, const char *name, size_t len, const json_t *id)
+{
+    ssize_t i = chan_find_sub(cl, name, len);
+    if (i >= 0)
+        chan_leave(cl, (size_t)i, true, id);
+    else
+        ws_reply(cl->ws, "ok", id, "");
+}
+
+/* ---- presence ---- */
+
+/* A presence question. Its answer (every member, then done) comes in one go, now or
+ * later, and is written into the worker's members buffer, started at its first part. */
+struct chan_presence_call {
+    struct chan_worker *cw;
+    chan_presence_cb cb;
+    void *arg;
+    bool started;
+};
+
+static struct buf *
+chan_members_buf(struct chan_presence_call *call)
+{
+    struct buf *b = &call->cw->members;
+    if (!call->started) {
+        b->off = b->len = 0;
+        buf_puts(b, "[");
+        call->started = true;
+    }
+    return b;
+}
+
+static void
+chan_member_json(void *arg, const struct roster_member *m)
+{
+    struct buf *b = chan_members_buf(arg);
+    buf_printf(b, "%s{\"user\":\"%s\",\"session\":\"%s\",\"conn\":\"%s\"}",
+               buf_data(b)[buf_used(b) - 1] == '[' ? "" : ",", m->user, m->session, m->conn);
+}
+
+static void
+chan_members_done(void *arg, int rc)
+{
+    struct chan_presence_call *call = arg;
+    struct buf *b = chan_members_buf(call);
+    if (buf_puts(b, "]") < 0 || rc < 0)
+        call->cb(call->arg, NULL, 0);
+    else
+        call->cb(call->arg, buf_data(b), buf_used(b));
+    free(call);
+}
+
+void
+chan_presence(struct worker *w, const char *channel, size_t len, chan_presence_cb cb,
+              void *arg)
+{
+    struct chan_worker *cw = w->chan;
+    struct chan_presence_call *call = malloc(sizeof *call);
+    if (call == NULL) {
+        cb(arg, NULL, 0);
+        return;
+    }
+    *call = (struct chan_presence_call){.cw = cw, .cb = cb, .arg = arg};
+    roster_members(cw->roster, channel, len, CHAN_PRESENCE_MAX, chan_member_json,
+                   chan_members_done, call);
+}
+
+/* ---- the client's operations ---- */
+
+static const char *
+chan_channel_arg(struct chan_client *cl, json_t *j, const json_t *id, size_t *len)
+{
+    json_t *ch = json_object_get(j, "channel");
+    if (!json_is_string(ch) || !hub_channel_ok(json_string_value(ch), json_string_length(ch))) {
+        ws_error(cl->ws, id, "bad_request",
+                 "\\\"channel\\\" must be 1-128 characters of A-Z a-z 0-9 and _ . : @ -");
+        return NULL;
+    }
+    *len = json_string_length(ch);
+    return json_string_value(ch);
+}
+
+static void
+chan_op_publish(struct chan_client *cl, json_t *j, const json_t *id, const char *channel,
+                size_t len)
+{
+    struct worker *w = cl->w;
+    if (!w->conf->client_publish) {
+        ws_error(cl->ws, id, "forbidden",
+                 "Publishing is for the API only here (client_publish off).");
+        return;
+    }
+    json_t *data = json_object_get(j, "data");
+    if (data == NULL) {
+        ws_error(cl->ws, id, "bad_request", "\\\"data\\\" is required.");
+        return;
+    }
+    char *d;
+    size_t dlen;
+    if (json_merge_dump(data, (size_t)w->conf->ws_max_message_bytes, &d, &dlen) != 0) {
+        ws_error(cl->ws, id, "too_big", "\\\"data\\\" is too large.");
+        return;
+    }
+    ws_reply(cl->ws, "ok", id, ""); /* before the message, which the publisher may also get */
+    chan_publish(w, channel, len, d, dlen, cl->user);
+    free(d);
+}
+
+/* A presence op waits for its answer holding the socket. */
+struct chan_presence_op {
+    struct chan_client *cl;
+    json_t *id;
+};
+
+static void
+chan_presence_op_answer(void *arg, const char *json, size_t len)
+{
+    struct chan_presence_op *op = arg;
+    struct chan_client *cl = op->cl;
+    if (ws_release(cl->ws) && !ws_is_closed(cl->ws)) {
+        struct buf *b = &cw_of(cl)->msg;
+        b->off = b->len = 0;
+        buf_puts(b, ",\"members\":");
+        if (json == NULL || buf_append(b, json, len) < 0 || buf_append(b, "", 1) < 0)
+            ws_error(cl->ws, op->id, "internal", "Presence is unavailable.");
+        else
+            ws_reply(cl->ws, "ok", op->id, buf_data(b));
+        ws_answered(cl->ws);
+    }
+    json_decref(op->id);
+    free(op);
+}
+
+static void
+chan_op_presence(struct chan_client *cl, const json_t *id, const char *channel, size_t len)
+{
+    struct chan_presence_op *op = malloc(sizeof *op);
+    if (op == NULL) {
+        ws_error(cl->ws, id, "internal", "Out of memory.");
+        return;
+    }
+    op->cl = cl;
+    op->id = id != NULL ? json_deep_copy(id) : NULL;
+    ws_hold(cl->ws);
+    chan_presence(cl->w, channel, len, chan_presence_op_answer, op);
+}
+
+static void
+chan_dispatch(struct chan_client *cl, json_t *j)
+{
+    const json_t *id = json_object_get(j, "id");
+    const char *op = json_string_value(json_object_get(j, "op"));
+    if (op == NULL) {
+        ws_error(cl->ws, id, "bad_request", "A message needs an \\\"op\\\".");
+        return;
+    }
+    if (strcmp(op, "ping") == 0) {
+        ws_reply(cl->ws, "pong", id, "");
+        return;
+    }
+    size_t len;
+    const char *channel;
+    bool known = strcmp(op, "subscribe") == 0 || strcmp(op, "unsubscribe") == 0 ||
+                 strcmp(op, "publish") == 0 || strcmp(op, "presence") == 0;
+    if (!known) {
+        ws_error(cl->ws, id, "unknown_op", "op must be subscribe, unsubscribe, publish, "
+                                           "presence or ping.");
+        return;
+    }
+    if ((channel = chan_channel_arg(cl, j, id, &len)) == NULL)
+        return;
+    if (strcmp(op, "subscribe") == 0) {
+        if (cl->nsubs >= CHAN_MAX_PER_CLIENT && chan_find_sub(cl, channel, len) < 0)
+            ws_error(cl->ws, id, "too_many_channels", "A connection may be in 256 channels.");
+        else if (chan_subscribe(cl, channel, len, id) < 0)
+            ws_error(cl->ws, id, "internal", "Out of memory.");
+    } else if (strcmp(op, "unsubscribe") == 0) {
+        chan_unsubscribe(cl, channel, len, id);
+    } else if (strcmp(op, "publish") == 0) {
+        chan_op_publish(cl, j, id, channel, len);
+    } else {
+        chan_op_presence(cl, id, channel, len);
+    }
+}
+
+void
+chan_client_text(struct chan_client *cl, const char *p, size_t len)
+{
+    json_error_t e;
+    json_t *j = json_loadb(p, len, JSON_REJECT_DUPLICATES, &e);
+    if (!json_is_object(j))
+        ws_error(cl->ws, NULL, "bad_request", "A message must be a JSON object.");
+    else
+        chan_dispatch(cl, j);
+    json_decref(j);
+}
+
+/* ---- clients ---- */
+
+static void
+chan_admitted(void *arg, int rc)
+{
+    struct chan_client *cl = arg;
+    chan_admit_cb cb = cl->admit;
+    void *cb_arg = cl->admit_arg;
+    if (rc < 0)
+        log_warnx("%s", roster_last_error(cw_of(cl)->roster));
+    if (rc != 1) {
+        chan_client_free(cl);
+        cl = NULL;
+    }
+    cb(cb_arg, rc, cl);
+}
+
+/* The connection's id says where it lives: slot, process, and a count. */
+void
+chan_admit(struct worker *w, const struct session *s, chan_admit_cb cb, void *arg)
+{
+    struct chan_worker *cw = w->chan;
+    struct chan_client *cl = calloc(1, sizeof *cl);
+    if (cl == NULL) {
+        cb(arg, -1, NULL);
+        return;
+    }
+    cl->w = w;
+    memcpy(cl->id, s->id, sizeof cl->id);
+    memcpy(cl->user, s->user, sizeof cl->user);
+    cl->expires_at = s->expires_at;
+    snprintf(cl->conn_id, sizeof cl->conn_id, "%d.%x.%llx", cw->slot, (unsigned)getpid(),
+             (unsigned long long)++cw->seq);
+    cl->admit = cb;
+    cl->admit_arg = arg;
+    roster_connect(cw->roster, cl->conn_id, cl->user, w->conf->max_connections_per_user,
+                   chan_admitted, cl);
+}
+
+void
+chan_client_attach(struct chan_client *cl, struct ws *ws)
+{
+    struct chan_worker *cw = cw_of(cl);
+    cl->ws = ws;
+    cl->next = cw->list;
+    if (cw->list)
+        cw->list->prev = cl;
+    cw->list = cl;
+}
+
+void
+chan_client_drop(struct chan_client *cl)
+{
+    roster_disconnect(cw_of(cl)->roster, cl->conn_id, cl->user);
+    chan_client_free(cl);
+}
+
+void
+chan_client_close(struct chan_client *cl)
+{
+    struct chan_worker *cw = cw_of(cl);
+    while (cl->nsubs > 0)
+        chan_leave(cl, cl->nsubs - 1, false, NULL);
+    roster_disconnect(cw->roster, cl->conn_id, cl->user);
+    if (cl->prev)
+        cl->prev->next = cl->next;
+    else
+        cw->list = cl->next;
+    if (cl->next)
+        cl->next->prev = cl->prev;
+    cl->prev = cl->next = NULL;
+}
+
+void
+chan_client_free(struct chan_client *cl)
+{
+    if (cl == NULL)
+        return;
+    free(cl->subs);
+    free(cl);
+}
+
+/* ---- sessions that end ---- */
+
+static void
+chan_end_matching(struct chan_worker *cw, const char *id, const char *user)
+{
+    for (struct chan_client *cl = cw->list; cl != NULL; cl = cl->next)
+        if ((id != NULL && strcmp(cl->id, id) == 0) ||
+            (user != NULL && strcmp(cl->user, user) == 0))
+            ws_close_with(cl->ws, WS_CLOSE_SESSION_ENDED, "session ended");
+}
+
+static void
+chan_end_broadcast(struct chan_worker *cw, int type, const char *what)
+{
+    char msg[1 + SESSION_USER_MAX];
+    size_t n = strnlen(what, SESSION_USER_MAX);
+    msg[0] = (char)type;
+    memcpy(msg + 1, what, n);
+    bus_broadcast(cw->bus, cw->w->sb, msg, n + 1);
+    chan_redis_send(cw, CHAN_REDIS_CONTROL, strlen(CHAN_REDIS_CONTROL), type, what, n);
+}
+
+void
+chan_session_ended(struct worker *w, const char *id)
+{
+    chan_end_matching(w->chan, id, NULL);
+    chan_end_broadcast(w->chan, BUS_SESSION_END, id);
+}
+
+void
+chan_user_ended(struct worker *w, const char *user)
+{
+    chan_end_matching(w->chan, NULL, user);
+    chan_end_broadcast(w->chan, BUS_USER_END, user);
+}
+
+/* Sessions expire without anyone deleting them: once a second, the sockets whose session
+ * is past its expiry at connect time ask the store whether it was extended since. */
+static void
+chan_expiry_answer(void *arg, enum store_status st, const struct session *s)
+{
+    struct chan_client *cl = arg;
+    cl->checking = false;
+    if (!ws_release(cl->ws))
+        return;
+    if (st == STORE_OK)
+        cl->expires_at = s->expires_at;
+    else if (st == STORE_NOT_FOUND)
+        ws_close_with(cl->ws, WS_CLOSE_SESSION_ENDED, "session expired");
+}
+
+/* The same second renews what the roster keeps alive (the worker's Redis lease). */
+static void
+chan_expiry_check(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct chan_worker *cw = container_of(t, struct chan_worker, expiry);
+    int64_t now = (int64_t)time(NULL);
+    roster_tick(cw->roster);
+    for (struct chan_client *cl = cw->list; cl != NULL; cl = cl->next) {
+        if (cl->expires_at > now || cl->checking || !ws_is_open(cl->ws))
+            continue;
+        cl->checking = true;
+        ws_hold(cl->ws);
+        store_get(cw->w->store, cl->id, now, chan_expiry_answer, cl);
+    }
+}
+
+/* ---- messages from other workers and instances ---- */
+
+/* A session end (type, then the id or the user) from another worker or instance. */
+static void
+chan_end_message(struct chan_worker *cw, int type, const char *p, size_t len)
+{
+    char what[SESSION_USER_MAX + 1];
+    if (len > SESSION_USER_MAX)
+        return;
+    memcpy(what, p, len);
+    what[len] = '\0';
+    chan_end_matching(cw, type == BUS_SESSION_END ? what : NULL,
+                      type == BUS_USER_END ? what : NULL);
+}
+
+static void
+chan_bus_message(void *arg, const void *msg, size_t len)
+{
+    struct chan_worker *cw = arg;
+    const char *p = msg;
+    if (len < 1)
+        return;
+    if (p[0] == BUS_PUBLISH && len >= 3) {
+        size_t clen = (size_t)(uint8_t)p[1] << 8 | (uint8_t)p[2];
+        if (3 + clen <= len)
+            chan_fanout(cw, p + 3, clen, p + 3 + clen, len - 3 - clen);
+    } else if (p[0] == BUS_SESSION_END || p[0] == BUS_USER_END) {
+        chan_end_message(cw, p[0], p + 1, len - 1);
+    }
+}
+
+/* From Redis: every worker of every instance hears it; our own instance's messages have
+ * reached us over the bus already. */
+static void
+chan_redis_message(void *arg, const char *name, size_t len, const char *msg, size_t msg_len)
+{
+    struct chan_worker *cw = arg;
+    if (msg_len < 17 || memcmp(msg, cw->nonce, 16) == 0)
+        return;
+    int type = (unsigned char)msg[16];
+    const char *p = msg + 17;
+    size_t plen = msg_len - 17;
+    bool control =
+        len == strlen(CHAN_REDIS_CONTROL) && memcmp(name, CHAN_REDIS_CONTROL, len) == 0;
+    if (control && (type == BUS_SESSION_END || type == BUS_USER_END))
+        chan_end_message(cw, type, p, plen);
+    else if (!control && type == BUS_PUBLISH && hub_channel_ok(name, len))
+        chan_fanout(cw, name, len, p, plen);
+}
+
+static void
+chan_resubscribe_one(void *arg, const char *name, size_t len)
+{
+    pubsub_subscribe(arg, name, len);
+}
+
+/* Redis forgot our subscriptions with the old connection: all of them again, and the
+ * roster writes back what Redis should know of this worker. */
+static void
+chan_redis_ready(void *arg)
+{
+    struct chan_worker *cw = arg;
+    if (cw->roster != NULL)
+        roster_tick(cw->roster);
+    pubsub_subscribe(cw->ps, CHAN_REDIS_CONTROL, strlen(CHAN_REDIS_CONTROL));
+    hub_each_channel(cw->hub, chan_resubscribe_one, cw->ps);
+}
+
+/* ---- the worker's side ---- */
+
+static int
+chan_open_links(struct chan_worker *cw, char *err, size_t errlen)
+{
+    struct worker *w = cw->w;
+    char ns[64];
+    snprintf(ns, sizeof ns, "sessiond/%llu", (unsigned long long)sb_get(&w->sb->master_pid));
+    if (strcmp(w->conf->store, "redis") == 0 &&
+        (cw->ps = pubsub_open(w->loop, w->conf->redis_url, w->conf->redis_prefix,
+                              secs_of_ms(w->conf->redis_timeout_ms), chan_redis_message,
+                              chan_redis_ready, cw, err, errlen)) == NULL)
+        return -1;
+    struct roster_params rp = {.conf = w->conf, .slot = cw->slot, .pid = (unsigned)getpid(),
+                               .ps = cw->ps, .sb = w->sb};
+    if ((cw->roster = roster_open(&rp, err, errlen)) == NULL ||
+        (cw->bus = bus_open(w->loop, ns, cw->slot, chan_bus_message, cw, err, errlen)) == NULL)
+        return -1;
+    return 0;
+}
+
+int
+chan_worker_start(struct worker *w, char *err, size_t errlen)
+{
+    struct chan_worker *cw = calloc(1, sizeof *cw);
+    if (cw == NULL) {
+        errf(err, errlen, "realtime: out of memory");
+        return -1;
+    }
+    w->chan = cw;
+    cw->w = w;
+    cw->slot = (int)(w->slot - w->sb->slot);
+    snprintf(cw->nonce, sizeof cw->nonce, "%016llx",
+             (unsigned long long)sb_get(&w->sb->instance_nonce));
+    ev_timer_init(&cw->expiry, chan_expiry_check, CHAN_EXPIRY_CHECK, CHAN_EXPIRY_CHECK);
+    if ((cw->hub = hub_new()) == NULL) {
+        errf(err, errlen, "realtime: out of memory");
+        chan_worker_stop(w);
+        return -1;
+    }
+    if (chan_open_links(cw, err, errlen) < 0) {
+        chan_worker_stop(w);
+        return -1;
+    }
+    ev_timer_start(w->loop, &cw->expiry);
+    return 0;
+}
+
+void
+chan_worker_stop(struct worker *w)
+{
+    struct chan_worker *cw = w->chan;
+    if (cw == NULL)
+        return;
+    ev_timer_stop(w->loop, &cw->expiry);
+    bus_close(cw->bus);
+    pubsub_close(cw->ps); /* before the roster: it drops the roster's answers in flight */
+    buf_free(&cw->redis);
+    buf_free(&cw->members);
+    roster_close(cw->roster);
+    hub_free(cw->hub);
+    for (size_t i = 0; i < ARRAY_LEN(cw->deflate); i++) {
+        if (cw->deflate[i] != NULL)
+            deflateEnd(cw->deflate[i]);
+        free(cw->deflate[i]);
+    }
+    buf_free(&cw->frame);
+    buf_free(&cw->zframe);
+    buf_free(&cw->msg);
+    buf_free(&cw->text);
+    free(cw);
+    w->chan = NULL;
+}
+
+void
+chan_worker_stats(struct worker *w)
+{
+    struct chan_worker *cw = w->chan;
+    struct bus_stats bs;
+    bus_stats(cw->bus, &bs);
+    sb_set(&w->slot->c.bus_dropped, bs.dropped);
+    if (cw->ps != NULL) {
+        struct pubsub_stats ps;
+        pubsub_stats(cw->ps, &ps);
+        sb_set(&w->slot->c.pubsub_dropped, ps.dropped);
+    }
+}

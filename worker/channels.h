@@ -1,0 +1,62 @@
+/* channels: the realtime API over WebSockets: subscribe, unsubscribe, publish, presence,
+ * and the closes of sockets whose session ended.
+ *
+ * The transport (ws.c) hands each client's text message here and sends what this module
+ * answers; a publish is serialized once, framed once per worker, compressed once per
+ * window, and appended to every subscriber's output. It reaches the other workers of the
+ * instance over the bus and, with Redis, the other instances over pub/sub, in one codec
+ * (a type byte, then the payload). Who is where over the instance (and every instance)
+ * is the roster's (common/roster.h). */
+#ifndef SESSIOND_CHANNELS_H
+#define SESSIOND_CHANNELS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct chan_client;
+struct session;
+struct worker;
+struct ws;
+
+/* The worker's channels (hub, bus, roster, Redis pub/sub): made before the loop runs,
+ * freed after it ends. Returns 0, or -1 with err. */
+int chan_worker_start(struct worker *w, char *err, size_t errlen);
+void chan_worker_stop(struct worker *w);
+
+/* Copy the bus's and Redis pub/sub's loss counts into the worker's scoreboard slot. */
+void chan_worker_stats(struct worker *w);
+
+/* A WebSocket of session s asks to be admitted under max_connections_per_user: cb gets
+ * 1 and the client (to attach, or to drop), 0 (over the limit) or -1, now or later. */
+typedef void (*chan_admit_cb)(void *arg, int rc, struct chan_client *cl);
+void chan_admit(struct worker *w, const struct session *s, chan_admit_cb cb, void *arg);
+
+/* The admitted client's socket is up: it can be told of its session's end. */
+void chan_client_attach(struct chan_client *cl, struct ws *ws);
+/* An admitted client that got no socket: forgotten and freed. */
+void chan_client_drop(struct chan_client *cl);
+
+/* One text message (UTF-8) from the client: an operation, answered through ws.c. */
+void chan_client_text(struct chan_client *cl, const char *p, size_t len);
+/* Its socket is closing: it leaves every channel and the roster. */
+void chan_client_close(struct chan_client *cl);
+void chan_client_free(struct chan_client *cl);
+
+/* Publish a message on a channel to every subscriber of the instance; data is one
+ * serialized JSON value and from the publishing user ("" for the API). Returns the
+ * channel's subscribers over the instance at publish time. */
+size_t chan_publish(struct worker *w, const char *channel, size_t channel_len,
+                    const char *data, size_t data_len, const char *from);
+
+/* A channel's members over the instance (every instance, with Redis): cb gets them as a
+ * JSON array, or NULL if they could not be had, now or later. */
+typedef void (*chan_presence_cb)(void *arg, const char *json, size_t len);
+void chan_presence(struct worker *w, const char *channel, size_t len, chan_presence_cb cb,
+                   void *arg);
+
+/* A session or all of a user's sessions ended: close their sockets with 4001 on every
+ * worker of the instance. */
+void chan_session_ended(struct worker *w, const char *id);
+void chan_user_ended(struct worker *w, const char *user);
+
+#endif
