@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "pubsub.h"
+#include "redis.h"
 #include "roster_engine.h"
 #include "scoreboard.h"
 #include "util.h"
@@ -59,6 +60,7 @@ struct roster_redis {
     char lease[48];         /* this worker's: nonce.slot.pid */
     char lease_prefix[128]; /* the Redis name of leases, before the lease: the scripts' */
     uint64_t dead_seen;     /* workers of the scoreboard's dead list already dealt with */
+    struct redis_script admit, members; /* sent by SHA; Redis is given the text once */
 };
 
 /* Our Redis key for kind ("u:", "m:", "lease:") and name. */
@@ -101,21 +103,22 @@ call(struct roster_redis *e, pubsub_reply_cb cb, void *arg, const char *cmd, con
     return pubsub_command(e->ps, cb, arg, 2 + nargs, argv, argvlen);
 }
 
-/* EVAL script with its one key and args. */
+/* Run script (by its SHA; pubsub_eval sends the text only when Redis lacks it) on its
+ * one key and args. */
 static int
-eval(struct roster_redis *e, pubsub_reply_cb cb, void *arg, const char *script,
+eval(struct roster_redis *e, pubsub_reply_cb cb, void *arg, const struct redis_script *script,
      const char *kind, const char *name, size_t len, int nargs, const char **args)
 {
     char key[600];
-    const char *argv[10] = {"EVAL", script, "1", key};
-    size_t argvlen[10] = {4, strlen(script), 1, rkey(e, kind, name, len, key, sizeof key)};
-    if (argvlen[3] == 0 || nargs > 6)
+    const char *argv[7] = {key};
+    size_t argvlen[7] = {rkey(e, kind, name, len, key, sizeof key)};
+    if (argvlen[0] == 0 || nargs > 6)
         return -1;
     for (int i = 0; i < nargs; i++) {
-        argv[4 + i] = args[i];
-        argvlen[4 + i] = strlen(args[i]);
+        argv[1 + i] = args[i];
+        argvlen[1 + i] = strlen(args[i]);
     }
-    return pubsub_command(e->ps, cb, arg, 4 + nargs, argv, argvlen);
+    return pubsub_eval(e->ps, script, cb, arg, 1, 1 + nargs, argv, argvlen);
 }
 
 static void
@@ -163,7 +166,7 @@ admitted(void *arg, const struct redisReply *reply)
 }
 
 static void
-redis_connect(void *engine, const char *conn, const char *user, int max, roster_admit_cb cb,
+rr_connect(void *engine, const char *conn, const char *user, int max, roster_admit_cb cb,
               void *arg)
 {
     struct roster_redis *e = engine;
@@ -178,12 +181,12 @@ redis_connect(void *engine, const char *conn, const char *user, int max, roster_
     char maxs[16];
     snprintf(maxs, sizeof maxs, "%d", max);
     const char *args[] = {e->lease_prefix, a->conn, e->lease, maxs, ROSTER_LEASE_MS};
-    if (eval(e, admitted, a, admit_lua, "u:", a->user, strlen(a->user), 5, args) < 0)
+    if (eval(e, admitted, a, &e->admit, "u:", a->user, strlen(a->user), 5, args) < 0)
         admit_locally(a, max);
 }
 
 static void
-redis_disconnect(void *engine, const char *conn, const char *user)
+rr_disconnect(void *engine, const char *conn, const char *user)
 {
     struct roster_redis *e = engine;
     roster_lmdb_disconnect(e->local, conn);
@@ -221,7 +224,7 @@ joined(void *arg, const struct redisReply *reply)
 }
 
 static void
-redis_join(void *engine, const char *channel, size_t len, const struct roster_member *m,
+rr_join(void *engine, const char *channel, size_t len, const struct roster_member *m,
            roster_count_cb cb, void *arg)
 {
     struct roster_redis *e = engine;
@@ -243,7 +246,7 @@ redis_join(void *engine, const char *channel, size_t len, const struct roster_me
 }
 
 static void
-redis_leave(void *engine, const char *channel, size_t len, const struct roster_member *m,
+rr_leave(void *engine, const char *channel, size_t len, const struct roster_member *m,
             roster_count_cb cb, void *arg)
 {
     struct roster_redis *e = engine;
@@ -254,7 +257,7 @@ redis_leave(void *engine, const char *channel, size_t len, const struct roster_m
 }
 
 static size_t
-redis_count(void *engine, const char *channel, size_t len)
+rr_count(void *engine, const char *channel, size_t len)
 {
     return roster_lmdb_count(((struct roster_redis *)engine)->local, channel, len);
 }
@@ -310,7 +313,7 @@ members_answer(void *arg, const struct redisReply *reply)
 }
 
 static void
-redis_members(void *engine, const char *channel, size_t len, size_t max, roster_member_cb each,
+rr_members(void *engine, const char *channel, size_t len, size_t max, roster_member_cb each,
               roster_done_cb done, void *arg)
 {
     struct roster_redis *e = engine;
@@ -324,7 +327,7 @@ redis_members(void *engine, const char *channel, size_t len, size_t max, roster_
                               .len = len};
     memcpy(op->channel, channel, len);
     const char *args[] = {e->lease_prefix, e->lease, ROSTER_LEASE_MS};
-    if (eval(e, members_answer, op, members_lua, "m:", channel, len, 3, args) < 0) {
+    if (eval(e, members_answer, op, &e->members, "m:", channel, len, 3, args) < 0) {
         members_locally(op);
         free(op);
     }
@@ -353,7 +356,7 @@ end_dead_leases(struct roster_redis *e)
 }
 
 static void
-redis_tick(void *engine)
+rr_tick(void *engine)
 {
     struct roster_redis *e = engine;
     const char *args[] = {"1", "PX", ROSTER_LEASE_MS};
@@ -362,19 +365,19 @@ redis_tick(void *engine)
 }
 
 static int
-redis_purge_slot(void *engine, int slot)
+rr_purge_slot(void *engine, int slot)
 {
     return roster_lmdb_purge_slot(((struct roster_redis *)engine)->local, slot);
 }
 
 static const char *
-redis_last_error(const void *engine)
+rr_last_error(const void *engine)
 {
     return roster_lmdb_last_error(((const struct roster_redis *)engine)->local);
 }
 
 static void *
-redis_open(const struct roster_params *p, char *err, size_t errlen)
+rr_open(const struct roster_params *p, char *err, size_t errlen)
 {
     struct roster_redis *e = calloc(1, sizeof *e);
     if (e == NULL || p->sb == NULL) {
@@ -382,7 +385,9 @@ redis_open(const struct roster_params *p, char *err, size_t errlen)
         free(e);
         return NULL;
     }
-    if ((e->local = roster_lmdb_open(p->conf, p->slot, err, errlen)) == NULL) {
+    if (redis_script_init(&e->admit, admit_lua, err, errlen) < 0 ||
+        redis_script_init(&e->members, members_lua, err, errlen) < 0 ||
+        (e->local = roster_lmdb_open(p->conf, p->slot, err, errlen)) == NULL) {
         free(e);
         return NULL;
     }
@@ -400,7 +405,7 @@ redis_open(const struct roster_params *p, char *err, size_t errlen)
 }
 
 static void
-redis_close(void *engine)
+rr_close(void *engine)
 {
     struct roster_redis *e = engine;
     roster_lmdb_close(e->local);
@@ -409,15 +414,15 @@ redis_close(void *engine)
 
 const struct roster_ops roster_redis_ops = {
     .name = "redis",
-    .open = redis_open,
-    .close = redis_close,
-    .connect = redis_connect,
-    .disconnect = redis_disconnect,
-    .join = redis_join,
-    .leave = redis_leave,
-    .count = redis_count,
-    .members = redis_members,
-    .tick = redis_tick,
-    .purge_slot = redis_purge_slot,
-    .last_error = redis_last_error,
+    .open = rr_open,
+    .close = rr_close,
+    .connect = rr_connect,
+    .disconnect = rr_disconnect,
+    .join = rr_join,
+    .leave = rr_leave,
+    .count = rr_count,
+    .members = rr_members,
+    .tick = rr_tick,
+    .purge_slot = rr_purge_slot,
+    .last_error = rr_last_error,
 };

@@ -12,6 +12,7 @@
 #include "bus.h"
 #include "hub.h"
 #include "json_merge.h"
+#include "list.h"
 #include "log.h"
 #include "pubsub.h"
 #include "roster.h"
@@ -615,10 +616,7 @@ chan_client_attach(struct chan_client *cl, struct ws *ws)
 {
     struct chan_worker *cw = cw_of(cl);
     cl->ws = ws;
-    cl->next = cw->list;
-    if (cw->list)
-        cw->list->prev = cl;
-    cw->list = cl;
+    LIST_PUSH(cw->list, cl);
 }
 
 void
@@ -635,13 +633,7 @@ chan_client_close(struct chan_client *cl)
     while (cl->nsubs > 0)
         chan_leave(cl, cl->nsubs - 1, false, NULL);
     roster_disconnect(cw->roster, cl->conn_id, cl->user);
-    if (cl->prev)
-        cl->prev->next = cl->next;
-    else
-        cw->list = cl->next;
-    if (cl->next)
-        cl->next->prev = cl->prev;
-    cl->prev = cl->next = NULL;
+    LIST_UNLINK(cw->list, cl);
 }
 
 void

@@ -469,8 +469,8 @@ begin_request(struct conn *c)
     if (has_body) {
         if (h->expect_continue && h->version_minor == 1 &&
             buf_used(&c->in) == h->head_len) {
-            static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-            buf_append(&c->out, cont, sizeof cont - 1);
+            http_status_line(&c->out, 1, 100);
+            buf_puts(&c->out, "\r\n");
         }
         set_deadline(c, secs_of_ms(cf->body_timeout_ms));
     }

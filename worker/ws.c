@@ -17,9 +17,11 @@
 #include "channels.h"
 #include "conn.h"
 #include "http.h"
+#include "list.h"
 #include "log.h"
 #include "store.h"
 #include "token.h"
+#include "utf8.h"
 #include "util.h"
 #include "worker.h"
 #include "ws_proto.h"
@@ -426,7 +428,9 @@ ws_text(struct ws *ws, const uint8_t *p, size_t len)
             ws_error(ws, NULL, "rate_limited", "Too many messages: slow down (ws_rate_limit).");
         return;
     }
-    if (!ws_proto_utf8_ok(p, len)) {
+    /* wslay does not check text frames: a whole message is checked here, and a failure
+     * is what close code 1007 means. */
+    if (!utf8_valid(p, len)) {
         ws_close_with(ws, WS_CLOSE_INVALID, "invalid UTF-8");
         return;
     }
@@ -561,13 +565,7 @@ ws_on_close(struct conn *c)
     struct ws *ws = ws_of(c);
     struct ws_worker *rt = rt_of(c);
     chan_client_close(ws->cl);
-    if (ws->prev)
-        ws->prev->next = ws->next;
-    else
-        rt->list = ws->next;
-    if (ws->next)
-        ws->next->prev = ws->prev;
-    ws->prev = ws->next = NULL;
+    LIST_UNLINK(rt->list, ws);
     for (struct ws **p = &rt->doomed; *p != NULL; p = &(*p)->doomed_next) {
         if (*p == ws) {
             *p = ws->doomed_next;
@@ -679,10 +677,7 @@ ws_new(struct conn *c, struct chan_client *cl, int deflate_bits)
     ws->deflate_bits = deflate_bits;
     ws->tokens = cf->ws_rate_limit;
     ws->bucket_at = ev_now(c->w->loop);
-    ws->next = rt->list;
-    if (rt->list)
-        rt->list->prev = ws;
-    rt->list = ws;
+    LIST_PUSH(rt->list, ws);
     return ws;
 }
 
@@ -720,8 +715,9 @@ ws_accept(struct request *r, struct chan_client *cl)
     }
     chan_client_attach(cl, ws);
     ws_proto_accept(key->p, key->len, accept);
+    http_status_line(&c->out, 1, 101);
     buf_printf(&c->out,
-               "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Upgrade: websocket\r\nConnection: Upgrade\r\n"
                "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
                accept, bits ? "Sec-WebSocket-Extensions: " : "", bits ? ext : "",
                bits ? "\r\n" : "");

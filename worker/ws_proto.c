@@ -19,7 +19,6 @@
 
 #include <openssl/evp.h>
 
-#include "utf8.h"
 
 /* ---- Opening handshake ------------------------------------------------------------- */
 
@@ -522,14 +521,6 @@ ws_proto_inflate(z_stream *z, const void *in, size_t len, size_t max_out, struct
         return rc;
     }
     return 0;
-}
-
-/* ---- UTF-8 ------------------------------------------------------------------------- */
-
-bool
-ws_proto_utf8_ok(const void *p, size_t len)
-{
-    return utf8_valid(p, len);
 }
 
 /* ---- Close codes ------------------------------------------------------------------- */

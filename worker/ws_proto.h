@@ -108,11 +108,6 @@ int ws_proto_inflate(z_stream *z, const void *in, size_t len, size_t max_out, st
 
 /* Text and close frames. */
 
-/* Whether p[0..len) is well-formed UTF-8: utf8_valid (common/utf8.h), which ws.c is to
- * call directly; this name stays only until it does. A whole message is checked at once;
- * wslay does not check text frames, and a failure here is what makes close code 1007. */
-bool ws_proto_utf8_ok(const void *p, size_t len);
-
 /* Whether a peer may send code in a Close frame: 1000-1003, 1007-1014 (1012-1014 are
  * registered with IANA) and 3000-4999. 1004-1006 and 1015 are reserved and must never be
  * sent; other codes below 3000 are unassigned, and codes from 5000 up do not exist. */
