@@ -8,12 +8,10 @@ import time
 
 import pytest
 
-from conftest import Redis, free_port, wait_for
+from conftest import JSON, Redis, free_port, next_push, op, run, url, wait_for, worker_of
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="redis-server is not installed")
-
-JSON = {"Content-Type": "application/json"}
 
 
 def on_redis(server_factory, redis_server, conf="", **kw):
@@ -118,7 +116,6 @@ def test_websockets_across_instances_and_a_redis_restart(server_factory, redis_s
     import asyncio
     import websockets
     from websockets.exceptions import ConnectionClosed
-    from test_ws import next_push, op, run, url
 
     a = on_redis(server_factory, redis_server)
     b = on_redis(server_factory, redis_server)
@@ -188,7 +185,6 @@ def test_presence_and_connection_limits_span_instances(server_factory, redis_ser
     import websockets
     from websockets.exceptions import InvalidStatusCode
     from conftest import children_of
-    from test_ws import op, run, url
 
     a = on_redis(server_factory, redis_server, "max_connections_per_user 2")
     b = on_redis(server_factory, redis_server, "max_connections_per_user 2")
@@ -247,7 +243,6 @@ def test_a_killed_workers_members_leave_redis_presence(server_factory, redis_ser
     import os
     import signal
     import websockets
-    from test_ws import op, run, url, worker_of
 
     s = on_redis(server_factory, redis_server, "max_connections_per_user 100", workers=2)
     users = [f"w{i}" for i in range(6)]
@@ -285,7 +280,6 @@ def test_subscribe_is_answered_once_redis_holds_the_membership(server_factory, r
     import os
     import signal
     import websockets
-    from test_ws import run, url
 
     a = on_redis(server_factory, redis_server, workers=1)
     b = on_redis(server_factory, redis_server, workers=1)
@@ -307,3 +301,4 @@ def test_subscribe_is_answered_once_redis_holds_the_membership(server_factory, r
             assert [m["user"] for m in json.loads(out)["members"]] == ["ben"]
 
     run(go(), timeout=15)
+
