@@ -302,3 +302,34 @@ def test_subscribe_is_answered_once_redis_holds_the_membership(server_factory, r
 
     run(go(), timeout=15)
 
+
+def test_every_key_lands_in_the_database_of_redis_url(server_factory, redis_server):
+    # redis_url names database 3: the sessions, the channels' roster and presence are all
+    # kept there, and nothing in the default database 0.
+    import redis
+    import websockets
+
+    s = server_factory(conf=f"store redis\nredis_url redis://127.0.0.1:{redis_server.port}/3\n"
+                            "redis_timeout 500ms\n")
+    db0 = redis.Redis(port=redis_server.port, db=0, socket_timeout=2)
+    db3 = redis.Redis(port=redis_server.port, db=3, socket_timeout=2)
+    status, dee = create(s, "dee", {"n": 1})
+    assert status == 201, dee
+    assert create(s, "dan")[0] == 201
+
+    async def go():
+        async with websockets.connect(url(s, dee["token"])) as ws:
+            assert (await op(ws, op="subscribe", channel="db3"))["op"] == "ok"
+            status, _, out = s.request("POST", "/api/channels/db3/publish",
+                                       body=json.dumps({"data": "api"}).encode(), headers=JSON)
+            assert status == 202, out
+            assert (await next_push(ws))["data"] == "api"
+            r = await op(ws, op="presence", channel="db3")
+            assert [m["user"] for m in r["members"]] == ["dee"]
+            status, _, out = s.request("GET", "/api/channels/db3/presence")
+            assert status == 200 and [m["user"] for m in json.loads(out)["members"]] == ["dee"]
+            # asked while the connection holds its membership, so that its keys exist
+            assert db0.dbsize() == 0, f"keys in database 0: {sorted(db0.keys())}"
+            assert db3.dbsize() > 0
+
+    run(go(), timeout=20)
