@@ -3,7 +3,12 @@
 Servers are started from build/sessiond-test (the daemon with its test-only hooks), on a
 free port, with a config file written into the test's temporary directory. Every process
 is stopped by pid at the end: the master, then any worker that outlived it.
+
+The helpers that more than one test file uses live here too (the session API with the
+test key, WebSocket operations, self-signed certificates), so that no test module imports
+another.
 """
+import asyncio
 import http.client
 import json
 import os
@@ -11,6 +16,7 @@ import re
 import resource
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -315,3 +321,106 @@ class Hammer:
         for t in self.threads:
             t.join()
         return self.errors, sum(self.counts)
+
+
+# ---- the session API, on a server with the tests' API key ----
+
+JSON = {"Content-Type": "application/json"}
+KEY = "test-key-0123456789"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+
+
+def call(s, method, path, body=None, headers=None, raw=None, timeout=10):
+    h = dict(AUTH)
+    if body is not None or raw is not None:
+        h.update(JSON)
+    h.update(headers or {})
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    status, hdrs, out = s.request(method, path, body=data, headers=h, timeout=timeout)
+    return status, hdrs, (json.loads(out) if out else None)
+
+
+def create(s, user="u1", data=None, ttl=None, **kw):
+    body = {"user": user}
+    if data is not None:
+        body["data"] = data
+    if ttl is not None:
+        body["ttl"] = ttl
+    return call(s, "POST", "/api/sessions", body, **kw)
+
+
+def keyed(server_factory, conf="", **kw):
+    return server_factory(conf=f'api_key "{KEY}"\n' + conf, **kw)
+
+
+# ---- WebSockets (the tests' clients are python3-websockets) ----
+
+WORKER_PID = re.compile(r"^[0-9]+\.([0-9a-f]+)\.")  # slot.pid.count
+
+
+def run(coro, timeout=30):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def url(s, tok=None):
+    return f"ws://127.0.0.1:{s.port}/ws" + (f"?token={tok}" if tok else "")
+
+
+async def op(ws, **msg):
+    """Send one operation and return its reply (skipping pushed messages)."""
+    await ws.send(json.dumps(msg))
+    while True:
+        r = json.loads(await ws.recv())
+        if r["op"] in ("ok", "error", "pong"):
+            return r
+
+
+async def next_push(ws, timeout=5, want=("message",)):
+    """The next pushed message whose op is in want (by default a channel message: join
+    and leave events are skipped)."""
+    while True:
+        r = json.loads(await asyncio.wait_for(ws.recv(), timeout))
+        if r["op"] in want:
+            return r
+
+
+async def worker_of(ws, tag):
+    """The pid of the worker holding this connection: its presence entry's conn id is
+    slot.pid.count, the pid in hex."""
+    assert (await op(ws, op="subscribe", channel=f"whoami-{tag}"))["op"] == "ok"
+    r = await op(ws, op="presence", channel=f"whoami-{tag}")
+    await op(ws, op="unsubscribe", channel=f"whoami-{tag}")
+    pid = int(WORKER_PID.match(r["members"][0]["conn"]).group(1), 16)
+    assert pid > 1  # the tests kill it: never the process group
+    return pid
+
+
+# ---- TLS: certificates made with the openssl command line ----
+
+SUBJ = ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
+
+
+def make_cert(d, name, kind):
+    """A self-signed certificate and its key as name.crt and name.key in d."""
+    key_opts = (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if kind == "ec"
+                else ["-newkey", "rsa:2048"])
+    crt, key = os.path.join(d, name + ".crt"), os.path.join(d, name + ".key")
+    subprocess.run(["openssl", "req", "-x509", *key_opts, "-nodes", "-keyout", key, "-out", crt,
+                    "-days", "2", *SUBJ], check=True, capture_output=True)
+    return crt, key
+
+
+def tls_conf(port, crt, key, extra=""):
+    return f"listen 127.0.0.1:{port} tls\ntls_cert {crt}\ntls_key {key}\n{extra}"
+
+
+def context(*cafiles):
+    ctx = ssl.create_default_context()
+    for f in cafiles:
+        ctx.load_verify_locations(f)
+    return ctx
+
+
+def https(s, ctx, method, path, body=None, headers=None, timeout=10):
+    c = http.client.HTTPSConnection("localhost", s.tls_port, context=ctx, timeout=timeout)
+    return exchange(c, method, path, body, headers)

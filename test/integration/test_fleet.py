@@ -14,8 +14,8 @@ import time
 import pytest
 import websockets
 
-from conftest import children_of, exchange, free_port, kill_leftovers, wait_for
-from test_ws import next_push, op, run, worker_of
+from conftest import (children_of, exchange, free_port, kill_leftovers, next_push, op, run,
+                      wait_for, worker_of)
 
 FLEET = os.path.join(os.path.dirname(__file__), "..", "..", "scripts", "fleet")
 

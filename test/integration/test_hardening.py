@@ -15,9 +15,9 @@ import time
 import pytest
 import websockets
 
-from conftest import BIN, SANITIZED, Server, raw_exchange, wait_for
-from test_sessions import AUTH, KEY, call, create, keyed
-from test_ws import next_push, op, run, url
+from conftest import (AUTH, BIN, KEY, SANITIZED, Redis, Server, call, context, create, free_port,
+                      https, keyed, make_cert, next_push, op, raw_exchange, run, tls_conf, url,
+                      wait_for)
 
 root_only = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to change user")
 
@@ -261,7 +261,6 @@ def test_request_rate_per_ip_is_shared_by_workers(server_factory):
 
 
 def test_requests_in_flight_per_user(server_factory, tmp_path):
-    from test_redis import Redis
     redis = Redis(tmp_path).start()
     try:
         s = server_factory(conf=f"store redis\nredis_url {redis.url}\nredis_timeout 3s\n"
@@ -513,8 +512,6 @@ def test_read_only_store_is_a_clear_startup_error(tmp_path):
 
 @root_only
 def test_a_root_only_key_serves_tls_from_dropped_workers(open_dir, tmp_path):
-    from test_tls import context, https, make_cert, tls_conf
-    from conftest import free_port
     d = tmp_path / "certs"  # under pytest's root-only directory: nobody cannot even look
     d.mkdir(mode=0o700)
     crt, key = make_cert(str(d), "ec", "ec")

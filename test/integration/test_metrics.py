@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import websockets
 
-from test_sessions import call, create, keyed
+from conftest import call, create, keyed, run
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 DASHBOARD = os.path.join(ROOT, "scripts", "grafana", "sessiond.json")
@@ -61,7 +61,7 @@ def exposition(server_factory):
                            headers={"Authorization": f"Bearer {tokens[0]}"})
     assert status == 200 and body["user"] == "user0"
     assert call(s, "GET", "/api/sessions/nope")[0] == 404
-    asyncio.run(asyncio.wait_for(traffic(s, tokens[1]), 30))
+    run(traffic(s, tokens[1]))
     status, headers, data = s.request("GET", "/metrics")
     assert status == 200
     return data.decode()

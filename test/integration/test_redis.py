@@ -8,12 +8,10 @@ import time
 
 import pytest
 
-from conftest import Redis, free_port, wait_for
+from conftest import JSON, Redis, free_port, next_push, op, run, url, wait_for, worker_of
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="redis-server is not installed")
-
-JSON = {"Content-Type": "application/json"}
 
 
 def on_redis(server_factory, redis_server, conf="", **kw):
@@ -118,7 +116,6 @@ def test_websockets_across_instances_and_a_redis_restart(server_factory, redis_s
     import asyncio
     import websockets
     from websockets.exceptions import ConnectionClosed
-    from test_ws import next_push, op, run, url
 
     a = on_redis(server_factory, redis_server)
     b = on_redis(server_factory, redis_server)
@@ -188,7 +185,6 @@ def test_presence_and_connection_limits_span_instances(server_factory, redis_ser
     import websockets
     from websockets.exceptions import InvalidStatusCode
     from conftest import children_of
-    from test_ws import op, run, url
 
     a = on_redis(server_factory, redis_server, "max_connections_per_user 2")
     b = on_redis(server_factory, redis_server, "max_connections_per_user 2")
@@ -247,7 +243,6 @@ def test_a_killed_workers_members_leave_redis_presence(server_factory, redis_ser
     import os
     import signal
     import websockets
-    from test_ws import op, run, url, worker_of
 
     s = on_redis(server_factory, redis_server, "max_connections_per_user 100", workers=2)
     users = [f"w{i}" for i in range(6)]
@@ -285,7 +280,6 @@ def test_subscribe_is_answered_once_redis_holds_the_membership(server_factory, r
     import os
     import signal
     import websockets
-    from test_ws import run, url
 
     a = on_redis(server_factory, redis_server, workers=1)
     b = on_redis(server_factory, redis_server, workers=1)
@@ -307,3 +301,35 @@ def test_subscribe_is_answered_once_redis_holds_the_membership(server_factory, r
             assert [m["user"] for m in json.loads(out)["members"]] == ["ben"]
 
     run(go(), timeout=15)
+
+
+def test_every_key_lands_in_the_database_of_redis_url(server_factory, redis_server):
+    # redis_url names database 3: the sessions, the channels' roster and presence are all
+    # kept there, and nothing in the default database 0.
+    import redis
+    import websockets
+
+    s = server_factory(conf=f"store redis\nredis_url redis://127.0.0.1:{redis_server.port}/3\n"
+                            "redis_timeout 500ms\n")
+    db0 = redis.Redis(port=redis_server.port, db=0, socket_timeout=2)
+    db3 = redis.Redis(port=redis_server.port, db=3, socket_timeout=2)
+    status, dee = create(s, "dee", {"n": 1})
+    assert status == 201, dee
+    assert create(s, "dan")[0] == 201
+
+    async def go():
+        async with websockets.connect(url(s, dee["token"])) as ws:
+            assert (await op(ws, op="subscribe", channel="db3"))["op"] == "ok"
+            status, _, out = s.request("POST", "/api/channels/db3/publish",
+                                       body=json.dumps({"data": "api"}).encode(), headers=JSON)
+            assert status == 202, out
+            assert (await next_push(ws))["data"] == "api"
+            r = await op(ws, op="presence", channel="db3")
+            assert [m["user"] for m in r["members"]] == ["dee"]
+            status, _, out = s.request("GET", "/api/channels/db3/presence")
+            assert status == 200 and [m["user"] for m in json.loads(out)["members"]] == ["dee"]
+            # asked while the connection holds its membership, so that its keys exist
+            assert db0.dbsize() == 0, f"keys in database 0: {sorted(db0.keys())}"
+            assert db3.dbsize() > 0
+
+    run(go(), timeout=20)

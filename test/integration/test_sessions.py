@@ -1,44 +1,16 @@
 """The session API on the embedded store: every endpoint, every error path, limits,
 expiry, visibility across workers, and durability across kill -9 and restarts."""
-import json
 import os
 import re
 import signal
 import threading
 import time
 
-from conftest import alive, wait_for
-
-JSON = {"Content-Type": "application/json"}
-KEY = "test-key-0123456789"
-AUTH = {"Authorization": f"Bearer {KEY}"}
-
-
-def call(s, method, path, body=None, headers=None, raw=None, timeout=10):
-    h = dict(AUTH)
-    if body is not None or raw is not None:
-        h.update(JSON)
-    h.update(headers or {})
-    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    status, hdrs, out = s.request(method, path, body=data, headers=h, timeout=timeout)
-    return status, hdrs, (json.loads(out) if out else None)
-
-
-def create(s, user="u1", data=None, ttl=None, **kw):
-    body = {"user": user}
-    if data is not None:
-        body["data"] = data
-    if ttl is not None:
-        body["ttl"] = ttl
-    return call(s, "POST", "/api/sessions", body, **kw)
+from conftest import AUTH, JSON, KEY, alive, call, create, keyed, wait_for
 
 
 def error_code(body):
     return body["error"]["code"]
-
-
-def keyed(server_factory, conf="", **kw):
-    return server_factory(conf=f'api_key "{KEY}"\n' + conf, **kw)
 
 
 def test_create_get_and_shapes(server_factory):

@@ -6,8 +6,7 @@ import re
 import signal
 import subprocess
 
-from conftest import BIN, Hammer, children_of, free_port, wait_for
-from test_tls import make_cert
+from conftest import BIN, Hammer, children_of, free_port, make_cert, wait_for
 
 COLUMNS = ["ID", "PID", "STATE", "UPTIME", "RESTARTS", "CONNS", "REQUESTS", "RSS", "CPU"]
 

@@ -7,7 +7,6 @@ harness uses to see that it serves.
 """
 import http.client
 import json
-import os
 import signal
 import socket
 import ssl
@@ -17,21 +16,8 @@ import time
 import pytest
 import websockets
 
-from conftest import BIN, Hammer, alive, exchange, free_port, raw_exchange, wait_for
-from test_sessions import KEY, create, keyed
-from test_ws import next_push, op, run
-
-SUBJ = ["-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"]
-
-
-def make_cert(d, name, kind):
-    """A self-signed certificate and its key as name.crt and name.key in d."""
-    key_opts = (["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"] if kind == "ec"
-                else ["-newkey", "rsa:2048"])
-    crt, key = os.path.join(d, name + ".crt"), os.path.join(d, name + ".key")
-    subprocess.run(["openssl", "req", "-x509", *key_opts, "-nodes", "-keyout", key, "-out", crt,
-                    "-days", "2", *SUBJ], check=True, capture_output=True)
-    return crt, key
+from conftest import (BIN, KEY, Hammer, alive, context, create, free_port, https, keyed,
+                      make_cert, next_push, op, raw_exchange, run, tls_conf, wait_for)
 
 
 @pytest.fixture
@@ -39,10 +25,6 @@ def certs(tmp_path):
     d = tmp_path / "certs"
     d.mkdir()
     return {"ec": make_cert(str(d), "ec", "ec"), "rsa": make_cert(str(d), "rsa", "rsa")}
-
-
-def tls_conf(port, crt, key, extra=""):
-    return f"listen 127.0.0.1:{port} tls\ntls_cert {crt}\ntls_key {key}\n{extra}"
 
 
 def tls_server(server_factory, certs, kind="ec", extra="", **kw):
@@ -53,18 +35,6 @@ def tls_server(server_factory, certs, kind="ec", extra="", **kw):
     s = keyed(server_factory, conf=tls_conf(port, crt, key, extra), port=plain, **kw)
     s.tls_port = port
     return s
-
-
-def context(*cafiles):
-    ctx = ssl.create_default_context()
-    for f in cafiles:
-        ctx.load_verify_locations(f)
-    return ctx
-
-
-def https(s, ctx, method, path, body=None, headers=None, timeout=10):
-    c = http.client.HTTPSConnection("localhost", s.tls_port, context=ctx, timeout=timeout)
-    return exchange(c, method, path, body, headers)
 
 
 def s_client(port, *args, stdin=b""):

@@ -16,53 +16,13 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode
 
-from conftest import wait_for
-from test_sessions import call, create, keyed
-
-WORKER_PID = re.compile(r"^[0-9]+\.([0-9a-f]+)\.")  # slot.pid.count
-
-
-def run(coro, timeout=30):
-    return asyncio.run(asyncio.wait_for(coro, timeout))
+from conftest import call, create, keyed, next_push, op, run, url, wait_for, worker_of
 
 
 def token_for(s, user="u1", **kw):
     status, _, body = create(s, user, **kw)
     assert status == 201, body
     return body["token"], body["id"]
-
-
-def url(s, tok=None):
-    return f"ws://127.0.0.1:{s.port}/ws" + (f"?token={tok}" if tok else "")
-
-
-async def op(ws, **msg):
-    """Send one operation and return its reply (skipping pushed messages)."""
-    await ws.send(json.dumps(msg))
-    while True:
-        r = json.loads(await ws.recv())
-        if r["op"] in ("ok", "error", "pong"):
-            return r
-
-
-async def next_push(ws, timeout=5, want=("message",)):
-    """The next pushed message whose op is in want (by default a channel message: join
-    and leave events are skipped)."""
-    while True:
-        r = json.loads(await asyncio.wait_for(ws.recv(), timeout))
-        if r["op"] in want:
-            return r
-
-
-async def worker_of(ws, tag):
-    """The pid of the worker holding this connection: its presence entry's conn id is
-    slot.pid.count, the pid in hex."""
-    assert (await op(ws, op="subscribe", channel=f"whoami-{tag}"))["op"] == "ok"
-    r = await op(ws, op="presence", channel=f"whoami-{tag}")
-    await op(ws, op="unsubscribe", channel=f"whoami-{tag}")
-    pid = int(WORKER_PID.match(r["members"][0]["conn"]).group(1), 16)
-    assert pid > 1  # the tests kill it: never the process group
-    return pid
 
 
 # ---- a raw client, for what a library client will not do ----
