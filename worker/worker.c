@@ -13,6 +13,7 @@
 
 #include "api.h"
 #include "buf.h"
+#include "channels.h"
 #include "conn.h"
 #include "http.h"
 #include "list.h"
@@ -309,7 +310,7 @@ on_heartbeat(struct ev_loop *loop, ev_timer *t, int revents)
     struct worker *w = container_of(t, struct worker, heartbeat);
     sb_set(&w->slot->heartbeat_ms, (uint64_t)sb_now_ms());
     sb_set(&w->slot->rss_bytes, proc_rss_bytes());
-    ws_worker_stats(w);
+    chan_worker_stats(w);
     update_cpu(w, ev_time(), cpu_seconds());
     (void)loop;
 }
@@ -488,6 +489,7 @@ worker_free(struct worker *w)
     /* A drain cut short by its deadline can leave requests with a handler: the store's
      * last callbacks (and the test hooks') answer them now, to closed connections, so
      * that the reaper below frees those too. */
+    chan_worker_stop(w);
     ws_worker_stop(w);
     if (w->store != NULL)
         store_close(w->store);
@@ -549,8 +551,10 @@ worker_run(const struct worker_params *p)
         ev_loop_destroy(w.loop);
         return WORKER_EXIT_FATAL;
     }
-    if (ws_worker_start(&w, err, sizeof err) < 0) {
+    if (ws_worker_start(&w, err, sizeof err) < 0 || chan_worker_start(&w, err, sizeof err) < 0) {
         log_errorx("cannot start the realtime side: %s", err);
+        chan_worker_stop(&w);
+        ws_worker_stop(&w);
         store_close(w.store);
         ev_loop_destroy(w.loop);
         return WORKER_EXIT_FATAL;

@@ -858,10 +858,6 @@ ws_worker_start(struct worker *w, char *err, size_t errlen)
         return -1;
     }
     rt->inflate_ok = true;
-    if (chan_worker_start(w, err, errlen) < 0) {
-        ws_worker_stop(w);
-        return -1;
-    }
     ev_timer_start(w->loop, &rt->park);
     return 0;
 }
@@ -872,7 +868,6 @@ ws_worker_stop(struct worker *w)
     struct ws_worker *rt = w->ws;
     if (rt == NULL)
         return;
-    chan_worker_stop(w);
     ev_timer_stop(w->loop, &rt->park);
     ev_prepare_stop(w->loop, &rt->reaper);
     if (rt->inflate_ok)
@@ -882,10 +877,4 @@ ws_worker_stop(struct worker *w)
     buf_free(&rt->text);
     free(rt);
     w->ws = NULL;
-}
-
-void
-ws_worker_stats(struct worker *w)
-{
-    chan_worker_stats(w);
 }

@@ -32,13 +32,11 @@ enum {
     WS_CLOSE_SESSION_ENDED = 4001,
 };
 
-/* The worker's realtime state (the transport, then the channels): made before the loop
- * runs, freed after it ends. Returns 0, or -1 with err. */
+/* The worker's WebSocket transport state (channels.h has the channels'): made before the
+ * loop runs and before chan_worker_start, freed after chan_worker_stop. 0, or -1 with
+ * err. */
 int ws_worker_start(struct worker *w, char *err, size_t errlen);
 void ws_worker_stop(struct worker *w);
-
-/* Copy the realtime side's loss counts into the worker's scoreboard slot. */
-void ws_worker_stats(struct worker *w);
 
 /* GET /ws: the upgrade. Once upgraded, conn.c hands the connection's events to ws.c's
  * hooks (conn_upgrade): a drain closes with 1001 at a random moment within

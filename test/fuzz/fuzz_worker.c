@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "channels.h"
 #include "conf.h"
 #include "conn.h"
 #include "log.h"
@@ -56,6 +57,7 @@ fuzz_worker_end(void)
         w->closed = c->next;
         conn_free(c);
     }
+    chan_worker_stop(w);
     ws_worker_stop(w);
     store_close(w->store);
     ev_loop_destroy(w->loop);
@@ -97,6 +99,8 @@ fuzz_worker_init(void)
         die("store_open", err);
     if (ws_worker_start(w, err, sizeof err) < 0)
         die("ws_worker_start", err);
+    if (chan_worker_start(w, err, sizeof err) < 0)
+        die("chan_worker_start", err);
     fw.ready = true;
     atexit(fuzz_worker_end);
 }
