@@ -1,48 +1,30 @@
 /* The shared Redis connection (common/redis.c) against a real redis-server, started by
  * each test on a free loopback port with nothing saved, and killed by pid at its end. */
 #include <ev.h>
-#include <fcntl.h>
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "redis.h"
+#include "redis_server.h"
 #include "suites.h"
 
 struct rfx {
-    pid_t pid;
-    int port;
+    struct test_redis redis;
     struct ev_loop *loop;
     int replies;
     bool got_null;
     char last[64];
 };
 
-static int
-rfx_free_port(void)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* A blocking connection for the test's own look at the server. */
 static redisContext *
 rfx_admin(const struct rfx *f)
 {
     struct timeval tv = {.tv_sec = 1};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", f->port, tv);
+    redisContext *c = redisConnectWithTimeout("127.0.0.1", f->redis.port, tv);
     ck_assert(c != NULL && c->err == 0);
     return c;
 }
@@ -60,39 +42,14 @@ rfx_int(redisContext *c, const char *cmd)
 static void
 rfx_start(struct rfx *f)
 {
-    char port[16];
-    f->port = rfx_free_port();
-    snprintf(port, sizeof port, "%d", f->port);
-    f->pid = fork();
-    ck_assert_int_ge(f->pid, 0);
-    if (f->pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int null = open("/dev/null", O_WRONLY);
-        dup2(null, 1);
-        dup2(null, 2);
-        execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1", "--save",
-               "", "--appendonly", "no", "--loglevel", "warning", (char *)NULL);
-        _exit(127);
-    }
-    for (int i = 0; i < 1000; i++) {
-        struct timeval tv = {.tv_usec = 200000};
-        redisContext *c = redisConnectWithTimeout("127.0.0.1", f->port, tv);
-        bool up = c != NULL && c->err == 0;
-        redisFree(c);
-        if (up)
-            break;
-        ck_assert_int_eq(waitpid(f->pid, NULL, WNOHANG), 0);
-        usleep(10000);
-    }
+    test_redis_start(&f->redis, NULL);
     f->loop = ev_loop_new(EVFLAG_AUTO);
 }
 
 static void
 rfx_stop(struct rfx *f)
 {
-    kill(f->pid, SIGCONT);
-    kill(f->pid, SIGKILL);
-    waitpid(f->pid, NULL, 0);
+    test_redis_stop(&f->redis);
     ev_loop_destroy(f->loop);
 }
 
@@ -142,7 +99,7 @@ rfx_open(struct rfx *f, int db, double timeout, bool circuit)
 {
     char url[64], err[256];
     struct redis_url u;
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d/%d", f->port, db);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/%d", f->redis.port, db);
     ck_assert_int_eq(redis_url_parse(url, &u, err, sizeof err), 0);
     struct redis_opts o = {.timeout = timeout, .circuit = circuit};
     struct redis_conn *rc = redis_open(f->loop, &u, &o, err, sizeof err);
@@ -198,7 +155,7 @@ START_TEST(deadline_ends_in_a_hard_disconnect)
     struct rfx f = {0};
     rfx_start(&f);
     struct redis_conn *rc = rfx_open(&f, 0, 0.3, true);
-    ck_assert_int_eq(kill(f.pid, SIGSTOP), 0);
+    ck_assert_int_eq(kill(f.redis.pid, SIGSTOP), 0);
     const char *argv[] = {"PING"};
     size_t len[] = {4};
     ck_assert_int_eq(redis_command(rc, rfx_on_reply, &f, 1, argv, len), 0);
@@ -207,7 +164,7 @@ START_TEST(deadline_ends_in_a_hard_disconnect)
     ck_assert(!redis_ready(rc));
     ck_assert_int_eq(redis_circuit(rc), REDIS_OPEN);
     ck_assert_ptr_nonnull(strstr(redis_cause(rc), "no reply within 300 ms"));
-    ck_assert_int_eq(kill(f.pid, SIGCONT), 0);
+    ck_assert_int_eq(kill(f.redis.pid, SIGCONT), 0);
     ck_assert(rfx_run(&f, rc, rfx_ready, 10.0));
     redis_close(rc);
     rfx_stop(&f);

@@ -3,22 +3,18 @@
  * free loopback port, a libev loop driven until the answers come). Two rosters stand for
  * two workers of one instance: slots 0 and 1. */
 #include <ev.h>
-#include <fcntl.h>
 #include <ftw.h>
 #include <hiredis/hiredis.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "conf.h"
 #include "pubsub.h"
+#include "redis_server.h"
 #include "roster.h"
 #include "scoreboard.h"
 #include "suites.h"
@@ -31,63 +27,10 @@ struct rfx {
     struct conf c;
     struct ev_loop *loop;
     struct scoreboard *sb;
-    pid_t redis_pid;
-    int port;
+    struct test_redis redis;
     struct pubsub *ps[2];
     struct roster *l[2];
 };
-
-/* ---- redis-server ---- */
-
-static int
-free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-static bool
-redis_up(int port)
-{
-    struct timeval tv = {.tv_usec = 200000};
-    redisContext *c = redisConnectWithTimeout("127.0.0.1", port, tv);
-    redisReply *r = c != NULL && c->err == 0 ? redisCommand(c, "PING") : NULL;
-    bool up = r != NULL;
-    freeReplyObject(r);
-    redisFree(c);
-    return up;
-}
-
-static void
-redis_start(struct rfx *f)
-{
-    char port[16];
-    snprintf(port, sizeof port, "%d", f->port);
-    const char *argv[] = {"redis-server", "--port", port, "--bind", "127.0.0.1", "--save", "",
-                          "--appendonly", "no", "--dir", f->dir, NULL};
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        int fd = open("/dev/null", O_WRONLY);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        execvp("redis-server", (char *const *)argv);
-        _exit(127);
-    }
-    f->redis_pid = pid;
-    for (int i = 0; !redis_up(f->port); i++) {
-        ck_assert_msg(waitpid(pid, NULL, WNOHANG) == 0, "redis-server exited");
-        ck_assert_msg(i < 1000, "redis-server did not answer within 10 s");
-        usleep(10000);
-    }
-}
 
 /* ---- driving the loop ---- */
 
@@ -145,7 +88,7 @@ static struct pubsub *
 connected(struct rfx *f)
 {
     char url[64], err[256];
-    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", f->port);
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d/0", f->redis.port);
     struct pubsub *ps = pubsub_open(f->loop, url, "test:", 2.0, ignore_msg, ignore_ready, NULL,
                                     err, sizeof err);
     ck_assert_msg(ps != NULL, "%s", err);
@@ -192,8 +135,7 @@ rfx_setup(struct rfx *f, int engine)
     ck_assert(f->loop != NULL && f->sb != NULL);
     f->sb->instance_nonce = 0x1234abcd;
     if (engine == REDIS) {
-        f->port = free_port();
-        redis_start(f);
+        test_redis_start(&f->redis, f->dir);
     }
     for (int i = 0; i < 2; i++) {
         f->ps[i] = engine == REDIS ? connected(f) : NULL;
@@ -221,10 +163,7 @@ rfx_teardown(struct rfx *f)
         pubsub_close(f->ps[i]);
         roster_close(f->l[i]);
     }
-    if (f->redis_pid > 0) {
-        kill(f->redis_pid, SIGKILL);
-        waitpid(f->redis_pid, NULL, 0);
-    }
+    test_redis_stop(&f->redis);
     ev_loop_destroy(f->loop);
     free(f->sb);
     nftw(f->dir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
