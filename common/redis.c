@@ -250,12 +250,14 @@ rc_eval_args(struct rc_cmd *cmd, const struct redis_script *s, int nkeys, int ar
     size_t total = (size_t)kn, n = (size_t)argc + 3;
     for (int i = 0; i < argc; i++)
         total += argvlen[i];
-    char *block = malloc(n * (sizeof(char *) + sizeof(size_t)) + total + 1);
+    /* The two vectors first (pointers, then lengths), then the bytes they point into. */
+    size_t ptrs = n * sizeof cmd->argv[0], vecs = ptrs + n * sizeof cmd->argvlen[0];
+    char *block = malloc(vecs + total + 1);
     if (block == NULL)
         return -1;
     cmd->argv = (const char **)(void *)block;
-    cmd->argvlen = (size_t *)(void *)(block + n * sizeof(char *));
-    char *p = block + n * (sizeof(char *) + sizeof(size_t));
+    cmd->argvlen = (size_t *)(void *)(block + ptrs);
+    char *p = block + vecs;
     cmd->argc = (int)n;
     cmd->argv[0] = "EVALSHA", cmd->argvlen[0] = 7;
     cmd->argv[1] = s->sha, cmd->argvlen[1] = REDIS_SHA_HEX;
