@@ -5,18 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heap.h"
 #include "suites.h"
 #include "utf8.h"
-
-/* The bytes on the heap with nothing after them, so that ASan sees a read past the end. */
-static char *
-exact_copy(const void *s, size_t n)
-{
-    char *copy = malloc(n ? n : 1);
-    ck_assert_ptr_nonnull(copy);
-    memcpy(copy, s, n);
-    return copy;
-}
 
 /* ---- Validation ---------------------------------------------------------------------- */
 

@@ -6,18 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heap.h"
 #include "suites.h"
 #include "ws_proto.h"
-
-/* A heap copy of exactly n bytes of s (one byte when n is 0, never read). */
-static char *
-exact_copy(const void *s, size_t n)
-{
-    char *copy = malloc(n ? n : 1);
-    ck_assert_ptr_nonnull(copy);
-    memcpy(copy, s, n);
-    return copy;
-}
 
 /* ---- Handshake ----------------------------------------------------------------------- */
 
