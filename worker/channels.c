@@ -36,22 +36,6 @@ enum {
     BUS_USER_END = 'U',    /* the user */
 };
 
-/* One WebSocket's realtime side: its session and its channels. */
-struct chan_client {
-    struct worker *w;
-    struct ws *ws;                    /* NULL until attached */
-    struct chan_client *prev, *next; /* in the worker's list, once attached */
-    struct hub_member **subs;
-    size_t nsubs, subs_cap;
-    char id[SESSION_ID_LEN + 1];
-    char user[SESSION_USER_MAX + 1];
-    char conn_id[ROSTER_CONN_MAX + 1];
-    int64_t expires_at;
-    bool checking;         /* a store lookup of its session is in flight */
-    chan_admit_cb admit;   /* while the roster decides */
-    void *admit_arg;
-};
-
 /* The worker's channels. */
 struct chan_worker {
     struct worker *w;
@@ -300,13 +284,13 @@ chan_subscribe(struct chan_client *cl, const char *name, size_t len, const json_
         return 0;
     }
     if (cl->nsubs == cl->subs_cap) {
-        size_t cap = cl->subs_cap ? cl->subs_cap * 2 : 2;
+        size_t cap = cl->subs_cap ? (size_t)cl->subs_cap * 2 : 2;
         /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
         struct hub_member **v = realloc(cl->subs, cap * sizeof *v);
         if (v == NULL)
             return -1;
         cl->subs = v;
-        cl->subs_cap = cap;
+        cl->subs_cap = (uint16_t)cap;
     }
     struct chan_worker *cw = cw_of(cl);
     struct chan_join_op *op = len <= HUB_CHANNEL_MAX ? malloc(sizeof *op) : NULL;
@@ -578,52 +562,35 @@ static void
 chan_admitted(void *arg, int rc)
 {
     struct chan_client *cl = arg;
-    chan_admit_cb cb = cl->admit;
-    void *cb_arg = cl->admit_arg;
     if (rc < 0)
         log_warnx("%s", roster_last_error(cw_of(cl)->roster));
-    if (rc != 1) {
-        chan_client_free(cl);
-        cl = NULL;
-    }
-    cb(cb_arg, rc, cl);
+    ws_admitted(cl->ws, rc);
 }
 
 /* The connection's id says where it lives: slot, process, and a count. */
 void
-chan_admit(struct worker *w, const struct session *s, chan_admit_cb cb, void *arg)
+chan_admit(struct chan_client *cl, struct ws *ws, struct worker *w, const struct session *s)
 {
     struct chan_worker *cw = w->chan;
-    struct chan_client *cl = calloc(1, sizeof *cl);
-    if (cl == NULL) {
-        cb(arg, -1, NULL);
-        return;
-    }
-    cl->w = w;
+    *cl = (struct chan_client){.w = w, .ws = ws, .expires_at = s->expires_at};
     memcpy(cl->id, s->id, sizeof cl->id);
     memcpy(cl->user, s->user, sizeof cl->user);
-    cl->expires_at = s->expires_at;
     snprintf(cl->conn_id, sizeof cl->conn_id, "%d.%x.%llx", cw->slot, (unsigned)getpid(),
              (unsigned long long)++cw->seq);
-    cl->admit = cb;
-    cl->admit_arg = arg;
     roster_connect(cw->roster, cl->conn_id, cl->user, w->conf->max_connections_per_user,
                    chan_admitted, cl);
 }
 
 void
-chan_client_attach(struct chan_client *cl, struct ws *ws)
+chan_client_attach(struct chan_client *cl)
 {
-    struct chan_worker *cw = cw_of(cl);
-    cl->ws = ws;
-    LIST_PUSH(cw->list, cl);
+    LIST_PUSH(cw_of(cl)->list, cl);
 }
 
 void
 chan_client_drop(struct chan_client *cl)
 {
     roster_disconnect(cw_of(cl)->roster, cl->conn_id, cl->user);
-    chan_client_free(cl);
 }
 
 void
@@ -639,10 +606,8 @@ chan_client_close(struct chan_client *cl)
 void
 chan_client_free(struct chan_client *cl)
 {
-    if (cl == NULL)
-        return;
     free(cl->subs);
-    free(cl);
+    cl->subs = NULL;
 }
 
 /* ---- sessions that end ---- */

@@ -12,11 +12,31 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
-struct chan_client;
+#include "roster.h"
+#include "store.h"
+
+struct hub_member;
 struct session;
 struct worker;
 struct ws;
+
+/* One WebSocket's realtime side: its session and its channels. The transport embeds it
+ * in its own connection state, so that a connection is one allocation and fan-out reaches
+ * the socket without leaving it; only channels.c touches the fields. */
+struct chan_client {
+    struct worker *w;
+    struct ws *ws;                    /* the socket it is part of */
+    struct chan_client *prev, *next; /* in the worker's list, once attached */
+    struct hub_member **subs;
+    int64_t expires_at;
+    uint16_t nsubs, subs_cap;
+    bool checking;                    /* a store lookup of its session is in flight */
+    char id[SESSION_ID_LEN + 1];
+    char user[SESSION_USER_MAX + 1];
+    char conn_id[ROSTER_CONN_MAX + 1];
+};
 
 /* The worker's channels (hub, bus, roster, Redis pub/sub): made before the loop runs,
  * freed after it ends. Returns 0, or -1 with err. */
@@ -26,20 +46,20 @@ void chan_worker_stop(struct worker *w);
 /* Copy the bus's and Redis pub/sub's loss counts into the worker's scoreboard slot. */
 void chan_worker_stats(struct worker *w);
 
-/* A WebSocket of session s asks to be admitted under max_connections_per_user: cb gets
- * 1 and the client (to attach, or to drop), 0 (over the limit) or -1, now or later. */
-typedef void (*chan_admit_cb)(void *arg, int rc, struct chan_client *cl);
-void chan_admit(struct worker *w, const struct session *s, chan_admit_cb cb, void *arg);
+/* Socket ws of session s asks to be admitted under max_connections_per_user: cl (inside
+ * ws) is set up and the answer goes to ws_admitted, now or later. */
+void chan_admit(struct chan_client *cl, struct ws *ws, struct worker *w, const struct session *s);
 
 /* The admitted client's socket is up: it can be told of its session's end. */
-void chan_client_attach(struct chan_client *cl, struct ws *ws);
-/* An admitted client that got no socket: forgotten and freed. */
+void chan_client_attach(struct chan_client *cl);
+/* An admitted client that got no socket: the roster forgets it. */
 void chan_client_drop(struct chan_client *cl);
 
 /* One text message (UTF-8) from the client: an operation, answered through ws.c. */
 void chan_client_text(struct chan_client *cl, const char *p, size_t len);
 /* Its socket is closing: it leaves every channel and the roster. */
 void chan_client_close(struct chan_client *cl);
+/* What it holds besides itself (the socket's memory is the transport's). */
 void chan_client_free(struct chan_client *cl);
 
 /* Publish a message on a channel to every subscriber of the instance; data is one

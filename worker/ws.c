@@ -17,7 +17,6 @@
 #include "channels.h"
 #include "conn.h"
 #include "http.h"
-#include "list.h"
 #include "log.h"
 #include "store.h"
 #include "token.h"
@@ -37,33 +36,31 @@ enum ws_phase {
 
 struct ws {
     struct conn *c;
-    struct chan_client *cl; /* its channels and session */
-    struct ws *prev, *next; /* in the worker's list */
     /* wslay's state, 8.8 KB of it: freed whenever it holds nothing (see ws_park) and
      * made again by ws_ctx when needed. */
     wslay_event_context_ptr ctx;
     uint64_t fed, framed;   /* bytes handed to wslay, and bytes of the frames it finished */
     uint64_t frame_bytes;   /* of the frame being received */
-    bool in_frame, in_message;
     const uint8_t *in;      /* bytes being handed to wslay by ws_recv */
     size_t in_len;
     double tokens, debt;    /* the rate limit's buckets */
     ev_tstamp bucket_at;
-    enum ws_phase phase;
-    int deflate_bits;       /* 0: no permessage-deflate; else the window we compress with */
-    bool awaiting_pong;
+    struct ws *doomed_next;
     int pending;            /* answers in flight that hold this struct (see ws_release) */
+    enum ws_phase phase;
+    int8_t deflate_bits;    /* 0: no permessage-deflate; else the window we compress with */
+    bool in_frame, in_message;
+    bool awaiting_pong;
     bool in_recv;           /* inside wslay_event_recv: ws_feed sends what is queued */
     bool doomed;            /* it fell too far behind: gets nothing more but a close */
     bool orphan;            /* its connection was freed while a lookup was in flight */
     bool broken;            /* a send failed: the reaper closes it */
-    struct ws *doomed_next;
+    struct chan_client cl;  /* its channels and session, in the same allocation */
 };
 
 /* The worker's WebSocket transport. */
 struct ws_worker {
     struct worker *w;
-    struct ws *list;
     struct ws *doomed;
     ev_prepare reaper;       /* closes doomed connections, outside of any fan-out */
     ev_timer park;
@@ -434,7 +431,7 @@ ws_text(struct ws *ws, const uint8_t *p, size_t len)
         ws_close_with(ws, WS_CLOSE_INVALID, "invalid UTF-8");
         return;
     }
-    chan_client_text(ws->cl, (const char *)p, len);
+    chan_client_text(&ws->cl, (const char *)p, len);
 }
 
 static void
@@ -564,8 +561,7 @@ ws_on_close(struct conn *c)
 {
     struct ws *ws = ws_of(c);
     struct ws_worker *rt = rt_of(c);
-    chan_client_close(ws->cl);
-    LIST_UNLINK(rt->list, ws);
+    chan_client_close(&ws->cl);
     for (struct ws **p = &rt->doomed; *p != NULL; p = &(*p)->doomed_next) {
         if (*p == ws) {
             *p = ws->doomed_next;
@@ -604,7 +600,7 @@ ws_free(struct ws *ws)
     }
     if (ws->ctx != NULL)
         wslay_event_context_free(ws->ctx);
-    chan_client_free(ws->cl);
+    chan_client_free(&ws->cl);
     free(ws);
 }
 
@@ -664,23 +660,6 @@ ws_token(const struct request *r)
     return b;
 }
 
-static struct ws *
-ws_new(struct conn *c, struct chan_client *cl, int deflate_bits)
-{
-    struct ws_worker *rt = rt_of(c);
-    struct ws *ws = calloc(1, sizeof *ws);
-    if (ws == NULL)
-        return NULL;
-    const struct conf *cf = c->w->conf;
-    ws->c = c;
-    ws->cl = cl;
-    ws->deflate_bits = deflate_bits;
-    ws->tokens = cf->ws_rate_limit;
-    ws->bucket_at = ev_now(c->w->loop);
-    LIST_PUSH(rt->list, ws);
-    return ws;
-}
-
 /* The permessage-deflate the client offered and we take: the window we compress with
  * (0 for none), and the response header's value into ext. */
 static int
@@ -699,21 +678,20 @@ ws_negotiate(const struct request *r, char *ext, size_t cap)
     return d.server_window_bits ? d.server_window_bits : 15;
 }
 
-/* Answer 101 and turn the connection into a WebSocket of an admitted client. */
+/* Answer 101: the connection is a WebSocket from now on. */
 static void
-ws_accept(struct request *r, struct chan_client *cl)
+ws_accept(struct ws *ws)
 {
-    struct conn *c = r->conn;
+    struct conn *c = ws->c;
+    struct request *r = c->req;
     const struct http_str *key = http_header_get(&r->http, "Sec-WebSocket-Key");
     char accept[WS_PROTO_ACCEPT_CHARS + 1], ext[WS_PROTO_DEFLATE_RESPONSE_SIZE] = "";
     int bits = ws_negotiate(r, ext, sizeof ext);
-    struct ws *ws = ws_new(c, cl, bits);
-    if (ws == NULL) {
-        chan_client_drop(cl);
-        http_error_with(r, 503, "Retry-After: 1\r\n", NULL, "The connection could not be set up.");
-        return;
-    }
-    chan_client_attach(cl, ws);
+    const struct conf *cf = c->w->conf;
+    ws->deflate_bits = (int8_t)bits;
+    ws->tokens = cf->ws_rate_limit;
+    ws->bucket_at = ev_now(c->w->loop);
+    chan_client_attach(&ws->cl);
     ws_proto_accept(key->p, key->len, accept);
     http_status_line(&c->out, 1, 101);
     buf_printf(&c->out,
@@ -721,32 +699,36 @@ ws_accept(struct request *r, struct chan_client *cl)
                "Sec-WebSocket-Accept: %s\r\n%s%s%s\r\n",
                accept, bits ? "Sec-WebSocket-Extensions: " : "", bits ? ext : "",
                bits ? "\r\n" : "");
-    conn_set_timer(c, secs_of_ms(c->w->conf->ws_ping_interval_ms));
+    conn_set_timer(c, secs_of_ms(cf->ws_ping_interval_ms));
     conn_upgrade(c, &ws_conn_proto, ws, 101);
 }
 
-/* The roster's word on the user's connections over the instance (every instance). */
-static void
-ws_admitted(void *arg, int rc, struct chan_client *cl)
+void
+ws_admitted(struct ws *ws, int rc)
 {
-    struct request *r = arg;
-    if (rc == 0) {
+    struct request *r = ws->c->req;
+    if (rc == 1 && !r->conn->closed) {
+        ws_accept(ws);
+        return;
+    }
+    if (rc == 1)
+        chan_client_drop(&ws->cl);
+    free(ws);
+    if (rc == 0)
         http_error_with(r, 429, "Retry-After: 5\r\n", "too_many_connections",
                         "The user holds max_connections_per_user WebSockets already.");
-    } else if (rc < 0) {
+    else if (rc < 0)
         http_error_with(r, 503, "Retry-After: 1\r\n", NULL, "The connection could not be set up.");
-    } else if (r->conn->closed) {
-        chan_client_drop(cl);
+    else
         http_error(r, 503, NULL, "The client left."); /* only releases the request */
-    } else {
-        ws_accept(r, cl);
-    }
 }
 
+/* The session is good: the socket's state is made now, and the roster decides. */
 static void
 ws_authenticated(void *arg, enum store_status st, const struct session *s)
 {
     struct request *r = arg;
+    struct ws *ws = NULL;
     api_store_end(r);
     if (st == STORE_NOT_FOUND)
         http_error_with(r, 401, "WWW-Authenticate: Bearer\r\n", NULL,
@@ -755,8 +737,12 @@ ws_authenticated(void *arg, enum store_status st, const struct session *s)
         api_store_error(r, st);
     else if (r->conn->closed)
         http_error(r, 503, NULL, "The client left."); /* only releases the request */
-    else
-        chan_admit(r->conn->w, s, ws_admitted, r);
+    else if ((ws = calloc(1, sizeof *ws)) == NULL)
+        http_error_with(r, 503, "Retry-After: 1\r\n", NULL, "The connection could not be set up.");
+    else {
+        ws->c = r->conn;
+        chan_admit(&ws->cl, ws, r->conn->w, s);
+    }
 }
 
 void
@@ -834,8 +820,9 @@ ws_park_check(struct ev_loop *loop, ev_timer *t, int revents)
     (void)revents;
     struct ws_worker *rt = container_of(t, struct ws_worker, park);
     size_t parked = 0;
-    for (struct ws *ws = rt->list; ws != NULL; ws = ws->next)
-        parked += ws_park(ws);
+    for (struct conn *c = rt->w->conns; c != NULL; c = c->next)
+        if (c->proto == &ws_conn_proto)
+            parked += ws_park(ws_of(c));
     if (parked > 0)
         malloc_trim(0);
 }

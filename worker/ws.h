@@ -42,6 +42,8 @@ void ws_worker_stop(struct worker *w);
  * hooks (conn_upgrade): a drain closes with 1001 at a random moment within
  * ws_drain_spread, and a close takes the client out of its channels. */
 void ws_upgrade_request(struct request *r);
+/* The channels' answer to chan_admit: 1 admitted, 0 over the limit, -1 failed. */
+void ws_admitted(struct ws *ws, int rc);
 
 /* Replies: {"op": op, "id": id, ...rest}, rest "" or starting with a comma; and an error
  * reply with code and message (JSON-escaped already). Not compressed. */
