@@ -139,6 +139,21 @@ put("api_json", "numbers", '{"user":"u","data":{"a":1e400,"b":-0,"c":1.5e-300,"d
 put("api_json", "surrogate", '{"user":"u","data":{"s":"\\ud800"}}')
 put("api_json", "deep", '{"data":' + '{"a":' * 40 + "1" + "}" * 40 + "}")
 put("api_json", "broken", '{"user":')
+put("api_json", "grants", '{"user":"u","channels":["room:*","lobby","room:*","*"],'
+    '"subscribe":["news","user:u","news"],"data":{}}')
+put("api_json", "grants-none", '{"user":"u","channels":null,"subscribe":[]}')
+put("api_json", "grants-bad", '{"user":"u","channels":["ok","a*b","**","",7,null],'
+    '"subscribe":["room:*"]}')
+put("api_json", "grants-shapes", '{"user":"u","channels":"room","subscribe":{"a":1}}')
+put("api_json", "grants-many", '{"user":"u","channels":['
+    + ",".join('"c%d"' % i for i in range(65)) + '],"subscribe":['
+    + ",".join('"c%d"' % (i % 3) for i in range(64)) + ']}')
+# Without "user", these reach PATCH's parser (a create refuses them first).
+put("api_json", "grants-patch", '{"channels":["room:*","a","a"],"subscribe":null,"data":{"x":1}}')
+put("api_json", "grants-patch-only", '{"channels":[]}')
+put("api_json", "grants-patch-bad", '{"subscribe":["x*"],"ttl":5}')
+put("api_json", "grants-long", '{"channels":["' + "p" * 127 + '*","' + "p" * 128 + '*"],'
+    '"subscribe":["' + "n" * 128 + '","' + "n" * 129 + '"]}')
 
 # ---- config files (and environment after %%env) ----------------------------------------
 
