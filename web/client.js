@@ -4,7 +4,8 @@
  * backoff, rejoins its channels after every reconnect, and stops for good once the
  * server says the session is over (4001). A subscribe the server refuses (e.g. "forbidden":
  * the session has no grant for the channel) rejects with the server's code and is not
- * retried.
+ * retried; the server's own subscriptions (the session's `subscribe`) and its revocations
+ * arrive as "subscribed" and "unsubscribed" events.
  *
  *   const c = connect('wss://example.com/ws', { token });
  *   c.on('message', (m) => console.log(m.channel, m.from, m.data));
@@ -64,7 +65,8 @@ export class SessiondClient {
     this.stableAfter = o.stableAfter ?? 10000;
     /**
      * Channels to be in, resubscribed after every reconnect: those subscribe() asked for,
-     * less those the server refused.
+     * less those the server refused or took away ("unsubscribed"). The server's own
+     * subscriptions ("subscribed") are not in it: the server makes them again on connect.
      * @type {Set<string>}
      */
     this.channels = new Set();
@@ -91,8 +93,10 @@ export class SessiondClient {
 
   /**
    * Listen for an event: "open" ({reconnected}), "message" ({channel, data, from}),
-   * "join" / "leave" ({channel, user}), "close" ({code, reason, reconnect}),
-   * "reconnecting" ({attempt, delay}), "error" (SessiondError or Error).
+   * "join" / "leave" ({channel, user}), "subscribed" / "unsubscribed" ({channel}: the
+   * server subscribed this socket by itself, or took a channel away, e.g. its grant was
+   * revoked), "close" ({code, reason, reconnect}), "reconnecting" ({attempt, delay}),
+   * "error" (SessiondError or Error).
    * @param {string} type @param {Function} fn @returns {Function} a function that removes it
    */
   on(type, fn) {
@@ -313,6 +317,12 @@ export class SessiondClient {
       this._emit('message', { channel: m.channel, data: m.data, from: m.from });
     } else if (m.op === 'join' || m.op === 'leave') {
       this._emit(m.op, { channel: m.channel, user: m.user });
+    } else if (m.op === 'subscribed' || m.op === 'unsubscribed') {
+      if (m.op === 'unsubscribed') { // not ours any more: asking again would be refused
+        this.channels.delete(m.channel);
+        this._subscribing.delete(m.channel);
+      }
+      this._emit(m.op, { channel: m.channel });
     } else if (m.op === 'error') { // not a reply to a request: e.g. rate_limited
       this._emit('error', new SessiondError(m.error.code, m.error.message));
     }

@@ -202,6 +202,16 @@ def fake(scenario):
     return r
 
 
+def test_client_emits_server_side_subscribed_and_unsubscribed():
+    r = fake("events")
+    assert r["subscribedOnConnect"] == [{"channel": "user:alice"}, {"channel": "feed:news"}]
+    assert r["unsubscribed"] == [{"channel": "feed:news"}]
+    # The server subscribes again on its own after the reconnect; the client asks nothing.
+    assert r["subscribedAfterReconnect"] == [{"channel": "user:alice"}, {"channel": "feed:news"},
+                                           {"channel": "user:alice"}]
+    assert r["channelsAfterPush"] == []
+    assert r["connections"] == 2 and r["asked"] == [[], []]
+
 
 def test_client_refused_subscribe_rejects_forbidden_and_is_not_resubscribed():
     r = fake("refused")
@@ -212,6 +222,14 @@ def test_client_refused_subscribe_rejects_forbidden_and_is_not_resubscribed():
     assert r["asked"] == [["room:lobby", "room:secret"], ["room:lobby"]]
     assert r["errors"] == []  # no refused resubscribe to report
 
+
+def test_client_unsubscribed_channel_is_not_resubscribed():
+    r = fake("revoked")
+    assert [x["ok"]["op"] for x in r["subs"]] == ["ok", "ok"]
+    assert r["unsubscribed"] == [{"channel": "room:b"}]
+    assert r["channelsAfter"] == ["room:a"]
+    assert r["asked"] == [["room:a", "room:b"], ["room:a"]]
+    assert r["errors"] == []
 
 
 def test_client_resubscribe_refused_after_reconnect_is_dropped():

@@ -100,6 +100,24 @@ async function reconnect(srv, c) {
 }
 
 const scenarios = {
+  // The server's own subscriptions arrive as "subscribed" on every connect, and a grant the
+  // server takes away as "unsubscribed"; neither is something the client asks for again.
+  async events(srv) {
+    srv.serverSide = ['user:alice', 'feed:news'];
+    const c = client(srv);
+    await c.ready();
+    await c.ping();
+    out.subscribedOnConnect = [...c.log.subscribed];
+    out.channelsAfterPush = [...c.channels];
+    srv.serverSide = ['user:alice']; // a PATCH took feed:news out of the session's subscribe
+    srv.push({ op: 'unsubscribed', channel: 'feed:news' });
+    await until(() => c.log.unsubscribed.length > 0, 'the unsubscribed event');
+    out.unsubscribed = [...c.log.unsubscribed];
+    await reconnect(srv, c);
+    out.subscribedAfterReconnect = [...c.log.subscribed];
+    return c;
+  },
+
   // A refused subscribe rejects with the server's code, and is not asked for again after a
   // reconnect; a granted one is.
   async refused(srv) {
@@ -108,6 +126,22 @@ const scenarios = {
     await c.ready();
     out.granted = await settle(c.subscribe('room:lobby'));
     out.refused = await settle(c.subscribe('room:secret'));
+    out.channelsAfter = [...c.channels].sort();
+    await reconnect(srv, c);
+    out.errors = [...c.log.error];
+    return c;
+  },
+
+  // A channel the server took away ("unsubscribed": its grant was revoked by a PATCH) is
+  // not asked for again after a reconnect; the others are.
+  async revoked(srv) {
+    const c = client(srv);
+    await c.ready();
+    out.subs = [await settle(c.subscribe('room:a')), await settle(c.subscribe('room:b'))];
+    srv.decide = (ch) => (ch === 'room:b' ? 'forbidden' : 'ok'); // as the real server would now
+    srv.push({ op: 'unsubscribed', channel: 'room:b' });
+    await until(() => c.log.unsubscribed.length > 0, 'the unsubscribed event');
+    out.unsubscribed = [...c.log.unsubscribed];
     out.channelsAfter = [...c.channels].sort();
     await reconnect(srv, c);
     out.errors = [...c.log.error];
