@@ -86,7 +86,7 @@ try {
   out.joins = a.log.join;
   out.leaves = a.log.leave;
   out.badChannel = await settle(a.subscribe('no spaces allowed'));
-  a.channels.delete('no spaces allowed');
+  out.channelsAfterRefusal = [...a.channels]; // a refused subscribe is not kept
   out.ping = await settle(a.ping());
   out.steps.push('channels');
 
