@@ -92,7 +92,7 @@ export class SessiondClient {
   }
 
   /**
-   * Listen for an event: "open" ({reconnected}), "message" ({channel, data, from}),
+   * Listen for an event: "open" ({reconnected}), "message" ({channel, data, from}; from is absent when the API published it),
    * "join" / "leave" ({channel, user}), "subscribed" / "unsubscribed" ({channel}: the
    * server subscribed this socket by itself, or took a channel away, e.g. its grant was
    * revoked), "close" ({code, reason, reconnect}), "reconnecting" ({attempt, delay}),

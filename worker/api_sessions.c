@@ -426,6 +426,16 @@ if_match(struct request *r)
     return v;
 }
 
+/* A PATCH of the grants: the session's sockets, wherever they are, read them again. */
+static void
+grants_patched(void *arg, enum store_status st, const struct session *s)
+{
+    struct request *r = arg;
+    if (st == STORE_OK)
+        chan_session_changed(r->conn->w, s->id);
+    answered_session(arg, st, s);
+}
+
 void
 api_session_patch(struct request *r)
 {
@@ -467,7 +477,8 @@ api_session_patch(struct request *r)
     ch.subscribe = subscribe.json;
     ch.subscribe_len = subscribe.len;
     api_store_begin(r);
-    store_update(api_store(r), id, (int64_t)time(NULL), &ch, answered_session, r);
+    store_update(api_store(r), id, (int64_t)time(NULL), &ch,
+                 ch.set_channels || ch.set_subscribe ? grants_patched : answered_session, r);
 out:
     free(patch);
     free(channels.json);
