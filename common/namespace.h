@@ -16,10 +16,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NS_NAME_MAX 64   /* bytes of a namespace's name */
-#define NS_MAX 64        /* namespaces in a config, default included */
+#define NS_NAME_MAX 64     /* bytes of a namespace's name */
+#define NS_MAX 64          /* namespaces in a config, default included */
 #define NS_HISTORY_MAX 100000
-#define NS_GRANTS_MAX 64 /* patterns in a session's channels, and in its subscribe */
+#define NS_GRANTS_MAX 64   /* patterns in a session's channels, and in its subscribe */
+#define NS_CHANNEL_MAX 128 /* bytes of a channel's name */
 
 enum ns_subscribe { NS_SUBSCRIBE_GRANT, NS_SUBSCRIBE_ANY, NS_SUBSCRIBE_OWNER, NS_SUBSCRIBE_NONE };
 enum ns_publish { NS_PUBLISH_GRANT, NS_PUBLISH_ANY, NS_PUBLISH_SUBSCRIBERS, NS_PUBLISH_NONE };
@@ -51,29 +52,44 @@ struct ns_table {
     int n;
 };
 
+/* Whether name is a channel name: 1-NS_CHANNEL_MAX bytes of [A-Za-z0-9_.:@-] (API.md).
+ * The one check of channel names, for the worker and the grant patterns alike. */
+bool ns_channel_ok(const char *name, size_t len);
+
 /* The built-in table: only default, subscribe=grant publish=grant presence=subscribers
  * join_events=on history=0 history_ttl=1h. */
 void ns_table_init(struct ns_table *t);
 
 /* One directive's value, "NAME key=value...": added to t, or replacing the namespace of
  * that name given earlier (the last directive for a name wins, as a file read top to
- * bottom). 0, or -1 with err (a bad name, key or value, or too many namespaces). */
+ * bottom; a key it leaves out is not kept from the earlier one). NAME is 1-NS_NAME_MAX
+ * bytes of [A-Za-z0-9_.@-]; the keys are subscribe=grant|any|owner|none,
+ * publish=grant|any|subscribers|none, presence=subscribers|off, join_events=on|off,
+ * history=0..NS_HISTORY_MAX and history_ttl=DURATION (1ms to 720h), each at most once.
+ * 0, or -1 with err (a bad name, key or value, or too many namespaces), t unchanged. */
 int ns_table_add(struct ns_table *t, const char *value, char *err, size_t errlen);
 
-/* Once every source is read: keys that a directive left out take default's values. */
+/* Once every source is read: keys that a directive left out take default's values.
+ * It may run again after more directives, since the set bits stay what the directives
+ * gave (conf runs it after each one, so that the table in a struct conf is always
+ * finished). */
 void ns_table_finish(struct ns_table *t);
 
-/* The rules of channel (len bytes, not NUL-terminated). */
+/* The rules of channel (len bytes, not NUL-terminated): those of the namespace named
+ * before its first ':', else (no ':', or a namespace without a directive) v[0]. */
 const struct ns_rules *ns_of(const struct ns_table *t, const char *channel, size_t len);
 
-/* A grant pattern (a channel name, or a prefix ending in '*') matches channel. */
+/* A grant pattern (a channel name, or a prefix ending in '*') matches channel: the
+ * same bytes, or channel starts with what is before the '*' ("*" matches any channel).
+ * An empty pattern or channel matches nothing. */
 bool ns_grant_match(const char *pattern, size_t plen, const char *channel, size_t len);
 
 /* Whether a string is a valid grant pattern: a channel name, or 0-127 bytes of the channel
  * alphabet followed by '*'. */
 bool ns_pattern_ok(const char *pattern, size_t len);
 
-/* The channel names user as its owner: what follows the first ':' is user, whole. */
+/* The channel names user as its owner: what follows the first ':' is user, whole
+ * ("user:alice" is alice's, not alice2's; "user:" and "useralice" are nobody's). */
 bool ns_owner_is(const char *channel, size_t len, const char *user);
 
 enum ns_op { NS_OP_SUBSCRIBE, NS_OP_PUBLISH, NS_OP_PRESENCE };
@@ -85,7 +101,13 @@ struct ns_subject {
     bool subscribed; /* it is subscribed to the channel now */
 };
 
-/* Whether op on channel is allowed under r. */
+/* Whether op on channel is allowed under r (from ns_of):
+ *   subscribe: grant -> s->granted; any -> true; owner -> ns_owner_is(channel, s->user)
+ *              (a grant does not count); none -> false
+ *   publish:   grant -> s->granted; any -> true; subscribers -> s->subscribed; none -> false
+ *   presence:  subscribers -> s->subscribed; off -> false
+ * Server-side subscriptions are applied without asking (they are allowed in any
+ * namespace); client_publish off is applied by the caller, as publish=none everywhere. */
 bool ns_allows(const struct ns_rules *r, enum ns_op op, const char *channel, size_t len,
                const struct ns_subject *s);
 

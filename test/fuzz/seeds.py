@@ -168,6 +168,22 @@ with open(os.path.join(ROOT, "..", "..", "..", "conf", "sessiond.conf"), "rb") a
     put("conf", "shipped", f.read())
 put("conf", "errors", "workers 0\nunknown_thing 1\n")
 put("conf", "quoted", 'instance "my host"\napi_key \'k e y\'\n')
+put("conf", "namespaces",
+    "namespace user subscribe=owner publish=none\n"
+    "namespace public subscribe=any publish=subscribers presence=off join_events=off\n"
+    "namespace \"room subscribe=grant\" publish=grant presence=subscribers history=100 "
+    "history_ttl=30m\n"
+    "namespace public subscribe=none\n"
+    "namespace default subscribe=any history_ttl=720h # a comment\n")
+put("conf", "namespace-env",
+    "namespace user subscribe=owner\n%%env\n"
+    "SESSIOND_NAMESPACE=user publish=none; public subscribe=any;; default history=5;\n")
+put("conf", "namespace-bad-value", "namespace user subscribe=owner\nnamespace room subscribe=all\n")
+put("conf", "namespace-bad-key", "namespace room frob=1 subscribe=any\n")
+put("conf", "namespace-twice", "namespace room history=1 history=2\n")
+put("conf", "namespace-bad-name", "namespace user:x subscribe=any\n")
+put("conf", "namespace-bad-env", "%%env\nSESSIOND_NAMESPACE=a history_ttl=0; b; c:d\n")
+put("conf", "namespace-many", "".join("namespace n%d history=%d\n" % (i, i) for i in range(70)))
 
 # ---- Redis URLs ------------------------------------------------------------------------
 
