@@ -24,8 +24,7 @@ pack(const char *text, size_t len, bool patterns, char *out, size_t *used)
     json_array_foreach(a, i, v) {
         const char *s = json_string_value(v);
         size_t l = json_string_length(v);
-        bool ok = s != NULL && (patterns ? ns_pattern_ok(s, l) : ns_pattern_ok(s, l) &&
-                                                                     s[l - 1] != '*');
+        bool ok = s != NULL && (patterns ? ns_pattern_ok(s, l) : ns_channel_ok(s, l));
         if (!ok || n == NS_GRANTS_MAX)
             continue;
         if (out != NULL) {

@@ -101,17 +101,6 @@ path_user(struct request *r, char buf[SESSION_USER_MAX + 1])
 
 /* ---- channels (grants) and subscribe (server-side subscriptions) ---- */
 
-/* A grant pattern: a channel name, or 0-127 bytes of the channel alphabet followed by a
- * final '*' ("room:*"; "*" alone grants every channel). The rule of namespace.h's
- * ns_pattern_ok. */
-static bool
-api_pattern_ok(const char *p, size_t len)
-{
-    if (len > 0 && p[len - 1] == '*')
-        return len == 1 || name_chars_ok(p, len - 1, HUB_CHANNEL_MAX - 1);
-    return hub_channel_ok(p, len);
-}
-
 /* A request's channels or subscribe member. */
 struct grant_list {
     bool set;   /* the member was there (null and [] included): replace the session's */
@@ -129,7 +118,7 @@ grant_entry_ok(struct request *r, const char *field, bool patterns, json_t *a, s
     const char *v = json_string_value(e); /* NULL if e is no string */
     size_t n = json_string_length(e);
     char msg[256];
-    if (v != NULL && (patterns ? api_pattern_ok(v, n) : hub_channel_ok(v, n)))
+    if (v != NULL && (patterns ? ns_pattern_ok(v, n) : ns_channel_ok(v, n)))
         return true;
     if (v == NULL)
         snprintf(msg, sizeof msg, "\"%s\"[%zu] must be a string.", field, i);

@@ -508,7 +508,7 @@ static const char *
 chan_channel_arg(struct chan_client *cl, json_t *j, const json_t *id, size_t *len)
 {
     json_t *ch = json_object_get(j, "channel");
-    if (!json_is_string(ch) || !hub_channel_ok(json_string_value(ch), json_string_length(ch))) {
+    if (!json_is_string(ch) || !ns_channel_ok(json_string_value(ch), json_string_length(ch))) {
         ws_error(cl->ws, id, "bad_request",
                  "\\\"channel\\\" must be 1-128 characters of A-Z a-z 0-9 and _ . : @ -");
         return NULL;
@@ -626,17 +626,19 @@ chan_dispatch(struct chan_client *cl, json_t *j)
         return;
     }
     if (strcmp(op, "ping") == 0) {
-#ifdef SESSIOND_TEST_HOOKS
-        /* Which worker holds the socket, for the tests that kill it: the connection ids
-         * of presence say nothing of it. */
-        char rest[32];
-        snprintf(rest, sizeof rest, ",\"worker_pid\":%d", (int)getpid());
-        ws_reply(cl->ws, "pong", id, rest);
-#else
         ws_reply(cl->ws, "pong", id, "");
-#endif
         return;
     }
+#ifdef SESSIOND_TEST_HOOKS
+    if (strcmp(op, "test_worker_pid") == 0) {
+        /* Which worker holds the socket, for the tests that stop or kill it: the
+         * connection ids of presence say nothing of it. */
+        char rest[32];
+        snprintf(rest, sizeof rest, ",\"worker_pid\":%d", (int)getpid());
+        ws_reply(cl->ws, "ok", id, rest);
+        return;
+    }
+#endif
     size_t len;
     const char *channel;
     bool known = strcmp(op, "subscribe") == 0 || strcmp(op, "unsubscribe") == 0 ||
@@ -962,7 +964,7 @@ chan_redis_message(void *arg, const char *name, size_t len, const char *msg, siz
     if (control &&
         (type == BUS_SESSION_END || type == BUS_USER_END || type == BUS_SESSION_CHANGED))
         chan_end_message(cw, type, p, plen);
-    else if (!control && type == BUS_PUBLISH && hub_channel_ok(name, len))
+    else if (!control && type == BUS_PUBLISH && ns_channel_ok(name, len))
         chan_fanout(cw, name, len, p, plen);
 }
 

@@ -89,12 +89,6 @@ hub_free(struct hub *h)
     free(h);
 }
 
-bool
-hub_channel_ok(const char *name, size_t len)
-{
-    return ns_channel_ok(name, len);
-}
-
 static struct hub_chan **
 chan_slot(const struct hub *h, const char *name, size_t len, uint64_t hash)
 {

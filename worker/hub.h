@@ -22,9 +22,6 @@ struct hub *hub_new(void);
 /* Free the table and every membership still in it. */
 void hub_free(struct hub *h);
 
-/* Whether name is a channel name: ns_channel_ok, kept under this name for its callers. */
-bool hub_channel_ok(const char *name, size_t len);
-
 /* Add sub (the caller's connection) to a channel, creating the channel; the caller keeps
  * the membership to leave with, and must not join the same channel twice. NULL when out
  * of memory. */

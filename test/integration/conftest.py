@@ -392,9 +392,9 @@ async def next_push(ws, timeout=5, want=("message",)):
 
 
 async def worker_of(ws, tag=None):
-    """The pid of the worker holding this connection: sessiond-test's pong says it (the
+    """The pid of the worker holding this connection: sessiond-test answers it (the
     connection ids of presence are opaque)."""
-    pid = (await op(ws, op="ping"))["worker_pid"]
+    pid = (await op(ws, op="test_worker_pid"))["worker_pid"]
     assert pid > 1  # the tests kill it: never the process group
     return pid
 

@@ -10,7 +10,7 @@ import time
 import pytest
 import websockets
 
-from conftest import BIN, call, next_push, op, run, url, worker_of
+from conftest import BIN, Redis, call, next_push, op, run, url, worker_of
 
 NS = """namespace user subscribe=owner publish=none
 namespace public subscribe=any publish=subscribers
@@ -18,9 +18,22 @@ namespace quiet subscribe=any publish=any presence=off join_events=off
 """
 
 
-def closed_server(server_factory, conf="", **kw):
-    """A server with the built-in rules (the other tests open the default namespace)."""
-    return server_factory(conf=conf, open_channels=False, **kw)
+@pytest.fixture(params=["lmdb", "redis"])
+def closed(request, server_factory, tmp_path):
+    """Servers with the built-in rules (the other tests open the default namespace), on
+    the embedded store or on a Redis of the test's own."""
+    redis = None
+    if request.param == "redis":
+        (tmp_path / "redis").mkdir()
+        redis = Redis(tmp_path / "redis").start()
+
+    def make(conf="", **kw):
+        if redis:
+            conf = f"store redis\nredis_url {redis.url}\n" + conf
+        return server_factory(conf=conf, open_channels=False, **kw)
+    yield make
+    if redis:
+        redis.stop()
 
 
 def session(s, user="u1", **fields):
@@ -38,8 +51,8 @@ def forbidden(r):
     return r["op"] == "error" and r["error"]["code"] == "forbidden"
 
 
-def test_the_default_namespace_refuses_what_the_session_was_not_granted(server_factory):
-    s = closed_server(server_factory)
+def test_the_default_namespace_refuses_what_the_session_was_not_granted(closed):
+    s = closed()
     tok = session(s)["token"]
 
     async def go():
@@ -53,8 +66,8 @@ def test_the_default_namespace_refuses_what_the_session_was_not_granted(server_f
     run(go())
 
 
-def test_grants_allow_their_channels_and_prefixes_only(server_factory):
-    s = closed_server(server_factory)
+def test_grants_allow_their_channels_and_prefixes_only(closed):
+    s = closed()
     a = session(s, "alice", channels=["room:42", "chat:*"])["token"]
     b = session(s, "bob", channels=["room:42"])["token"]
 
@@ -76,8 +89,8 @@ def test_grants_allow_their_channels_and_prefixes_only(server_factory):
     run(go())
 
 
-def test_owner_channels_are_their_users_alone_and_api_messages_have_no_from(server_factory):
-    s = closed_server(server_factory, NS)
+def test_owner_channels_are_their_users_alone_and_api_messages_have_no_from(closed):
+    s = closed(NS)
     alice = session(s, "alice")["token"]
     mallory = session(s, "mallory", channels=["*"])["token"]
 
@@ -102,8 +115,8 @@ def test_owner_channels_are_their_users_alone_and_api_messages_have_no_from(serv
     run(go())
 
 
-def test_publish_subscribers_presence_off_and_no_join_events(server_factory):
-    s = closed_server(server_factory, NS)
+def test_publish_subscribers_presence_off_and_no_join_events(closed):
+    s = closed(NS)
     a, b = session(s, "a")["token"], session(s, "b")["token"]
 
     async def go():
@@ -122,8 +135,8 @@ def test_publish_subscribers_presence_off_and_no_join_events(server_factory):
     run(go())
 
 
-def test_client_publish_off_is_publish_none_everywhere(server_factory):
-    s = closed_server(server_factory, NS + "client_publish off\n")
+def test_client_publish_off_is_publish_none_everywhere(closed):
+    s = closed(NS + "client_publish off\n")
     tok = session(s)["token"]
 
     async def go():
@@ -134,8 +147,8 @@ def test_client_publish_off_is_publish_none_everywhere(server_factory):
     run(go())
 
 
-def test_presence_shows_clients_users_and_the_api_opaque_connections(server_factory):
-    s = closed_server(server_factory, NS)
+def test_presence_shows_clients_users_and_the_api_opaque_connections(closed):
+    s = closed(NS)
     toks = [session(s, u)["token"] for u in ("alice", "alice", "bob")]
 
     async def go():
@@ -159,8 +172,8 @@ def test_presence_shows_clients_users_and_the_api_opaque_connections(server_fact
     run(go())
 
 
-def test_server_side_subscriptions_need_no_op_and_no_grant(server_factory):
-    s = closed_server(server_factory, "namespace news subscribe=none publish=none\n")
+def test_server_side_subscriptions_need_no_op_and_no_grant(closed):
+    s = closed("namespace news subscribe=none publish=none\n")
     tok = session(s, "u1", subscribe=["news:today", "alerts"])["token"]
 
     async def go():
@@ -182,8 +195,8 @@ def patch(s, sid, **fields):
     return body
 
 
-def test_a_patch_reaches_every_socket_of_the_session_on_every_worker(server_factory):
-    s = closed_server(server_factory)
+def test_a_patch_reaches_every_socket_of_the_session_on_every_worker(closed):
+    s = closed()
     body = session(s, "u1", channels=["room:*"])
     tok, sid = body["token"], body["id"]
     other = session(s, "u2", channels=["room:*"])["token"]
@@ -219,8 +232,8 @@ def test_a_patch_reaches_every_socket_of_the_session_on_every_worker(server_fact
     run(go())
 
 
-def test_get_and_if_match_cover_the_grants(server_factory):
-    s = closed_server(server_factory)
+def test_get_and_if_match_cover_the_grants(closed):
+    s = closed()
     body = session(s, "u1", channels=["a", "b:*"], subscribe=["c"])
     status, headers, got = call(s, "GET", f"/api/sessions/{body['id']}")
     assert status == 200 and got["channels"] == ["a", "b:*"] and got["subscribe"] == ["c"]
@@ -233,8 +246,8 @@ def test_get_and_if_match_cover_the_grants(server_factory):
 
 def test_a_patch_on_one_instance_reaches_a_socket_on_another(server_factory, redis_server):
     conf = f"store redis\nredis_url {redis_server.url}\n"
-    a = closed_server(server_factory, conf)
-    b = closed_server(server_factory, conf)
+    a = server_factory(conf=conf, open_channels=False)
+    b = server_factory(conf=conf, open_channels=False)
     body = session(a, "u1", channels=["room:1"])
 
     async def go():
@@ -251,7 +264,7 @@ def test_a_patch_on_one_instance_reaches_a_socket_on_another(server_factory, red
     run(go())
 
 
-def test_bad_namespace_lines_are_config_errors(server_factory, tmp_path):
+def test_bad_namespace_lines_are_config_errors(tmp_path):
     for line, words in (("namespace user subscribe=sometimes", "subscribe"),
                         ("namespace user colour=red", "colour"),
                         ("namespace bad:name subscribe=any", "bad:name"),
