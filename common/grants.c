@@ -6,21 +6,29 @@
 
 #include "namespace.h"
 
-/* Append the valid strings of a JSON array (at most NS_GRANTS_MAX) to out; their count,
- * or -1 if the text is not an array. */
-static int
-pack(const char *text, size_t len, bool patterns, char *out, size_t *used)
+/* A stored array, read once: NULL for none (length 0), *bad set if it is no array. */
+static json_t *
+load(const char *text, size_t len, bool *bad)
 {
     if (len == 0)
-        return 0;
+        return NULL;
     json_t *a = json_loadb(text, len, 0, NULL);
     if (!json_is_array(a)) {
         json_decref(a);
-        return -1;
+        *bad = true;
+        return NULL;
     }
+    return a;
+}
+
+/* The valid strings of a (at most NS_GRANTS_MAX), each a length byte and its bytes,
+ * appended at out + *used (or only counted into *used, with out NULL); their count. */
+static int
+pack(const json_t *a, bool patterns, char *out, size_t *used)
+{
     int n = 0;
     size_t i;
-    json_t *v;
+    const json_t *v;
     json_array_foreach(a, i, v) {
         const char *s = json_string_value(v);
         size_t l = json_string_length(v);
@@ -34,7 +42,6 @@ pack(const char *text, size_t len, bool patterns, char *out, size_t *used)
         *used += 1 + l;
         n++;
     }
-    json_decref(a);
     return n;
 }
 
@@ -42,20 +49,22 @@ struct grants *
 grants_parse(const char *channels, size_t channels_len, const char *subscribe,
              size_t subscribe_len, int *err)
 {
+    bool bad = false;
+    json_t *c = load(channels, channels_len, &bad);
+    json_t *s = load(subscribe, subscribe_len, &bad);
+    struct grants *g = NULL;
     size_t need = 0;
-    int nc = pack(channels, channels_len, true, NULL, &need);
-    int ns = pack(subscribe, subscribe_len, false, NULL, &need);
-    *err = nc < 0 || ns < 0 ? -1 : 0;
-    if (nc <= 0 && ns <= 0)
-        return NULL;
-    struct grants *g = malloc(sizeof *g + need);
-    if (g == NULL) {
+    int nc = pack(c, true, NULL, &need), ns = pack(s, false, NULL, &need);
+    *err = bad ? -1 : 0;
+    if (nc + ns > 0 && (g = malloc(sizeof *g + need)) == NULL)
         *err = -1;
-        return NULL;
+    if (g != NULL) {
+        size_t used = 0;
+        g->nchannels = (uint8_t)pack(c, true, g->p, &used);
+        g->nsubscribe = (uint8_t)pack(s, false, g->p, &used);
     }
-    size_t used = 0;
-    g->nchannels = (uint8_t)(nc > 0 ? pack(channels, channels_len, true, g->p, &used) : 0);
-    g->nsubscribe = (uint8_t)(ns > 0 ? pack(subscribe, subscribe_len, false, g->p, &used) : 0);
+    json_decref(c);
+    json_decref(s);
     return g;
 }
 
