@@ -43,6 +43,7 @@ enum conf_type {
     CT_WORKERS, /* "auto" (0) or a number */
     CT_LISTEN,  /* repeatable: the first one in a source replaces the defaults */
     CT_TLS_PROTOCOLS, /* a list of TLS versions, as CONF_TLS_* bits */
+    CT_NAMESPACE,     /* repeatable: "NAME key=value...", parsed by namespace.c */
 };
 
 struct directive {
@@ -62,6 +63,7 @@ struct directive {
 struct source {
     const char *dir;  /* directory for relative paths, or NULL to keep them as written */
     bool listen_seen; /* a listen from this source has already replaced the old ones */
+    bool env;         /* an environment variable: a namespace value may hold several */
 };
 
 static int check_restart_delay_max(const struct conf *c, char *err, size_t errlen);
@@ -193,11 +195,15 @@ static const struct directive directives[] = {
     {"ws_compression", CT_BOOL, FIELD(ws_compression), 0, 0, false, "on", NULL,
      "on: permessage-deflate when the client offers it"},
     {"client_publish", CT_BOOL, FIELD(client_publish), 0, 0, false, "on", NULL,
-     "on: WebSocket clients may publish; off: only POST /api/channels/{c}/publish"},
+     "off: publish=none in every namespace (only POST /api/channels/{c}/publish); on: as "
+     "each namespace's publish= says"},
     {"presence_events_max", CT_INT, FIELD(presence_events_max), 0, 1000000, false, "100", NULL,
      "join and leave events are sent while a channel has at most this many members"},
     {"ws_drain_spread", CT_DURATION, FIELD(ws_drain_spread_ms), 0, MIN(1), false, "2s", NULL,
      "a drain closes WebSockets (1001) spread over this time, not in one burst"},
+    {"namespace", CT_NAMESPACE, FIELD(namespaces), 0, 0, false, NULL, NULL,
+     "NAME key=value...: who may subscribe, publish and ask presence in the channels "
+     "NAME:...; repeatable"},
 };
 
 #define NDIRECTIVES (sizeof directives / sizeof *directives)
@@ -724,6 +730,34 @@ set_tls_protocols(struct conf *c, const struct directive *d, const char *v, char
     return 0;
 }
 
+/* A namespace directive (namespace.c parses it). One environment variable must carry what
+ * a file says on many lines, so there ';' separates several. The table is finished after
+ * each, so that it is whole however the sources end. */
+static int
+set_namespace(struct conf *c, const char *v, const struct source *src, char *err,
+              size_t errlen)
+{
+    char one[1024];
+    for (const char *p = v;; p++) {
+        size_t n = src->env ? strcspn(p, ";") : strlen(p);
+        if (n >= sizeof one) {
+            errf(err, errlen, "namespace directive is too long (at most %zu bytes)",
+                 sizeof one - 1);
+            return -1;
+        }
+        memcpy(one, p, n);
+        one[n] = '\0';
+        /* Blank pieces are skipped: "a subscribe=any;" ends a list as a shell writes it. */
+        if ((!src->env || one[strspn(one, " \t\r\n")] != '\0') &&
+            ns_table_add(&c->namespaces, one, err, errlen) < 0)
+            return -1;
+        ns_table_finish(&c->namespaces);
+        p += n;
+        if (*p == '\0')
+            return 0;
+    }
+}
+
 static int
 set_directive(struct conf *c, const struct directive *d, const char *v, struct source *src,
               char *err, size_t errlen)
@@ -748,6 +782,8 @@ set_directive(struct conf *c, const struct directive *d, const char *v, struct s
         return set_listen(c, v, src, err, errlen);
     case CT_TLS_PROTOCOLS:
         return set_tls_protocols(c, d, v, err, errlen);
+    case CT_NAMESPACE:
+        return set_namespace(c, v, src, err, errlen);
     }
     errf(err, errlen, "internal error: \"%s\" has no type", d->name);
     return -1;
@@ -757,7 +793,7 @@ int
 conf_set(struct conf *c, const char *name, const char *value, char *err, size_t errlen)
 {
     const struct directive *d = find_directive(name);
-    struct source src = {NULL, false};
+    struct source src = {NULL, false, false};
     if (d == NULL) {
         errf(err, errlen, "unknown directive \"%s\"", name);
         return -1;
@@ -895,9 +931,13 @@ conf_defaults(struct conf *c)
 {
     char host[256], msg[CONF_ERR_LEN];
     memset(c, 0, sizeof *c);
+    /* The built-in namespace rules are a table, not the text of one directive. */
+    ns_table_init(&c->namespaces);
     for (size_t i = 0; i < NDIRECTIVES; i++) {
         const struct directive *d = &directives[i];
-        struct source src = {NULL, false};
+        struct source src = {NULL, false, false};
+        if (d->type == CT_NAMESPACE)
+            continue;
         const char *def = d->def != NULL ? d->def : host_name(host, sizeof host);
         if (set_directive(c, d, def, &src, msg, sizeof msg) == 0)
             continue;
@@ -972,9 +1012,10 @@ read_word(char **pos, char **word, char *msg, size_t msglen)
     return 0;
 }
 
-/* A name and its value, which is one word but for listen (an address and its flag) and
- * tls_protocols (a list); and one more word to know there were too many. */
-#define MAX_WORDS 6
+/* A name and its value, which is one word but for listen (an address and its flag),
+ * tls_protocols (a list) and namespace (a name and its keys); and one more word to know
+ * there were too many. */
+#define MAX_WORDS 9
 
 /* Split a line into words. *nwords counts them all; only the first MAX_WORDS are kept. */
 static int
@@ -1017,13 +1058,17 @@ parse_line(struct conf *c, char *line, size_t lineno, struct parse_state *st, ch
         errf(msg, msglen, "unknown directive \"%s\"", words[0]);
         return -1;
     }
-    int max_words = d->type == CT_LISTEN ? 3 : d->type == CT_TLS_PROTOCOLS ? MAX_WORDS - 1 : 2;
+    /* listen ADDRESS tls; tls_protocols and four versions; namespace NAME and six keys */
+    int max_words = d->type == CT_LISTEN          ? 3
+                    : d->type == CT_TLS_PROTOCOLS ? 5
+                    : d->type == CT_NAMESPACE     ? MAX_WORDS - 1
+                                                  : 2;
     if (n < 2 || n > max_words) {
         errf(msg, msglen, "invalid number of arguments in \"%s\" directive", d->name);
         return -1;
     }
     size_t i = (size_t)(d - directives);
-    if (st->line_of[i] != 0 && d->type != CT_LISTEN) {
+    if (st->line_of[i] != 0 && d->type != CT_LISTEN && d->type != CT_NAMESPACE) {
         errf(msg, msglen, "\"%s\" directive is duplicate", d->name);
         return -1;
     }
@@ -1228,7 +1273,7 @@ env_apply(struct env_state *es, const char *var, const char *name, char *err, si
     if (v == NULL)
         return 0;
     const struct directive *d = find_directive(name);
-    struct source src = {NULL, false};
+    struct source src = {NULL, false, true};
     char msg[CONF_ERR_LEN];
     if (set_directive(es->c, d, v, &src, msg, sizeof msg) < 0) {
         errf(err, errlen, "environment %s: %s", var, msg);

@@ -15,6 +15,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "namespace.h"
+
 #define CONF_MAX_LISTEN 16
 #define CONF_MAX_WORKERS 64
 #define CONF_ERR_LEN 512
@@ -108,9 +110,12 @@ struct conf {
     int64_t ws_ping_interval_ms;
     int64_t ws_pong_timeout_ms;
     bool ws_compression;
-    bool client_publish;
+    bool client_publish;        /* off: publish=none in every namespace */
     int presence_events_max;
     int64_t ws_drain_spread_ms;
+
+    /* channels: the namespace directives, finished (ns_table_finish) */
+    struct ns_table namespaces;
 };
 
 /* Builds a whole config (defaults, file, environment): main's loader, called again on
@@ -133,7 +138,9 @@ int conf_load_string(struct conf *c, const char *name, const char *text, char *e
                      size_t errlen);
 
 /* Apply the environment: PORT, HOST, WORKERS, WEB_CONCURRENCY, ENABLE_CLUSTERING, LOG_LEVEL,
- * SESSIOND_API_KEY and SESSIOND_<DIRECTIVE> for any directive. The environment beats the file.
+ * SESSIOND_API_KEY and SESSIOND_<DIRECTIVE> for any directive (SESSIOND_NAMESPACE holds
+ * one or more namespace directives separated by ';', added to the file's or replacing
+ * those of the same name). The environment beats the file.
  * getenv_fn is getenv in production and a fake in tests. A bad value is an error
  * ("environment WORKERS: message"), returned as -1. */
 int conf_apply_env(struct conf *c, char *(*getenv_fn)(const char *), char *err,

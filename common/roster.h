@@ -15,7 +15,7 @@
  *     has answered; when Redis cannot be reached they fall back to the instance's file.
  *
  * Every entry belongs to a connection, named by its id (up to ROSTER_CONN_MAX bytes,
- * "slot.pid.count" in hex, so that a slot's entries are found together). */
+ * opaque: the engines file a worker's entries under its slot and lease themselves). */
 #ifndef SESSIOND_ROSTER_H
 #define SESSIOND_ROSTER_H
 

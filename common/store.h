@@ -34,6 +34,13 @@ struct session {
     uint64_t version;          /* 1 at creation, +1 on every change of data or ttl */
     const char *data;          /* the data object, serialized JSON (not NUL-terminated) */
     size_t data_len;
+    /* Grants ("channels") and server-side subscriptions ("subscribe"): each a compact
+     * JSON array of strings, as the API validated it (namespace.h's patterns and channel
+     * names), or length 0 for none. Kept by both engines, not NUL-terminated. */
+    const char *channels;
+    size_t channels_len;
+    const char *subscribe;
+    size_t subscribe_len;
 };
 
 enum store_status {
@@ -102,13 +109,20 @@ void store_get_by_token(struct store *st, const uint8_t hash[SESSION_HASH_LEN], 
 /* Change a session atomically: patch (a JSON merge patch, RFC 7396, or NULL) is applied
  * to its data; ttl > 0 sets a new ttl; touch extends expires_at to now + ttl. With
  * if_version > 0, the change happens only if the version is still if_version. The version
- * increments when data or ttl changed. */
+ * increments when data, ttl, channels or subscribe changed. */
 struct store_change {
     const char *patch;
     size_t patch_len;
     int64_t ttl;          /* 0: keep */
     bool touch;           /* expires_at = now + ttl */
     uint64_t if_version;  /* 0: unconditional */
+    /* With set_channels (set_subscribe), the session's channels (subscribe) are replaced
+     * whole by these (length 0: none). */
+    bool set_channels, set_subscribe;
+    const char *channels;
+    size_t channels_len;
+    const char *subscribe;
+    size_t subscribe_len;
 };
 void store_update(struct store *st, const char *id, int64_t now, const struct store_change *ch,
                   store_cb cb, void *arg);

@@ -10,6 +10,13 @@
 #include "store.h"
 #include "util.h" /* errf */
 
+/* The most bytes of a session's channels, and of its subscribe, that an engine keeps. The
+ * API's arrays (at most 64 names of at most 128 bytes, which need no escaping, quoted and
+ * separated by commas) take at most 64 x 131 + 2 = 8386; anything longer is refused as a
+ * caller's mistake, so that a record's lengths fit their fields. Neither counts against
+ * session_max_bytes, which bounds the data. */
+#define STORE_GRANTS_MAX 16384
+
 struct store_ops {
     const char *name; /* as in the config's "store" and store_info's backend */
     int (*prepare)(const struct conf *c, char *err, size_t errlen);

@@ -6,8 +6,9 @@
  * (copy-on-write pages, a robust writer mutex, reader slots cleared by mdb_reader_check).
  *
  * Three named databases:
- *   sessions  id -> record: a fixed header (below) followed by the user and data bytes;
- *             the id follows from the token hash (token.h), so no index of tokens
+ *   sessions  id -> record: a fixed header (below), the user and data bytes, then, only
+ *             when the session has channels or subscribe, the grants tail (below); the id
+ *             follows from the token hash (token.h), so no index of tokens
  *   users     user -> created_at (8 bytes big-endian) + id, sorted duplicates, so that a
  *             cursor lists a user's sessions oldest first
  *   expiry    expires_at (8 bytes big-endian) + id -> empty, so that the sweep finds the
@@ -50,7 +51,8 @@
 #define LMDB_TIME_KEY (8 + SESSION_ID_LEN)
 
 /* The record header, written and read with memcpy at these offsets because LMDB values
- * carry no alignment promise. */
+ * carry no alignment promise (integers in the machine's byte order: the file never leaves
+ * it). The user (user_len bytes) and the data (data_len bytes) follow it. */
 enum {
     REC_VERSION = 0,    /* u64 */
     REC_CREATED = 8,    /* i64 */
@@ -62,12 +64,26 @@ enum {
     REC_HEADER = 70,
 };
 
+/* The grants tail, after the data: a tag byte, then the lengths of channels and subscribe
+ * (each STORE_GRANTS_MAX at most), then their bytes. Files written before sessions had
+ * grants hold records that end with the data, and they still read (as no grants); for the
+ * same reason a session without grants is written without a tail, byte for byte as
+ * before, so that an older sessiond reads it too. A record is exactly as long as its
+ * lengths say; the tag leaves room for other tails later. */
+enum {
+    REC_TAIL_TAG = 0,       /* u8, REC_TAIL_GRANTS */
+    REC_TAIL_CHANNELS = 1,  /* u16 */
+    REC_TAIL_SUBSCRIBE = 3, /* u16 */
+    REC_TAIL = 5,           /* channels, then subscribe */
+};
+#define REC_TAIL_GRANTS 1
+
 /* A create waiting for the group commit. */
 struct lmdb_queued {
     struct lmdb_queued *next;
     store_cb cb;
     void *arg;
-    struct session s; /* a copy; its data follows this struct */
+    struct session s; /* a copy; its data, channels and subscribe follow this struct */
     enum store_status status;
 };
 
@@ -104,6 +120,8 @@ struct lmdb_rec {
     size_t user_len;
     const char *data;
     size_t data_len;
+    const char *channels, *subscribe; /* length 0: none */
+    size_t channels_len, subscribe_len;
 };
 
 typedef enum store_status (*lmdb_body)(struct lmdb_store *st, MDB_txn *txn, void *ctx);
@@ -134,6 +152,17 @@ lmdb_get_be64(const char *p)
     return (int64_t)u;
 }
 
+/* Copy n bytes of src to *p, advancing it; returns where they went. */
+static const char *
+lmdb_copy(char **p, const char *src, size_t n)
+{
+    char *at = *p;
+    if (n > 0)
+        memcpy(at, src, n);
+    *p += n;
+    return at;
+}
+
 /* A users value or an expiry key: the time, big-endian so that byte order is time order,
  * then the id. Returns its length. */
 static size_t
@@ -150,10 +179,54 @@ lmdb_id_ok(size_t id_len)
     return id_len >= 1 && id_len <= SESSION_ID_LEN;
 }
 
+static bool
+lmdb_rec_has_grants(const struct lmdb_rec *r)
+{
+    return r->channels_len > 0 || r->subscribe_len > 0;
+}
+
 static size_t
 lmdb_rec_size(const struct lmdb_rec *r)
 {
-    return REC_HEADER + r->user_len + r->data_len;
+    size_t n = REC_HEADER + r->user_len + r->data_len;
+    return lmdb_rec_has_grants(r) ? n + REC_TAIL + r->channels_len + r->subscribe_len : n;
+}
+
+/* The grants tail at p (see REC_TAIL_*). */
+static void
+lmdb_tail_encode(const struct lmdb_rec *r, char *p)
+{
+    uint16_t channels_len = (uint16_t)r->channels_len;
+    uint16_t subscribe_len = (uint16_t)r->subscribe_len;
+    p[REC_TAIL_TAG] = REC_TAIL_GRANTS;
+    memcpy(p + REC_TAIL_CHANNELS, &channels_len, 2);
+    memcpy(p + REC_TAIL_SUBSCRIBE, &subscribe_len, 2);
+    if (r->channels_len > 0)
+        memcpy(p + REC_TAIL, r->channels, r->channels_len);
+    if (r->subscribe_len > 0)
+        memcpy(p + REC_TAIL + r->channels_len, r->subscribe, r->subscribe_len);
+}
+
+/* The n bytes at p after the data: none, or a whole grants tail. Returns 0, or -1. */
+static int
+lmdb_tail_decode(const char *p, size_t n, struct lmdb_rec *r)
+{
+    uint16_t channels_len, subscribe_len;
+    r->channels = r->subscribe = NULL;
+    r->channels_len = r->subscribe_len = 0;
+    if (n == 0)
+        return 0;
+    if (n < REC_TAIL || p[REC_TAIL_TAG] != REC_TAIL_GRANTS)
+        return -1;
+    memcpy(&channels_len, p + REC_TAIL_CHANNELS, 2);
+    memcpy(&subscribe_len, p + REC_TAIL_SUBSCRIBE, 2);
+    if (n != (size_t)REC_TAIL + channels_len + subscribe_len)
+        return -1;
+    r->channels = p + REC_TAIL;
+    r->channels_len = channels_len;
+    r->subscribe = p + REC_TAIL + channels_len;
+    r->subscribe_len = subscribe_len;
+    return 0;
 }
 
 static void
@@ -171,6 +244,8 @@ lmdb_rec_encode(const struct lmdb_rec *r, char *p)
     memcpy(p + REC_HEADER, r->user, r->user_len);
     if (r->data_len > 0)
         memcpy(p + REC_HEADER + r->user_len, r->data, r->data_len);
+    if (lmdb_rec_has_grants(r))
+        lmdb_tail_encode(r, p + REC_HEADER + r->user_len + r->data_len);
 }
 
 /* Returns 0, or -1 if v is not a well-formed record. */
@@ -189,7 +264,9 @@ lmdb_rec_decode(const MDB_val *v, struct lmdb_rec *r)
     memcpy(r->hash, p + REC_HASH, SESSION_HASH_LEN);
     memcpy(&user_len, p + REC_USER_LEN, 2);
     memcpy(&data_len, p + REC_DATA_LEN, 4);
-    if (user_len > SESSION_USER_MAX || v->mv_size != (size_t)REC_HEADER + user_len + data_len)
+    size_t end = (size_t)REC_HEADER + user_len + data_len;
+    if (user_len > SESSION_USER_MAX || v->mv_size < end ||
+        lmdb_tail_decode(p + end, v->mv_size - end, r) != 0)
         return -1;
     r->user = p + REC_HEADER;
     r->user_len = user_len;
@@ -213,6 +290,10 @@ lmdb_rec_to_session(const char *id, size_t id_len, const struct lmdb_rec *r, str
     s->version = r->version;
     s->data = r->data;
     s->data_len = r->data_len;
+    s->channels = r->channels;
+    s->channels_len = r->channels_len;
+    s->subscribe = r->subscribe;
+    s->subscribe_len = r->subscribe_len;
 }
 
 /* ---- errors and transactions ---- */
@@ -644,6 +725,18 @@ lmdb_create_txn(struct lmdb_store *st, MDB_txn *txn, void *ctx)
     return status;
 }
 
+/* Channels and subscribe as the caller gives them: each fits its length field. */
+static enum store_status
+lmdb_grants_check(struct lmdb_store *st, const char *channels, size_t channels_len,
+                  const char *subscribe, size_t subscribe_len)
+{
+    if (channels_len > STORE_GRANTS_MAX || subscribe_len > STORE_GRANTS_MAX)
+        return lmdb_refuse(st, "channels, subscribe: at most 16384 bytes each");
+    if ((channels == NULL && channels_len > 0) || (subscribe == NULL && subscribe_len > 0))
+        return lmdb_refuse(st, "channels, subscribe: NULL with a length");
+    return STORE_OK;
+}
+
 /* Check s before any transaction: a bad argument or oversized data writes nothing. */
 static enum store_status
 lmdb_create_args(struct lmdb_store *st, const struct session *s, struct lmdb_create *c)
@@ -653,7 +746,9 @@ lmdb_create_args(struct lmdb_store *st, const struct session *s, struct lmdb_cre
     c->rec = (struct lmdb_rec){.version = 1, .created_at = s->created_at,
                                .expires_at = s->expires_at, .ttl = s->ttl, .user = s->user,
                                .user_len = strnlen(s->user, sizeof s->user), .data = s->data,
-                               .data_len = s->data_len};
+                               .data_len = s->data_len, .channels = s->channels,
+                               .channels_len = s->channels_len, .subscribe = s->subscribe,
+                               .subscribe_len = s->subscribe_len};
     memcpy(c->rec.hash, s->token_hash, SESSION_HASH_LEN);
     if (!lmdb_id_ok(c->id_len) || !store_id_fits(s))
         return lmdb_refuse(st, "session id: not the id of its token");
@@ -663,7 +758,7 @@ lmdb_create_args(struct lmdb_store *st, const struct session *s, struct lmdb_cre
         return STORE_TOO_BIG;
     if (s->data == NULL && s->data_len > 0)
         return lmdb_refuse(st, "data: NULL with a length");
-    return STORE_OK;
+    return lmdb_grants_check(st, s->channels, s->channels_len, s->subscribe, s->subscribe_len);
 }
 
 /* Commit the queued creates in one transaction, then answer each. Every create checks
@@ -733,14 +828,16 @@ lmdb_store_create(void *self, const struct session *s, store_cb cb, void *arg)
     enum store_status status = lmdb_create_args(st, s, &c);
     struct lmdb_queued *q = NULL;
     if (status == STORE_OK && st->loop != NULL) {
-        q = malloc(sizeof *q + s->data_len);
+        q = malloc(sizeof *q + s->data_len + s->channels_len + s->subscribe_len);
         if (q == NULL)
             status = lmdb_refuse(st, "out of memory");
     }
     if (q != NULL) {
         *q = (struct lmdb_queued){.cb = cb, .arg = arg, .s = *s};
-        memcpy(q + 1, s->data, s->data_len);
-        q->s.data = (const char *)(q + 1);
+        char *p = (char *)(q + 1);
+        q->s.data = lmdb_copy(&p, s->data, s->data_len);
+        q->s.channels = lmdb_copy(&p, s->channels, s->channels_len);
+        q->s.subscribe = lmdb_copy(&p, s->subscribe, s->subscribe_len);
         *st->queue_tail = q;
         st->queue_tail = &q->next;
         if (!ev_is_active(&st->flush))
@@ -903,7 +1000,29 @@ struct lmdb_update {
     const struct store_change *ch;
     struct session out; /* the session as it is now, for the callback */
     char *data;         /* out.data: ours, because the transaction's memory is gone */
+    char *grants;       /* out.channels and out.subscribe, ours for the same reason */
 };
+
+/* The channels and subscribe after the change, copied into u->grants: the new ones where
+ * the change sets them, else the old ones, which the write may move. */
+static enum store_status
+lmdb_new_grants(struct lmdb_store *st, struct lmdb_update *u, const struct lmdb_rec *old,
+                struct lmdb_rec *n)
+{
+    const struct store_change *ch = u->ch;
+    const char *c = ch->set_channels ? ch->channels : old->channels;
+    const char *sub = ch->set_subscribe ? ch->subscribe : old->subscribe;
+    size_t clen = ch->set_channels ? ch->channels_len : old->channels_len;
+    size_t slen = ch->set_subscribe ? ch->subscribe_len : old->subscribe_len;
+    char *p = u->grants = malloc(clen + slen + 1);
+    if (p == NULL)
+        return lmdb_refuse(st, "out of memory");
+    n->channels = lmdb_copy(&p, c, clen);
+    n->channels_len = clen;
+    n->subscribe = lmdb_copy(&p, sub, slen);
+    n->subscribe_len = slen;
+    return STORE_OK;
+}
 
 /* The data after the change, in new memory: the patch applied, or a copy. */
 static enum store_status
@@ -968,14 +1087,17 @@ lmdb_update_txn(struct lmdb_store *st, MDB_txn *txn, void *ctx)
         return STORE_VERSION;
     n = old;
     status = lmdb_new_data(st, &old, ch, &u->data, &n.data_len);
+    if (status == STORE_OK)
+        status = lmdb_new_grants(st, u, &old, &n);
     if (status != STORE_OK)
         return status;
     n.data = u->data;
     n.ttl = ch->ttl > 0 ? ch->ttl : old.ttl;
     n.expires_at = ch->touch ? u->now + n.ttl : old.expires_at;
-    /* Every patch or new ttl is a new version (API.md: PATCH increments it, even when the
-     * patch happens to leave the data as it was); a touch alone only moves the expiry. */
-    bool changed = ch->patch != NULL || ch->ttl > 0;
+    /* Every patch, new ttl, channels or subscribe is a new version (API.md: PATCH
+     * increments it, even when the patch happens to leave the session as it was); a
+     * touch alone only moves the expiry. */
+    bool changed = ch->patch != NULL || ch->ttl > 0 || ch->set_channels || ch->set_subscribe;
     n.version = old.version + (changed ? 1 : 0);
     /* Copy the user out of the old record before the write may move it. */
     lmdb_rec_to_session(u->id, u->id_len, &n, &u->out);
@@ -990,9 +1112,14 @@ lmdb_store_update(void *self, const char *id, int64_t now, const struct store_ch
     struct lmdb_store *st = self;
     struct lmdb_update u = {.id = id, .id_len = strlen(id), .now = now, .ch = ch};
     st->healthy = true;
-    enum store_status status = lmdb_write(st, lmdb_update_txn, &u, st->create_pages);
+    enum store_status status = lmdb_grants_check(
+        st, ch->set_channels ? ch->channels : NULL, ch->set_channels ? ch->channels_len : 0,
+        ch->set_subscribe ? ch->subscribe : NULL, ch->set_subscribe ? ch->subscribe_len : 0);
+    if (status == STORE_OK)
+        status = lmdb_write(st, lmdb_update_txn, &u, st->create_pages);
     cb(arg, status, status == STORE_OK ? &u.out : NULL);
     free(u.data);
+    free(u.grants);
 }
 
 /* ---- deletes and the sweep ---- */
@@ -1001,7 +1128,7 @@ struct lmdb_delete {
     const char *id;
     size_t id_len;
     struct session out; /* the session deleted, so that the caller learns its user */
-    char *data;
+    char *data;         /* out's data, channels and subscribe: the pages go at commit */
 };
 
 static enum store_status
@@ -1012,13 +1139,13 @@ lmdb_delete_txn(struct lmdb_store *st, MDB_txn *txn, void *ctx)
     enum store_status status = lmdb_find(st, txn, d->id, d->id_len, &r);
     if (status != STORE_OK)
         return status;
-    d->data = malloc(r.data_len + 1);
-    if (d->data == NULL)
+    char *p = d->data = malloc(r.data_len + r.channels_len + r.subscribe_len + 1);
+    if (p == NULL)
         return lmdb_refuse(st, "out of memory");
-    if (r.data_len > 0)
-        memcpy(d->data, r.data, r.data_len);
     lmdb_rec_to_session(d->id, d->id_len, &r, &d->out);
-    d->out.data = d->data;
+    d->out.data = lmdb_copy(&p, r.data, r.data_len);
+    d->out.channels = lmdb_copy(&p, r.channels, r.channels_len);
+    d->out.subscribe = lmdb_copy(&p, r.subscribe, r.subscribe_len);
     return lmdb_remove(st, txn, d->id, d->id_len, &r);
 }
 
@@ -1115,7 +1242,11 @@ lmdb_store_sweep(void *self, int64_t now, int max)
 
 /* The map size from the bounds: every session at its largest, with its index entries,
  * twice over for copy-on-write and fragmentation. The file is sparse, so this is a
- * ceiling, not an allocation. */
+ * ceiling, not an allocation. Grants are left out: they are usually a few names, and
+ * counting each session's at their most (16 KiB as the API makes them) would multiply
+ * the disk that start-up demands; the doubling absorbs ordinary grants, and a store
+ * whose every session held the most would fill the map before max_sessions (STORE_FULL,
+ * an answer). */
 static int
 lmdb_map_size(const struct conf *c, size_t *out)
 {
@@ -1311,7 +1442,10 @@ lmdb_store_open(const struct conf *c, void *loop, char *err, size_t errlen)
         ms.ms_psize = 4096, st->reserved = (off_t)map; /* cannot reserve: do not try */
     st->psize = ms.ms_psize;
     st->map = (off_t)map;
-    st->create_pages = LMDB_TREE_PAGES + (st->max_bytes + 512) / st->psize + 1;
+    /* A record at its largest: the data, the grants (which session_max_bytes does not
+     * bound), the header and the user. */
+    st->create_pages =
+        LMDB_TREE_PAGES + (st->max_bytes + (size_t)2 * STORE_GRANTS_MAX + 512) / st->psize + 1;
     st->loop = loop;
     st->queue_tail = &st->queue;
     ev_prepare_init(&st->flush, lmdb_flush);

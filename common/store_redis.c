@@ -5,8 +5,11 @@
  * Every check-and-write is one Lua script, so that it is atomic across every worker of
  * every instance. The keys, under redis_prefix {p}:
  *   {p}s:{id}         HASH user, th (token hash, hex), c (created), e (expires), ttl,
- *                     v (version), d (data JSON); EXPIREAT e, so Redis expires it itself.
- *                     The id follows from the token hash (token.h): no key per token.
+ *                     v (version), d (data JSON), and only when the session has them,
+ *                     ch (channels) and sub (subscribe), each a JSON array: a session
+ *                     written before they existed, or without them, reads as none.
+ *                     EXPIREAT e, so Redis expires it itself. The id follows from the
+ *                     token hash (token.h): no key per token.
  *   {p}u:{user}       ZSET of ids scored by created_at (a user's list, oldest first);
  *                     EXPIREAT the latest e among its sessions
  *   {p}all            ZSET of ids scored by expires_at: the count, trimmed by time
@@ -45,12 +48,14 @@
 #define RS_LIST_MAX 10000    /* as the LMDB engine */
 #define RS_MAX_ARGS 16
 #define RS_HASH_HEX (2 * SESSION_HASH_LEN)
-#define RS_SESSION_FIELDS 8  /* id, user, th, c, e, ttl, v, d: what the scripts return */
+/* id, user, th, c, e, ttl, v, d, ch, sub: what the scripts return */
+#define RS_SESSION_FIELDS 10
 
 /* ---- the scripts ---- */
 
 /* Shared by every script: ARGV[1] is the prefix. load() returns a live session as
- * {id, user, th, c, e, ttl, v, d}; purge() deletes one with its index entries;
+ * {id, user, th, c, e, ttl, v, d, ch, sub} (ch and sub nil when absent); purge() deletes
+ * one with its index entries; setf() sets a field, or deletes it when the value is '';
  * extend() keeps a key at least until e. e is compared on the caller's clock (now), and
  * EXPIREAT reads it on Redis's, as extend() does with TIME. */
 #define RS_PRELUDE                                                                          \
@@ -59,7 +64,8 @@
     "local function skey(id) return P .. 's:' .. id end\n"                                  \
     "local function ukey(u) return P .. 'u:' .. u end\n"                                    \
     "local function load(id, now)\n"                                                        \
-    "  local r = redis.call('HMGET', skey(id), 'user', 'th', 'c', 'e', 'ttl', 'v', 'd')\n"  \
+    "  local r = redis.call('HMGET', skey(id), 'user', 'th', 'c', 'e', 'ttl', 'v', 'd',\n"  \
+    "                       'ch', 'sub')\n"                                                  \
     "  if not r[4] or tonumber(r[4]) <= now then return nil end\n"                          \
     "  table.insert(r, 1, id)\n"                                                            \
     "  return r\n"                                                                          \
@@ -78,6 +84,9 @@
     "    if tonumber(t[1]) + ms / 1000 >= e then return end\n"                              \
     "  end\n"                                                                               \
     "  redis.call('EXPIREAT', k, e)\n"                                                      \
+    "end\n"                                                                                 \
+    "local function setf(k, f, v)\n"                                                        \
+    "  if v == '' then redis.call('HDEL', k, f) else redis.call('HSET', k, f, v) end\n"     \
     "end\n"
 
 enum rs_script {
@@ -95,7 +104,8 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
     /* ARGV: P, now, id */
     [RS_GET] = RS_PRELUDE "return load(ARGV[3], tonumber(ARGV[2]))\n",
 
-    /* ARGV: P, now, id, user, th, c, e, ttl, d, max_per_user, max_sessions.
+    /* ARGV: P, now, id, user, th, c, e, ttl, d, max_per_user, max_sessions, ch, sub
+     * ('' for none).
      * Returns 0 (created), 1 (the id is taken), 3 (the user has max_per_user live
      * sessions), 4 (the store has max_sessions). Expired sessions met on
      * the way are deleted, since they hold no place; nothing of the new session is
@@ -124,6 +134,8 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
     "local k = skey(id)\n"
     "redis.call('HSET', k, 'user', user, 'th', th, 'c', ARGV[6], 'e', ARGV[7],\n"
     "           'ttl', ARGV[8], 'v', '1', 'd', ARGV[9])\n"
+    "setf(k, 'ch', ARGV[12])\n"
+    "setf(k, 'sub', ARGV[13])\n"
     "redis.call('EXPIREAT', k, e)\n"
     "redis.call('ZADD', uk, ARGV[6], id)\n"
     "redis.call('ZADD', ALL, e, id)\n"
@@ -131,11 +143,13 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
     "return 0\n",
 
     /* ARGV: P, now, id, version read ('' = any), if_version ('0' = none), ttl (0 = keep),
-     * touch ('1' or '0'), has data ('1' or '0'), data. The whole change where it can be
-     * made here (a touch, a ttl), a compare-and-set for data the caller merged from the
-     * version it read. Returns the session as it is now, or 0 (gone or expired), -1 (it
-     * changed since the caller read it), -2 (it is not at if_version). A data or ttl
-     * change makes a new version; a touch alone does not. */
+     * touch ('1' or '0'), has data ('1' or '0'), data, has ch ('1' or '0'), ch ('' =
+     * none), has sub, sub. The whole change where it can be made here (a touch, a ttl,
+     * channels and subscribe, which are replaced whole), a compare-and-set for data the
+     * caller merged from the version it read. Returns the session as it is now, or 0
+     * (gone or expired), -1 (it changed since the caller read it), -2 (it is not at
+     * if_version). A data, ttl, channels or subscribe change makes a new version; a touch
+     * alone does not. */
     [RS_UPDATE] = RS_PRELUDE
     "local id, now = ARGV[3], tonumber(ARGV[2])\n"
     "local k = skey(id)\n"
@@ -148,10 +162,12 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
     "local e = tonumber(f[2])\n"
     "if ARGV[7] == '1' then e = now + ttl end\n"
     "local v = tonumber(f[1])\n"
-    "if ARGV[8] == '1' or nttl > 0 then v = v + 1 end\n"
+    "if ARGV[8] == '1' or nttl > 0 or ARGV[10] == '1' or ARGV[12] == '1' then v = v + 1 end\n"
     "local es = string.format('%d', e)\n"
     "redis.call('HSET', k, 'v', string.format('%d', v), 'e', es, 'ttl', string.format('%d', ttl))\n"
     "if ARGV[8] == '1' then redis.call('HSET', k, 'd', ARGV[9]) end\n"
+    "if ARGV[10] == '1' then setf(k, 'ch', ARGV[11]) end\n"
+    "if ARGV[12] == '1' then setf(k, 'sub', ARGV[13]) end\n"
     "if es ~= f[2] then\n"
     "  redis.call('EXPIREAT', k, es)\n"
     "  redis.call('ZADD', ALL, es, id)\n"
@@ -163,7 +179,8 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
      * that the caller learns its user, or nil. */
     [RS_DELETE] = RS_PRELUDE
     "local id = ARGV[2]\n"
-    "local r = redis.call('HMGET', skey(id), 'user', 'th', 'c', 'e', 'ttl', 'v', 'd')\n"
+    "local r = redis.call('HMGET', skey(id), 'user', 'th', 'c', 'e', 'ttl', 'v', 'd', 'ch',\n"
+    "                     'sub')\n"
     "if not r[1] then return nil end\n"
     "purge(id)\n"
     "table.insert(r, 1, id)\n"
@@ -240,10 +257,12 @@ struct rs_op {
     struct session out;
     char *data;
     size_t data_len;
+    char *grants; /* create: out.channels and out.subscribe; update: ch's */
     /* get and update */
     int64_t now;
     bool by_token; /* a get by token: out.token_hash is the hash the session must have */
-    struct store_change ch; /* ch.patch points to patch, ours */
+    struct store_change ch; /* ch.patch points to patch, ch.channels and ch.subscribe
+                             * into grants: ours */
     char *patch;
     int retries;
 };
@@ -322,8 +341,25 @@ rs_str(const redisReply *r, char *out, size_t max)
     return 0;
 }
 
-/* The seven fields after the id (user, th, c, e, ttl, v, d), as HMGET and the scripts'
- * load() return them, into s. */
+/* An optional string field (ch, sub): nil (absent, as in sessions written before the
+ * field existed) is none. */
+static int
+rs_opt_str(const redisReply *r, const char **p, size_t *len)
+{
+    if (r->type == REDIS_REPLY_NIL) {
+        *p = NULL;
+        *len = 0;
+        return 0;
+    }
+    if (r->type != REDIS_REPLY_STRING)
+        return -1;
+    *p = r->str;
+    *len = r->len;
+    return 0;
+}
+
+/* The nine fields after the id (user, th, c, e, ttl, v, d, ch, sub), as HMGET and the
+ * scripts' load() return them, into s. */
 static int
 rs_session_fields(redisReply **e, const char *id, struct session *s)
 {
@@ -334,7 +370,9 @@ rs_session_fields(redisReply **e, const char *id, struct session *s)
         rs_unhex(e[1]->str, e[1]->len, s->token_hash, SESSION_HASH_LEN) < 0 ||
         rs_int(e[2], &s->created_at) < 0 || rs_int(e[3], &s->expires_at) < 0 ||
         rs_int(e[4], &s->ttl) < 0 || rs_int(e[5], &v) < 0 || v < 1 ||
-        e[6]->type != REDIS_REPLY_STRING)
+        e[6]->type != REDIS_REPLY_STRING ||
+        rs_opt_str(e[7], &s->channels, &s->channels_len) < 0 ||
+        rs_opt_str(e[8], &s->subscribe, &s->subscribe_len) < 0)
         return -1;
     s->version = (uint64_t)v;
     s->data = e[6]->str;
@@ -342,8 +380,8 @@ rs_session_fields(redisReply **e, const char *id, struct session *s)
     return 0;
 }
 
-/* A session as the scripts return it: {id, user, th, c, e, ttl, v, d}. s->data points
- * into r. */
+/* A session as the scripts return it: {id, user, th, c, e, ttl, v, d, ch, sub}. s->data,
+ * s->channels and s->subscribe point into r. */
 static int
 rs_session(const redisReply *r, struct session *s)
 {
@@ -374,6 +412,7 @@ rs_op_free(struct rs_op *op)
 {
     free(op->mem);
     free(op->data);
+    free(op->grants);
     free(op->patch);
     free(op);
 }
@@ -704,6 +743,36 @@ rs_user_ok(const char *user)
     return n >= 1 && n <= SESSION_USER_MAX;
 }
 
+/* Channels and subscribe as the caller gives them: the LMDB engine's bounds, so that the
+ * engines take the same sessions. NULL, or why not. */
+static const char *
+rs_grants_check(const char *channels, size_t channels_len, const char *subscribe,
+                size_t subscribe_len)
+{
+    if (channels_len > STORE_GRANTS_MAX || subscribe_len > STORE_GRANTS_MAX)
+        return "channels, subscribe: at most 16384 bytes each";
+    if ((channels == NULL && channels_len > 0) || (subscribe == NULL && subscribe_len > 0))
+        return "channels, subscribe: NULL with a length";
+    return NULL;
+}
+
+/* Copy channels and subscribe into one block of op's (op->grants), pointing *c and *sub
+ * at their copies. Returns 0, or -1 (out of memory). */
+static int
+rs_grants_copy(struct rs_op *op, const char **c, size_t clen, const char **sub, size_t slen)
+{
+    char *p = op->grants = malloc(clen + slen + 1);
+    if (p == NULL)
+        return -1;
+    if (clen > 0)
+        memcpy(p, *c, clen);
+    if (slen > 0)
+        memcpy(p + clen, *sub, slen);
+    *c = p;
+    *sub = p + clen;
+    return 0;
+}
+
 /* The checks the LMDB engine makes before its transaction, with its messages. */
 static enum store_status
 rs_create_check(struct redis_store *st, const struct session *s)
@@ -718,6 +787,8 @@ rs_create_check(struct redis_store *st, const struct session *s)
         return STORE_TOO_BIG;
     else if (s->data == NULL && s->data_len > 0)
         why = "data: NULL with a length";
+    else
+        why = rs_grants_check(s->channels, s->channels_len, s->subscribe, s->subscribe_len);
     if (why == NULL)
         return STORE_OK;
     errf(st->error, sizeof st->error, "%s", why);
@@ -735,7 +806,11 @@ rs_create(void *self, const struct session *s, store_cb cb, void *arg)
         return;
     }
     enum store_status status = rs_create_check(st, s);
-    if (status == STORE_OK && (op->data = malloc(s->data_len + 1)) == NULL) {
+    op->out = *s;
+    if (status == STORE_OK &&
+        ((op->data = malloc(s->data_len + 1)) == NULL ||
+         rs_grants_copy(op, &op->out.channels, s->channels_len, &op->out.subscribe,
+                        s->subscribe_len) < 0)) {
         errf(st->error, sizeof st->error, "redis: out of memory");
         status = STORE_ERROR;
     }
@@ -745,7 +820,6 @@ rs_create(void *self, const struct session *s, store_cb cb, void *arg)
     }
     if (s->data_len > 0)
         memcpy(op->data, s->data, s->data_len);
-    op->out = *s;
     op->out.data = op->data;
     op->out.version = 1;
     rs_hex(s->token_hash, SESSION_HASH_LEN, th);
@@ -760,6 +834,8 @@ rs_create(void *self, const struct session *s, store_cb cb, void *arg)
     rs_arg(op, s->data, s->data_len);
     rs_arg_int(op, st->max_per_user);
     rs_arg_int(op, st->max_sessions);
+    rs_arg(op, op->out.channels, op->out.channels_len);
+    rs_arg(op, op->out.subscribe, op->out.subscribe_len);
     rs_submit(st, op);
 }
 
@@ -805,7 +881,7 @@ rs_hmget(struct redis_store *st, struct rs_op *op, const char *id, int64_t now)
     char key[sizeof st->prefix + SESSION_ID_LEN + 3];
     int n = snprintf(key, sizeof key, "%.*ss:%s", (int)st->prefix_len, st->prefix, id);
     rs_arg(op, key, (size_t)n);
-    static const char *const fields[] = {"user", "th", "c", "e", "ttl", "v", "d"};
+    static const char *const fields[] = {"user", "th", "c", "e", "ttl", "v", "d", "ch", "sub"};
     for (size_t i = 0; i < ARRAY_LEN(fields); i++)
         rs_arg_str(op, fields[i]);
     rs_submit(st, op);
@@ -876,6 +952,10 @@ rs_update_write_args(struct redis_store *st, struct rs_op *op, uint64_t read_ver
     rs_arg_str(op, op->ch.touch ? "1" : "0");
     rs_arg_str(op, op->data != NULL ? "1" : "0");
     rs_arg(op, op->data, op->data != NULL ? op->data_len : 0);
+    rs_arg_str(op, op->ch.set_channels ? "1" : "0");
+    rs_arg(op, op->ch.channels, op->ch.set_channels ? op->ch.channels_len : 0);
+    rs_arg_str(op, op->ch.set_subscribe ? "1" : "0");
+    rs_arg(op, op->ch.subscribe, op->ch.set_subscribe ? op->ch.subscribe_len : 0);
 }
 
 /* The patch applied to cur's data, into op->data. */
@@ -969,6 +1049,24 @@ rs_update(void *self, const char *id, int64_t now, const struct store_change *ch
     op->now = now;
     op->ch = *ch;
     op->ch.patch = NULL;
+    if (!ch->set_channels)
+        op->ch.channels = NULL, op->ch.channels_len = 0;
+    if (!ch->set_subscribe)
+        op->ch.subscribe = NULL, op->ch.subscribe_len = 0;
+    const char *why = rs_grants_check(op->ch.channels, op->ch.channels_len,
+                                      op->ch.subscribe, op->ch.subscribe_len);
+    if (why != NULL) {
+        errf(st->error, sizeof st->error, "%s", why);
+        rs_later(st, op, STORE_ERROR);
+        return;
+    }
+    /* Ours: the caller's channels and subscribe are gone once this returns. */
+    if (rs_grants_copy(op, &op->ch.channels, op->ch.channels_len, &op->ch.subscribe,
+                       op->ch.subscribe_len) < 0) {
+        errf(st->error, sizeof st->error, "redis: out of memory");
+        rs_later(st, op, STORE_ERROR);
+        return;
+    }
     if (ch->patch == NULL) {
         rs_update_write_args(st, op, 0);
         rs_submit(st, op);

@@ -2,7 +2,10 @@
  * sessiond-client: sessiond's WebSocket client, served at /client.js. An ES module for
  * browsers and Node.js, without dependencies. It reconnects with full-jitter exponential
  * backoff, rejoins its channels after every reconnect, and stops for good once the
- * server says the session is over (4001).
+ * server says the session is over (4001). A subscribe the server refuses (e.g. "forbidden":
+ * the session has no grant for the channel) rejects with the server's code and is not
+ * retried; the server's own subscriptions (the session's `subscribe`) and its revocations
+ * arrive as "subscribed" and "unsubscribed" events.
  *
  *   const c = connect('wss://example.com/ws', { token });
  *   c.on('message', (m) => console.log(m.channel, m.from, m.data));
@@ -27,6 +30,9 @@ export class SessiondError extends Error {
     this.code = code;
   }
 }
+
+/** The errors that are a server's reply to a request (not a timeout or a drop). */
+const refusals = new WeakSet();
 
 /**
  * @typedef {object} Options
@@ -57,8 +63,16 @@ export class SessiondClient {
     this.backoffBase = o.backoffBase ?? 500;
     this.backoffCap = o.backoffCap ?? 30000;
     this.stableAfter = o.stableAfter ?? 10000;
-    /** Channels to be in; resubscribed after every reconnect. @type {Set<string>} */
+    /**
+     * Channels to be in, resubscribed after every reconnect: those subscribe() asked for,
+     * less those the server refused or took away ("unsubscribed"). The server's own
+     * subscriptions ("subscribed") are not in it: the server makes them again on connect.
+     * @type {Set<string>}
+     */
     this.channels = new Set();
+    // channel -> a token of its latest subscribe: only the latest one's refusal drops the
+    // channel, so that a refusal cannot undo a later subscribe that succeeded.
+    this._subscribing = new Map();
     this._handlers = {};
     this._pending = new Map(); // id -> {msg, resolve, reject, timer}: sent, awaiting a reply
     this._outbox = []; // the same, made while disconnected: sent on open
@@ -78,9 +92,11 @@ export class SessiondClient {
   }
 
   /**
-   * Listen for an event: "open" ({reconnected}), "message" ({channel, data, from}),
-   * "join" / "leave" ({channel, user}), "close" ({code, reason, reconnect}),
-   * "reconnecting" ({attempt, delay}), "error" (SessiondError or Error).
+   * Listen for an event: "open" ({reconnected}), "message" ({channel, data, from}; from is absent when the API published it),
+   * "join" / "leave" ({channel, user}), "subscribed" / "unsubscribed" ({channel}: the
+   * server subscribed this socket by itself, or took a channel away, e.g. its grant was
+   * revoked), "close" ({code, reason, reconnect}), "reconnecting" ({attempt, delay}),
+   * "error" (SessiondError or Error).
    * @param {string} type @param {Function} fn @returns {Function} a function that removes it
    */
   on(type, fn) {
@@ -128,15 +144,37 @@ export class SessiondClient {
     this._ws.send(JSON.stringify(entry.msg));
   }
 
-  /** Join a channel (and rejoin it after every reconnect). @param {string} channel */
+  /**
+   * Join a channel (and rejoin it after every reconnect). If the server refuses (its error,
+   * e.g. "forbidden"), the promise rejects with that code and the channel is forgotten; after
+   * a "timeout" or "disconnected" it is kept and asked for again on the next connection.
+   * @param {string} channel
+   */
   subscribe(channel, opts) {
     this.channels.add(channel);
-    return this.request({ op: 'subscribe', channel }, opts);
+    return this._subscribe(channel, opts);
+  }
+
+  _subscribe(channel, opts) {
+    const mine = {};
+    this._subscribing.set(channel, mine);
+    const latest = () => this._subscribing.get(channel) === mine;
+    return this.request({ op: 'subscribe', channel }, opts).then((r) => {
+      if (latest()) this._subscribing.delete(channel);
+      return r;
+    }, (err) => {
+      if (refusals.has(err) && latest()) {
+        this._subscribing.delete(channel);
+        this.channels.delete(channel);
+      }
+      throw err;
+    });
   }
 
   /** Leave a channel. @param {string} channel */
   unsubscribe(channel, opts) {
     this.channels.delete(channel);
+    this._subscribing.delete(channel);
     if (!this.connected) { // the next connection will simply not join it
       this._outbox = this._outbox.filter((e) => {
         const drop = e.msg.channel === channel && /subscribe/.test(e.msg.op);
@@ -226,7 +264,7 @@ export class SessiondClient {
       const again = new Set(this.channels);
       for (const e of queued) if (e.msg.op === 'subscribe') again.delete(e.msg.channel);
       for (const channel of again) {
-        this.request({ op: 'subscribe', channel }).catch((err) => this._emit('error', err));
+        this._subscribe(channel).catch((err) => this._emit('error', err));
       }
       for (const e of queued) this._send(e);
       this._emit('open', { reconnected });
@@ -270,12 +308,21 @@ export class SessiondClient {
     if (entry) {
       this._pending.delete(m.id);
       clearTimeout(entry.timer);
-      if (m.op === 'error') entry.reject(new SessiondError(m.error.code, m.error.message));
-      else entry.resolve(m);
+      if (m.op === 'error') {
+        const err = new SessiondError(m.error.code, m.error.message);
+        refusals.add(err);
+        entry.reject(err);
+      } else entry.resolve(m);
     } else if (m.op === 'message') {
       this._emit('message', { channel: m.channel, data: m.data, from: m.from });
     } else if (m.op === 'join' || m.op === 'leave') {
       this._emit(m.op, { channel: m.channel, user: m.user });
+    } else if (m.op === 'subscribed' || m.op === 'unsubscribed') {
+      if (m.op === 'unsubscribed') { // not ours any more: asking again would be refused
+        this.channels.delete(m.channel);
+        this._subscribing.delete(m.channel);
+      }
+      this._emit(m.op, { channel: m.channel });
     } else if (m.op === 'error') { // not a reply to a request: e.g. rate_limited
       this._emit('error', new SessiondError(m.error.code, m.error.message));
     }

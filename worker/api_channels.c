@@ -7,8 +7,8 @@
 #include "api.h"
 #include "channels.h"
 #include "http.h"
-#include "hub.h"
 #include "json_merge.h"
+#include "namespace.h"
 #include "util.h"
 #include "worker.h"
 
@@ -17,7 +17,7 @@ static bool
 path_channel(struct request *r)
 {
     struct http_str ch = r->params[0];
-    if (hub_channel_ok(ch.p, ch.len))
+    if (ns_channel_ok(ch.p, ch.len))
         return true;
     http_error(r, 400, NULL, "The channel must be 1-128 characters of A-Z a-z 0-9 and _ . : @ -");
     return false;

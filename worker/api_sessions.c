@@ -14,7 +14,9 @@
 #include "api.h"
 #include "channels.h"
 #include "http.h"
+#include "hub.h"
 #include "json_merge.h"
+#include "namespace.h"
 #include "store.h"
 #include "token.h"
 #include "util.h"
@@ -97,7 +99,125 @@ path_user(struct request *r, char buf[SESSION_USER_MAX + 1])
     return buf;
 }
 
+/* ---- channels (grants) and subscribe (server-side subscriptions) ---- */
+
+/* A request's channels or subscribe member. */
+struct grant_list {
+    bool set;   /* the member was there (null and [] included): replace the session's */
+    char *json; /* the distinct entries as a compact JSON array, first occurrences in
+                 * order; NULL (len 0) for none */
+    size_t len;
+};
+
+/* Entry i of array a: a string that is a pattern (channels) or a channel name
+ * (subscribe). False after answering 400, naming the field and the index. */
+static bool
+grant_entry_ok(struct request *r, const char *field, bool patterns, json_t *a, size_t i)
+{
+    json_t *e = json_array_get(a, i);
+    const char *v = json_string_value(e); /* NULL if e is no string */
+    size_t n = json_string_length(e);
+    char msg[256];
+    if (v != NULL && (patterns ? ns_pattern_ok(v, n) : ns_channel_ok(v, n)))
+        return true;
+    if (v == NULL)
+        snprintf(msg, sizeof msg, "\"%s\"[%zu] must be a string.", field, i);
+    else if (patterns)
+        snprintf(msg, sizeof msg,
+                 "\"%s\"[%zu] must be a channel name or a prefix ending in *: 1-128 "
+                 "characters of A-Z a-z 0-9 and _ . : @ -, with * only at the end.",
+                 field, i);
+    else
+        snprintf(msg, sizeof msg,
+                 "\"%s\"[%zu] must be a channel name: 1-128 characters of A-Z a-z 0-9 and "
+                 "_ . : @ - (no *).",
+                 field, i);
+    http_error(r, 400, NULL, msg);
+    return false;
+}
+
+/* Whether entry i of a repeats an earlier one. */
+static bool
+grant_repeated(json_t *a, size_t i)
+{
+    for (size_t k = 0; k < i; k++)
+        if (json_equal(json_array_get(a, k), json_array_get(a, i)))
+            return true;
+    return false;
+}
+
+/* The member field of j: absent (nothing to set), null or [] (none), or an array of at
+ * most NS_GRANTS_MAX valid strings, kept once each. The entries are of the channel
+ * alphabet (and '*'), so they are written without escaping. False after answering. */
+static bool
+grant_list_of(struct request *r, json_t *j, const char *field, bool patterns,
+              struct grant_list *g)
+{
+    json_t *a = json_object_get(j, field);
+    *g = (struct grant_list){.set = a != NULL};
+    if (a == NULL || json_is_null(a))
+        return true;
+    char msg[160];
+    if (!json_is_array(a) || json_array_size(a) > NS_GRANTS_MAX) {
+        if (!json_is_array(a))
+            snprintf(msg, sizeof msg, "\"%s\" must be an array of strings, or null.", field);
+        else
+            snprintf(msg, sizeof msg, "\"%s\" has %zu entries; at most %d are allowed.", field,
+                     json_array_size(a), NS_GRANTS_MAX);
+        http_error(r, 400, NULL, msg);
+        return false;
+    }
+    size_t n = json_array_size(a), size = 2;
+    for (size_t i = 0; i < n; i++) {
+        if (!grant_entry_ok(r, field, patterns, a, i))
+            return false;
+        size += json_string_length(json_array_get(a, i)) + 3; /* quotes and a comma */
+    }
+    if (n == 0)
+        return true;
+    char *p = g->json = malloc(size);
+    if (p == NULL) {
+        http_error(r, 500, NULL, "Out of memory.");
+        return false;
+    }
+    *p++ = '[';
+    for (size_t i = 0; i < n; i++) {
+        json_t *e = json_array_get(a, i);
+        if (grant_repeated(a, i))
+            continue;
+        if (p > g->json + 1)
+            *p++ = ',';
+        *p++ = '"';
+        memcpy(p, json_string_value(e), json_string_length(e));
+        p += json_string_length(e);
+        *p++ = '"';
+    }
+    *p++ = ']';
+    g->len = (size_t)(p - g->json);
+    return true;
+}
+
+/* A body's channels and subscribe; false after answering. */
+static bool
+grants_of(struct request *r, json_t *j, struct grant_list *channels,
+          struct grant_list *subscribe)
+{
+    *subscribe = (struct grant_list){0};
+    return grant_list_of(r, j, "channels", true, channels) &&
+           grant_list_of(r, j, "subscribe", false, subscribe);
+}
+
 /* ---- output ---- */
+
+/* A stored channels or subscribe: the array, or [] for none. */
+static void
+put_list(struct buf *b, const char *p, size_t len)
+{
+    if (len == 0)
+        buf_puts(b, "[]");
+    else
+        buf_append(b, p, len);
+}
 
 static void
 put_session(struct buf *b, const struct session *s, const char *token)
@@ -112,6 +232,10 @@ put_session(struct buf *b, const struct session *s, const char *token)
     buf_puts(b, s->user); /* validated: no character needs escaping */
     buf_puts(b, "\",\"data\":");
     buf_append(b, s->data, s->data_len);
+    buf_puts(b, ",\"channels\":");
+    put_list(b, s->channels, s->channels_len);
+    buf_puts(b, ",\"subscribe\":");
+    put_list(b, s->subscribe, s->subscribe_len);
     buf_puts(b, ",\"created_at\":");
     buf_put_u64(b, (uint64_t)s->created_at);
     buf_puts(b, ",\"expires_at\":");
@@ -168,7 +292,7 @@ created(void *arg, enum store_status st, const struct session *s)
 static bool
 parse_create(struct request *r, json_t *j, struct session *s, char **data)
 {
-    static const char *const allowed[] = {"user", "data", "ttl", NULL};
+    static const char *const allowed[] = {"user", "data", "ttl", "channels", "subscribe", NULL};
     const struct conf *cf = r->conn->w->conf;
     if (!only_members(r, j, allowed))
         return false;
@@ -214,9 +338,14 @@ api_session_create(struct request *r)
     if (j == NULL)
         return;
     struct session s = {0};
+    struct grant_list channels = {0}, subscribe = {0};
     char *data = NULL;
     struct create_ctx *cx = NULL;
-    if (parse_create(r, j, &s, &data)) {
+    if (parse_create(r, j, &s, &data) && grants_of(r, j, &channels, &subscribe)) {
+        s.channels = channels.json;
+        s.channels_len = channels.len;
+        s.subscribe = subscribe.json;
+        s.subscribe_len = subscribe.len;
         cx = malloc(sizeof *cx);
         if (cx == NULL || token_new(cx->token) < 0) {
             http_error(r, 500, NULL, "Could not make a session token.");
@@ -231,6 +360,8 @@ api_session_create(struct request *r)
     }
     free(cx);
     free(data);
+    free(channels.json);
+    free(subscribe.json);
     json_decref(j);
 }
 
@@ -284,10 +415,20 @@ if_match(struct request *r)
     return v;
 }
 
+/* A PATCH of the grants: the session's sockets, wherever they are, read them again. */
+static void
+grants_patched(void *arg, enum store_status st, const struct session *s)
+{
+    struct request *r = arg;
+    if (st == STORE_OK)
+        chan_session_changed(r->conn->w, s->id);
+    answered_session(arg, st, s);
+}
+
 void
 api_session_patch(struct request *r)
 {
-    static const char *const allowed[] = {"data", "ttl", NULL};
+    static const char *const allowed[] = {"data", "ttl", "channels", "subscribe", NULL};
     char id[SESSION_ID_LEN + 1];
     if (!api_admin_ok(r) || path_id(r, id) == NULL)
         return;
@@ -296,6 +437,7 @@ api_session_patch(struct request *r)
     if (j == NULL)
         return;
     struct store_change ch = {.if_version = (uint64_t)version};
+    struct grant_list channels = {0}, subscribe = {0};
     char *patch = NULL;
     json_t *d = json_object_get(j, "data");
     if (!only_members(r, j, allowed) || (ch.ttl = ttl_of(r, j)) < 0)
@@ -304,8 +446,11 @@ api_session_patch(struct request *r)
         http_error(r, 400, NULL, "\"data\" must be a JSON object (a merge patch).");
         goto out;
     }
-    if (d == NULL && ch.ttl == 0) {
-        http_error(r, 400, NULL, "Nothing to change: send \"data\", \"ttl\" or both.");
+    if (!grants_of(r, j, &channels, &subscribe))
+        goto out;
+    if (d == NULL && ch.ttl == 0 && !channels.set && !subscribe.set) {
+        http_error(r, 400, NULL,
+                   "Nothing to change: send \"data\", \"ttl\", \"channels\" or \"subscribe\".");
         goto out;
     }
     if (d != NULL && json_merge_dump(d, SIZE_MAX, &patch, &ch.patch_len) < 0) {
@@ -314,10 +459,19 @@ api_session_patch(struct request *r)
     }
     ch.patch = patch;
     ch.touch = ch.ttl > 0; /* a new ttl runs from now */
+    ch.set_channels = channels.set;
+    ch.channels = channels.json;
+    ch.channels_len = channels.len;
+    ch.set_subscribe = subscribe.set;
+    ch.subscribe = subscribe.json;
+    ch.subscribe_len = subscribe.len;
     api_store_begin(r);
-    store_update(api_store(r), id, (int64_t)time(NULL), &ch, answered_session, r);
+    store_update(api_store(r), id, (int64_t)time(NULL), &ch,
+                 ch.set_channels || ch.set_subscribe ? grants_patched : answered_session, r);
 out:
     free(patch);
+    free(channels.json);
+    free(subscribe.json);
     json_decref(j);
 }
 

@@ -5,15 +5,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
 #include "bus.h"
+#include "grants.h"
 #include "hub.h"
 #include "json_merge.h"
 #include "list.h"
 #include "log.h"
+#include "namespace.h"
 #include "pubsub.h"
 #include "roster.h"
 #include "store.h"
@@ -34,6 +37,7 @@ enum {
     BUS_PUBLISH = 'P',     /* u16 channel length, channel, the pushed message's JSON */
     BUS_SESSION_END = 'S', /* the session id */
     BUS_USER_END = 'U',    /* the user */
+    BUS_SESSION_CHANGED = 'C', /* the session id: its channels or subscribe changed */
 };
 
 /* The worker's channels. */
@@ -52,6 +56,7 @@ struct chan_worker {
     z_stream *deflate[16]; /* by window bits, made when first needed */
     struct buf frame, zframe, msg, text;
     uint64_t seq;          /* for connection ids */
+    uint64_t conn_key;     /* random: connection ids are a bijection of seq under it */
 };
 
 static struct chan_worker *
@@ -64,7 +69,7 @@ static struct roster_member
 chan_member(const struct chan_client *cl)
 {
     struct roster_member m;
-    memcpy(m.conn, cl->conn_id, sizeof m.conn);
+    snprintf(m.conn, sizeof m.conn, "%s", cl->conn_id);
     memcpy(m.user, cl->user, sizeof m.user);
     snprintf(m.session, sizeof m.session, "%s", cl->id);
     return m;
@@ -167,8 +172,8 @@ chan_push(struct chan_worker *cw, const char *channel, size_t len)
     return chan_fanout(cw, channel, len, buf_data(t), buf_used(t));
 }
 
-/* {"op":"message","channel":C,"data":D,"from":U}: channel and user are of a safe
- * alphabet, so they need no escaping. */
+/* {"op":"message","channel":C,"data":D,"from":U}, without "from" when the API published
+ * it (from ""): channel and user are of a safe alphabet, so they need no escaping. */
 static int
 chan_message_text(struct buf *t, const char *channel, size_t len, const char *data,
                   size_t data_len, const char *from)
@@ -178,9 +183,12 @@ chan_message_text(struct buf *t, const char *channel, size_t len, const char *da
     buf_append(t, channel, len);
     buf_puts(t, "\",\"data\":");
     buf_append(t, data, data_len);
-    buf_puts(t, ",\"from\":\"");
-    buf_puts(t, from);
-    return buf_puts(t, "\"}");
+    if (from[0] != '\0') {
+        buf_puts(t, ",\"from\":\"");
+        buf_puts(t, from);
+        buf_puts(t, "\"");
+    }
+    return buf_puts(t, "}");
 }
 
 size_t
@@ -194,13 +202,16 @@ chan_publish(struct worker *w, const char *channel, size_t len, const char *data
     return roster_count(cw->roster, channel, len);
 }
 
-/* {"op":"join"|"leave","channel":C,"user":U}, while the channel has at most
- * presence_events_max members: beyond, they would cost members squared messages. */
+/* {"op":"join"|"leave","channel":C,"user":U}, where the namespace has join_events on and
+ * while the channel has at most presence_events_max members: beyond, they would cost
+ * members squared messages. */
 static void
 chan_presence_event(struct chan_worker *cw, const char *op, const char *user,
                     const char *channel, size_t len, size_t members)
 {
-    if (members > (size_t)cw->w->conf->presence_events_max)
+    const struct conf *cf = cw->w->conf;
+    if (members > (size_t)cf->presence_events_max ||
+        !ns_of(&cf->namespaces, channel, len)->join_events)
         return;
     struct buf *t = &cw->text;
     t->off = t->len = 0;
@@ -249,9 +260,19 @@ chan_hub_leave(struct chan_client *cl, size_t i, char name[HUB_CHANNEL_MAX], siz
 struct chan_join_op {
     struct chan_client *cl;
     json_t *id;
+    bool pushed;  /* the server's doing: told as "subscribed", not answered "ok" */
     size_t len;
     char channel[HUB_CHANNEL_MAX];
 };
+
+/* {"op": op, "channel": C}: what the server did to a socket's channels by itself. */
+static void
+chan_tell(struct chan_client *cl, const char *op, const char *channel, size_t len)
+{
+    char rest[HUB_CHANNEL_MAX + 16];
+    snprintf(rest, sizeof rest, ",\"channel\":\"%.*s\"", (int)len, channel);
+    ws_reply(cl->ws, op, NULL, rest);
+}
 
 static void
 chan_joined(void *arg, int rc, size_t members)
@@ -264,9 +285,13 @@ chan_joined(void *arg, int rc, size_t members)
             char name[HUB_CHANNEL_MAX];
             size_t n;
             chan_hub_leave(cl, (size_t)i, name, &n);
-            ws_error(cl->ws, op->id, "internal", "Out of memory.");
+            if (!op->pushed)
+                ws_error(cl->ws, op->id, "internal", "Out of memory.");
         } else {
-            ws_reply(cl->ws, "ok", op->id, "");
+            if (op->pushed)
+                chan_tell(cl, "subscribed", op->channel, op->len);
+            else
+                ws_reply(cl->ws, "ok", op->id, "");
             chan_presence_event(cw_of(cl), "join", cl->user, op->channel, op->len, members);
         }
         ws_answered(cl->ws);
@@ -275,12 +300,15 @@ chan_joined(void *arg, int rc, size_t members)
     free(op);
 }
 
-/* Join a channel: the hub at once, the roster then answers the client. */
+/* Join a channel: the hub at once, the roster then answers the client (or, pushed, tells
+ * it "subscribed"). */
 static int
-chan_subscribe(struct chan_client *cl, const char *name, size_t len, const json_t *id)
+chan_subscribe(struct chan_client *cl, const char *name, size_t len, const json_t *id,
+               bool pushed)
 {
     if (chan_find_sub(cl, name, len) >= 0) {
-        ws_reply(cl->ws, "ok", id, "");
+        if (!pushed)
+            ws_reply(cl->ws, "ok", id, "");
         return 0;
     }
     if (cl->nsubs == cl->subs_cap) {
@@ -303,7 +331,7 @@ chan_subscribe(struct chan_client *cl, const char *name, size_t len, const json_
     if (cw->ps != NULL && hub_members(cw->hub, name, len, &here) != NULL && here == 1)
         pubsub_subscribe(cw->ps, name, len); /* the first here: hear the other instances */
     cl->subs[cl->nsubs++] = m;
-    *op = (struct chan_join_op){.cl = cl, .len = len};
+    *op = (struct chan_join_op){.cl = cl, .pushed = pushed, .len = len};
     memcpy(op->channel, name, len);
     op->id = id != NULL ? json_deep_copy(id) : NULL;
     struct roster_member rm = chan_member(cl);
@@ -377,6 +405,9 @@ struct chan_presence_call {
     chan_presence_cb cb;
     void *arg;
     bool started;
+    bool users_only; /* a client's question: each user once, nothing else */
+    char **users;    /* ... collected, then sorted */
+    size_t nusers, cap;
 };
 
 static struct buf *
@@ -394,9 +425,46 @@ chan_members_buf(struct chan_presence_call *call)
 static void
 chan_member_json(void *arg, const struct roster_member *m)
 {
-    struct buf *b = chan_members_buf(arg);
+    struct chan_presence_call *call = arg;
+    if (call->users_only) {
+        if (call->nusers == call->cap) {
+            size_t cap = call->cap ? call->cap * 2 : 16;
+            /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
+            char **v = realloc(call->users, cap * sizeof *v);
+            if (v == NULL)
+                return;
+            call->users = v;
+            call->cap = cap;
+        }
+        if ((call->users[call->nusers] = strdup(m->user)) != NULL)
+            call->nusers++;
+        return;
+    }
+    struct buf *b = chan_members_buf(call);
     buf_printf(b, "%s{\"user\":\"%s\",\"session\":\"%s\",\"conn\":\"%s\"}",
                buf_data(b)[buf_used(b) - 1] == '[' ? "" : ",", m->user, m->session, m->conn);
+}
+
+static int
+chan_user_cmp(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The users collected, each once: {"user": U}, in order. */
+static void
+chan_users_json(struct chan_presence_call *call)
+{
+    struct buf *b = chan_members_buf(call);
+    qsort(call->users, call->nusers, sizeof *call->users, chan_user_cmp);
+    for (size_t i = 0; i < call->nusers; i++) {
+        if (i == 0 || strcmp(call->users[i], call->users[i - 1]) != 0)
+            buf_printf(b, "%s{\"user\":\"%s\"}", buf_used(b) > 1 ? "," : "",
+                       call->users[i]);
+    }
+    for (size_t i = 0; i < call->nusers; i++)
+        free(call->users[i]);
+    free(call->users);
 }
 
 static void
@@ -404,6 +472,8 @@ chan_members_done(void *arg, int rc)
 {
     struct chan_presence_call *call = arg;
     struct buf *b = chan_members_buf(call);
+    if (call->users_only)
+        chan_users_json(call);
     if (buf_puts(b, "]") < 0 || rc < 0)
         call->cb(call->arg, NULL, 0);
     else
@@ -411,19 +481,25 @@ chan_members_done(void *arg, int rc)
     free(call);
 }
 
-void
-chan_presence(struct worker *w, const char *channel, size_t len, chan_presence_cb cb,
-              void *arg)
+static void
+chan_presence_ask(struct chan_worker *cw, const char *channel, size_t len, bool users_only,
+                  chan_presence_cb cb, void *arg)
 {
-    struct chan_worker *cw = w->chan;
     struct chan_presence_call *call = malloc(sizeof *call);
     if (call == NULL) {
         cb(arg, NULL, 0);
         return;
     }
-    *call = (struct chan_presence_call){.cw = cw, .cb = cb, .arg = arg};
+    *call = (struct chan_presence_call){.cw = cw, .cb = cb, .arg = arg, .users_only = users_only};
     roster_members(cw->roster, channel, len, CHAN_PRESENCE_MAX, chan_member_json,
                    chan_members_done, call);
+}
+
+void
+chan_presence(struct worker *w, const char *channel, size_t len, chan_presence_cb cb,
+              void *arg)
+{
+    chan_presence_ask(w->chan, channel, len, false, cb, arg);
 }
 
 /* ---- the client's operations ---- */
@@ -432,7 +508,7 @@ static const char *
 chan_channel_arg(struct chan_client *cl, json_t *j, const json_t *id, size_t *len)
 {
     json_t *ch = json_object_get(j, "channel");
-    if (!json_is_string(ch) || !hub_channel_ok(json_string_value(ch), json_string_length(ch))) {
+    if (!json_is_string(ch) || !ns_channel_ok(json_string_value(ch), json_string_length(ch))) {
         ws_error(cl->ws, id, "bad_request",
                  "\\\"channel\\\" must be 1-128 characters of A-Z a-z 0-9 and _ . : @ -");
         return NULL;
@@ -441,16 +517,48 @@ chan_channel_arg(struct chan_client *cl, json_t *j, const json_t *id, size_t *le
     return json_string_value(ch);
 }
 
+/* Whether cl may do op on channel under its namespace's rules; if not, it is told so
+ * (forbidden) and the socket stays open. A server-side subscription is granted in any
+ * namespace; client_publish off is publish=none in every one. */
+static bool
+chan_may(struct chan_client *cl, enum ns_op op, const char *channel, size_t len,
+         const json_t *id)
+{
+    static const char *const what[] = {"subscribe", "publish", "presence"};
+    const struct conf *cf = cl->w->conf;
+    const struct ns_rules *r = ns_of(&cf->namespaces, channel, len);
+    if (op == NS_OP_SUBSCRIBE && grants_subscribes(cl->grants, channel, len))
+        return true;
+    struct ns_subject sub = {.user = cl->user,
+                             .granted = grants_allow(cl->grants, channel, len),
+                             .subscribed = chan_find_sub(cl, channel, len) >= 0};
+    if (op == NS_OP_PUBLISH && !cf->client_publish) {
+        ws_error(cl->ws, id, "forbidden",
+                 "Publishing is for the API only here (client_publish off).");
+        return false;
+    }
+    if (ns_allows(r, op, channel, len, &sub))
+        return true;
+    static const char *const subscribe[] = {"grant", "any", "owner", "none"};
+    static const char *const publish[] = {"grant", "any", "subscribers", "none"};
+    static const char *const presence[] = {"subscribers", "off"};
+    const char *rule = op == NS_OP_SUBSCRIBE ? subscribe[r->subscribe]
+                       : op == NS_OP_PUBLISH ? publish[r->publish]
+                                             : presence[r->presence];
+    char msg[160];
+    snprintf(msg, sizeof msg, "Not allowed to %s here: namespace %s has %s=%s.", what[op],
+             r->name, what[op], rule);
+    ws_error(cl->ws, id, "forbidden", msg);
+    return false;
+}
+
 static void
 chan_op_publish(struct chan_client *cl, json_t *j, const json_t *id, const char *channel,
                 size_t len)
 {
     struct worker *w = cl->w;
-    if (!w->conf->client_publish) {
-        ws_error(cl->ws, id, "forbidden",
-                 "Publishing is for the API only here (client_publish off).");
+    if (!chan_may(cl, NS_OP_PUBLISH, channel, len, id))
         return;
-    }
     json_t *data = json_object_get(j, "data");
     if (data == NULL) {
         ws_error(cl->ws, id, "bad_request", "\\\"data\\\" is required.");
@@ -495,6 +603,8 @@ chan_presence_op_answer(void *arg, const char *json, size_t len)
 static void
 chan_op_presence(struct chan_client *cl, const json_t *id, const char *channel, size_t len)
 {
+    if (!chan_may(cl, NS_OP_PRESENCE, channel, len, id))
+        return;
     struct chan_presence_op *op = malloc(sizeof *op);
     if (op == NULL) {
         ws_error(cl->ws, id, "internal", "Out of memory.");
@@ -503,7 +613,7 @@ chan_op_presence(struct chan_client *cl, const json_t *id, const char *channel, 
     op->cl = cl;
     op->id = id != NULL ? json_deep_copy(id) : NULL;
     ws_hold(cl->ws);
-    chan_presence(cl->w, channel, len, chan_presence_op_answer, op);
+    chan_presence_ask(cw_of(cl), channel, len, true, chan_presence_op_answer, op);
 }
 
 static void
@@ -519,6 +629,16 @@ chan_dispatch(struct chan_client *cl, json_t *j)
         ws_reply(cl->ws, "pong", id, "");
         return;
     }
+#ifdef SESSIOND_TEST_HOOKS
+    if (strcmp(op, "test_worker_pid") == 0) {
+        /* Which worker holds the socket, for the tests that stop or kill it: the
+         * connection ids of presence say nothing of it. */
+        char rest[32];
+        snprintf(rest, sizeof rest, ",\"worker_pid\":%d", (int)getpid());
+        ws_reply(cl->ws, "ok", id, rest);
+        return;
+    }
+#endif
     size_t len;
     const char *channel;
     bool known = strcmp(op, "subscribe") == 0 || strcmp(op, "unsubscribe") == 0 ||
@@ -531,9 +651,11 @@ chan_dispatch(struct chan_client *cl, json_t *j)
     if ((channel = chan_channel_arg(cl, j, id, &len)) == NULL)
         return;
     if (strcmp(op, "subscribe") == 0) {
+        if (!chan_may(cl, NS_OP_SUBSCRIBE, channel, len, id))
+            return;
         if (cl->nsubs >= CHAN_MAX_PER_CLIENT && chan_find_sub(cl, channel, len) < 0)
             ws_error(cl->ws, id, "too_many_channels", "A connection may be in 256 channels.");
-        else if (chan_subscribe(cl, channel, len, id) < 0)
+        else if (chan_subscribe(cl, channel, len, id, false) < 0)
             ws_error(cl->ws, id, "internal", "Out of memory.");
     } else if (strcmp(op, "unsubscribe") == 0) {
         chan_unsubscribe(cl, channel, len, id);
@@ -567,7 +689,34 @@ chan_admitted(void *arg, int rc)
     ws_admitted(cl->ws, rc);
 }
 
-/* The connection's id says where it lives: slot, process, and a count. */
+/* A session's grants for one of its sockets; a session whose arrays cannot be read keeps
+ * none (old), and says so. */
+static void
+chan_read_grants(struct chan_client *cl, const struct session *s, struct grants *old)
+{
+    int err;
+    struct grants *g =
+        grants_parse(s->channels, s->channels_len, s->subscribe, s->subscribe_len, &err);
+    if (err < 0) {
+        free(g);
+        log_warnx("session %s: its channels or subscribe could not be read", s->id);
+        return;
+    }
+    free(old);
+    cl->grants = g;
+}
+
+/* The connection's id: a bijection of the worker's count under a random key (the
+ * splitmix64 finalizer), so that it is unique in the worker, and with 64 random bits
+ * across workers and instances, yet says nothing of where or when. */
+static uint64_t
+chan_conn_mix(uint64_t x)
+{
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
 void
 chan_admit(struct chan_client *cl, struct ws *ws, struct worker *w, const struct session *s)
 {
@@ -575,16 +724,31 @@ chan_admit(struct chan_client *cl, struct ws *ws, struct worker *w, const struct
     *cl = (struct chan_client){.w = w, .ws = ws, .expires_at = s->expires_at};
     memcpy(cl->id, s->id, sizeof cl->id);
     memcpy(cl->user, s->user, sizeof cl->user);
-    snprintf(cl->conn_id, sizeof cl->conn_id, "%d.%x.%llx", cw->slot, (unsigned)getpid(),
-             (unsigned long long)++cw->seq);
+    snprintf(cl->conn_id, sizeof cl->conn_id, "%016llx",
+             (unsigned long long)chan_conn_mix(cw->conn_key + ++cw->seq));
+    chan_read_grants(cl, s, NULL);
     roster_connect(cw->roster, cl->conn_id, cl->user, w->conf->max_connections_per_user,
                    chan_admitted, cl);
+}
+
+/* Into each of the session's server-side channels that it is not in yet. */
+static void
+chan_join_server_side(struct chan_client *cl)
+{
+    for (unsigned i = 0; cl->grants != NULL && i < cl->grants->nsubscribe; i++) {
+        size_t len;
+        const char *ch = grants_subscribe_at(cl->grants, i, &len);
+        if (cl->nsubs < CHAN_MAX_PER_CLIENT && chan_subscribe(cl, ch, len, NULL, true) < 0)
+            log_warnx("session %s: out of memory joining %.*s", cl->id, (int)len, ch);
+    }
 }
 
 void
 chan_client_attach(struct chan_client *cl)
 {
     LIST_PUSH(cw_of(cl)->list, cl);
+    chan_join_server_side(cl);
+    ws_answered(cl->ws);
 }
 
 void
@@ -607,7 +771,9 @@ void
 chan_client_free(struct chan_client *cl)
 {
     free(cl->subs);
+    free(cl->grants);
     cl->subs = NULL;
+    cl->grants = NULL;
 }
 
 /* ---- sessions that end ---- */
@@ -646,22 +812,94 @@ chan_user_ended(struct worker *w, const char *user)
     chan_end_broadcast(w->chan, BUS_USER_END, user);
 }
 
-/* Sessions expire without anyone deleting them: once a second, the sockets whose session
- * is past its expiry at connect time ask the store whether it was extended since. */
+/* ---- sessions that change ---- */
+
+/* Whether cl may stay in a channel it is in, under its grants now. */
+static bool
+chan_may_stay(const struct chan_client *cl, const char *channel, size_t len)
+{
+    const struct ns_rules *r = ns_of(&cl->w->conf->namespaces, channel, len);
+    struct ns_subject sub = {.user = cl->user,
+                             .granted = grants_allow(cl->grants, channel, len),
+                             .subscribed = true};
+    return grants_subscribes(cl->grants, channel, len) ||
+           ns_allows(r, NS_OP_SUBSCRIBE, channel, len, &sub);
+}
+
+/* The session as the store has it now: its expiry, and its grants, which may take the
+ * socket out of channels (told "unsubscribed") and put it in new server-side ones. */
 static void
-chan_expiry_answer(void *arg, enum store_status st, const struct session *s)
+chan_apply_session(struct chan_client *cl, const struct session *s)
+{
+    cl->expires_at = s->expires_at;
+    chan_read_grants(cl, s, cl->grants);
+    for (size_t i = cl->nsubs; i-- > 0;) {
+        size_t len;
+        const char *ch = hub_member_channel(cl->subs[i], &len);
+        if (chan_may_stay(cl, ch, len))
+            continue;
+        char name[HUB_CHANNEL_MAX];
+        memcpy(name, ch, len);
+        chan_leave(cl, i, false, NULL); /* moves the last one here: it was looked at */
+        chan_tell(cl, "unsubscribed", name, len);
+    }
+    chan_join_server_side(cl);
+    ws_answered(cl->ws);
+}
+
+static void chan_check_session(struct chan_client *cl);
+
+static void
+chan_session_answer(void *arg, enum store_status st, const struct session *s)
 {
     struct chan_client *cl = arg;
     cl->checking = false;
-    if (!ws_release(cl->ws))
+    if (!ws_release(cl->ws) || ws_is_closed(cl->ws))
         return;
-    if (st == STORE_OK)
-        cl->expires_at = s->expires_at;
-    else if (st == STORE_NOT_FOUND)
+    if (st == STORE_NOT_FOUND) {
         ws_close_with(cl->ws, WS_CLOSE_SESSION_ENDED, "session expired");
+    } else if (st != STORE_OK) {
+        cl->recheck = true; /* the store could not say: the next second asks again */
+    } else {
+        chan_apply_session(cl, s);
+        if (cl->recheck) /* it changed again while we asked */
+            chan_check_session(cl);
+    }
 }
 
-/* The same second renews what the roster keeps alive (the worker's Redis lease). */
+/* Ask the store for cl's session (once at a time: a change meanwhile asks again). */
+static void
+chan_check_session(struct chan_client *cl)
+{
+    if (cl->checking) {
+        cl->recheck = true;
+        return;
+    }
+    cl->checking = true;
+    cl->recheck = false;
+    ws_hold(cl->ws);
+    store_get(cw_of(cl)->w->store, cl->id, (int64_t)time(NULL), chan_session_answer, cl);
+}
+
+static void
+chan_changed_matching(struct chan_worker *cw, const char *id)
+{
+    for (struct chan_client *cl = cw->list; cl != NULL; cl = cl->next)
+        if (strcmp(cl->id, id) == 0 && ws_is_open(cl->ws))
+            chan_check_session(cl);
+}
+
+void
+chan_session_changed(struct worker *w, const char *id)
+{
+    chan_changed_matching(w->chan, id);
+    chan_end_broadcast(w->chan, BUS_SESSION_CHANGED, id);
+}
+
+/* Sessions expire without anyone deleting them: once a second, the sockets whose session
+ * is past its expiry at connect time ask the store whether it was extended since (and so
+ * do those whose session changed when the store could not be asked). The same second
+ * renews what the roster keeps alive (the worker's Redis lease). */
 static void
 chan_expiry_check(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -670,18 +908,15 @@ chan_expiry_check(struct ev_loop *loop, ev_timer *t, int revents)
     struct chan_worker *cw = container_of(t, struct chan_worker, expiry);
     int64_t now = (int64_t)time(NULL);
     roster_tick(cw->roster);
-    for (struct chan_client *cl = cw->list; cl != NULL; cl = cl->next) {
-        if (cl->expires_at > now || cl->checking || !ws_is_open(cl->ws))
-            continue;
-        cl->checking = true;
-        ws_hold(cl->ws);
-        store_get(cw->w->store, cl->id, now, chan_expiry_answer, cl);
-    }
+    for (struct chan_client *cl = cw->list; cl != NULL; cl = cl->next)
+        if ((cl->expires_at <= now || cl->recheck) && !cl->checking && ws_is_open(cl->ws))
+            chan_check_session(cl);
 }
 
 /* ---- messages from other workers and instances ---- */
 
-/* A session end (type, then the id or the user) from another worker or instance. */
+/* A session's end or change (type, then the id or the user) from another worker or
+ * instance. */
 static void
 chan_end_message(struct chan_worker *cw, int type, const char *p, size_t len)
 {
@@ -690,8 +925,11 @@ chan_end_message(struct chan_worker *cw, int type, const char *p, size_t len)
         return;
     memcpy(what, p, len);
     what[len] = '\0';
-    chan_end_matching(cw, type == BUS_SESSION_END ? what : NULL,
-                      type == BUS_USER_END ? what : NULL);
+    if (type == BUS_SESSION_CHANGED)
+        chan_changed_matching(cw, what);
+    else
+        chan_end_matching(cw, type == BUS_SESSION_END ? what : NULL,
+                          type == BUS_USER_END ? what : NULL);
 }
 
 static void
@@ -705,7 +943,7 @@ chan_bus_message(void *arg, const void *msg, size_t len)
         size_t clen = (size_t)(uint8_t)p[1] << 8 | (uint8_t)p[2];
         if (3 + clen <= len)
             chan_fanout(cw, p + 3, clen, p + 3 + clen, len - 3 - clen);
-    } else if (p[0] == BUS_SESSION_END || p[0] == BUS_USER_END) {
+    } else if (p[0] == BUS_SESSION_END || p[0] == BUS_USER_END || p[0] == BUS_SESSION_CHANGED) {
         chan_end_message(cw, p[0], p + 1, len - 1);
     }
 }
@@ -723,9 +961,10 @@ chan_redis_message(void *arg, const char *name, size_t len, const char *msg, siz
     size_t plen = msg_len - 17;
     bool control =
         len == strlen(CHAN_REDIS_CONTROL) && memcmp(name, CHAN_REDIS_CONTROL, len) == 0;
-    if (control && (type == BUS_SESSION_END || type == BUS_USER_END))
+    if (control &&
+        (type == BUS_SESSION_END || type == BUS_USER_END || type == BUS_SESSION_CHANGED))
         chan_end_message(cw, type, p, plen);
-    else if (!control && type == BUS_PUBLISH && hub_channel_ok(name, len))
+    else if (!control && type == BUS_PUBLISH && ns_channel_ok(name, len))
         chan_fanout(cw, name, len, p, plen);
 }
 
@@ -781,6 +1020,8 @@ chan_worker_start(struct worker *w, char *err, size_t errlen)
     cw->slot = (int)(w->slot - w->sb->slot);
     snprintf(cw->nonce, sizeof cw->nonce, "%016llx",
              (unsigned long long)sb_get(&w->sb->instance_nonce));
+    if (getrandom(&cw->conn_key, sizeof cw->conn_key, 0) != sizeof cw->conn_key)
+        cw->conn_key = chan_conn_mix((uint64_t)getpid() << 32 ^ (uint64_t)time(NULL));
     ev_timer_init(&cw->expiry, chan_expiry_check, CHAN_EXPIRY_CHECK, CHAN_EXPIRY_CHECK);
     if ((cw->hub = hub_new()) == NULL) {
         errf(err, errlen, "realtime: out of memory");

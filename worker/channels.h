@@ -14,9 +14,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "roster.h"
 #include "store.h"
 
+#define CHAN_CONN_ID_LEN 16
+
+struct grants;
 struct hub_member;
 struct session;
 struct worker;
@@ -30,12 +32,14 @@ struct chan_client {
     struct ws *ws;                    /* the socket it is part of */
     struct chan_client *prev, *next; /* in the worker's list, once attached */
     struct hub_member **subs;
+    struct grants *grants;            /* its session's channels and subscribe, or NULL */
     int64_t expires_at;
     uint16_t nsubs, subs_cap;
     bool checking;                    /* a store lookup of its session is in flight */
+    bool recheck;                     /* ... and the session changed meanwhile */
     char id[SESSION_ID_LEN + 1];
     char user[SESSION_USER_MAX + 1];
-    char conn_id[ROSTER_CONN_MAX + 1];
+    char conn_id[CHAN_CONN_ID_LEN + 1]; /* opaque: it names no pid, slot or address */
 };
 
 /* The worker's channels (hub, bus, roster, Redis pub/sub): made before the loop runs,
@@ -50,7 +54,8 @@ void chan_worker_stats(struct worker *w);
  * ws) is set up and the answer goes to ws_admitted, now or later. */
 void chan_admit(struct chan_client *cl, struct ws *ws, struct worker *w, const struct session *s);
 
-/* The admitted client's socket is up: it can be told of its session's end. */
+/* The admitted client's socket is up (its 101 written): it can be told of its session's
+ * end, and is put in its session's server-side subscriptions. */
 void chan_client_attach(struct chan_client *cl);
 /* An admitted client that got no socket: the roster forgets it. */
 void chan_client_drop(struct chan_client *cl);
@@ -77,6 +82,10 @@ void chan_presence(struct worker *w, const char *channel, size_t len, chan_prese
 /* A session or all of a user's sessions ended: close their sockets with 4001 on every
  * worker of the instance. */
 void chan_session_ended(struct worker *w, const char *id);
+/* A session's channels or subscribe changed: its sockets on every worker of every
+ * instance read it again and are subscribed to what was added and unsubscribed (told
+ * "unsubscribed") from what it no longer allows. */
+void chan_session_changed(struct worker *w, const char *id);
 void chan_user_ended(struct worker *w, const char *user);
 
 #endif

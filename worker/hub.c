@@ -5,7 +5,6 @@
 #include <string.h>
 #include <sys/random.h>
 
-#include "util.h"
 
 #define HUB_MIN_BUCKETS 64
 
@@ -88,12 +87,6 @@ hub_free(struct hub *h)
     }
     free(h->bucket);
     free(h);
-}
-
-bool
-hub_channel_ok(const char *name, size_t len)
-{
-    return name_chars_ok(name, len, HUB_CHANNEL_MAX);
 }
 
 static struct hub_chan **

@@ -11,7 +11,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#define HUB_CHANNEL_MAX 128
+#include "namespace.h"
+
+#define HUB_CHANNEL_MAX NS_CHANNEL_MAX
 
 struct hub;
 struct hub_member;
@@ -19,9 +21,6 @@ struct hub_member;
 struct hub *hub_new(void);
 /* Free the table and every membership still in it. */
 void hub_free(struct hub *h);
-
-/* Whether name is a channel name: 1-128 bytes of [A-Za-z0-9_.:@-]. */
-bool hub_channel_ok(const char *name, size_t len);
 
 /* Add sub (the caller's connection) to a channel, creating the channel; the caller keeps
  * the membership to leave with, and must not join the same channel twice. NULL when out

@@ -691,7 +691,6 @@ ws_accept(struct ws *ws)
     ws->deflate_bits = (int8_t)bits;
     ws->tokens = cf->ws_rate_limit;
     ws->bucket_at = ev_now(c->w->loop);
-    chan_client_attach(&ws->cl);
     ws_proto_accept(key->p, key->len, accept);
     http_status_line(&c->out, 1, 101);
     buf_printf(&c->out,
@@ -701,6 +700,7 @@ ws_accept(struct ws *ws)
                bits ? "\r\n" : "");
     conn_set_timer(c, secs_of_ms(cf->ws_ping_interval_ms));
     conn_upgrade(c, &ws_conn_proto, ws, 101);
+    chan_client_attach(&ws->cl); /* its server-side subscriptions go out behind the 101 */
 }
 
 void

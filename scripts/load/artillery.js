@@ -36,7 +36,10 @@ async function makeSession(base) {
   const res = await fetch(new URL('/api/sessions', base), {
     method: 'POST',
     headers,
-    body: JSON.stringify({ user: userName(), data: { source: 'artillery' }, ttl: 600 }),
+    // granted the scenario's rooms: the default namespace lets a session in only where
+    // its channels say
+    body: JSON.stringify({ user: userName(), data: { source: 'artillery' }, ttl: 600,
+                           channels: ['room-*'] }),
     signal: AbortSignal.timeout(10000)
   });
   const body = await res.json().catch(() => ({}));

@@ -60,6 +60,39 @@ read_env(char *env)
     }
 }
 
+/* The namespace table is whole: default first, each name valid and once, each rule in
+ * range, and every key a directive left out equal to default's. */
+static void
+check_namespaces(const struct ns_table *t)
+{
+    check(t->n >= 1 && t->n <= NS_MAX && strcmp(t->v[0].name, "default") == 0, "namespaces");
+    for (int i = 0; i < t->n; i++) {
+        const struct ns_rules *r = &t->v[i], *d = &t->v[0];
+        size_t len = strlen(r->name);
+        check(len >= 1 && len <= NS_NAME_MAX && memchr(r->name, ':', len) == NULL &&
+                  ns_channel_ok(r->name, len),
+              "namespace name");
+        for (int j = 0; j < i; j++)
+            check(strcmp(t->v[j].name, r->name) != 0, "namespace twice");
+        check(r->subscribe <= NS_SUBSCRIBE_NONE && r->publish <= NS_PUBLISH_NONE &&
+                  r->presence <= NS_PRESENCE_OFF,
+              "namespace rules");
+        check(r->history >= 0 && r->history <= NS_HISTORY_MAX && r->history_ttl_ms >= 1 &&
+                  r->history_ttl_ms <= (int64_t)720 * 3600 * 1000,
+              "namespace history");
+        check(i == 0 || (r->set & NS_SET_SUBSCRIBE) || r->subscribe == d->subscribe,
+              "subscribe inherited");
+        check(i == 0 || (r->set & NS_SET_PUBLISH) || r->publish == d->publish,
+              "publish inherited");
+        check(i == 0 || (r->set & NS_SET_HISTORY_TTL) || r->history_ttl_ms == d->history_ttl_ms,
+              "history_ttl inherited");
+        char channel[NS_NAME_MAX + 3];
+        snprintf(channel, sizeof channel, "%s:x", r->name);
+        check(ns_of(t, r->name, len) == &t->v[0], "a name without ':' is in default");
+        check(ns_of(t, channel, len + 2) == r, "a channel in its namespace");
+    }
+}
+
 static void
 check_conf(const struct conf *c)
 {
@@ -73,6 +106,7 @@ check_conf(const struct conf *c)
     check(c->max_body_bytes >= 0 && c->max_header_bytes > 0, "sizes");
     check(c->ws_max_message_bytes >= 125, "ws_max_message_bytes");
     check(strcmp(c->store, "lmdb") == 0 || strcmp(c->store, "redis") == 0, "store");
+    check_namespaces(&c->namespaces);
 }
 
 int

@@ -139,6 +139,21 @@ put("api_json", "numbers", '{"user":"u","data":{"a":1e400,"b":-0,"c":1.5e-300,"d
 put("api_json", "surrogate", '{"user":"u","data":{"s":"\\ud800"}}')
 put("api_json", "deep", '{"data":' + '{"a":' * 40 + "1" + "}" * 40 + "}")
 put("api_json", "broken", '{"user":')
+put("api_json", "grants", '{"user":"u","channels":["room:*","lobby","room:*","*"],'
+    '"subscribe":["news","user:u","news"],"data":{}}')
+put("api_json", "grants-none", '{"user":"u","channels":null,"subscribe":[]}')
+put("api_json", "grants-bad", '{"user":"u","channels":["ok","a*b","**","",7,null],'
+    '"subscribe":["room:*"]}')
+put("api_json", "grants-shapes", '{"user":"u","channels":"room","subscribe":{"a":1}}')
+put("api_json", "grants-many", '{"user":"u","channels":['
+    + ",".join('"c%d"' % i for i in range(65)) + '],"subscribe":['
+    + ",".join('"c%d"' % (i % 3) for i in range(64)) + ']}')
+# Without "user", these reach PATCH's parser (a create refuses them first).
+put("api_json", "grants-patch", '{"channels":["room:*","a","a"],"subscribe":null,"data":{"x":1}}')
+put("api_json", "grants-patch-only", '{"channels":[]}')
+put("api_json", "grants-patch-bad", '{"subscribe":["x*"],"ttl":5}')
+put("api_json", "grants-long", '{"channels":["' + "p" * 127 + '*","' + "p" * 128 + '*"],'
+    '"subscribe":["' + "n" * 128 + '","' + "n" * 129 + '"]}')
 
 # ---- config files (and environment after %%env) ----------------------------------------
 
@@ -153,6 +168,22 @@ with open(os.path.join(ROOT, "..", "..", "..", "conf", "sessiond.conf"), "rb") a
     put("conf", "shipped", f.read())
 put("conf", "errors", "workers 0\nunknown_thing 1\n")
 put("conf", "quoted", 'instance "my host"\napi_key \'k e y\'\n')
+put("conf", "namespaces",
+    "namespace user subscribe=owner publish=none\n"
+    "namespace public subscribe=any publish=subscribers presence=off join_events=off\n"
+    "namespace \"room subscribe=grant\" publish=grant presence=subscribers history=100 "
+    "history_ttl=30m\n"
+    "namespace public subscribe=none\n"
+    "namespace default subscribe=any history_ttl=720h # a comment\n")
+put("conf", "namespace-env",
+    "namespace user subscribe=owner\n%%env\n"
+    "SESSIOND_NAMESPACE=user publish=none; public subscribe=any;; default history=5;\n")
+put("conf", "namespace-bad-value", "namespace user subscribe=owner\nnamespace room subscribe=all\n")
+put("conf", "namespace-bad-key", "namespace room frob=1 subscribe=any\n")
+put("conf", "namespace-twice", "namespace room history=1 history=2\n")
+put("conf", "namespace-bad-name", "namespace user:x subscribe=any\n")
+put("conf", "namespace-bad-env", "%%env\nSESSIOND_NAMESPACE=a history_ttl=0; b; c:d\n")
+put("conf", "namespace-many", "".join("namespace n%d history=%d\n" % (i, i) for i in range(70)))
 
 # ---- Redis URLs ------------------------------------------------------------------------
 

@@ -3,7 +3,12 @@ Node on the ws package (node/client_test.mjs: channels, presence, timeouts, a se
 restart mid-test, revoked and unknown tokens) and in headless Chromium through
 playwright-core (node/client_browser.mjs). Both import the library from the server, so
 what is tested is what it serves. Sessions are made with the admin API from loopback (no
-API key is configured)."""
+API key is configured).
+
+Channel permissions as the client sees them (refused subscribes, the server's own
+"subscribed" and "unsubscribed" pushes, what is asked for again after a reconnect) are
+tested against a fake server in Node (node/client_fake.mjs), one scenario per test: it can
+refuse, push and drop at will, and needs no sessiond."""
 import json
 import os
 import shutil
@@ -67,6 +72,7 @@ class Driven:
 
 
 def run_node(s, script, *args, on_event=None):
+    """Run script; s is the server it talks to (None for the fake server's tests)."""
     d = Driven(os.path.join(NODE_DIR, script), *args)
     result = None
     try:
@@ -114,6 +120,7 @@ def test_node_client_end_to_end_with_a_restart(server_factory, tmp_path):
     assert {"channel": "room:t", "user": "bob"} in r["leaves"]
     assert r["unsubB"]["ok"]["op"] == "ok"
     assert r["badChannel"]["code"] == "bad_request" and r["badChannel"]["name"] == "SessiondError"
+    assert r["channelsAfterRefusal"] == ["room:t"]
     assert isinstance(r["ping"]["ok"], int)  # the round trip, ms
 
     # Timeouts and drops reject with a clear error; the client goes on afterwards.
@@ -136,7 +143,7 @@ def test_node_client_end_to_end_with_a_restart(server_factory, tmp_path):
                 for x in delays}) > 1, delays
     assert [x["attempt"] for x in delays] == list(range(1, len(delays) + 1)), delays
     assert r["httpPublish"] == {"status": 202, "body": {"channel": "room:t", "recipients": 1}}
-    assert r["afterRestart"] == {"channel": "room:t", "data": {"n": 2}, "from": ""}
+    assert r["afterRestart"] == {"channel": "room:t", "data": {"n": 2}}  # the API's: no from
 
     # A revoked session: 4001, an "unauthorized" error, no reconnect, requests refused.
     v = r["revoked"]
@@ -177,6 +184,72 @@ def test_chromium_imports_the_client_and_receives_a_publish(server_factory):
     assert r["page"]["sub"]["op"] == "ok"
     assert r["publish"] == {"status": 202, "body": {"channel": "room:browser", "recipients": 1}}
     assert r["page"]["origin"] != f"http://127.0.0.1:{s.port}"  # a cross-origin import
-    assert r["received"] == {"channel": "room:browser", "data": {"text": "hello, browser"},
-                             "from": ""}  # "" : published by the API, not by a user
+    # published by the API, not by a user: no from
+    assert r["received"] == {"channel": "room:browser", "data": {"text": "hello, browser"}}
     assert [m["user"] for m in r["members"]] == ["browser-user"]
+
+
+def fake(scenario):
+    """Run one scenario of node/client_fake.mjs; its result, with asked: the channels each
+    connection subscribed to, in order."""
+    need("ws")
+
+    def unexpected(msg, d):
+        raise AssertionError(f"unexpected line from the driver: {msg}")
+
+    r = run_node(None, "client_fake.mjs", scenario, on_event=unexpected)
+    print(json.dumps(r, indent=1))
+    return r
+
+
+def test_client_emits_server_side_subscribed_and_unsubscribed():
+    r = fake("events")
+    assert r["subscribedOnConnect"] == [{"channel": "user:alice"}, {"channel": "feed:news"}]
+    assert r["unsubscribed"] == [{"channel": "feed:news"}]
+    # The server subscribes again on its own after the reconnect; the client asks nothing.
+    assert r["subscribedAfterReconnect"] == [{"channel": "user:alice"}, {"channel": "feed:news"},
+                                           {"channel": "user:alice"}]
+    assert r["channelsAfterPush"] == []
+    assert r["connections"] == 2 and r["asked"] == [[], []]
+
+
+def test_client_refused_subscribe_rejects_forbidden_and_is_not_resubscribed():
+    r = fake("refused")
+    assert r["granted"]["ok"]["op"] == "ok"
+    assert r["refused"]["code"] == "forbidden" and r["refused"]["name"] == "SessiondError", r
+    assert "room:secret" in r["refused"]["message"]
+    assert r["channelsAfter"] == ["room:lobby"]
+    assert r["asked"] == [["room:lobby", "room:secret"], ["room:lobby"]]
+    assert r["errors"] == []  # no refused resubscribe to report
+
+
+def test_client_unsubscribed_channel_is_not_resubscribed():
+    r = fake("revoked")
+    assert [x["ok"]["op"] for x in r["subs"]] == ["ok", "ok"]
+    assert r["unsubscribed"] == [{"channel": "room:b"}]
+    assert r["channelsAfter"] == ["room:a"]
+    assert r["asked"] == [["room:a", "room:b"], ["room:a"]]
+    assert r["errors"] == []
+
+
+def test_client_resubscribe_refused_after_reconnect_is_dropped():
+    # A grant revoked while the client was away: no push told it, the resubscribe is
+    # refused (an error event), and the next connection does not ask again.
+    r = fake("revokedOffline")
+    assert [e["code"] for e in r["errors"]] == ["forbidden"], r["errors"]
+    assert r["channelsAfter"] == ["room:a"]
+    assert r["asked"] == [["room:a", "room:b"], ["room:a", "room:b"], ["room:a"]]
+
+
+def test_client_timed_out_subscribe_is_kept_and_asked_again():
+    r = fake("timedOut")
+    assert r["timedOut"]["code"] == "timeout"
+    assert r["channelsAfter"] == ["room:slow"]
+    assert r["asked"] == [["room:slow"], ["room:slow"]] and r["errors"] == []
+
+
+def test_client_late_refusal_does_not_undo_a_later_subscribe():
+    r = fake("race")
+    assert r["results"][0]["code"] == "forbidden" and r["results"][1]["ok"]["op"] == "ok"
+    assert r["channelsAfter"] == ["room:r"]
+    assert r["asked"] == [["room:r", "room:r"], ["room:r"]]

@@ -132,8 +132,10 @@ class Nginx:
 
 
 def create(ng, user, data=None):
+    """A session granted the channel the tests use (the fleet keeps the default rules)."""
+    body = {"user": user, "data": data or {}, "channels": ["room"]}
     status, _, out = ng.request("POST", "/api/sessions", headers=JSON_KEY,
-                                body=json.dumps({"user": user, "data": data or {}}).encode())
+                                body=json.dumps(body).encode())
     assert status == 201, out
     return json.loads(out)
 

@@ -72,6 +72,60 @@ def test_two_instances_share_sessions_and_limits(server_factory, redis_server):
     assert results.count(201) == 4 and results.count(429) == 36
 
 
+def api(s, method, path, body=None, headers=None):
+    h = dict(JSON, **(headers or {}))
+    data = json.dumps(body).encode() if body is not None else None
+    status, hdrs, out = s.request(method, path, body=data, headers=h)
+    return status, hdrs, (json.loads(out) if out else None)
+
+
+def test_channels_and_subscribe_on_redis(server_factory, redis_server):
+    a = on_redis(server_factory, redis_server)
+    b = on_redis(server_factory, redis_server)
+    status, _, body = api(a, "POST", "/api/sessions",
+                          {"user": "rg", "channels": ["room:*", "room:*", "x"],
+                           "subscribe": ["news"]})
+    assert status == 201
+    assert body["channels"] == ["room:*", "x"] and body["subscribe"] == ["news"]
+    sid, tok = body["id"], body["token"]
+    # The other instance reads them, by id, by token and in the user's list.
+    got = api(b, "GET", f"/api/sessions/{sid}")[2]
+    assert got["channels"] == ["room:*", "x"] and got["subscribe"] == ["news"]
+    own = b.get_json("/api/session", headers={"Authorization": f"Bearer {tok}"})[1]
+    assert own["channels"] == ["room:*", "x"] and own["subscribe"] == ["news"]
+    listed = api(b, "GET", "/api/users/rg/sessions")[2]["sessions"]
+    assert [(x["channels"], x["subscribe"]) for x in listed] == [(["room:*", "x"], ["news"])]
+    # PATCH on one instance, seen on the other; each is a new version.
+    status, h, body = api(b, "PATCH", f"/api/sessions/{sid}", {"subscribe": ["a", "b"]})
+    assert status == 200 and h["ETag"] == '"2"'
+    assert body["channels"] == ["room:*", "x"] and body["subscribe"] == ["a", "b"]
+    status, _, body = api(a, "PATCH", f"/api/sessions/{sid}", {"channels": None},
+                          headers={"If-Match": '"1"'})
+    assert status == 412
+    status, _, body = api(a, "PATCH", f"/api/sessions/{sid}",
+                          {"channels": None, "data": {"k": 1}}, headers={"If-Match": '"2"'})
+    assert status == 200 and body["version"] == 3
+    assert body["channels"] == [] and body["subscribe"] == ["a", "b"] and body["data"] == {"k": 1}
+    got = api(b, "GET", f"/api/sessions/{sid}")[2]
+    assert (got["version"], got["channels"], got["subscribe"]) == (3, [], ["a", "b"])
+    # Stored as the engine's header says: sub holds the array, and none is no field.
+    import redis
+    r = redis.Redis(port=redis_server.port)
+    assert r.hget(f"sessiond:s:{sid}", "sub") == b'["a","b"]'
+    assert not r.hexists(f"sessiond:s:{sid}", "ch")
+    # A session written before the fields existed reads as none.
+    r.hdel(f"sessiond:s:{sid}", "sub")
+    got = api(a, "GET", f"/api/sessions/{sid}")[2]
+    assert got["channels"] == [] and got["subscribe"] == [] and got["data"] == {"k": 1}
+    # Validation is the API's, whatever the engine.
+    status, _, body = api(a, "POST", "/api/sessions", {"user": "rg", "subscribe": ["r:*"]})
+    assert status == 400 and '"subscribe"[0]' in body["error"]["message"]
+    status, _, body = api(a, "PATCH", f"/api/sessions/{sid}",
+                          {"channels": [f"c{i}" for i in range(65)]})
+    assert status == 400 and '"channels"' in body["error"]["message"]
+    assert api(a, "GET", f"/api/sessions/{sid}")[2]["version"] == 3
+
+
 def test_redis_outage_degrades_fast_and_recovers(server_factory, redis_server):
     s = on_redis(server_factory, redis_server)
     assert create(s)[0] == 201

@@ -302,3 +302,118 @@ def test_bad_store_path_is_a_startup_error(server_factory, tmp_path):
     s.start(wait=False)
     assert s.wait_exit(10) == 1
     assert "store_path" in s.log()
+
+
+# ---- channels (grants) and subscribe (server-side subscriptions) ----
+
+def test_channels_and_subscribe_are_kept_and_replaced_whole(server_factory):
+    s = keyed(server_factory, "session_rolling on")
+    status, h, body = call(s, "POST", "/api/sessions",
+                           {"user": "gina", "channels": ["room:*", "lobby", "room:*"],
+                            "subscribe": ["news", "user:gina", "news"]})
+    assert status == 201
+    # Duplicates go, the first occurrence keeping its place.
+    assert body["channels"] == ["room:*", "lobby"]
+    assert body["subscribe"] == ["news", "user:gina"]
+    sid, tok = body["id"], body["token"]
+    plain = create(s, "gina")[2]
+    assert plain["channels"] == [] and plain["subscribe"] == []
+    nulls = call(s, "POST", "/api/sessions", {"user": "gina", "channels": None,
+                                              "subscribe": []})[2]
+    assert nulls["channels"] == [] and nulls["subscribe"] == []
+
+    # Every session response carries them.
+    got = call(s, "GET", f"/api/sessions/{sid}")[2]
+    assert got["channels"] == ["room:*", "lobby"] and got["subscribe"] == ["news", "user:gina"]
+    listed = {x["id"]: (x["channels"], x["subscribe"])
+              for x in call(s, "GET", "/api/users/gina/sessions")[2]["sessions"]}
+    assert listed == {sid: (["room:*", "lobby"], ["news", "user:gina"]),
+                      plain["id"]: ([], []), nulls["id"]: ([], [])}
+    own = s.get_json("/api/session", headers={"Authorization": f"Bearer {tok}"})[1]
+    assert own["channels"] == ["room:*", "lobby"] and own["subscribe"] == ["news", "user:gina"]
+    touched = call(s, "POST", f"/api/sessions/{sid}/touch")[2]
+    assert touched["channels"] == ["room:*", "lobby"] and touched["version"] == 1
+
+    # PATCH replaces a list whole, leaves the other, and makes a new version.
+    status, h, body = call(s, "PATCH", f"/api/sessions/{sid}", {"channels": ["a"]})
+    assert status == 200 and h["ETag"] == '"2"'
+    assert body["channels"] == ["a"] and body["subscribe"] == ["news", "user:gina"]
+    status, _, body = call(s, "PATCH", f"/api/sessions/{sid}", {"subscribe": None})
+    assert status == 200 and body["version"] == 3
+    assert body["channels"] == ["a"] and body["subscribe"] == []
+    # The same lists again are a new version too, as any PATCH is.
+    assert call(s, "PATCH", f"/api/sessions/{sid}", {"channels": ["a"]})[2]["version"] == 4
+    # If-Match: a stale version changes nothing.
+    status, _, body = call(s, "PATCH", f"/api/sessions/{sid}",
+                           {"channels": ["b"], "subscribe": ["c"]}, headers={"If-Match": '"3"'})
+    assert status == 412 and error_code(body) == "precondition_failed"
+    got = call(s, "GET", f"/api/sessions/{sid}")[2]
+    assert (got["version"], got["channels"], got["subscribe"]) == (4, ["a"], [])
+    status, _, body = call(s, "PATCH", f"/api/sessions/{sid}",
+                           {"channels": ["b"], "subscribe": ["c"], "data": {"k": 1}},
+                           headers={"If-Match": '"4"'})
+    assert status == 200
+    assert (body["version"], body["channels"], body["subscribe"], body["data"]) == \
+        (5, ["b"], ["c"], {"k": 1})
+    # A data patch keeps them.
+    body = call(s, "PATCH", f"/api/sessions/{sid}", {"data": {"k": 2}})[2]
+    assert body["channels"] == ["b"] and body["subscribe"] == ["c"]
+    body = call(s, "PATCH", f"/api/sessions/{sid}", {"channels": [], "subscribe": []})[2]
+    assert body["channels"] == [] and body["subscribe"] == [] and body["data"] == {"k": 2}
+    assert call(s, "GET", f"/api/sessions/{sid}")[2]["channels"] == []
+
+
+LONGEST_PATTERN = "p" * 127 + "*"   # 128 bytes: the longest prefix grant
+
+
+def test_channels_and_subscribe_bounds(server_factory):
+    s = keyed(server_factory)
+    most = [f"c{i}" for i in range(64)]
+    status, _, body = call(s, "POST", "/api/sessions",
+                           {"user": "hal", "channels": most, "subscribe": most})
+    assert status == 201 and body["channels"] == most and body["subscribe"] == most
+    body = call(s, "POST", "/api/sessions",
+                {"user": "hal", "channels": ["*", LONGEST_PATTERN, "n" * 128, "a:b.c@d-e_f"],
+                 "subscribe": ["n" * 128, "user:hal"]})[2]
+    assert body["channels"] == ["*", LONGEST_PATTERN, "n" * 128, "a:b.c@d-e_f"]
+    # 65 entries with a repeat are still 65 entries.
+    assert call(s, "POST", "/api/sessions",
+                {"user": "hal", "channels": most + ["c0"]})[0] == 400
+
+
+BAD_GRANTS = [
+    ({"channels": [f"c{i}" for i in range(65)]}, '"channels"'),
+    ({"subscribe": [f"c{i}" for i in range(65)]}, '"subscribe"'),
+    ({"channels": ["ok", "bad char"]}, '"channels"[1]'),
+    ({"channels": ["a*b"]}, '"channels"[0]'),
+    ({"channels": ["**"]}, '"channels"[0]'),
+    ({"channels": [""]}, '"channels"[0]'),
+    ({"channels": ["n" * 129]}, '"channels"[0]'),
+    ({"channels": ["p" * 128 + "*"]}, '"channels"[0]'),
+    ({"channels": ["\u00e9t\u00e9"]}, '"channels"[0]'),
+    ({"channels": ["ok", 7]}, '"channels"[1]'),
+    ({"channels": [["x"]]}, '"channels"[0]'),
+    ({"channels": "room:1"}, '"channels"'),
+    ({"channels": {"room:1": True}}, '"channels"'),
+    ({"subscribe": ["room:*"]}, '"subscribe"[0]'),
+    ({"subscribe": ["*"]}, '"subscribe"[0]'),
+    ({"subscribe": ["a", None]}, '"subscribe"[1]'),
+    ({"subscribe": "news"}, '"subscribe"'),
+    ({"channels": ["fine"], "subscribe": [1]}, '"subscribe"[0]'),
+]
+
+
+def test_bad_channels_or_subscribe_are_400_and_write_nothing(server_factory):
+    s = keyed(server_factory)
+    for extra, word in BAD_GRANTS:
+        status, _, body = call(s, "POST", "/api/sessions", {"user": "ivy", **extra})
+        assert status == 400 and error_code(body) == "bad_request", (extra, body)
+        assert word in body["error"]["message"], (extra, body)
+    assert call(s, "GET", "/api/users/ivy/sessions")[2]["sessions"] == []
+    sid = call(s, "POST", "/api/sessions", {"user": "ivy", "channels": ["keep"]})[2]["id"]
+    for extra, word in BAD_GRANTS:
+        status, _, body = call(s, "PATCH", f"/api/sessions/{sid}", {"data": {"x": 1}, **extra})
+        assert status == 400 and word in body["error"]["message"], (extra, body)
+    got = call(s, "GET", f"/api/sessions/{sid}")[2]
+    assert (got["version"], got["channels"], got["subscribe"], got["data"]) == \
+        (1, ["keep"], [], {})

@@ -111,6 +111,19 @@ def test_reload_with_bad_config_keeps_running(server):
     assert server.request("GET", "/api/health")[0] == 200
 
 
+def test_reload_with_bad_namespace_keeps_running(server):
+    old = server.worker_pids()
+    with open(server.conf_path, "a") as f:
+        f.write("namespace user subscribe=owner publish=none\nnamespace room subscribe=all\n")
+    server.signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in server.log(), what="the refusal")
+    assert re.search(re.escape(server.conf_path) + r":\d+: invalid value \"all\" for "
+                     r"\"subscribe\" in namespace \"room\"", server.log())
+    time.sleep(0.3)
+    assert server.worker_pids() == old
+    assert server.request("GET", "/api/health")[0] == 200
+
+
 def test_term_finishes_slow_requests_and_exits_0(server):
     results = []
 
@@ -230,6 +243,28 @@ def test_config_check(tmp_path):
     repo_conf = os.path.join(os.path.dirname(__file__), "..", "..", "conf", "sessiond.conf")
     r = subprocess.run([BIN, "-t", "-c", repo_conf], capture_output=True, text=True, timeout=10)
     assert r.returncode == 0, r.stderr
+
+
+def test_config_check_namespaces(tmp_path):
+    conf = tmp_path / "ns.conf"
+    conf.write_text("namespace user subscribe=owner publish=none\n"
+                    "namespace public subscribe=any publish=subscribers\n"
+                    "namespace room subscribe=grant publish=grant presence=subscribers\n")
+    check = lambda env=None: subprocess.run(  # noqa: E731
+        [BIN, "-t", "-c", str(conf)], env={**os.environ, **(env or {})}, capture_output=True,
+        text=True, timeout=10)
+    r = check()
+    assert (r.returncode, r.stdout.strip()) == (0, "configuration OK"), r.stderr
+    r = check({"SESSIOND_NAMESPACE": "user publish=none; chat subscribe=any;"})
+    assert (r.returncode, r.stdout.strip()) == (0, "configuration OK"), r.stderr
+    r = check({"SESSIOND_NAMESPACE": "chat subscribe=any; x:y"})
+    assert r.returncode == 1
+    assert r.stderr.startswith("environment SESSIOND_NAMESPACE: invalid namespace name \"x:y\"")
+    conf.write_text("# rooms\nnamespace room subscribe=grant\nnamespace room history=lots\n")
+    r = check()
+    assert r.returncode == 1
+    assert r.stderr.startswith(f"{conf}:3: invalid value \"lots\" for \"history\" in namespace "
+                               "\"room\": expected a number from 0 to 100000"), r.stderr
 
 
 def test_signal_commands_through_the_pidfile(server):

@@ -7,6 +7,8 @@ main(void)
 {
     Suite *(*const suites[])(void) = {
         conf_suite,
+        namespace_suite,
+        grants_suite,
         cores_suite,
         http_parser_suite,
         router_suite,

@@ -5,6 +5,8 @@
 #include <check.h>
 
 Suite *conf_suite(void);
+Suite *namespace_suite(void);
+Suite *grants_suite(void);
 Suite *cores_suite(void);
 Suite *http_parser_suite(void);
 Suite *router_suite(void);

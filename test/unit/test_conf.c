@@ -843,6 +843,157 @@ START_TEST(env_directives)
 }
 END_TEST
 
+/* ---- namespaces ---- */
+
+START_TEST(namespace_directives)
+{
+    struct conf c;
+    conf_defaults(&c);
+    ck_assert_int_eq(c.namespaces.n, 1);
+    ck_assert_str_eq(c.namespaces.v[0].name, "default");
+    ck_assert_int_eq(c.namespaces.v[0].subscribe, NS_SUBSCRIBE_GRANT);
+    ck_assert_int_eq(c.namespaces.v[0].publish, NS_PUBLISH_GRANT);
+    ck_assert_int_eq(c.namespaces.v[0].presence, NS_PRESENCE_SUBSCRIBERS);
+
+    /* Repeatable; each later key of default reaches the namespaces that left it out,
+     * whatever the order in the file; a name given twice is the last one. */
+    load_ok(&c, "namespace user subscribe=owner publish=none\n"
+                "namespace public subscribe=any publish=subscribers\n"
+                "namespace \"room subscribe=grant\" history=10 history_ttl=30m\n"
+                "namespace public subscribe=any\n"
+                "namespace default presence=off\n");
+    const struct ns_table *t = &c.namespaces;
+    ck_assert_int_eq(t->n, 4);
+    ck_assert_int_eq(t->v[0].presence, NS_PRESENCE_OFF);
+    ck_assert_str_eq(t->v[1].name, "user");
+    ck_assert_int_eq(t->v[1].subscribe, NS_SUBSCRIBE_OWNER);
+    ck_assert_int_eq(t->v[1].publish, NS_PUBLISH_NONE);
+    ck_assert_int_eq(t->v[1].presence, NS_PRESENCE_OFF);
+    ck_assert_str_eq(t->v[2].name, "public");
+    ck_assert_int_eq(t->v[2].publish, NS_PUBLISH_GRANT);
+    ck_assert_str_eq(t->v[3].name, "room");
+    ck_assert_int_eq(t->v[3].history, 10);
+    ck_assert_int_eq(t->v[3].history_ttl_ms, 1800000);
+    ck_assert_ptr_eq(ns_of(t, "user:alice", 10), &t->v[1]);
+
+    /* Errors carry the file and line, and leave the config as it was. */
+    struct conf before = c;
+    char err[CONF_ERR_LEN];
+    ck_assert_int_eq(conf_load_string(&c, "t.conf",
+                                      "namespace a publish=any\n\nnamespace b publish=all\n",
+                                      err, sizeof err),
+                     -1);
+    ck_assert_str_eq(err, "t.conf:3: invalid value \"all\" for \"publish\" in namespace \"b\": "
+                          "expected grant, any, subscribers or none");
+    ck_assert_int_eq(memcmp(&c, &before, sizeof c), 0);
+    load_fails("namespace\n", "t.conf:1: invalid number of arguments in \"namespace\" directive");
+    load_fails("namespace a subscribe=any publish=any presence=off join_events=on history=1 "
+               "history_ttl=1s x\n",
+               "t.conf:1: invalid number of arguments in \"namespace\" directive");
+    load_fails("namespace a:b\n", "t.conf:1: invalid namespace name \"a:b\": 1-64 bytes of "
+                                  "A-Z a-z 0-9 and _ . @ - (no ':')");
+    load_fails("gzip on\nnamespace a frob=1 # a comment\n",
+               "t.conf:2: unknown key \"frob\" (in \"frob=1\") in namespace \"a\": expected "
+               "subscribe, publish, presence, join_events, history or history_ttl");
+    load_fails("namespace a subscribe=any; b\n",
+               "t.conf:1: one namespace per directive: \";\" separates namespaces only in "
+               "SESSIOND_NAMESPACE");
+    char text[4096] = "";
+    size_t n = 0;
+    for (int i = 1; i <= NS_MAX; i++)
+        n += (size_t)snprintf(text + n, sizeof text - n, "namespace n%d\n", i);
+    load_fails(text, "t.conf:64: too many namespaces (at most 64, default included)");
+
+    /* conf_set takes one directive's value. */
+    conf_defaults(&c);
+    ck_assert_int_eq(conf_set(&c, "namespace", "chat publish=any", err, sizeof err), 0);
+    ck_assert_int_eq(c.namespaces.n, 2);
+    ck_assert_int_eq(conf_set(&c, "namespace", "", err, sizeof err), -1);
+    ck_assert_str_eq(err, "missing namespace name (namespace NAME key=value...)");
+}
+END_TEST
+
+/* The example file's namespace lines load together, and the default it shows is the
+ * built-in one. */
+START_TEST(example_namespaces)
+{
+    FILE *f = fopen("../../conf/sessiond.conf", "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024], all[4096] = "", err[CONF_ERR_LEN] = "";
+    int n = 0;
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, "# namespace ", 12) != 0)
+            continue;
+        strncat(all, line + 2, sizeof all - strlen(all) - 1);
+        n++;
+    }
+    fclose(f);
+    ck_assert_int_eq(n, 4);
+    struct conf c, def;
+    conf_defaults(&def);
+    ck_assert_msg(conf_load_string(&c, "example", all, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(c.namespaces.n, 4);
+    const struct ns_rules *d = &c.namespaces.v[0], *b = &def.namespaces.v[0];
+    ck_assert_int_eq(d->subscribe, b->subscribe);
+    ck_assert_int_eq(d->publish, b->publish);
+    ck_assert_int_eq(d->presence, b->presence);
+    ck_assert_int_eq(d->join_events, b->join_events);
+    ck_assert_int_eq(d->history, b->history);
+    ck_assert_int_eq(d->history_ttl_ms, b->history_ttl_ms);
+}
+END_TEST
+
+START_TEST(namespace_file_errors)
+{
+    char tmpl[] = "/tmp/conf-test-XXXXXX", file[128], want[512];
+    char err[CONF_ERR_LEN] = "";
+    struct conf c;
+    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    snprintf(file, sizeof file, "%s/sessiond.conf", tmpl);
+    write_file(file, "# channels\nnamespace user subscribe=owner publish=none\n"
+                     "namespace user subscribe=mine\n");
+    ck_assert_int_eq(conf_load_file(&c, file, err, sizeof err), -1);
+    snprintf(want, sizeof want,
+             "%s:3: invalid value \"mine\" for \"subscribe\" in namespace \"user\": expected "
+             "grant, any, owner or none",
+             file);
+    ck_assert_str_eq(err, want);
+    write_file(file, "namespace user subscribe=owner publish=none\n");
+    ck_assert_msg(conf_load_file(&c, file, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(c.namespaces.n, 2);
+    unlink(file);
+    rmdir(tmpl);
+}
+END_TEST
+
+START_TEST(namespace_env)
+{
+    struct conf c;
+    load_ok(&c, "namespace user subscribe=owner\nnamespace room history=5\n");
+    env_ok(&c, (const char *const[]){"SESSIOND_NAMESPACE",
+                                     "user subscribe=owner publish=none; public subscribe=any;"
+                                     " ; default join_events=off",
+                                     NULL});
+    const struct ns_table *t = &c.namespaces;
+    ck_assert_int_eq(t->n, 4);
+    ck_assert_int_eq(t->v[1].publish, NS_PUBLISH_NONE); /* replaced by the environment */
+    ck_assert(!t->v[1].join_events);                    /* and finished again */
+    ck_assert_int_eq(t->v[2].history, 5);               /* the file's, kept */
+    ck_assert_str_eq(t->v[3].name, "public");
+    ck_assert_int_eq(t->v[3].subscribe, NS_SUBSCRIBE_ANY);
+    ck_assert(!t->v[3].join_events);
+    ck_assert(!t->v[0].join_events);
+
+    env_fails((const char *const[]){"SESSIOND_NAMESPACE", "a subscribe=any; b subscribe=al",
+                                    NULL},
+              "environment SESSIOND_NAMESPACE: invalid value \"al\" for \"subscribe\" in "
+              "namespace \"b\": expected grant, any, owner or none");
+    env_fails((const char *const[]){"SESSIOND_NAMESPACE", "a:b", NULL},
+              "environment SESSIOND_NAMESPACE: invalid namespace name \"a:b\": 1-64 bytes of "
+              "A-Z a-z 0-9 and _ . @ - (no ':')");
+}
+END_TEST
+
 /* ---- TLS ---- */
 
 static void
@@ -990,6 +1141,13 @@ conf_suite(void)
     tcase_add_test(env, env_clustering);
     tcase_add_test(env, env_directives);
     suite_add_tcase(s, env);
+
+    TCase *ns = tcase_create("namespaces");
+    tcase_add_test(ns, namespace_directives);
+    tcase_add_test(ns, namespace_file_errors);
+    tcase_add_test(ns, example_namespaces);
+    tcase_add_test(ns, namespace_env);
+    suite_add_tcase(s, ns);
 
     TCase *tls = tcase_create("tls");
     tcase_add_test(tls, listen_tls_flag);

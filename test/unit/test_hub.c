@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "hub.h"
+#include "namespace.h"
 #include "suites.h"
 
 static size_t
@@ -28,17 +29,17 @@ has(const struct hub *h, const char *name, void *sub)
 
 START_TEST(channel_names)
 {
-    ck_assert(hub_channel_ok("room1", 5));
-    ck_assert(hub_channel_ok("a.b:c@d-e_F9", 12));
-    ck_assert(!hub_channel_ok("", 0));
-    ck_assert(!hub_channel_ok("a b", 3));
-    ck_assert(!hub_channel_ok("a/b", 3));
-    ck_assert(!hub_channel_ok("caf\xc3\xa9", 5));
-    ck_assert(!hub_channel_ok("a\0b", 3));
+    ck_assert(ns_channel_ok("room1", 5));
+    ck_assert(ns_channel_ok("a.b:c@d-e_F9", 12));
+    ck_assert(!ns_channel_ok("", 0));
+    ck_assert(!ns_channel_ok("a b", 3));
+    ck_assert(!ns_channel_ok("a/b", 3));
+    ck_assert(!ns_channel_ok("caf\xc3\xa9", 5));
+    ck_assert(!ns_channel_ok("a\0b", 3));
     char name[HUB_CHANNEL_MAX + 2];
     memset(name, 'x', sizeof name);
-    ck_assert(hub_channel_ok(name, HUB_CHANNEL_MAX));
-    ck_assert(!hub_channel_ok(name, HUB_CHANNEL_MAX + 1));
+    ck_assert(ns_channel_ok(name, HUB_CHANNEL_MAX));
+    ck_assert(!ns_channel_ok(name, HUB_CHANNEL_MAX + 1));
 }
 END_TEST
 

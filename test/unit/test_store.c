@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <hiredis/hiredis.h>
+#include <lmdb.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -46,18 +47,21 @@ struct fx {
     int redis_port;
 };
 
-/* What a callback reported; the session is copied out, since its memory is the store's.
- * Times are relative to the fixture's t0. */
+/* What a callback reported; the session is copied out, since its memory is the store's
+ * (channels and subscribe as NUL-terminated strings, "" for none). Times are relative to
+ * the fixture's t0. */
 struct got {
     int calls;
     enum store_status status;
     bool has_session;
     struct session s;
     char data[8192];
+    char channels[16400], subscribe[16400];
     uint64_t n;
     size_t nlist;
     char ids[16][SESSION_ID_LEN + 1];
     int64_t created[16];
+    char list_channels[16][64], list_subscribe[16][64];
 };
 
 static int64_t
@@ -339,6 +343,17 @@ fx_teardown(struct fx *f)
 
 /* ---- callbacks and helpers ---- */
 
+/* A channels or subscribe blob as a string. */
+static void
+copy_blob(char *out, size_t size, const char *p, size_t len)
+{
+    ck_assert_uint_lt(len, size);
+    ck_assert(p != NULL || len == 0);
+    if (len > 0)
+        memcpy(out, p, len);
+    out[len] = '\0';
+}
+
 static void
 on_session(void *arg, enum store_status status, const struct session *s)
 {
@@ -353,6 +368,10 @@ on_session(void *arg, enum store_status status, const struct session *s)
     memcpy(g->data, s->data, s->data_len);
     g->data[s->data_len] = '\0';
     g->s.data = g->data;
+    copy_blob(g->channels, sizeof g->channels, s->channels, s->channels_len);
+    copy_blob(g->subscribe, sizeof g->subscribe, s->subscribe, s->subscribe_len);
+    g->s.channels = g->channels;
+    g->s.subscribe = g->subscribe;
 }
 
 static void
@@ -365,6 +384,10 @@ on_list(void *arg, enum store_status status, const struct session *list, size_t 
     for (size_t i = 0; i < n && i < 16; i++) {
         memcpy(g->ids[i], list[i].id, sizeof g->ids[i]);
         g->created[i] = list[i].created_at;
+        copy_blob(g->list_channels[i], sizeof g->list_channels[i], list[i].channels,
+                  list[i].channels_len);
+        copy_blob(g->list_subscribe[i], sizeof g->list_subscribe[i], list[i].subscribe,
+                  list[i].subscribe_len);
     }
 }
 
@@ -908,6 +931,140 @@ START_TEST(list_oldest_first)
 }
 END_TEST
 
+/* Channels (grants) and subscribe are kept whole, by every read, and replaced whole by
+ * an update that sets them; each such update is a new version. */
+#define CH1 "[\"room:*\",\"lobby\"]"
+#define SUB1 "[\"news\"]"
+
+static enum store_status
+t_grants(struct fx *f, const char *id, bool set_channels, const char *channels,
+         bool set_subscribe, const char *subscribe, uint64_t if_version, struct got *g)
+{
+    struct store_change ch = {.set_channels = set_channels, .channels = channels,
+                              .channels_len = channels ? strlen(channels) : 0,
+                              .set_subscribe = set_subscribe, .subscribe = subscribe,
+                              .subscribe_len = subscribe ? strlen(subscribe) : 0,
+                              .if_version = if_version};
+    return t_update(f, id, 1010, &ch, g);
+}
+
+START_TEST(grants_round_trip)
+{
+    struct fx f;
+    struct session s;
+    struct got g;
+    fx_setup(&f, _i, 100, 10, 4096);
+    mk(&s, 1, "u", at(&f, 1000), 100, "{\"a\":1}");
+    s.channels = CH1, s.channels_len = strlen(CH1);
+    s.subscribe = SUB1, s.subscribe_len = strlen(SUB1);
+    ck_assert_int_eq(t_create(&f, &s, &g), STORE_OK);
+    ck_assert_str_eq(g.channels, CH1);
+    ck_assert_str_eq(g.subscribe, SUB1);
+    ck_assert_int_eq(t_new(&f, 2, "u", 1001, 100, "{}"), STORE_OK); /* none */
+
+    ck_assert_int_eq(t_get(&f, sid(1), 1010, &g), STORE_OK);
+    ck_assert_str_eq(g.channels, CH1);
+    ck_assert_str_eq(g.subscribe, SUB1);
+    ck_assert_str_eq(g.data, "{\"a\":1}");
+    ck_assert_int_eq(t_token(&f, 1, 1010, &g), STORE_OK);
+    ck_assert_str_eq(g.channels, CH1);
+    ck_assert_str_eq(g.subscribe, SUB1);
+    ck_assert_int_eq(t_get(&f, sid(2), 1010, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.channels_len, 0);
+    ck_assert_uint_eq(g.s.subscribe_len, 0);
+    ck_assert_uint_eq(t_list(&f, "u", 1010, &g), 2);
+    ck_assert_str_eq(g.list_channels[0], CH1);
+    ck_assert_str_eq(g.list_subscribe[0], SUB1);
+    ck_assert_str_eq(g.list_channels[1], "");
+    ck_assert_str_eq(g.list_subscribe[1], "");
+
+    /* Channels replaced, subscribe kept. */
+    ck_assert_int_eq(t_grants(&f, sid(1), true, "[\"a\"]", false, NULL, 0, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 2);
+    ck_assert_str_eq(g.channels, "[\"a\"]");
+    ck_assert_str_eq(g.subscribe, SUB1);
+    ck_assert_str_eq(g.data, "{\"a\":1}");
+    /* Subscribe to none, channels kept. */
+    ck_assert_int_eq(t_grants(&f, sid(1), false, NULL, true, "", 0, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 3);
+    ck_assert_str_eq(g.channels, "[\"a\"]");
+    ck_assert_uint_eq(g.s.subscribe_len, 0);
+    ck_assert_int_eq(t_get(&f, sid(1), 1010, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 3);
+    ck_assert_str_eq(g.channels, "[\"a\"]");
+    ck_assert_str_eq(g.subscribe, "");
+    /* The same values again are still a new version, as a patch that changes nothing is. */
+    ck_assert_int_eq(t_grants(&f, sid(1), true, "[\"a\"]", false, NULL, 0, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 4);
+    /* If-Match: a stale version changes nothing. */
+    ck_assert_int_eq(t_grants(&f, sid(1), true, CH1, true, SUB1, 3, &g), STORE_VERSION);
+    ck_assert_int_eq(t_get(&f, sid(1), 1010, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 4);
+    ck_assert_str_eq(g.channels, "[\"a\"]");
+    ck_assert_str_eq(g.subscribe, "");
+    ck_assert_int_eq(t_grants(&f, sid(1), true, CH1, true, SUB1, 4, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 5);
+    ck_assert_str_eq(g.channels, CH1);
+    ck_assert_str_eq(g.subscribe, SUB1);
+    /* A data patch and a touch leave them be, and a touch makes no version. */
+    ck_assert_int_eq(t_patch(&f, sid(1), 1010, "{\"b\":2}", 0, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 6);
+    ck_assert_str_eq(g.channels, CH1);
+    ck_assert_str_eq(g.subscribe, SUB1);
+    struct store_change touch = {.touch = true};
+    ck_assert_int_eq(t_update(&f, sid(1), 1020, &touch, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 6);
+    ck_assert_str_eq(g.channels, CH1);
+    ck_assert_str_eq(g.subscribe, SUB1);
+    /* Both to none: the session has no grants, as one created without. */
+    ck_assert_int_eq(t_grants(&f, sid(1), true, NULL, true, NULL, 0, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 7);
+    ck_assert_uint_eq(g.s.channels_len, 0);
+    ck_assert_uint_eq(g.s.subscribe_len, 0);
+    ck_assert_int_eq(t_get(&f, sid(1), 1010, &g), STORE_OK);
+    ck_assert_str_eq(g.channels, "");
+    ck_assert_str_eq(g.subscribe, "");
+    ck_assert_str_eq(g.data, "{\"a\":1,\"b\":2}");
+    /* Grants on a session that had none; the delete hands them back. */
+    ck_assert_int_eq(t_grants(&f, sid(2), true, CH1, true, SUB1, 1, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 2);
+    ck_assert_int_eq(t_delete(&f, sid(2), &g), STORE_OK);
+    ck_assert_str_eq(g.channels, CH1);
+    ck_assert_str_eq(g.subscribe, SUB1);
+    ck_assert_int_eq(t_grants(&f, sid(2), true, CH1, false, NULL, 0, &g), STORE_NOT_FOUND);
+    fx_teardown(&f);
+}
+END_TEST
+
+/* Grants longer than any the API makes are refused, and write nothing. */
+START_TEST(grants_refusals)
+{
+    struct fx f;
+    struct session s;
+    struct got g;
+    static char big[16386];
+    fx_setup(&f, _i, 100, 10, 4096);
+    memset(big, 'a', sizeof big - 1);
+    mk(&s, 1, "u", at(&f, 1000), 100, "{}");
+    s.channels = big, s.channels_len = sizeof big - 1;
+    ck_assert_int_eq(t_create(&f, &s, &g), STORE_ERROR);
+    ck_assert_int_eq(t_get(&f, sid(1), 1010, &g), STORE_NOT_FOUND);
+    s.channels = NULL, s.channels_len = 2;
+    ck_assert_int_eq(t_create(&f, &s, &g), STORE_ERROR);
+    s.channels_len = 0;
+    ck_assert_int_eq(t_create(&f, &s, &g), STORE_OK);
+    ck_assert_int_eq(t_grants(&f, sid(1), false, NULL, true, big, 0, &g), STORE_ERROR);
+    ck_assert_int_eq(t_get(&f, sid(1), 1010, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 1);
+    ck_assert_uint_eq(g.s.subscribe_len, 0);
+    /* The largest allowed is kept whole. */
+    big[16384] = '\0';
+    ck_assert_int_eq(t_grants(&f, sid(1), false, NULL, true, big, 0, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.subscribe_len, 16384);
+    fx_teardown(&f);
+}
+END_TEST
+
 /* ---- LMDB only ---- */
 
 START_TEST(sync_mode_round_trip)
@@ -921,6 +1078,180 @@ START_TEST(sync_mode_round_trip)
     ck_assert_int_eq(t_get(&f, sid(1), 1000, &g), STORE_OK);
     ck_assert_str_eq(g.data, "{}");
     fx_teardown(&f);
+}
+END_TEST
+
+/* The store file by hand, as another program would open it (while no store has it
+ * open: LMDB wants one environment per file and process). */
+struct raw {
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi sessions, users, expiry;
+};
+
+static void
+raw_open(const struct fx *f, struct raw *r)
+{
+    ck_assert_int_eq(mdb_env_create(&r->env), 0);
+    ck_assert_int_eq(mdb_env_set_maxdbs(r->env, 3), 0);
+    ck_assert_int_eq(mdb_env_open(r->env, f->c.store_path, MDB_NOSUBDIR, 0600), 0);
+    ck_assert_int_eq(mdb_txn_begin(r->env, NULL, 0, &r->txn), 0);
+    ck_assert_int_eq(mdb_dbi_open(r->txn, "sessions", 0, &r->sessions), 0);
+    ck_assert_int_eq(mdb_dbi_open(r->txn, "users", MDB_DUPSORT, &r->users), 0);
+    ck_assert_int_eq(mdb_dbi_open(r->txn, "expiry", 0, &r->expiry), 0);
+}
+
+static void
+raw_close(struct raw *r)
+{
+    ck_assert_int_eq(mdb_txn_commit(r->txn), 0);
+    mdb_env_close(r->env);
+}
+
+/* The size of the record of id. */
+static size_t
+raw_size(struct raw *r, const char *id)
+{
+    MDB_val k = {.mv_size = strlen(id), .mv_data = (void *)id}, v;
+    ck_assert_int_eq(mdb_get(r->txn, r->sessions, &k, &v), 0);
+    return v.mv_size;
+}
+
+static void
+raw_be64(char *p, int64_t t)
+{
+    for (int i = 7; i >= 0; i--, t >>= 8)
+        p[i] = (char)(t & 0xff);
+}
+
+/* Session s written as the records of the first format were (before grants): a 70-byte
+ * header (version, created, expires and ttl as native 64-bit integers, the 32-byte token
+ * hash, the user's length as u16 and the data's as u32), the user, the data; and extra
+ * bytes after it, which that format never had. */
+static void
+raw_put_v1(struct raw *r, const struct session *s, uint64_t version, const char *extra)
+{
+    char rec[512], key[8 + SESSION_ID_LEN];
+    uint16_t ulen = (uint16_t)strlen(s->user);
+    uint32_t dlen = (uint32_t)s->data_len;
+    size_t n = 70 + ulen + dlen, xlen = strlen(extra);
+    memcpy(rec, &version, 8);
+    memcpy(rec + 8, &s->created_at, 8);
+    memcpy(rec + 16, &s->expires_at, 8);
+    memcpy(rec + 24, &s->ttl, 8);
+    memcpy(rec + 32, s->token_hash, SESSION_HASH_LEN);
+    memcpy(rec + 64, &ulen, 2);
+    memcpy(rec + 66, &dlen, 4);
+    memcpy(rec + 70, s->user, ulen);
+    memcpy(rec + 70 + ulen, s->data, dlen);
+    memcpy(rec + n, extra, xlen);
+    MDB_val k = {.mv_size = SESSION_ID_LEN, .mv_data = (void *)s->id};
+    MDB_val v = {.mv_size = n + xlen, .mv_data = rec};
+    ck_assert_int_eq(mdb_put(r->txn, r->sessions, &k, &v, 0), 0);
+    raw_be64(key, s->created_at);
+    memcpy(key + 8, s->id, SESSION_ID_LEN);
+    k = (MDB_val){.mv_size = ulen, .mv_data = (void *)s->user};
+    v = (MDB_val){.mv_size = sizeof key, .mv_data = key};
+    ck_assert_int_eq(mdb_put(r->txn, r->users, &k, &v, 0), 0);
+    raw_be64(key, s->expires_at);
+    k = (MDB_val){.mv_size = sizeof key, .mv_data = key};
+    v = (MDB_val){.mv_size = 0, .mv_data = ""};
+    ck_assert_int_eq(mdb_put(r->txn, r->expiry, &k, &v, 0), 0);
+}
+
+/* A store file written before sessions had grants reads on: its records as sessions
+ * without grants, which take grants when an update sets them. A session without grants
+ * is still written in that first format, byte for byte, so that an older sessiond
+ * reads it too; a record whose tail is not a whole grants tail is malformed. */
+START_TEST(records_without_grants_read_as_none)
+{
+    struct fx f;
+    struct got g;
+    struct session s;
+    struct raw r;
+    fx_setup(&f, LMDB, 100, 10, 4096);
+    ck_assert_int_eq(t_new(&f, 1, "new", 1000, 100, "{\"n\":1}"), STORE_OK);
+    store_close(f.st);
+    raw_open(&f, &r);
+    ck_assert_uint_eq(raw_size(&r, sid(1)), 70 + strlen("new") + strlen("{\"n\":1}"));
+    mk(&s, 2, "old", 1000, 100, "{\"o\":2}");
+    raw_put_v1(&r, &s, 3, "");
+    mk(&s, 3, "bad", 1000, 100, "{}");
+    raw_put_v1(&r, &s, 1, "\x01\x05");
+    raw_close(&r);
+
+    f.st = fx_open(&f, &f.c);
+    ck_assert_int_eq(t_get(&f, sid(2), 1010, &g), STORE_OK);
+    ck_assert_str_eq(g.s.user, "old");
+    ck_assert_str_eq(g.data, "{\"o\":2}");
+    ck_assert_uint_eq(g.s.version, 3);
+    ck_assert_int_eq(g.s.expires_at, 1100);
+    ck_assert_uint_eq(g.s.channels_len, 0);
+    ck_assert_uint_eq(g.s.subscribe_len, 0);
+    ck_assert_int_eq(t_token(&f, 2, 1010, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.channels_len, 0);
+    ck_assert_uint_eq(t_list(&f, "old", 1010, &g), 1);
+    ck_assert_str_eq(g.list_channels[0], "");
+    ck_assert_int_eq(t_grants(&f, sid(2), true, CH1, false, NULL, 0, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 4);
+    ck_assert_int_eq(t_get(&f, sid(2), 1010, &g), STORE_OK);
+    ck_assert_str_eq(g.channels, CH1);
+    ck_assert_str_eq(g.subscribe, "");
+    ck_assert_str_eq(g.data, "{\"o\":2}");
+    ck_assert_int_eq(t_get(&f, sid(3), 1010, &g), STORE_ERROR);
+    ck_assert_ptr_nonnull(strstr(store_last_error(f.st), "malformed record"));
+    /* With grants, a tail; without them again, the first format again. */
+    ck_assert_int_eq(t_grants(&f, sid(1), false, NULL, true, SUB1, 0, &g), STORE_OK);
+    store_close(f.st);
+    raw_open(&f, &r);
+    ck_assert_uint_eq(raw_size(&r, sid(1)), 70 + 3 + 7 + 5 + strlen(SUB1));
+    ck_assert_uint_eq(raw_size(&r, sid(2)), 70 + 3 + 7 + 5 + strlen(CH1));
+    raw_close(&r);
+    f.st = fx_open(&f, &f.c);
+    ck_assert_int_eq(t_grants(&f, sid(1), false, NULL, true, "", 0, &g), STORE_OK);
+    ck_assert_str_eq(g.data, "{\"n\":1}");
+    store_close(f.st);
+    raw_open(&f, &r);
+    ck_assert_uint_eq(raw_size(&r, sid(1)), 70 + 3 + 7);
+    raw_close(&r);
+    f.st = fx_open(&f, &f.c);
+    fx_teardown(&f);
+}
+END_TEST
+
+/* With a loop, creates wait for the group commit: their grants must outlive the call. */
+START_TEST(queued_create_keeps_grants)
+{
+    struct fx f;
+    struct got g = {0};
+    struct session s;
+    char channels[64], subscribe[64];
+    fx_conf(&f, LMDB, 100, 10, 4096);
+    fx_prepare(&f.c);
+    struct ev_loop *loop = ev_loop_new(EVFLAG_AUTO);
+    ck_assert_ptr_nonnull(loop);
+    char err[CONF_ERR_LEN] = "";
+    f.st = store_open(&f.c, loop, err, sizeof err);
+    ck_assert_msg(f.st != NULL, "store_open: %s", err);
+    snprintf(channels, sizeof channels, "%s", CH1);
+    snprintf(subscribe, sizeof subscribe, "%s", SUB1);
+    mk(&s, 1, "u", 1000, 100, "{}");
+    s.channels = channels, s.channels_len = strlen(channels);
+    s.subscribe = subscribe, s.subscribe_len = strlen(subscribe);
+    store_create(f.st, &s, on_session, &g);
+    ck_assert_int_eq(g.calls, 0);
+    memset(channels, 'x', sizeof channels); /* the caller's memory is gone */
+    memset(subscribe, 'x', sizeof subscribe);
+    ev_run(loop, EVRUN_NOWAIT);
+    ck_assert_int_eq(g.calls, 1);
+    ck_assert_int_eq(g.status, STORE_OK);
+    ck_assert_str_eq(g.channels, CH1);
+    ck_assert_str_eq(g.subscribe, SUB1);
+    ck_assert_int_eq(t_get(&f, sid(1), 1010, &g), STORE_OK);
+    ck_assert_str_eq(g.channels, CH1);
+    ck_assert_str_eq(g.subscribe, SUB1);
+    fx_teardown(&f);
+    ev_loop_destroy(loop);
 }
 END_TEST
 
@@ -1478,6 +1809,70 @@ START_TEST(redis_prefix_and_keys)
 }
 END_TEST
 
+/* A session's hash holds ch and sub only when it has them; one written before they
+ * existed (by hand here, as an older sessiond wrote it) reads as none, and takes them
+ * when an update sets them. */
+START_TEST(redis_sessions_without_grants_read_as_none)
+{
+    struct fx f;
+    struct got g;
+    struct session s;
+    char key[64], th[2 * SESSION_HASH_LEN + 1];
+    fx_setup(&f, REDIS, 100, 10, 4096);
+    redisContext *rc = redis_admin(&f);
+    mk(&s, 1, "old", at(&f, 1000), 3600, "{\"o\":1}");
+    for (int i = 0; i < SESSION_HASH_LEN; i++)
+        snprintf(th + 2 * i, 3, "%02x", s.token_hash[i]);
+    snprintf(key, sizeof key, "test:s:%s", s.id);
+    freeReplyObject(redis_cmd(rc, "HSET %s user old th %s c %lld e %lld ttl 3600 v 2 d %s", key,
+                              th, (long long)s.created_at, (long long)s.expires_at, s.data));
+    freeReplyObject(redis_cmd(rc, "ZADD test:u:old %lld %s", (long long)s.created_at, s.id));
+    freeReplyObject(redis_cmd(rc, "ZADD test:all %lld %s", (long long)s.expires_at, s.id));
+
+    ck_assert_int_eq(t_get(&f, sid(1), 1010, &g), STORE_OK);
+    ck_assert_str_eq(g.data, "{\"o\":1}");
+    ck_assert_uint_eq(g.s.version, 2);
+    ck_assert_uint_eq(g.s.channels_len, 0);
+    ck_assert_uint_eq(g.s.subscribe_len, 0);
+    ck_assert_int_eq(t_token(&f, 1, 1010, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.channels_len, 0);
+    ck_assert_uint_eq(t_list(&f, "old", 1010, &g), 1);
+    ck_assert_str_eq(g.list_channels[0], "");
+    ck_assert_str_eq(g.list_subscribe[0], "");
+    ck_assert_int_eq(t_grants(&f, sid(1), true, CH1, false, NULL, 2, &g), STORE_OK);
+    ck_assert_uint_eq(g.s.version, 3);
+    ck_assert_str_eq(g.channels, CH1);
+    ck_assert_str_eq(g.subscribe, "");
+    redisReply *r = redis_cmd(rc, "HGET %s ch", key);
+    ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+    ck_assert_str_eq(r->str, CH1);
+    freeReplyObject(r);
+    ck_assert_int_eq(redis_int(rc, "HEXISTS %s sub", key), 0);
+    /* None again: the field goes. */
+    ck_assert_int_eq(t_grants(&f, sid(1), true, "", false, NULL, 0, &g), STORE_OK);
+    ck_assert_int_eq(redis_int(rc, "HEXISTS %s ch", key), 0);
+    ck_assert_int_eq(t_get(&f, sid(1), 1010, &g), STORE_OK);
+    ck_assert_str_eq(g.data, "{\"o\":1}");
+    ck_assert_uint_eq(g.s.version, 4);
+    /* Created without grants: no field; with them: the arrays as given. */
+    ck_assert_int_eq(t_new(&f, 2, "new", 1000, 3600, "{}"), STORE_OK);
+    snprintf(key, sizeof key, "test:s:%s", sid(2));
+    ck_assert_int_eq(redis_int(rc, "HEXISTS %s ch", key), 0);
+    ck_assert_int_eq(redis_int(rc, "HEXISTS %s sub", key), 0);
+    mk(&s, 3, "new", at(&f, 1000), 3600, "{}");
+    s.subscribe = SUB1, s.subscribe_len = strlen(SUB1);
+    ck_assert_int_eq(t_create(&f, &s, &g), STORE_OK);
+    snprintf(key, sizeof key, "test:s:%s", sid(3));
+    ck_assert_int_eq(redis_int(rc, "HEXISTS %s ch", key), 0);
+    r = redis_cmd(rc, "HGET %s sub", key);
+    ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+    ck_assert_str_eq(r->str, SUB1);
+    freeReplyObject(r);
+    redisFree(rc);
+    fx_teardown(&f);
+}
+END_TEST
+
 /* Redis forgets its scripts (SCRIPT FLUSH, a restart): the next calls get NOSCRIPT and are
  * sent again with the script's body, several at once included. */
 START_TEST(redis_noscript_recovery)
@@ -1931,7 +2326,9 @@ END_TEST
     X(update_refusals)                                                                      \
     X(delete_one)                                                                           \
     X(delete_user)                                                                          \
-    X(list_oldest_first)
+    X(list_oldest_first)                                                                    \
+    X(grants_round_trip)                                                                    \
+    X(grants_refusals)
 
 static TCase *
 lmdb_tcase(void)
@@ -1942,6 +2339,8 @@ lmdb_tcase(void)
     STORE_INTERFACE_TESTS(ADD_LMDB)
 #undef ADD_LMDB
     tcase_add_test(tc, sync_mode_round_trip);
+    tcase_add_test(tc, records_without_grants_read_as_none);
+    tcase_add_test(tc, queued_create_keeps_grants);
     tcase_add_test(tc, sweep_in_batches);
     tcase_add_test(tc, callbacks_may_call_again);
     tcase_add_test(tc, two_processes_see_each_other);
@@ -1964,6 +2363,7 @@ redis_tcase(void)
     STORE_INTERFACE_TESTS(ADD_REDIS)
 #undef ADD_REDIS
     tcase_add_test(tc, redis_prefix_and_keys);
+    tcase_add_test(tc, redis_sessions_without_grants_read_as_none);
     tcase_add_test(tc, redis_noscript_recovery);
     tcase_add_test(tc, redis_timeout);
     tcase_add_test(tc, redis_stalled_loop_is_no_timeout);
