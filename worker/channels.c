@@ -747,6 +747,11 @@ void
 chan_client_attach(struct chan_client *cl)
 {
     LIST_PUSH(cw_of(cl)->list, cl);
+}
+
+void
+chan_client_opened(struct chan_client *cl)
+{
     chan_join_server_side(cl);
     ws_answered(cl->ws);
 }

@@ -54,9 +54,11 @@ void chan_worker_stats(struct worker *w);
  * ws) is set up and the answer goes to ws_admitted, now or later. */
 void chan_admit(struct chan_client *cl, struct ws *ws, struct worker *w, const struct session *s);
 
-/* The admitted client's socket is up (its 101 written): it can be told of its session's
- * end, and is put in its session's server-side subscriptions. */
+/* The admitted client's socket is being upgraded: it can be told of its session's end. */
 void chan_client_attach(struct chan_client *cl);
+/* ... and is open, its 101 written: it is put in its session's server-side
+ * subscriptions. */
+void chan_client_opened(struct chan_client *cl);
 /* An admitted client that got no socket: the roster forgets it. */
 void chan_client_drop(struct chan_client *cl);
 

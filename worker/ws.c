@@ -699,8 +699,13 @@ ws_accept(struct ws *ws)
                accept, bits ? "Sec-WebSocket-Extensions: " : "", bits ? ext : "",
                bits ? "\r\n" : "");
     conn_set_timer(c, secs_of_ms(cf->ws_ping_interval_ms));
+    chan_client_attach(&ws->cl);
     conn_upgrade(c, &ws_conn_proto, ws, 101);
-    chan_client_attach(&ws->cl); /* its server-side subscriptions go out behind the 101 */
+    /* The bytes behind the request may have closed it already (ws_on_close has taken the
+     * client out of the list then); if not, its server-side subscriptions go out behind
+     * the 101. */
+    if (ws_is_open(ws))
+        chan_client_opened(&ws->cl);
 }
 
 void
