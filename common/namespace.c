@@ -346,3 +346,24 @@ ns_allows(const struct ns_rules *r, enum ns_op op, const char *channel, size_t l
         return false; /* an op this table does not know is refused */
     }
 }
+
+const char *
+ns_op_key(enum ns_op op)
+{
+    return op == NS_OP_SUBSCRIBE ? "subscribe" : op == NS_OP_PUBLISH ? "publish" : "presence";
+}
+
+const char *
+ns_rule_word(const struct ns_rules *r, enum ns_op op)
+{
+    const char *const *words = op == NS_OP_SUBSCRIBE ? subscribe_words
+                               : op == NS_OP_PUBLISH ? publish_words
+                                                     : presence_words;
+    unsigned v = op == NS_OP_SUBSCRIBE ? r->subscribe
+                 : op == NS_OP_PUBLISH ? r->publish
+                                       : r->presence;
+    for (unsigned i = 0; words[i] != NULL; i++)
+        if (i == v)
+            return words[i];
+    return "?";
+}

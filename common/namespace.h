@@ -111,4 +111,9 @@ struct ns_subject {
 bool ns_allows(const struct ns_rules *r, enum ns_op op, const char *channel, size_t len,
                const struct ns_subject *s);
 
+/* The op's key ("subscribe", "publish", "presence") and its value under r ("grant"...),
+ * as a directive writes them: for messages that say why an op was refused. */
+const char *ns_op_key(enum ns_op op);
+const char *ns_rule_word(const struct ns_rules *r, enum ns_op op);
+
 #endif

@@ -30,6 +30,7 @@
 #include "json_merge.h"
 #include "log.h"
 #include "store_engine.h"
+#include "store_lmdb_rec.h"
 #include "token.h"
 
 #define LMDB_SESSION_OVERHEAD 512 /* bytes of records and index entries per session */
@@ -49,34 +50,6 @@
 #define LMDB_FLUSH_MAX 64         /* queued creates per transaction */
 #define LMDB_LIST_MAX 10000
 #define LMDB_TIME_KEY (8 + SESSION_ID_LEN)
-
-/* The record header, written and read with memcpy at these offsets because LMDB values
- * carry no alignment promise (integers in the machine's byte order: the file never leaves
- * it). The user (user_len bytes) and the data (data_len bytes) follow it. */
-enum {
-    REC_VERSION = 0,    /* u64 */
-    REC_CREATED = 8,    /* i64 */
-    REC_EXPIRES = 16,   /* i64 */
-    REC_TTL = 24,       /* i64 */
-    REC_HASH = 32,      /* SESSION_HASH_LEN bytes */
-    REC_USER_LEN = 64,  /* u16 */
-    REC_DATA_LEN = 66,  /* u32 */
-    REC_HEADER = 70,
-};
-
-/* The grants tail, after the data: a tag byte, then the lengths of channels and subscribe
- * (each STORE_GRANTS_MAX at most), then their bytes. Files written before sessions had
- * grants hold records that end with the data, and they still read (as no grants); for the
- * same reason a session without grants is written without a tail, byte for byte as
- * before, so that an older sessiond reads it too. A record is exactly as long as its
- * lengths say; the tag leaves room for other tails later. */
-enum {
-    REC_TAIL_TAG = 0,       /* u8, REC_TAIL_GRANTS */
-    REC_TAIL_CHANNELS = 1,  /* u16 */
-    REC_TAIL_SUBSCRIBE = 3, /* u16 */
-    REC_TAIL = 5,           /* channels, then subscribe */
-};
-#define REC_TAIL_GRANTS 1
 
 /* A create waiting for the group commit. */
 struct lmdb_queued {
@@ -109,19 +82,6 @@ struct lmdb_store {
     size_t psize;
     off_t map, reserved;
     size_t create_pages; /* one create or update, without reclaiming */
-};
-
-/* A record decoded: the pointers point into LMDB's memory (or the caller's). */
-struct lmdb_rec {
-    uint64_t version;
-    int64_t created_at, expires_at, ttl;
-    uint8_t hash[SESSION_HASH_LEN];
-    const char *user;
-    size_t user_len;
-    const char *data;
-    size_t data_len;
-    const char *channels, *subscribe; /* length 0: none */
-    size_t channels_len, subscribe_len;
 };
 
 typedef enum store_status (*lmdb_body)(struct lmdb_store *st, MDB_txn *txn, void *ctx);
@@ -177,123 +137,6 @@ static bool
 lmdb_id_ok(size_t id_len)
 {
     return id_len >= 1 && id_len <= SESSION_ID_LEN;
-}
-
-static bool
-lmdb_rec_has_grants(const struct lmdb_rec *r)
-{
-    return r->channels_len > 0 || r->subscribe_len > 0;
-}
-
-static size_t
-lmdb_rec_size(const struct lmdb_rec *r)
-{
-    size_t n = REC_HEADER + r->user_len + r->data_len;
-    return lmdb_rec_has_grants(r) ? n + REC_TAIL + r->channels_len + r->subscribe_len : n;
-}
-
-/* The grants tail at p (see REC_TAIL_*). */
-static void
-lmdb_tail_encode(const struct lmdb_rec *r, char *p)
-{
-    uint16_t channels_len = (uint16_t)r->channels_len;
-    uint16_t subscribe_len = (uint16_t)r->subscribe_len;
-    p[REC_TAIL_TAG] = REC_TAIL_GRANTS;
-    memcpy(p + REC_TAIL_CHANNELS, &channels_len, 2);
-    memcpy(p + REC_TAIL_SUBSCRIBE, &subscribe_len, 2);
-    if (r->channels_len > 0)
-        memcpy(p + REC_TAIL, r->channels, r->channels_len);
-    if (r->subscribe_len > 0)
-        memcpy(p + REC_TAIL + r->channels_len, r->subscribe, r->subscribe_len);
-}
-
-/* The n bytes at p after the data: none, or a whole grants tail. Returns 0, or -1. */
-static int
-lmdb_tail_decode(const char *p, size_t n, struct lmdb_rec *r)
-{
-    uint16_t channels_len, subscribe_len;
-    r->channels = r->subscribe = NULL;
-    r->channels_len = r->subscribe_len = 0;
-    if (n == 0)
-        return 0;
-    if (n < REC_TAIL || p[REC_TAIL_TAG] != REC_TAIL_GRANTS)
-        return -1;
-    memcpy(&channels_len, p + REC_TAIL_CHANNELS, 2);
-    memcpy(&subscribe_len, p + REC_TAIL_SUBSCRIBE, 2);
-    if (n != (size_t)REC_TAIL + channels_len + subscribe_len)
-        return -1;
-    r->channels = p + REC_TAIL;
-    r->channels_len = channels_len;
-    r->subscribe = p + REC_TAIL + channels_len;
-    r->subscribe_len = subscribe_len;
-    return 0;
-}
-
-static void
-lmdb_rec_encode(const struct lmdb_rec *r, char *p)
-{
-    uint16_t user_len = (uint16_t)r->user_len;
-    uint32_t data_len = (uint32_t)r->data_len;
-    memcpy(p + REC_VERSION, &r->version, 8);
-    memcpy(p + REC_CREATED, &r->created_at, 8);
-    memcpy(p + REC_EXPIRES, &r->expires_at, 8);
-    memcpy(p + REC_TTL, &r->ttl, 8);
-    memcpy(p + REC_HASH, r->hash, SESSION_HASH_LEN);
-    memcpy(p + REC_USER_LEN, &user_len, 2);
-    memcpy(p + REC_DATA_LEN, &data_len, 4);
-    memcpy(p + REC_HEADER, r->user, r->user_len);
-    if (r->data_len > 0)
-        memcpy(p + REC_HEADER + r->user_len, r->data, r->data_len);
-    if (lmdb_rec_has_grants(r))
-        lmdb_tail_encode(r, p + REC_HEADER + r->user_len + r->data_len);
-}
-
-/* Returns 0, or -1 if v is not a well-formed record. */
-static int
-lmdb_rec_decode(const MDB_val *v, struct lmdb_rec *r)
-{
-    const char *p = v->mv_data;
-    uint16_t user_len;
-    uint32_t data_len;
-    if (v->mv_size < REC_HEADER)
-        return -1;
-    memcpy(&r->version, p + REC_VERSION, 8);
-    memcpy(&r->created_at, p + REC_CREATED, 8);
-    memcpy(&r->expires_at, p + REC_EXPIRES, 8);
-    memcpy(&r->ttl, p + REC_TTL, 8);
-    memcpy(r->hash, p + REC_HASH, SESSION_HASH_LEN);
-    memcpy(&user_len, p + REC_USER_LEN, 2);
-    memcpy(&data_len, p + REC_DATA_LEN, 4);
-    size_t end = (size_t)REC_HEADER + user_len + data_len;
-    if (user_len > SESSION_USER_MAX || v->mv_size < end ||
-        lmdb_tail_decode(p + end, v->mv_size - end, r) != 0)
-        return -1;
-    r->user = p + REC_HEADER;
-    r->user_len = user_len;
-    r->data = p + REC_HEADER + user_len;
-    r->data_len = data_len;
-    return 0;
-}
-
-/* Fill s from r (data still points where r's does). */
-static void
-lmdb_rec_to_session(const char *id, size_t id_len, const struct lmdb_rec *r, struct session *s)
-{
-    memcpy(s->id, id, id_len);
-    s->id[id_len] = '\0';
-    memcpy(s->user, r->user, r->user_len);
-    s->user[r->user_len] = '\0';
-    memcpy(s->token_hash, r->hash, SESSION_HASH_LEN);
-    s->created_at = r->created_at;
-    s->expires_at = r->expires_at;
-    s->ttl = r->ttl;
-    s->version = r->version;
-    s->data = r->data;
-    s->data_len = r->data_len;
-    s->channels = r->channels;
-    s->channels_len = r->channels_len;
-    s->subscribe = r->subscribe;
-    s->subscribe_len = r->subscribe_len;
 }
 
 /* ---- errors and transactions ---- */
@@ -449,7 +292,7 @@ lmdb_find(struct lmdb_store *st, MDB_txn *txn, const char *id, size_t id_len, st
         return STORE_NOT_FOUND;
     if (rc != 0)
         return lmdb_fail(st, rc, "mdb_get sessions");
-    if (lmdb_rec_decode(&val, r) != 0) {
+    if (lmdb_rec_decode(val.mv_data, val.mv_size, r) != 0) {
         st->healthy = false;
         errf(st->error, sizeof st->error, "session %.*s: malformed record", (int)id_len,
                    id);

@@ -524,7 +524,6 @@ static bool
 chan_may(struct chan_client *cl, enum ns_op op, const char *channel, size_t len,
          const json_t *id)
 {
-    static const char *const what[] = {"subscribe", "publish", "presence"};
     const struct conf *cf = cl->w->conf;
     const struct ns_rules *r = ns_of(&cf->namespaces, channel, len);
     if (op == NS_OP_SUBSCRIBE && grants_subscribes(cl->grants, channel, len))
@@ -539,15 +538,9 @@ chan_may(struct chan_client *cl, enum ns_op op, const char *channel, size_t len,
     }
     if (ns_allows(r, op, channel, len, &sub))
         return true;
-    static const char *const subscribe[] = {"grant", "any", "owner", "none"};
-    static const char *const publish[] = {"grant", "any", "subscribers", "none"};
-    static const char *const presence[] = {"subscribers", "off"};
-    const char *rule = op == NS_OP_SUBSCRIBE ? subscribe[r->subscribe]
-                       : op == NS_OP_PUBLISH ? publish[r->publish]
-                                             : presence[r->presence];
     char msg[160];
-    snprintf(msg, sizeof msg, "Not allowed to %s here: namespace %s has %s=%s.", what[op],
-             r->name, what[op], rule);
+    snprintf(msg, sizeof msg, "Not allowed to %s here: namespace %s has %s=%s.",
+             ns_op_key(op), r->name, ns_op_key(op), ns_rule_word(r, op));
     ws_error(cl->ws, id, "forbidden", msg);
     return false;
 }

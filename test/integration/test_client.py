@@ -202,6 +202,26 @@ def fake(scenario):
     return r
 
 
+def test_node_client_sees_grants_of_a_real_server(server_factory):
+    """The events and refusals of the fake server's tests, from sessiond itself."""
+    need("ws")
+    s = server_factory(conf="namespace user subscribe=owner publish=none", open_channels=False)
+    status, _, data = s.request(
+        "POST", "/api/sessions", headers={"Content-Type": "application/json"},
+        body=json.dumps({"user": "alice", "channels": ["room:1"], "subscribe": ["user:alice"]}))
+    assert status == 201, data
+    body = json.loads(data)
+    cfg = {"base": f"http://127.0.0.1:{s.port}", "token": body["token"], "id": body["id"]}
+    r = run_node(s, "client_grants.mjs", json.dumps(cfg))
+    assert r["subscribed"] == [{"channel": "user:alice"}]
+    assert r["granted"] == "ok"
+    assert r["refused"] == {"name": "SessiondError", "code": "forbidden"}
+    assert r["channelsBefore"] == ["room:1"]  # the refused one is not kept
+    assert r["patch"] == 200
+    assert r["unsubscribed"] == [{"channel": "room:1"}] and r["unsubscribedMs"] < 1000, r
+    assert r["channelsAfter"] == [] and r["again"] == "forbidden"
+
+
 def test_client_emits_server_side_subscribed_and_unsubscribed():
     r = fake("events")
     assert r["subscribedOnConnect"] == [{"channel": "user:alice"}, {"channel": "feed:news"}]
