@@ -23,7 +23,9 @@ async function until(pred, what, ms = 5000) {
 }
 
 try {
-  const lib = await import(cfg.base + '/client.js');
+  // as the server serves it (Node imports no http: URLs)
+  const src = await (await fetch(cfg.base + '/client.js')).text();
+  const lib = await import('data:text/javascript;base64,' + Buffer.from(src).toString('base64'));
   const c = lib.connect(cfg.base.replace(/^http/, 'ws') + '/ws', { token: cfg.token, WebSocket });
   const seen = { subscribed: [], unsubscribed: [] };
   c.on('subscribed', (e) => seen.subscribed.push(e));
