@@ -92,4 +92,8 @@ int history_sweep(struct history *h, int64_t now, int max);
 /* The last failure, for the caller's log line. */
 const char *history_last_error(const struct history *h);
 
+/* The history file of a store: store_path with "-history" appended. 0, or -1 when it
+ * does not fit in out. */
+int history_path(const char *store_path, char *out, size_t outlen);
+
 #endif

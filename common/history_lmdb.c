@@ -845,3 +845,10 @@ history_last_error(const struct history *h)
 {
     return h->error;
 }
+
+int
+history_path(const char *store_path, char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "%s-history", store_path);
+    return n < 0 || (size_t)n >= outlen ? -1 : 0;
+}
