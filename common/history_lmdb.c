@@ -416,15 +416,18 @@ history_append(struct history *h, const char *ch, size_t len, const struct histo
         return status;
     a.status = status;
     int rc = append_try(h, &a, true);
-    if (rc == MDB_MAP_FULL && a.status == 0) {
-        /* LMDB ran out of pages before the account did: nothing was written; record the
-         * offset without the message, which needs far less. */
+    bool lmdb_full = rc == MDB_MAP_FULL && a.status == 0;
+    if (lmdb_full) {
+        /* LMDB ran out of pages before the account did (a long read pins freed pages):
+         * nothing was written; record the offset without the message, which needs far
+         * less. */
         a.status = HISTORY_FULL;
         rc = append_try(h, &a, false);
     }
     int code = rc != 0 ? fail(h, rc, "append") : 0;
     if (a.status == HISTORY_FULL)
-        errf(h->error, sizeof h->error, "history: the file is full (max_bytes)%s",
+        errf(h->error, sizeof h->error, "history: the file is full (%s)%s",
+             lmdb_full ? "MDB_MAP_FULL" : "max_bytes",
              rc != 0 ? "; not even the offset could be written" : "");
     if (rc != 0)
         return a.status != 0 ? a.status : code;
