@@ -54,6 +54,8 @@ void api_user_sessions_delete(struct request *r);
 /* Channels, with the API key: /api/channels/{channel}/publish and .../presence. */
 void api_channel_publish(struct request *r);
 void api_channel_presence(struct request *r);
+/* GET /api/channels/{channel}/history?since=N&limit=L: a namespace with history only. */
+void api_channel_history(struct request *r);
 /* The end user's own session, with its token: /api/session. */
 void api_own_session(struct request *r);
 void api_own_session_delete(struct request *r);
