@@ -222,7 +222,7 @@ def test_node_client_sees_grants_of_a_real_server(server_factory):
     assert r["channelsAfter"] == [] and r["again"] == "forbidden"
 
 
-def test_client_emits_server_side_subscribed_and_unsubscribed():
+def test_fake_client_emits_server_side_subscribed_and_unsubscribed():
     r = fake("events")
     assert r["subscribedOnConnect"] == [{"channel": "user:alice"}, {"channel": "feed:news"}]
     assert r["unsubscribed"] == [{"channel": "feed:news"}]
@@ -233,7 +233,7 @@ def test_client_emits_server_side_subscribed_and_unsubscribed():
     assert r["connections"] == 2 and r["asked"] == [[], []]
 
 
-def test_client_refused_subscribe_rejects_forbidden_and_is_not_resubscribed():
+def test_fake_client_refused_subscribe_rejects_forbidden_and_is_not_resubscribed():
     r = fake("refused")
     assert r["granted"]["ok"]["op"] == "ok"
     assert r["refused"]["code"] == "forbidden" and r["refused"]["name"] == "SessiondError", r
@@ -243,7 +243,7 @@ def test_client_refused_subscribe_rejects_forbidden_and_is_not_resubscribed():
     assert r["errors"] == []  # no refused resubscribe to report
 
 
-def test_client_unsubscribed_channel_is_not_resubscribed():
+def test_fake_client_unsubscribed_channel_is_not_resubscribed():
     r = fake("revoked")
     assert [x["ok"]["op"] for x in r["subs"]] == ["ok", "ok"]
     assert r["unsubscribed"] == [{"channel": "room:b"}]
@@ -252,7 +252,7 @@ def test_client_unsubscribed_channel_is_not_resubscribed():
     assert r["errors"] == []
 
 
-def test_client_resubscribe_refused_after_reconnect_is_dropped():
+def test_fake_client_resubscribe_refused_after_reconnect_is_dropped():
     # A grant revoked while the client was away: no push told it, the resubscribe is
     # refused (an error event), and the next connection does not ask again.
     r = fake("revokedOffline")
@@ -261,14 +261,14 @@ def test_client_resubscribe_refused_after_reconnect_is_dropped():
     assert r["asked"] == [["room:a", "room:b"], ["room:a", "room:b"], ["room:a"]]
 
 
-def test_client_timed_out_subscribe_is_kept_and_asked_again():
+def test_fake_client_timed_out_subscribe_is_kept_and_asked_again():
     r = fake("timedOut")
     assert r["timedOut"]["code"] == "timeout"
     assert r["channelsAfter"] == ["room:slow"]
     assert r["asked"] == [["room:slow"], ["room:slow"]] and r["errors"] == []
 
 
-def test_client_late_refusal_does_not_undo_a_later_subscribe():
+def test_fake_client_late_refusal_does_not_undo_a_later_subscribe():
     r = fake("race")
     assert r["results"][0]["code"] == "forbidden" and r["results"][1]["ok"]["op"] == "ok"
     assert r["channelsAfter"] == ["room:r"]
