@@ -8,7 +8,9 @@ API key is configured).
 Channel permissions as the client sees them (refused subscribes, the server's own
 "subscribed" and "unsubscribed" pushes, what is asked for again after a reconnect) are
 tested against a fake server in Node (node/client_fake.mjs), one scenario per test: it can
-refuse, push and drop at will, and needs no sessiond."""
+refuse, push and drop at will, and needs no sessiond. So are history and recovery (offsets,
+`since` after a reconnect, duplicates and replays dropped, "lost" when the history cannot
+fill the gap): the fake answers as API.md's "History and recovery" says sessiond does."""
 import json
 import os
 import shutil
@@ -273,3 +275,70 @@ def test_fake_client_late_refusal_does_not_undo_a_later_subscribe():
     assert r["results"][0]["code"] == "forbidden" and r["results"][1]["ok"]["op"] == "ok"
     assert r["channelsAfter"] == ["room:r"]
     assert r["asked"] == [["room:r", "room:r"], ["room:r"]]
+
+
+def test_fake_client_recovers_after_a_reconnect_each_message_once_in_order():
+    r = fake("recovery")
+    assert r["firstOk"]["offset"] == 0 and r["firstOk"]["epoch"] == "e1"
+    assert r["positionAtFirst"] == {"offset": 0, "epoch": "e1"}
+    assert r["positionBefore"] == {"offset": 3, "epoch": "e1"}
+    # The resubscribe asks for what came after the last message delivered; the first had
+    # nothing to ask for.
+    assert r["sinces"] == [[None], [{"offset": 3, "epoch": "e1"}]]
+    # The replay repeats 3 (already delivered): dropped. 4 and 5 (missed) come before 6 (live).
+    assert r["seen"] == [[n, {"n": n}] for n in range(1, 7)], r["seen"]
+    assert r["recovered"] == [{"channel": "room:h", "epoch": "e1", "offset": 5, "since": 3}]
+    assert r["lost"] == []
+    assert r["position"] == {"offset": 6, "epoch": "e1"}
+
+
+def test_fake_client_emits_lost_when_recovery_fails_and_goes_on():
+    r = fake("lost")
+    assert r["sinces"] == [[None], [{"offset": 2, "epoch": "e1"}]]
+    assert r["lostThen"] == [{"channel": "room:h", "epoch": "e1", "offset": 3}]
+    assert r["recovered"] == []
+    assert r["seen"] == [[1, {"n": 1}], [2, {"n": 2}], [4, {"n": 4}]]  # 3 is the lost one
+    assert r["position"] == {"offset": 4, "epoch": "e1"}
+
+
+def test_fake_client_drops_a_duplicate_and_an_older_live_message():
+    r = fake("dropped")
+    assert r["seen"] == [[n, {"n": n}] for n in range(1, 5)], r["seen"]
+    assert r["position"] == {"offset": 4, "epoch": "e1"}
+
+
+def test_fake_client_new_epoch_resets_the_count_and_emits_lost():
+    r = fake("epoch")
+    assert r["sinces"] == [[None], [{"offset": 3, "epoch": "e1"}]]
+    assert r["lostAfterReconnect"] == [{"channel": "room:h", "epoch": "e2", "offset": 1}]
+    assert r["positionE2"] == {"offset": 2, "epoch": "e2"}
+    # Offsets 2 and 1 of the new epochs are below the old position, and are not dropped.
+    assert r["seen"] == [[1, {"n": 1}], [2, {"n": 2}], [3, {"n": 3}], [2, {"n": "e2-2"}],
+                         [1, {"n": "e3-1"}]], r["seen"]
+    # A message naming another epoch: lost, standing before it (it is delivered).
+    assert r["lost"][1:] == [{"channel": "room:h", "epoch": "e3", "offset": 0}]
+    assert r["position"] == {"offset": 1, "epoch": "e3"}
+
+
+def test_fake_client_channel_without_history_is_as_before():
+    r = fake("plain")
+    assert r["sinces"] == [[None], [None]] and r["asked"] == [["room:p"], ["room:p"]]
+    # The subscribes are what they were: no since key at all, not even a null one.
+    assert r["frames"] == [[["channel", "id", "op"]], [["channel", "id", "op"]]]
+    # No offsets: nothing dropped (two equal messages are two messages), no offset key.
+    assert r["seen"] == [["none", {"n": 1}], ["none", {"n": 1}], ["none", {"n": 2}]]
+    assert r["keys"] == [["channel", "data", "from"]] * 3
+    assert r["position"] is None and r["lost"] == [] and r["recovered"] == []
+
+
+def test_fake_client_first_subscribe_sends_the_applications_since():
+    r = fake("since")
+    assert r["sinces"] == [[{"offset": 2, "epoch": "e1"}, {"offset": 7, "epoch": "e8"}]]
+    assert r["ok"]["recovered"] is True and r["stale"]["recovered"] is False
+    assert r["seen"] == [[3, {"n": 3}], [4, {"n": 4}]]
+    assert r["recovered"] == [{"channel": "room:h", "epoch": "e1", "offset": 4, "since": 2}]
+    assert r["lost"] == [{"channel": "room:old", "epoch": "e9", "offset": 1}]
+    assert r["positions"] == [{"offset": 4, "epoch": "e1"}, {"offset": 1, "epoch": "e9"}]
+    # A malformed since is refused before anything is sent or kept.
+    assert r["bad"]["name"] == "TypeError" and r["channelsAfter"] == ["room:h", "room:old"]
+    assert r["asked"] == [["room:h", "room:old"]]
