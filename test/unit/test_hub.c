@@ -4,7 +4,6 @@
 #include <string.h>
 
 #include "hub.h"
-#include "namespace.h"
 #include "suites.h"
 
 static size_t
@@ -26,22 +25,6 @@ has(const struct hub *h, const char *name, void *sub)
             return true;
     return false;
 }
-
-START_TEST(channel_names)
-{
-    ck_assert(ns_channel_ok("room1", 5));
-    ck_assert(ns_channel_ok("a.b:c@d-e_F9", 12));
-    ck_assert(!ns_channel_ok("", 0));
-    ck_assert(!ns_channel_ok("a b", 3));
-    ck_assert(!ns_channel_ok("a/b", 3));
-    ck_assert(!ns_channel_ok("caf\xc3\xa9", 5));
-    ck_assert(!ns_channel_ok("a\0b", 3));
-    char name[HUB_CHANNEL_MAX + 2];
-    memset(name, 'x', sizeof name);
-    ck_assert(ns_channel_ok(name, HUB_CHANNEL_MAX));
-    ck_assert(!ns_channel_ok(name, HUB_CHANNEL_MAX + 1));
-}
-END_TEST
 
 START_TEST(join_and_leave)
 {
@@ -143,7 +126,6 @@ hub_suite(void)
 {
     Suite *s = suite_create("hub");
     TCase *tc = tcase_create("hub");
-    tcase_add_test(tc, channel_names);
     tcase_add_test(tc, join_and_leave);
     tcase_add_test(tc, many);
     tcase_add_test(tc, free_with_members);

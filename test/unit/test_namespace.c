@@ -335,6 +335,8 @@ START_TEST(channel_names)
     ck_assert(!ns_channel_ok("", 0));
     ck_assert(!ns_channel_ok("a b", 3));
     ck_assert(!ns_channel_ok("a*", 2));
+    ck_assert(!ns_channel_ok("a/b", 3));
+    ck_assert(!ns_channel_ok("caf\xc3\xa9", 5));
     ck_assert(!ns_channel_ok("a\0b", 3));
     char name[NS_CHANNEL_MAX + 1];
     memset(name, 'x', sizeof name);
