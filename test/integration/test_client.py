@@ -167,6 +167,35 @@ def test_node_client_end_to_end_with_a_restart(server_factory, tmp_path):
                                         "reconnect": False}
 
 
+def test_node_clients_lose_nothing_across_a_killed_worker_and_a_reload(server_factory):
+    """200 clients of the library on a channel with history, 50 API publishes a second,
+    one worker SIGKILLed, then a HUP: every application gets every message once, in
+    order."""
+    need("ws")
+    s = server_factory(conf="namespace feed subscribe=any publish=any history=1000\n"
+                            "ws_drain_spread 500ms\n", workers=2)
+    cfg = {"base": f"http://127.0.0.1:{s.port}", "channel": "feed:all", "seconds": 6,
+           "tokens": [session(s, f"reader{i}")["token"] for i in range(200)]}
+    killed = []
+
+    def on_event(msg, d):
+        if msg == {"event": "kill"}:
+            victim = s.worker_pids()[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+        else:
+            assert msg == {"event": "hup"}, msg
+            s.signal(signal.SIGHUP)
+        d.say("done")
+
+    r = run_node(s, "client_recovery.mjs", json.dumps(cfg), on_event=on_event)
+    print(json.dumps(r, indent=1))
+    assert killed
+    assert r["publishFailures"] == 0 and r["top"] == 300, r
+    assert r["exact"] == 200, r["bad"]
+    assert r["lost"] == 0 and r["recovered"] >= 1, r
+
+
 def test_chromium_imports_the_client_and_receives_a_publish(server_factory):
     need("playwright-core")
     if not os.access(CHROMIUM, os.X_OK):
