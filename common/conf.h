@@ -98,6 +98,7 @@ struct conf {
     char store[8];         /* "lmdb" (embedded) or "redis" */
     char store_path[4096]; /* the embedded store's file (LMDB) */
     bool store_sync;       /* fsync every commit */
+    int64_t history_max_bytes; /* the channel history's file (store_path-history) */
     char redis_url[1024];  /* redis://[:password@]host:port/db or unix:/path */
     char redis_prefix[64]; /* before every key, so deployments can share a Redis */
     int64_t redis_timeout_ms;

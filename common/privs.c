@@ -81,7 +81,8 @@ privs_own(const struct conf *c, const char *path, char *err, size_t errlen)
 int
 privs_own_files(const struct conf *c, char *err, size_t errlen)
 {
-    static const char *const suffixes[] = {"", "-lock", "-roster", "-roster-lock"};
+    static const char *const suffixes[] = {"",        "-lock",         "-roster",
+                                           "-roster-lock", "-history", "-history-lock"};
     char path[sizeof c->store_path + 16];
     uid_t uid;
     gid_t gid;

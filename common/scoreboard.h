@@ -53,6 +53,7 @@ struct sb_counters {
     uint64_t ws_slow_closed; /* WebSockets closed for falling ws_max_queue behind */
     uint64_t bus_dropped;    /* messages between workers that were lost */
     uint64_t pubsub_dropped; /* publishes to other instances lost (Redis away) */
+    uint64_t history_unkept; /* messages of history channels published without being kept */
     uint64_t accepted;
     uint64_t store_ops;    /* store operations started */
     uint64_t store_errors; /* of those, failed for the store's own reasons */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cores.h"
+#include "history.h"
 #include "listener.h"
 #include "log.h"
 #include "notify.h"
@@ -23,6 +24,20 @@
 #include "store.h"
 #include "tls.h"
 #include "util.h"
+
+/* The embedded store's channel history: created or checked before any worker opens it. */
+static int
+history_prepare_conf(const struct conf *c, char *err, size_t errlen)
+{
+    char path[sizeof c->store_path + 16];
+    if (strcmp(c->store, "lmdb") != 0)
+        return 0;
+    if (history_path(c->store_path, path, sizeof path) < 0) {
+        errf(err, errlen, "store_path is too long for its history file");
+        return -1;
+    }
+    return history_prepare(path, (size_t)c->history_max_bytes, err, errlen);
+}
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/lsan_interface.h>
@@ -450,6 +465,7 @@ reload(struct master *m)
     SSL_CTX *tls = NULL;
     if (tls_ctx_build(next, &tls, err, sizeof err) < 0 || store_prepare(next, err, sizeof err) < 0 ||
         roster_prepare(next, false, err, sizeof err) < 0 ||
+        history_prepare_conf(next, err, sizeof err) < 0 ||
         listener_sync(&m->ls, next, err, sizeof err) < 0) {
         log_errorx("reload refused, keeping the running configuration: %s", err);
         refused_reload(m);
@@ -620,7 +636,7 @@ prepare(struct master *m, struct conf *conf)
     /* The store is created and checked here, once, so that a bad path or a full disk is
      * a start-up error and not a worker that dies at every respawn. */
     if (store_prepare(conf, err, sizeof err) < 0 || roster_prepare(conf, true, err, sizeof err) < 0 ||
-        privs_own_files(conf, err, sizeof err) < 0) {
+        history_prepare_conf(conf, err, sizeof err) < 0 || privs_own_files(conf, err, sizeof err) < 0) {
         log_errorx("%s", err);
         return -1;
     }

@@ -7,9 +7,24 @@
  * retried; the server's own subscriptions (the session's `subscribe`) and its revocations
  * arrive as "subscribed" and "unsubscribed" events.
  *
+ * Recovery: in a namespace with history, each message carries an `offset` (1, 2, 3, ... per
+ * channel) and each channel an `epoch`. The client keeps the position of each channel (the
+ * last offset handed to the application, and the epoch), resubscribes after every reconnect
+ * with `since` that position, and never hands over a message twice or out of order. When the
+ * server cannot send what was missed (its history no longer holds it, or the epoch changed:
+ * the history itself was lost), the client emits "lost" ({channel, epoch, offset}): the
+ * messages in between are gone for good, only the application's backend has the state they
+ * made, so the application must reload it; messages after `offset` follow. The name says what
+ * happened to the messages, not what to do about it (Centrifugo's `recovered: false`,
+ * Socket.IO's `socket.recovered === false`). A recovery that worked emits "recovered"
+ * ({channel, epoch, offset, since}) and the missed messages arrive as ordinary "message"s.
+ * Channels without history carry no offsets, and none of this applies to them.
+ *
  *   const c = connect('wss://example.com/ws', { token });
  *   c.on('message', (m) => console.log(m.channel, m.from, m.data));
- *   await c.subscribe('room:lobby');
+ *   c.on('lost', (e) => reloadFromBackend(e.channel));
+ *   await c.subscribe('room:lobby', { since: JSON.parse(localStorage.pos || 'null') });
+ *   addEventListener('pagehide', () => { localStorage.pos = JSON.stringify(c.position('room:lobby')); });
  * @module sessiond-client
  */
 
@@ -73,6 +88,9 @@ export class SessiondClient {
     // channel -> a token of its latest subscribe: only the latest one's refusal drops the
     // channel, so that a refusal cannot undo a later subscribe that succeeded.
     this._subscribing = new Map();
+    // channel -> {offset, epoch}: of a channel with history, the last offset handed to the
+    // application and the epoch it counts in (undefined until a subscribe's ok names it).
+    this._positions = new Map();
     this._handlers = {};
     this._pending = new Map(); // id -> {msg, resolve, reject, timer}: sent, awaiting a reply
     this._outbox = []; // the same, made while disconnected: sent on open
@@ -92,11 +110,16 @@ export class SessiondClient {
   }
 
   /**
-   * Listen for an event: "open" ({reconnected}), "message" ({channel, data, from}; from is absent when the API published it),
+   * Listen for an event: "open" ({reconnected}), "message" ({channel, data, from, offset};
+   * from is absent when the API published it, offset when the channel has no history),
    * "join" / "leave" ({channel, user}), "subscribed" / "unsubscribed" ({channel}: the
    * server subscribed this socket by itself, or took a channel away, e.g. its grant was
-   * revoked), "close" ({code, reason, reconnect}), "reconnecting" ({attempt, delay}),
-   * "error" (SessiondError or Error).
+   * revoked), "lost" ({channel, epoch, offset}: the messages a subscribe asked for with
+   * `since` are gone from the server's history, or the channel's epoch changed; reload the
+   * channel's state from the backend, as it stands at `offset` of `epoch`: the messages
+   * after it follow), "recovered" ({channel, epoch, offset, since}: the messages after
+   * `since` up to `offset` follow, as ordinary messages), "close" ({code, reason,
+   * reconnect}), "reconnecting" ({attempt, delay}), "error" (SessiondError or Error).
    * @param {string} type @param {Function} fn @returns {Function} a function that removes it
    */
   on(type, fn) {
@@ -125,9 +148,15 @@ export class SessiondClient {
    * @returns {Promise<object>}
    */
   request(msg, opts) {
+    return this._request(msg, opts);
+  }
+
+  // onReply(m), when given, sees an ok reply as it arrives, before any message after it
+  // (a promise's then would run too late: Node's ws may emit several messages at once).
+  _request(msg, opts, onReply) {
     if (this._stopped) return Promise.reject(this._why);
     return new Promise((resolve, reject) => {
-      const entry = { msg: { ...msg, id: this._nextId++ }, resolve, reject };
+      const entry = { msg: { ...msg, id: this._nextId++ }, resolve, reject, onReply };
       const ms = (opts && opts.timeout) ?? this.timeout;
       entry.timer = setTimeout(() => {
         this._pending.delete(entry.msg.id);
@@ -148,9 +177,17 @@ export class SessiondClient {
    * Join a channel (and rejoin it after every reconnect). If the server refuses (its error,
    * e.g. "forbidden"), the promise rejects with that code and the channel is forgotten; after
    * a "timeout" or "disconnected" it is kept and asked for again on the next connection.
+   * opts.since, a position kept from before (position(), e.g. stored in localStorage), asks
+   * for the messages after it: the reply says `recovered: true` and they follow, or
+   * `recovered: false` and "lost" is emitted. Without it, a position the client knows is used.
    * @param {string} channel
+   * @param {{timeout?: number, since?: {offset: number, epoch: string}}} [opts]
    */
   subscribe(channel, opts) {
+    const since = opts && opts.since;
+    if (since && !(Number.isInteger(since.offset) && since.offset >= 0 && typeof since.epoch === 'string')) {
+      return Promise.reject(new TypeError('sessiond-client: opts.since must be {offset, epoch}'));
+    }
     this.channels.add(channel);
     return this._subscribe(channel, opts);
   }
@@ -159,22 +196,75 @@ export class SessiondClient {
     const mine = {};
     this._subscribing.set(channel, mine);
     const latest = () => this._subscribing.get(channel) === mine;
-    return this.request({ op: 'subscribe', channel }, opts).then((r) => {
+    const known = this._positions.get(channel);
+    let since = opts && opts.since;
+    if (!since && known && known.epoch !== undefined) since = known;
+    const msg = { op: 'subscribe', channel };
+    if (since) msg.since = { offset: since.offset, epoch: since.epoch };
+    return this._request(msg, opts, (r) => this._subscribed(channel, msg.since, r)).then((r) => {
       if (latest()) this._subscribing.delete(channel);
       return r;
     }, (err) => {
       if (refusals.has(err) && latest()) {
         this._subscribing.delete(channel);
         this.channels.delete(channel);
+        this._positions.delete(channel);
       }
       throw err;
     });
+  }
+
+  // The ok of a subscribe: a channel with history names its newest offset and its epoch.
+  _subscribed(channel, since, r) {
+    if (r.offset === undefined || r.epoch === undefined) return; // no history
+    const { offset, epoch } = r;
+    const known = this._positions.get(channel);
+    const same = known && known.epoch === epoch;
+    if (since && r.recovered === true && since.epoch === epoch) {
+      // What was missed follows: start from since, or from further on if already delivered.
+      const from = same ? Math.max(known.offset, since.offset) : since.offset;
+      this._positions.set(channel, { offset: from, epoch });
+      this._emit('recovered', { channel, epoch, offset, since: since.offset });
+    } else if (since) { // gone from the history, or the history itself (a new epoch)
+      this._positions.set(channel, { offset, epoch });
+      this._emit('lost', { channel, epoch, offset });
+    } else { // a first subscribe: what is new starts after offset
+      this._positions.set(channel, { offset: known ? Math.max(known.offset, offset) : offset, epoch });
+    }
+  }
+
+  /**
+   * Where the client stands in a channel with history: the offset of the last message it
+   * handed to the application and the epoch it counts in, to keep (e.g. in localStorage) and
+   * pass back as subscribe(channel, {since}) later; undefined for a channel without history.
+   * @param {string} channel @returns {{offset: number, epoch: string} | undefined}
+   */
+  position(channel) {
+    const p = this._positions.get(channel);
+    return p && p.epoch !== undefined ? { offset: p.offset, epoch: p.epoch } : undefined;
+  }
+
+  // Whether a message of a channel with history is new: a duplicate or an older one (its
+  // offset at most the last delivered, in the same epoch) is dropped. A message naming
+  // another epoch starts the count again, and its channel's state is lost.
+  _fresh(m) {
+    const known = this._positions.get(m.channel);
+    const epoch = m.epoch ?? (known && known.epoch);
+    if (known && m.epoch !== undefined && known.epoch !== undefined && m.epoch !== known.epoch) {
+      this._positions.set(m.channel, { offset: m.offset, epoch });
+      this._emit('lost', { channel: m.channel, epoch, offset: m.offset - 1 });
+      return true;
+    }
+    if (known && m.offset <= known.offset) return false;
+    this._positions.set(m.channel, { offset: m.offset, epoch });
+    return true;
   }
 
   /** Leave a channel. @param {string} channel */
   unsubscribe(channel, opts) {
     this.channels.delete(channel);
     this._subscribing.delete(channel);
+    this._positions.delete(channel); // a later subscribe starts afresh, or with its own since
     if (!this.connected) { // the next connection will simply not join it
       this._outbox = this._outbox.filter((e) => {
         const drop = e.msg.channel === channel && /subscribe/.test(e.msg.op);
@@ -312,15 +402,22 @@ export class SessiondClient {
         const err = new SessiondError(m.error.code, m.error.message);
         refusals.add(err);
         entry.reject(err);
-      } else entry.resolve(m);
+      } else {
+        if (entry.onReply) entry.onReply(m);
+        entry.resolve(m);
+      }
     } else if (m.op === 'message') {
-      this._emit('message', { channel: m.channel, data: m.data, from: m.from });
+      if (typeof m.offset === 'number' && !this._fresh(m)) return;
+      const e = { channel: m.channel, data: m.data, from: m.from };
+      if (typeof m.offset === 'number') e.offset = m.offset;
+      this._emit('message', e);
     } else if (m.op === 'join' || m.op === 'leave') {
       this._emit(m.op, { channel: m.channel, user: m.user });
     } else if (m.op === 'subscribed' || m.op === 'unsubscribed') {
       if (m.op === 'unsubscribed') { // not ours any more: asking again would be refused
         this.channels.delete(m.channel);
         this._subscribing.delete(m.channel);
+        this._positions.delete(m.channel);
       }
       this._emit(m.op, { channel: m.channel });
     } else if (m.op === 'error') { // not a reply to a request: e.g. rate_limited

@@ -33,7 +33,7 @@ void api_metrics(struct request *r);
 struct api_metric_values {
     uint64_t conns_http, conns_ws, accepted, sessions, workers_alive, workers_configured,
         restarts, ws_in, ws_out, ws_slow_closed, bus_dropped, pubsub_dropped, store_ops,
-        store_errors, circuit, draining, rss, limit_misses;
+        store_errors, circuit, draining, rss, limit_misses, history_unkept;
 };
 /* Append those series (HELP, TYPE and samples) to b, in the order of api_health.c's
  * table. Returns 0, or -1 when b cannot grow. */
@@ -54,6 +54,8 @@ void api_user_sessions_delete(struct request *r);
 /* Channels, with the API key: /api/channels/{channel}/publish and .../presence. */
 void api_channel_publish(struct request *r);
 void api_channel_presence(struct request *r);
+/* GET /api/channels/{channel}/history?since=N&limit=L: a namespace with history only. */
+void api_channel_history(struct request *r);
 /* The end user's own session, with its token: /api/session. */
 void api_own_session(struct request *r);
 void api_own_session_delete(struct request *r);

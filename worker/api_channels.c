@@ -3,6 +3,7 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "api.h"
 #include "channels.h"
@@ -46,10 +47,13 @@ api_channel_publish(struct request *r)
         http_error(r, 500, NULL, "Out of memory.");
     } else {
         struct http_str ch = r->params[0];
-        size_t n = chan_publish(r->conn->w, ch.p, ch.len, d, dlen, "");
-        char body[256];
-        int len = snprintf(body, sizeof body, "{\"channel\":\"%.*s\",\"recipients\":%zu}",
-                           (int)ch.len, ch.p, n);
+        uint64_t offset;
+        size_t n = chan_publish(r->conn->w, ch.p, ch.len, d, dlen, "", &offset);
+        char body[256], at[32] = "";
+        if (offset > 0)
+            snprintf(at, sizeof at, ",\"offset\":%llu", (unsigned long long)offset);
+        int len = snprintf(body, sizeof body, "{\"channel\":\"%.*s\",\"recipients\":%zu%s}",
+                           (int)ch.len, ch.p, n, at);
         http_respond_json(r, 202, NULL, body, (size_t)len);
     }
     free(d);
@@ -81,4 +85,49 @@ api_channel_presence(struct request *r)
     if (!api_admin_ok(r) || !path_channel(r))
         return;
     chan_presence(r->conn->w, r->params[0].p, r->params[0].len, presence_answered, r);
+}
+
+/* A query parameter as a decimal number: def when absent, -1 when not a number. */
+static int64_t
+query_number(const struct request *r, const char *name, int64_t def)
+{
+    struct http_str q = r->http.query;
+    size_t n = strlen(name);
+    for (size_t i = 0; i + n + 1 <= q.len; i++) {
+        if ((i > 0 && q.p[i - 1] != '&') || memcmp(q.p + i, name, n) != 0 || q.p[i + n] != '=')
+            continue;
+        int64_t v = 0;
+        size_t j = i + n + 1;
+        if (j == q.len || q.p[j] == '&')
+            return -1;
+        for (; j < q.len && q.p[j] != '&'; j++) {
+            if (q.p[j] < '0' || q.p[j] > '9' || v > (INT64_MAX - 9) / 10)
+                return -1;
+            v = v * 10 + (q.p[j] - '0');
+        }
+        return v;
+    }
+    return def;
+}
+
+/* GET /api/channels/{channel}/history?since=N&limit=L -> 200, oldest first. */
+void
+api_channel_history(struct request *r)
+{
+    if (!api_admin_ok(r) || !path_channel(r))
+        return;
+    int64_t since = query_number(r, "since", 0), limit = query_number(r, "limit", 100);
+    if (since < 0 || limit < 1 || limit > 1000) {
+        http_error(r, 400, NULL, "since must be an offset and limit a number from 1 to 1000.");
+        return;
+    }
+    struct http_str ch = r->params[0];
+    struct buf *b = &r->conn->w->scratch;
+    int rc = chan_history_json(r->conn->w, ch.p, ch.len, (uint64_t)since, (size_t)limit, b);
+    if (rc == -1)
+        http_error(r, 404, NULL, "This channel's namespace keeps no history.");
+    else if (rc < 0)
+        http_error_with(r, 503, "Retry-After: 1\r\n", NULL, "History is unavailable.");
+    else
+        http_respond_json(r, 200, NULL, buf_data(b), buf_used(b));
 }

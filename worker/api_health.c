@@ -268,6 +268,9 @@ static const struct metric_row metric_rows[] = {
     {"sessiond_limit_misses_total", "counter",
      "Per-address or per-user limits not applied for want of room in the shared table.", "",
      V(limit_misses)},
+    {"sessiond_history_unkept_total", "counter",
+     "Messages of channels with history published without being kept (history file full).",
+     "", V(history_unkept)},
 };
 
 #undef V
@@ -330,6 +333,7 @@ metric_values(struct worker *w, const struct sb_counters *c, const struct totals
         .draining = instance_draining(w) ? 1 : 0,
         .rss = t->rss + sb_get(&sb->master_rss),
         .limit_misses = sb_get(&sb->limits.misses),
+        .history_unkept = c->history_unkept,
     };
 }
 

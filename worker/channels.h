@@ -71,9 +71,16 @@ void chan_client_free(struct chan_client *cl);
 
 /* Publish a message on a channel to every subscriber of the instance; data is one
  * serialized JSON value and from the publishing user ("" for the API). Returns the
- * channel's subscribers over the instance at publish time. */
+ * channel's subscribers over the instance at publish time; *offset (if asked) gets the
+ * message's offset when the channel keeps history, else 0. */
 size_t chan_publish(struct worker *w, const char *channel, size_t channel_len,
-                    const char *data, size_t data_len, const char *from);
+                    const char *data, size_t data_len, const char *from, uint64_t *offset);
+
+/* GET /api/channels/{c}/history: the messages after since, at most limit, as the API's
+ * JSON into out. 0; -1 when the channel's namespace keeps no history; -2 on failure. */
+struct buf;
+int chan_history_json(struct worker *w, const char *channel, size_t len, uint64_t since,
+                      size_t limit, struct buf *out);
 
 /* A channel's members over the instance (every instance, with Redis): cb gets them as a
  * JSON array, or NULL if they could not be had, now or later. */

@@ -13,6 +13,7 @@ struct hub_chan {
     uint64_t hash;
     struct hub_member **m;
     size_t n, cap;
+    uint64_t offset; /* with history: the newest offset its members were sent */
     size_t len;
     char name[];
 };
@@ -198,6 +199,13 @@ hub_members(const struct hub *h, const char *name, size_t len, size_t *n)
     struct hub_chan *c = *chan_slot(h, name, len, hub_hash(h, name, len));
     *n = c != NULL ? c->n : 0;
     return c != NULL ? c->m : NULL;
+}
+
+uint64_t *
+hub_offset(const struct hub *h, const char *name, size_t len)
+{
+    struct hub_chan *c = *chan_slot(h, name, len, hub_hash(h, name, len));
+    return c != NULL ? &c->offset : NULL;
 }
 
 void *

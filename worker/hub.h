@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "namespace.h"
 
@@ -33,6 +34,9 @@ void hub_leave(struct hub *h, struct hub_member *m);
  * is valid until the next join or leave on this hub. */
 struct hub_member *const *hub_members(const struct hub *h, const char *name, size_t len,
                                       size_t *n);
+/* With history, the newest offset a channel's members were sent here (0 at its creation):
+ * the channel's own counter, NULL for a channel nobody is in. */
+uint64_t *hub_offset(const struct hub *h, const char *name, size_t len);
 void *hub_member_sub(const struct hub_member *m);
 /* The channel name of a membership (not NUL-terminated; length in *len). */
 const char *hub_member_channel(const struct hub_member *m, size_t *len);

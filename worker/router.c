@@ -27,6 +27,7 @@ static const struct route routes[] = {
     {HTTP_GET, "/ws", ws_upgrade_request, OWNER_NONE},
     {HTTP_POST, "/api/channels/{channel}/publish", api_channel_publish, OWNER_NONE},
     {HTTP_GET, "/api/channels/{channel}/presence", api_channel_presence, OWNER_NONE},
+    {HTTP_GET, "/api/channels/{channel}/history", api_channel_history, OWNER_NONE},
 #ifdef SESSIOND_TEST_HOOKS
     {HTTP_GET, "/debug/{action}", api_debug, OWNER_NONE},
     {HTTP_POST, "/debug/{action}", api_debug, OWNER_NONE},

@@ -8,7 +8,9 @@ API key is configured).
 Channel permissions as the client sees them (refused subscribes, the server's own
 "subscribed" and "unsubscribed" pushes, what is asked for again after a reconnect) are
 tested against a fake server in Node (node/client_fake.mjs), one scenario per test: it can
-refuse, push and drop at will, and needs no sessiond."""
+refuse, push and drop at will, and needs no sessiond. So are history and recovery (offsets,
+`since` after a reconnect, duplicates and replays dropped, "lost" when the history cannot
+fill the gap): the fake answers as API.md's "History and recovery" says sessiond does."""
 import json
 import os
 import shutil
@@ -165,6 +167,35 @@ def test_node_client_end_to_end_with_a_restart(server_factory, tmp_path):
                                         "reconnect": False}
 
 
+def test_node_clients_lose_nothing_across_a_killed_worker_and_a_reload(server_factory):
+    """200 clients of the library on a channel with history, 50 API publishes a second,
+    one worker SIGKILLed, then a HUP: every application gets every message once, in
+    order."""
+    need("ws")
+    s = server_factory(conf="namespace feed subscribe=any publish=any history=1000\n"
+                            "ws_drain_spread 500ms\n", workers=2)
+    cfg = {"base": f"http://127.0.0.1:{s.port}", "channel": "feed:all", "seconds": 6,
+           "tokens": [session(s, f"reader{i}")["token"] for i in range(200)]}
+    killed = []
+
+    def on_event(msg, d):
+        if msg == {"event": "kill"}:
+            victim = s.worker_pids()[0]
+            os.kill(victim, signal.SIGKILL)
+            killed.append(victim)
+        else:
+            assert msg == {"event": "hup"}, msg
+            s.signal(signal.SIGHUP)
+        d.say("done")
+
+    r = run_node(s, "client_recovery.mjs", json.dumps(cfg), on_event=on_event)
+    print(json.dumps(r, indent=1))
+    assert killed
+    assert r["publishFailures"] == 0 and r["top"] == 300, r
+    assert r["exact"] == 200, r["bad"]
+    assert r["lost"] == 0 and r["recovered"] >= 1, r
+
+
 def test_chromium_imports_the_client_and_receives_a_publish(server_factory):
     need("playwright-core")
     if not os.access(CHROMIUM, os.X_OK):
@@ -222,7 +253,7 @@ def test_node_client_sees_grants_of_a_real_server(server_factory):
     assert r["channelsAfter"] == [] and r["again"] == "forbidden"
 
 
-def test_client_emits_server_side_subscribed_and_unsubscribed():
+def test_fake_client_emits_server_side_subscribed_and_unsubscribed():
     r = fake("events")
     assert r["subscribedOnConnect"] == [{"channel": "user:alice"}, {"channel": "feed:news"}]
     assert r["unsubscribed"] == [{"channel": "feed:news"}]
@@ -233,7 +264,7 @@ def test_client_emits_server_side_subscribed_and_unsubscribed():
     assert r["connections"] == 2 and r["asked"] == [[], []]
 
 
-def test_client_refused_subscribe_rejects_forbidden_and_is_not_resubscribed():
+def test_fake_client_refused_subscribe_rejects_forbidden_and_is_not_resubscribed():
     r = fake("refused")
     assert r["granted"]["ok"]["op"] == "ok"
     assert r["refused"]["code"] == "forbidden" and r["refused"]["name"] == "SessiondError", r
@@ -243,7 +274,7 @@ def test_client_refused_subscribe_rejects_forbidden_and_is_not_resubscribed():
     assert r["errors"] == []  # no refused resubscribe to report
 
 
-def test_client_unsubscribed_channel_is_not_resubscribed():
+def test_fake_client_unsubscribed_channel_is_not_resubscribed():
     r = fake("revoked")
     assert [x["ok"]["op"] for x in r["subs"]] == ["ok", "ok"]
     assert r["unsubscribed"] == [{"channel": "room:b"}]
@@ -252,7 +283,7 @@ def test_client_unsubscribed_channel_is_not_resubscribed():
     assert r["errors"] == []
 
 
-def test_client_resubscribe_refused_after_reconnect_is_dropped():
+def test_fake_client_resubscribe_refused_after_reconnect_is_dropped():
     # A grant revoked while the client was away: no push told it, the resubscribe is
     # refused (an error event), and the next connection does not ask again.
     r = fake("revokedOffline")
@@ -261,15 +292,82 @@ def test_client_resubscribe_refused_after_reconnect_is_dropped():
     assert r["asked"] == [["room:a", "room:b"], ["room:a", "room:b"], ["room:a"]]
 
 
-def test_client_timed_out_subscribe_is_kept_and_asked_again():
+def test_fake_client_timed_out_subscribe_is_kept_and_asked_again():
     r = fake("timedOut")
     assert r["timedOut"]["code"] == "timeout"
     assert r["channelsAfter"] == ["room:slow"]
     assert r["asked"] == [["room:slow"], ["room:slow"]] and r["errors"] == []
 
 
-def test_client_late_refusal_does_not_undo_a_later_subscribe():
+def test_fake_client_late_refusal_does_not_undo_a_later_subscribe():
     r = fake("race")
     assert r["results"][0]["code"] == "forbidden" and r["results"][1]["ok"]["op"] == "ok"
     assert r["channelsAfter"] == ["room:r"]
     assert r["asked"] == [["room:r", "room:r"], ["room:r"]]
+
+
+def test_fake_client_recovers_after_a_reconnect_each_message_once_in_order():
+    r = fake("recovery")
+    assert r["firstOk"]["offset"] == 0 and r["firstOk"]["epoch"] == "e1"
+    assert r["positionAtFirst"] == {"offset": 0, "epoch": "e1"}
+    assert r["positionBefore"] == {"offset": 3, "epoch": "e1"}
+    # The resubscribe asks for what came after the last message delivered; the first had
+    # nothing to ask for.
+    assert r["sinces"] == [[None], [{"offset": 3, "epoch": "e1"}]]
+    # The replay repeats 3 (already delivered): dropped. 4 and 5 (missed) come before 6 (live).
+    assert r["seen"] == [[n, {"n": n}] for n in range(1, 7)], r["seen"]
+    assert r["recovered"] == [{"channel": "room:h", "epoch": "e1", "offset": 5, "since": 3}]
+    assert r["lost"] == []
+    assert r["position"] == {"offset": 6, "epoch": "e1"}
+
+
+def test_fake_client_emits_lost_when_recovery_fails_and_goes_on():
+    r = fake("lost")
+    assert r["sinces"] == [[None], [{"offset": 2, "epoch": "e1"}]]
+    assert r["lostThen"] == [{"channel": "room:h", "epoch": "e1", "offset": 3}]
+    assert r["recovered"] == []
+    assert r["seen"] == [[1, {"n": 1}], [2, {"n": 2}], [4, {"n": 4}]]  # 3 is the lost one
+    assert r["position"] == {"offset": 4, "epoch": "e1"}
+
+
+def test_fake_client_drops_a_duplicate_and_an_older_live_message():
+    r = fake("dropped")
+    assert r["seen"] == [[n, {"n": n}] for n in range(1, 5)], r["seen"]
+    assert r["position"] == {"offset": 4, "epoch": "e1"}
+
+
+def test_fake_client_new_epoch_resets_the_count_and_emits_lost():
+    r = fake("epoch")
+    assert r["sinces"] == [[None], [{"offset": 3, "epoch": "e1"}]]
+    assert r["lostAfterReconnect"] == [{"channel": "room:h", "epoch": "e2", "offset": 1}]
+    assert r["positionE2"] == {"offset": 2, "epoch": "e2"}
+    # Offsets 2 and 1 of the new epochs are below the old position, and are not dropped.
+    assert r["seen"] == [[1, {"n": 1}], [2, {"n": 2}], [3, {"n": 3}], [2, {"n": "e2-2"}],
+                         [1, {"n": "e3-1"}]], r["seen"]
+    # A message naming another epoch: lost, standing before it (it is delivered).
+    assert r["lost"][1:] == [{"channel": "room:h", "epoch": "e3", "offset": 0}]
+    assert r["position"] == {"offset": 1, "epoch": "e3"}
+
+
+def test_fake_client_channel_without_history_is_as_before():
+    r = fake("plain")
+    assert r["sinces"] == [[None], [None]] and r["asked"] == [["room:p"], ["room:p"]]
+    # The subscribes are what they were: no since key at all, not even a null one.
+    assert r["frames"] == [[["channel", "id", "op"]], [["channel", "id", "op"]]]
+    # No offsets: nothing dropped (two equal messages are two messages), no offset key.
+    assert r["seen"] == [["none", {"n": 1}], ["none", {"n": 1}], ["none", {"n": 2}]]
+    assert r["keys"] == [["channel", "data", "from"]] * 3
+    assert r["position"] is None and r["lost"] == [] and r["recovered"] == []
+
+
+def test_fake_client_first_subscribe_sends_the_applications_since():
+    r = fake("since")
+    assert r["sinces"] == [[{"offset": 2, "epoch": "e1"}, {"offset": 7, "epoch": "e8"}]]
+    assert r["ok"]["recovered"] is True and r["stale"]["recovered"] is False
+    assert r["seen"] == [[3, {"n": 3}], [4, {"n": 4}]]
+    assert r["recovered"] == [{"channel": "room:h", "epoch": "e1", "offset": 4, "since": 2}]
+    assert r["lost"] == [{"channel": "room:old", "epoch": "e9", "offset": 1}]
+    assert r["positions"] == [{"offset": 4, "epoch": "e1"}, {"offset": 1, "epoch": "e9"}]
+    # A malformed since is refused before anything is sent or kept.
+    assert r["bad"]["name"] == "TypeError" and r["channelsAfter"] == ["room:h", "room:old"]
+    assert r["asked"] == [["room:h", "room:old"]]

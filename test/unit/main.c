@@ -27,6 +27,7 @@ main(void)
         util_suite,
         metrics_suite,
         store_suite,
+        history_suite,
         bus_suite,
     };
     SRunner *sr = srunner_create(NULL);

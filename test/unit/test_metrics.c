@@ -55,11 +55,15 @@ static const char want[] =
     "sessiond_memory_rss_bytes 17\n"
     "# HELP sessiond_limit_misses_total Per-address or per-user limits not applied for want of room in the shared table.\n"
     "# TYPE sessiond_limit_misses_total counter\n"
-    "sessiond_limit_misses_total 18\n";
+    "sessiond_limit_misses_total 18\n"
+    "# HELP sessiond_history_unkept_total Messages of channels with history published without being kept (history file full).\n"
+    "# TYPE sessiond_history_unkept_total counter\n"
+    "sessiond_history_unkept_total 19\n";
 
 START_TEST(series_in_order)
 {
-    struct api_metric_values v = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18};
+    struct api_metric_values v = {1,  2,  3,  4,  5,  6,  7,  8,  9, 10,
+                                  11, 12, 13, 14, 15, 16, 17, 18, 19};
     struct buf b = {0};
     ck_assert_int_eq(api_metrics_series(&b, &v), 0);
     ck_assert_int_eq(buf_append(&b, "", 1), 0);
