@@ -1,4 +1,5 @@
 #include "channels.h"
+#include "chan_impl.h"
 
 #include <jansson.h>
 #include <malloc.h>
@@ -31,46 +32,6 @@
 #define CHAN_EXPIRY_CHECK 1.0   /* how often expired sessions' sockets are looked for */
 #define CHAN_PRESENCE_MAX 10000 /* members listed by a presence answer */
 #define CHAN_REDIS_CONTROL "~"  /* the Redis name of session ends: no channel is called so */
-#define CHAN_RECOVER_MAX 10000  /* messages a recovery replays; beyond, recovered is false */
-#define CHAN_HISTORY_SWEEP 256  /* expired history messages dropped per second */
-
-/* Messages between the workers of an instance, on the bus, and between instances, on
- * Redis (after the sending instance's nonce in hex). The first byte says what. */
-enum {
-    BUS_PUBLISH = 'P',     /* u16 channel length, channel, the pushed message's JSON */
-    BUS_SESSION_END = 'S', /* the session id */
-    BUS_USER_END = 'U',    /* the user */
-    BUS_SESSION_CHANGED = 'C', /* the session id: its channels or subscribe changed */
-    BUS_PUBLISH_AT = 'O',  /* u16 channel length, channel, u64 offset, the message's JSON */
-};
-
-/* The worker's channels. */
-struct chan_worker {
-    struct worker *w;
-    struct hub *hub;
-    struct bus *bus;
-    struct roster *roster; /* the instance's (every instance's) connections and members */
-    struct pubsub *ps;     /* with store redis: the other instances */
-    char nonce[17];        /* this instance's, in hex, to skip our own Redis messages */
-    struct buf redis;
-    struct buf members;    /* a presence answer */
-    int slot;
-    struct chan_client *list;
-    ev_timer expiry;
-    z_stream *deflate[16]; /* by window bits, made when first needed */
-    struct buf frame, zframe, msg, text;
-    uint64_t seq;          /* for connection ids */
-    uint64_t conn_key;     /* random: connection ids are a bijection of seq under it */
-    struct history *history; /* with store lmdb: the machine's channel history */
-    struct buf gap;        /* a message read back from history */
-    time_t unkept_said;    /* when the log last said a message went unkept */
-};
-
-static struct chan_worker *
-cw_of(const struct chan_client *cl)
-{
-    return cl->w->chan;
-}
 
 static struct roster_member
 chan_member(const struct chan_client *cl)
@@ -119,7 +80,7 @@ chan_zframe(struct chan_worker *cw, int bits, const char *text, size_t len, int 
 
 /* Send a pushed message to this worker's subscribers of a channel: framed once, and
  * compressed once per window for those that negotiated compression. */
-static size_t
+size_t
 chan_fanout(struct chan_worker *cw, const char *channel, size_t len, const char *text,
             size_t text_len)
 {
@@ -181,7 +142,7 @@ chan_push(struct chan_worker *cw, const char *channel, size_t len)
 
 /* {"op":"message","channel":C,"data":D,"from":U}, without "from" when the API published
  * it (from ""): channel and user are of a safe alphabet, so they need no escaping. */
-static int
+int
 chan_message_text(struct buf *t, const char *channel, size_t len, const char *data,
                   size_t data_len, const char *from, uint64_t offset)
 {
@@ -200,187 +161,6 @@ chan_message_text(struct buf *t, const char *channel, size_t len, const char *da
         buf_put_u64(t, offset);
     }
     return buf_puts(t, "}");
-}
-
-/* ---- history ---- */
-
-static int64_t
-chan_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* The rules of channel, if it keeps history here. */
-static const struct ns_rules *
-chan_history_rules(const struct chan_worker *cw, const char *channel, size_t len)
-{
-    const struct ns_rules *r = ns_of(&cw->w->conf->namespaces, channel, len);
-    return cw->history != NULL && r->history > 0 ? r : NULL;
-}
-
-/* Keep a message of a channel with history: its offset, or 0 when it could not even be
- * numbered. A message numbered but not kept (the file full) is counted and said. */
-static uint64_t
-chan_keep(struct chan_worker *cw, const struct ns_rules *r, const char *channel, size_t len,
-          const char *data, size_t data_len, const char *from)
-{
-    int64_t now = chan_now_ms();
-    struct history_msg m = {.ts = now, .from = from, .from_len = strlen(from), .data = data,
-                            .data_len = data_len};
-    uint64_t offset = 0;
-    int rc = history_append(cw->history, channel, len, &m, r->history, r->history_ttl_ms, now,
-                            &offset);
-    if (rc == 0)
-        return offset;
-    sb_add(&cw->w->slot->c.history_unkept, 1);
-    if (time(NULL) != cw->unkept_said) { /* once a second at most */
-        cw->unkept_said = time(NULL);
-        log_warnx("history of %.*s: message not kept (%s)", (int)len, channel,
-                  rc == HISTORY_FULL ? "the history file is at history_max_bytes"
-                                     : history_last_error(cw->history));
-    }
-    return offset;
-}
-
-static size_t chan_fanout(struct chan_worker *cw, const char *channel, size_t len,
-                          const char *text, size_t text_len);
-
-struct chan_replay {
-    struct chan_worker *cw;
-    const char *channel;
-    size_t len;
-    uint64_t upto;       /* send offsets up to this one */
-    struct chan_client *to; /* one socket (a recovery), or NULL for every member */
-    uint64_t last;       /* the newest offset sent */
-};
-
-/* The text of a message read back from history, into cw->gap. */
-static int
-chan_replay_text(struct chan_replay *rp, const struct history_msg *m)
-{
-    char from[HISTORY_FROM_MAX + 1];
-    size_t n = m->from_len < sizeof from ? m->from_len : sizeof from - 1;
-    memcpy(from, m->from, n);
-    from[n] = '\0';
-    return chan_message_text(&rp->cw->gap, rp->channel, rp->len, m->data, m->data_len, from,
-                             m->offset);
-}
-
-static void
-chan_replay_none(void *arg, const struct history_msg *m)
-{
-    (void)arg, (void)m;
-}
-
-static void
-chan_replay_one(void *arg, const struct history_msg *m)
-{
-    struct chan_replay *rp = arg;
-    if (m->offset > rp->upto || chan_replay_text(rp, m) < 0)
-        return;
-    struct buf *g = &rp->cw->gap;
-    if (rp->to == NULL) {
-        chan_fanout(rp->cw, rp->channel, rp->len, buf_data(g), buf_used(g));
-    } else {
-        struct buf *f = &rp->cw->frame;
-        if (ws_frame_text(f, false, buf_data(g), buf_used(g)) == 0)
-            ws_push_frame(rp->to->ws, buf_data(f), buf_used(f));
-    }
-    rp->last = m->offset;
-}
-
-/* Bring a channel's members here up to offset upto: the messages other workers kept and
- * whose copies have not reached this one yet are read back from the file, in order. Those
- * the history no longer holds are skipped: they are gone for everyone. */
-static void
-chan_catch_up(struct chan_worker *cw, const char *channel, size_t len, uint64_t upto)
-{
-    uint64_t *at = hub_offset(cw->hub, channel, len);
-    if (at == NULL || *at >= upto)
-        return;
-    struct chan_replay rp = {.cw = cw, .channel = channel, .len = len, .upto = upto};
-    bool complete;
-    uint64_t top;
-    if (*at > 0)
-        history_since(cw->history, channel, len, *at, (size_t)(upto - *at), chan_now_ms(),
-                      chan_replay_one, &rp, &complete, &top);
-    *at = upto;
-}
-
-/* A numbered message for this worker's subscribers: once each, in offset order. */
-static size_t
-chan_deliver(struct chan_worker *cw, const char *channel, size_t len, uint64_t offset,
-             const char *text, size_t text_len)
-{
-    uint64_t *at = hub_offset(cw->hub, channel, len);
-    if (at == NULL || offset <= *at) /* nobody here, or sent already (read back) */
-        return 0;
-    if (offset > *at + 1)
-        chan_catch_up(cw, channel, len, offset - 1);
-    *at = offset;
-    return chan_fanout(cw, channel, len, text, text_len);
-}
-
-/* To every worker: type BUS_PUBLISH_AT, the channel, the offset, the text (in cw->text),
- * then to this worker's own subscribers. */
-static void
-chan_push_at(struct chan_worker *cw, const char *channel, size_t len, uint64_t offset)
-{
-    struct buf *t = &cw->text;
-    struct buf *b = &cw->msg;
-    uint8_t head[11] = {BUS_PUBLISH_AT, (uint8_t)(len >> 8), (uint8_t)len};
-    for (int i = 0; i < 8; i++)
-        head[3 + i] = (uint8_t)(offset >> (56 - 8 * i));
-    b->off = b->len = 0;
-    if (buf_append(b, head, 3) == 0 && buf_append(b, channel, len) == 0 &&
-        buf_append(b, head + 3, 8) == 0 && buf_append(b, buf_data(t), buf_used(t)) == 0 &&
-        buf_used(b) <= BUS_MAX_MSG)
-        bus_broadcast(cw->bus, cw->w->sb, buf_data(b), buf_used(b));
-    chan_deliver(cw, channel, len, offset, buf_data(t), buf_used(t));
-}
-
-/* One message of an API history answer. */
-static void
-chan_history_item(void *arg, const struct history_msg *m)
-{
-    struct buf *b = arg;
-    buf_puts(b, buf_data(b)[buf_used(b) - 1] == '[' ? "{\"offset\":" : ",{\"offset\":");
-    buf_put_u64(b, m->offset);
-    buf_puts(b, ",\"data\":");
-    buf_append(b, m->data, m->data_len);
-    if (m->from_len > 0) {
-        buf_puts(b, ",\"from\":\"");
-        buf_append(b, m->from, m->from_len);
-        buf_puts(b, "\"");
-    }
-    buf_puts(b, ",\"ts\":");
-    buf_put_u64(b, (uint64_t)(m->ts / 1000));
-    buf_puts(b, "}");
-}
-
-int
-chan_history_json(struct worker *w, const char *channel, size_t len, uint64_t since,
-                  size_t limit, struct buf *out)
-{
-    struct chan_worker *cw = w->chan;
-    if (chan_history_rules(cw, channel, len) == NULL)
-        return -1;
-    bool complete;
-    uint64_t top;
-    out->off = out->len = 0;
-    buf_puts(out, "{\"channel\":\"");
-    buf_append(out, channel, len);
-    buf_puts(out, "\",\"epoch\":\"");
-    buf_puts(out, history_epoch(cw->history));
-    buf_puts(out, "\",\"messages\":[");
-    if (history_since(cw->history, channel, len, since, limit, chan_now_ms(), chan_history_item,
-                      out, &complete, &top) < 0)
-        return -2;
-    buf_puts(out, "],\"offset\":");
-    buf_put_u64(out, top);
-    return buf_puts(out, "}") < 0 ? -2 : 0;
 }
 
 size_t
@@ -453,27 +233,6 @@ chan_hub_leave(struct chan_client *cl, size_t i, char name[HUB_CHANNEL_MAX], siz
         pubsub_unsubscribe(cw->ps, name, *len);
 }
 
-/* A subscribe is answered, and announced to the channel, once the roster holds the
- * membership: a presence asked on any instance after the "ok" or the "join" lists this
- * connection (the socket is held meanwhile). */
-struct chan_join_op {
-    struct chan_client *cl;
-    json_t *id;
-    bool pushed;  /* the server's doing: told as "subscribed", not answered "ok" */
-    bool since;   /* a recovery: the messages after since_offset of since_epoch */
-    uint64_t since_offset;
-    char since_epoch[HISTORY_EPOCH_LEN + 1];
-    size_t len;
-    char channel[HUB_CHANNEL_MAX];
-};
-
-/* A subscribe's recovery position: the client's, or none. */
-struct chan_since {
-    bool given;
-    uint64_t offset;
-    char epoch[HISTORY_EPOCH_LEN + 1];
-};
-
 /* {"op": op, "channel": C}: what the server did to a socket's channels by itself. */
 static void
 chan_tell(struct chan_client *cl, const char *op, const char *channel, size_t len)
@@ -481,43 +240,6 @@ chan_tell(struct chan_client *cl, const char *op, const char *channel, size_t le
     char rest[HUB_CHANNEL_MAX + 16];
     snprintf(rest, sizeof rest, ",\"channel\":\"%.*s\"", (int)len, channel);
     ws_reply(cl->ws, op, NULL, rest);
-}
-
-/* The "ok" of a subscribe; with history, the channel's offset and epoch, and for a
- * recovery whether every message after the client's position is still held, which then
- * follow, oldest first, before any newer one (the worker is caught up to the top already:
- * nothing newer can come between). */
-static void
-chan_subscribed(struct chan_client *cl, const struct chan_join_op *op)
-{
-    struct chan_worker *cw = cw_of(cl);
-    const uint64_t *at = hub_offset(cw->hub, op->channel, op->len);
-    if (chan_history_rules(cw, op->channel, op->len) == NULL || at == NULL) {
-        ws_reply(cl->ws, "ok", op->id, "");
-        return;
-    }
-    const char *epoch = history_epoch(cw->history);
-    uint64_t top = *at, newest;
-    bool recovered = false, complete = false;
-    if (op->since && strcmp(op->since_epoch, epoch) == 0 && op->since_offset <= top &&
-        top - op->since_offset <= CHAN_RECOVER_MAX)
-        recovered = top == op->since_offset ||
-                    (history_since(cw->history, op->channel, op->len, op->since_offset,
-                                   (size_t)(top - op->since_offset), chan_now_ms(),
-                                   chan_replay_none, NULL, &complete, &newest) == 0 &&
-                     complete);
-    char rest[128];
-    snprintf(rest, sizeof rest, "%s,\"offset\":%llu,\"epoch\":\"%s\"",
-             !op->since ? "" : recovered ? ",\"recovered\":true" : ",\"recovered\":false",
-             (unsigned long long)top, epoch);
-    ws_reply(cl->ws, "ok", op->id, rest);
-    if (recovered && top > op->since_offset) {
-        struct chan_replay rp = {.cw = cw, .channel = op->channel, .len = op->len,
-                                 .upto = top, .to = cl};
-        history_since(cw->history, op->channel, op->len, op->since_offset,
-                      (size_t)(top - op->since_offset), chan_now_ms(), chan_replay_one, &rp,
-                      &complete, &newest);
-    }
 }
 
 static void
@@ -537,7 +259,7 @@ chan_joined(void *arg, int rc, size_t members)
             if (op->pushed)
                 chan_tell(cl, "subscribed", op->channel, op->len);
             else
-                chan_subscribed(cl, op);
+                chan_subscribe_ok(cl, op);
             chan_presence_event(cw_of(cl), "join", cl->user, op->channel, op->len, members);
         }
         ws_answered(cl->ws);
@@ -588,11 +310,8 @@ chan_subscribe(struct chan_client *cl, const char *name, size_t len, const json_
         pubsub_subscribe(cw->ps, name, len); /* the first here: hear the other instances */
     cl->subs[cl->nsubs++] = m;
     *op = (struct chan_join_op){.cl = cl, .pushed = pushed, .len = len};
-    if (since != NULL && since->given) {
-        op->since = true;
-        op->since_offset = since->offset;
-        memcpy(op->since_epoch, since->epoch, sizeof op->since_epoch);
-    }
+    if (since != NULL)
+        op->since = *since;
     memcpy(op->channel, name, len);
     op->id = id != NULL ? json_deep_copy(id) : NULL;
     struct roster_member rm = chan_member(cl);
@@ -868,28 +587,6 @@ chan_op_presence(struct chan_client *cl, const json_t *id, const char *channel, 
     op->id = id != NULL ? json_deep_copy(id) : NULL;
     ws_hold(cl->ws);
     chan_presence_ask(cw_of(cl), channel, len, true, chan_presence_op_answer, op);
-}
-
-/* A subscribe's "since": {"offset": N, "epoch": "E"}, or none. -1 after answering. */
-static int
-chan_since_arg(struct chan_client *cl, json_t *j, const json_t *id, struct chan_since *out)
-{
-    json_t *since = json_object_get(j, "since");
-    *out = (struct chan_since){0};
-    if (since == NULL || json_is_null(since))
-        return 0;
-    json_t *o = json_object_get(since, "offset"), *e = json_object_get(since, "epoch");
-    if (!json_is_object(since) || !json_is_integer(o) || json_integer_value(o) < 0 ||
-        !json_is_string(e) || json_string_length(e) > HISTORY_EPOCH_LEN) {
-        ws_error(cl->ws, id, "bad_request",
-                 "\\\"since\\\" must be {\\\"offset\\\": N, \\\"epoch\\\": \\\"E\\\"}, as the "
-                 "subscribe's ok and the last message gave them.");
-        return -1;
-    }
-    out->given = true;
-    out->offset = (uint64_t)json_integer_value(o);
-    memcpy(out->epoch, json_string_value(e), json_string_length(e) + 1);
-    return 0;
 }
 
 static void
