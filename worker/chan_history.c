@@ -111,9 +111,10 @@ chan_catch_up(struct chan_worker *cw, const char *channel, size_t len, uint64_t 
     struct chan_replay rp = {.cw = cw, .channel = channel, .len = len, .upto = upto};
     bool complete;
     uint64_t top;
-    if (*at > 0)
-        history_since(cw->history, channel, len, *at, (size_t)(upto - *at), chan_now_ms(),
-                      chan_replay_one, &rp, &complete, &top);
+    /* From 0 too: a channel subscribed here before its first message, whose offset 2
+     * (another worker's publish) came before 1. */
+    history_since(cw->history, channel, len, *at, (size_t)(upto - *at), chan_now_ms(),
+                  chan_replay_one, &rp, &complete, &top);
     *at = upto;
 }
 
