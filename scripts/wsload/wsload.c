@@ -3,6 +3,7 @@
  *   wsload --port P --tokens FILE [--host 127.0.0.1] [--source ADDR] [--conns N]
  *          [--channel C] [--deflate] [--inflight K] [--timeout SECS] [--hold SECS]
  *          [--publish-rate R --publish-secs S] [--drain SECS]
+ *          [--recover [--reconnect-jitter SECS]]
  *
  * Subscribers: opens N connections to ws://HOST:PORT/ws?token=T (tokens read from FILE,
  * one a line, used round-robin), at most K handshakes in flight at once; each sends
@@ -19,6 +20,17 @@
  * the CLOCK_MONOTONIC time of its sending in microseconds. The clock is the machine's,
  * so a publisher in one process and subscribers in others measure the same latency.
  * With --conns 0 the process only publishes; it waits --drain seconds for the acks.
+ *
+ * Recovery (--recover, for a channel with history): each subscriber keeps the epoch of
+ * its first subscribe's ok and the offsets of the messages it received. When its socket
+ * drops, it reconnects after a random delay of up to --reconnect-jitter seconds (0.1 by
+ * default; 0.1 s more after a failed attempt) and subscribes with "since" {the highest
+ * offset up to which it has every message, the epoch}. A recovery is complete when the
+ * "recovered": true ok has come and every offset up to the ok's has arrived; the "done"
+ * line adds a "recover" object: connections dropped, attempts, oks with recovered true
+ * and false, recoveries still pending, the first and last completion (CLOCK_MONOTONIC
+ * us), and over every subscriber, against the highest offset any of them received:
+ * offsets lost, received twice, and received after a higher one.
  *
  * Output: one JSON object a line on stdout, {"event":"ready",...} then (after any
  * "snapshot" lines) {"event":"done",...}, with the counts, why connections failed or
@@ -78,6 +90,8 @@ struct opts {
     double publish_rate;
     double publish_secs;
     double drain;
+    bool recover;
+    double reconnect_jitter;
 };
 
 struct reason {
@@ -95,6 +109,24 @@ struct stats {
     int64_t max_us;
     struct reason reasons[REASONS_MAX];   /* why connections failed, by kind */
     struct reason closes[REASONS_MAX];    /* why open connections ended, by kind */
+    /* --recover */
+    long drops, attempts, attempt_failures, recovered, not_recovered, dups, out_of_order;
+};
+
+/* What a subscriber knows of its channel across reconnects (--recover): conn_start
+ * clears the connection, not this. */
+struct track {
+    char epoch[96];
+    bool subscribed;        /* the first subscribe was answered with an epoch */
+    bool dropped;           /* its socket dropped at least once */
+    bool recovering;        /* dropped, and the recovery is not complete yet */
+    long long base;         /* the offset in the first ok: messages start after it */
+    long long contig;       /* every offset in base+1..contig has arrived */
+    long long max;          /* the highest offset arrived */
+    long long need;         /* the recovered ok's offset, -1 before it */
+    unsigned char *seen;    /* arrivals per offset - base - 1, saturating at 255 */
+    size_t seen_cap;
+    int64_t done_us;        /* when its last recovery completed, 0 if none did */
 };
 
 /* ---- a connection -------------------------------------------------------------------- */
@@ -125,6 +157,7 @@ struct conn {
 
 static struct opts opt = {
     .host = "127.0.0.1", .channel = "bench", .inflight = 1000, .timeout = 10.0, .drain = 2.0,
+    .reconnect_jitter = 0.1,
 };
 static struct stats st;
 static struct ev_loop *loop;
@@ -132,6 +165,7 @@ static struct sockaddr_in server_addr, source_addr;
 static char **tokens;
 static size_t ntokens;
 static struct conn *conns;          /* opt.conns subscribers, then the publisher */
+static struct track *tracks;        /* --recover: one per subscriber */
 static long in_flight;              /* subscribers between connect() and settling */
 static bool ready_printed, finishing;
 static double t_start, t_ready;
@@ -148,6 +182,7 @@ static void conn_settle(struct conn *c);
 static void pump(void);
 static void maybe_ready(void);
 static void finish(void);
+static void conn_start(struct conn *c, const char *token, bool publisher);
 
 /* ---- small helpers ------------------------------------------------------------------- */
 
@@ -255,6 +290,44 @@ print_hist(void)
     printf("]");
 }
 
+/* The recover object: every subscriber's offsets against the highest any received. */
+static void
+print_recover(void)
+{
+    long long top = 0, base_max = 0, lost = 0;
+    long pending = 0, tracked = 0;
+    int64_t first = 0, last = 0;
+    for (long i = 0; i < opt.conns; i++)
+        if (tracks[i].subscribed && tracks[i].max > top)
+            top = tracks[i].max;
+    for (long i = 0; i < opt.conns; i++) {
+        struct track *t = &tracks[i];
+        if (!t->subscribed)
+            continue;
+        tracked++;
+        if (t->base > base_max)
+            base_max = t->base;
+        for (long long o = t->base + 1; o <= top; o++) {
+            size_t k = (size_t)(o - t->base - 1);
+            lost += k >= t->seen_cap || t->seen[k] == 0;
+        }
+        pending += t->recovering;
+        if (t->done_us != 0) {
+            if (first == 0 || t->done_us < first)
+                first = t->done_us;
+            if (t->done_us > last)
+                last = t->done_us;
+        }
+    }
+    printf(",\"recover\":{\"tracked\":%ld,\"top\":%lld,\"base_max\":%lld,\"drops\":%ld,"
+           "\"attempts\":%ld,\"attempt_failures\":%ld,\"recovered\":%ld,"
+           "\"not_recovered\":%ld,\"pending\":%ld,\"first_done_us\":%lld,"
+           "\"last_done_us\":%lld,\"lost\":%lld,\"dups\":%ld,\"out_of_order\":%ld}",
+           tracked, top, base_max, st.drops, st.attempts, st.attempt_failures, st.recovered,
+           st.not_recovered, pending, (long long)first, (long long)last, lost, st.dups,
+           st.out_of_order);
+}
+
 static void
 print_figures(const char *event)
 {
@@ -283,6 +356,8 @@ print_figures(const char *event)
     print_reasons("close_reasons", st.closes);
     printf(",");
     print_hist();
+    if (tracks != NULL)
+        print_recover();
     printf("}\n");
     fflush(stdout);
 }
@@ -474,9 +549,17 @@ on_open(struct conn *c)
         ev_timer_stop(loop, &c->timer);
         return;
     }
-    st.opened++;
-    snprintf(sub, sizeof sub, "{\"op\":\"subscribe\",\"channel\":\"%s\",\"id\":1}",
-             opt.channel);
+    struct track *t = tracks != NULL ? &tracks[c - conns] : NULL;
+    if (t != NULL && t->subscribed)
+        snprintf(sub, sizeof sub,
+                 "{\"op\":\"subscribe\",\"channel\":\"%s\",\"since\":{\"offset\":%lld,"
+                 "\"epoch\":\"%s\"},\"id\":1}",
+                 opt.channel, t->contig, t->epoch);
+    else
+        snprintf(sub, sizeof sub, "{\"op\":\"subscribe\",\"channel\":\"%s\",\"id\":1}",
+                 opt.channel);
+    if (t == NULL || !t->dropped)
+        st.opened++;
     if (send_text(c, sub) < 0) {
         conn_close(c);
         return;
@@ -536,6 +619,110 @@ json_int(const char *s, size_t len, const char *key, long long *out)
     return true;
 }
 
+/* ---- recovery (--recover) ------------------------------------------------------------ */
+
+static void
+track_check_done(struct track *t)
+{
+    if (t->recovering && t->need >= 0 && t->contig >= t->need) {
+        t->recovering = false;
+        t->done_us = now_us();
+    }
+}
+
+/* The ok of a subscribe: the first one sets the epoch and the base offset; one after a
+ * reconnect says whether the messages missed will follow. */
+static void
+track_ok(struct conn *c, const char *s, size_t len)
+{
+    struct track *t = &tracks[c - conns];
+    long long offset = 0;
+    bool has_offset = json_int(s, len, "offset", &offset);
+    if (!t->subscribed) {
+        if (!has_offset || !json_string(s, len, "epoch", t->epoch, sizeof t->epoch))
+            return;         /* no history on this channel: nothing to track */
+        t->subscribed = true;
+        t->base = t->contig = t->max = offset;
+        return;
+    }
+    if (!t->recovering || t->need >= 0)
+        return;
+    const char *r = json_value(s, len, "recovered");
+    if (r != NULL && *r == 't' && has_offset) {
+        st.recovered++;
+        t->need = offset;
+        track_check_done(t);
+    } else {
+        st.not_recovered++;
+        t->recovering = false;
+    }
+}
+
+static int
+track_message(struct conn *c, long long offset)
+{
+    struct track *t = &tracks[c - conns];
+    if (!t->subscribed || offset <= t->base)
+        return 0;
+    size_t i = (size_t)(offset - t->base - 1);
+    if (i >= t->seen_cap) {
+        size_t cap = t->seen_cap ? t->seen_cap : 1024;
+        while (cap <= i)
+            cap *= 2;
+        unsigned char *p = realloc(t->seen, cap);
+        if (p == NULL)
+            return -1;
+        memset(p + t->seen_cap, 0, cap - t->seen_cap);
+        t->seen = p;
+        t->seen_cap = cap;
+    }
+    if (t->seen[i] > 0)
+        st.dups++;
+    else if (offset < t->max)
+        st.out_of_order++;
+    if (t->seen[i] < 255)
+        t->seen[i]++;
+    if (offset > t->max)
+        t->max = offset;
+    while (t->contig < t->max && t->seen[t->contig - t->base] > 0)
+        t->contig++;
+    track_check_done(t);
+    return 0;
+}
+
+static void
+on_reconnect(struct ev_loop *l, ev_timer *w, int revents)
+{
+    (void)l;
+    (void)revents;
+    struct conn *c = container_of(w, struct conn, timer);
+    long i = c - conns;
+    st.attempts++;
+    conn_start(c, tokens[(size_t)i % ntokens], false);
+}
+
+/* After a subscriber's socket is gone: reconnect it, after a random delay. */
+static void
+track_closed(struct conn *c, bool was_open)
+{
+    struct track *t = &tracks[c - conns];
+    if (finishing || !t->subscribed)
+        return;
+    if (was_open) {
+        st.drops++;
+        t->dropped = true;
+        t->recovering = true;
+        t->need = -1;
+    } else {
+        st.attempt_failures++;
+    }
+    double delay = opt.reconnect_jitter * (double)(rng_next() >> 11) / 9007199254740992.0;
+    if (!was_open)
+        delay += 0.1;
+    ev_timer_init(&c->timer, on_reconnect, delay, 0.0);
+    ev_timer_start(loop, &c->timer);
+}
+
 static void
 on_reply(struct conn *c, bool ok)
 {
@@ -548,29 +735,37 @@ on_reply(struct conn *c, bool ok)
     }
     if (c->settled)
         return;
-    if (ok)
+    if (tracks != NULL && tracks[c - conns].dropped)
+        ;                   /* a reconnect: counted by the recover figures */
+    else if (ok)
         st.subscribed++;
     else
         st.sub_errors++;
     conn_settle(c);
 }
 
-static void
+/* One text message; -1 ends the connection (out of memory). */
+static int
 on_text(struct conn *c, const char *s, size_t len, int64_t t_now)
 {
     char op[16];
     if (!json_string(s, len, "op", op, sizeof op))
-        return;
+        return 0;
     if (strcmp(op, "message") == 0) {
-        long long t;
+        long long t, offset;
         st.delivered++;
         if (json_int(s, len, "t", &t))
             hist_add(t_now - t);
+        if (tracks != NULL && !c->publisher && json_int(s, len, "offset", &offset))
+            return track_message(c, offset);
     } else if (strcmp(op, "ok") == 0) {
+        if (tracks != NULL && !c->publisher)
+            track_ok(c, s, len);
         on_reply(c, true);
     } else if (strcmp(op, "error") == 0) {
         on_reply(c, false);
     }
+    return 0;
 }
 
 /* Inflate one compressed message (RFC 7692 7.2.2: append 00 00 ff ff) into zbuf. */
@@ -617,9 +812,7 @@ on_message(struct conn *c, int opcode, bool rsv1, const unsigned char *data, siz
         data = zbuf;
         len = (size_t)n;
     }
-    if (opcode == 0x1)
-        on_text(c, (const char *)data, len, t_now);
-    return 0;
+    return opcode == 0x1 ? on_text(c, (const char *)data, len, t_now) : 0;
 }
 
 /* Gather the fragments of a message; 1 when it is whole in c->msg. */
@@ -828,12 +1021,14 @@ conn_close(struct conn *c)
 {
     if (c->state == CS_CLOSED)
         return;
-    if (c->state == CS_OPEN) {
+    bool was_open = c->state == CS_OPEN;
+    bool again = tracks != NULL && !c->publisher && tracks[c - conns].dropped;
+    if (was_open) {
         if (!c->publisher)
             st.closed++;
     } else if (c->publisher) {
         st.publisher_failed = true;
-    } else {
+    } else if (!again) {
         st.failed++;
     }
     c->state = CS_CLOSED;
@@ -853,6 +1048,8 @@ conn_close(struct conn *c)
     c->zin = NULL;
     c->in_len = c->out_len = c->msg_len = 0;
     conn_settle(c);
+    if (tracks != NULL && !c->publisher)
+        track_closed(c, was_open);
 }
 
 static void
@@ -942,7 +1139,9 @@ conn_start(struct conn *c, const char *token, bool publisher)
     ev_init(&c->io, on_io);
     ev_init(&c->timer, on_timeout);
     if (!publisher) {
-        st.started++;
+        /* a reconnect takes no new place in the order of pump() */
+        if (tracks == NULL || !tracks[c - conns].dropped)
+            st.started++;
         in_flight++;
     }
     c->fd = open_socket(reason, sizeof reason);
@@ -1170,7 +1369,8 @@ usage(void)
     fprintf(stderr,
             "usage: wsload --port P --tokens FILE [--host ADDR] [--source ADDR] [--conns N]\n"
             "              [--channel C] [--deflate] [--inflight K] [--timeout SECS]\n"
-            "              [--hold SECS] [--publish-rate R --publish-secs S] [--drain SECS]\n");
+            "              [--hold SECS] [--publish-rate R --publish-secs S] [--drain SECS]\n"
+            "              [--recover [--reconnect-jitter SECS]]\n");
     exit(2);
 }
 
@@ -1185,7 +1385,9 @@ parse_args(int argc, char **argv)
         {"timeout", required_argument, NULL, 'T'},   {"hold", required_argument, NULL, 'H'},
         {"publish-rate", required_argument, NULL, 'r'},
         {"publish-secs", required_argument, NULL, 'S'},
-        {"drain", required_argument, NULL, 'd'},     {NULL, 0, NULL, 0},
+        {"drain", required_argument, NULL, 'd'},     {"recover", no_argument, NULL, 'R'},
+        {"reconnect-jitter", required_argument, NULL, 'j'},
+        {NULL, 0, NULL, 0},
     };
     int ch;
     while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -1203,13 +1405,15 @@ parse_args(int argc, char **argv)
         case 'r': opt.publish_rate = atof(optarg); break;
         case 'S': opt.publish_secs = atof(optarg); break;
         case 'd': opt.drain = atof(optarg); break;
+        case 'R': opt.recover = true; break;
+        case 'j': opt.reconnect_jitter = atof(optarg); break;
         default: usage();
         }
     }
     bool publishing = opt.publish_rate > 0;
     if (optind != argc || opt.port <= 0 || opt.port > 65535 || opt.tokens_path == NULL ||
         opt.conns < 0 || opt.inflight < 1 || opt.timeout <= 0 || opt.hold < 0 ||
-        opt.drain < 0 || (publishing && opt.publish_secs <= 0) ||
+        opt.drain < 0 || opt.reconnect_jitter < 0 || (publishing && opt.publish_secs <= 0) ||
         strlen(opt.channel) > 200 || strpbrk(opt.channel, "\"\\") != NULL)
         usage();
 }
@@ -1236,7 +1440,9 @@ main(int argc, char **argv)
         fd_limit_check(opt.conns + 32) < 0)
         return 1;
     conns = calloc((size_t)opt.conns + 1, sizeof *conns);   /* +1: the publisher */
-    if (conns == NULL || inflateInit2(&zshared, -15) != Z_OK) {
+    if (opt.recover)
+        tracks = calloc((size_t)opt.conns + 1, sizeof *tracks);
+    if (conns == NULL || (opt.recover && tracks == NULL) || inflateInit2(&zshared, -15) != Z_OK) {
         fprintf(stderr, "wsload: out of memory\n");
         return 1;
     }
