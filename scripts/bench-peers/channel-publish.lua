@@ -7,10 +7,10 @@
 -- With "count" responses are counted by status code and done() prints one line
 --   statuses: 202=N 503=M
 
-local threads = {}
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "statuses.lua")
 
 function setup(thread)
-   table.insert(threads, thread)
+   count_thread(thread)
 end
 
 function init(args)
@@ -26,31 +26,4 @@ end
 
 function request()
    return req
-end
-
-function response(status, headers, body)
-   local k = tostring(status)
-   statuses[k] = (statuses[k] or 0) + 1
-end
-
-function done(summary, latency, requests)
-   local total = {}
-   local any = false
-   for _, t in ipairs(threads) do
-      local s = t:get("statuses")
-      if s then
-         for k, v in pairs(s) do
-            total[k] = (total[k] or 0) + v
-            any = true
-         end
-      end
-   end
-   if any then
-      local keys = {}
-      for k in pairs(total) do keys[#keys + 1] = k end
-      table.sort(keys)
-      local parts = {}
-      for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. total[k] end
-      io.write("statuses: " .. table.concat(parts, " ") .. "\n")
-   end
 end

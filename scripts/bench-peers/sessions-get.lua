@@ -10,13 +10,13 @@
 -- (this makes wrk parse every response, which costs it CPU; without it, wrk's own
 -- "Non-2xx or 3xx responses" is the only count).
 
-local threads = {}
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "statuses.lua")
 local next_id = 1
 
 function setup(thread)
    thread:set("id", next_id)
    next_id = next_id + 1
-   table.insert(threads, thread)
+   count_thread(thread)
 end
 
 local function want_count(args)
@@ -50,31 +50,4 @@ end
 
 function request()
    return reqs[math.random(nreqs)]
-end
-
-function response(status, headers, body)
-   local k = tostring(status)
-   statuses[k] = (statuses[k] or 0) + 1
-end
-
-function done(summary, latency, requests)
-   local total = {}
-   local any = false
-   for _, t in ipairs(threads) do
-      local s = t:get("statuses")
-      if s then
-         for k, v in pairs(s) do
-            total[k] = (total[k] or 0) + v
-            any = true
-         end
-      end
-   end
-   if any then
-      local keys = {}
-      for k in pairs(total) do keys[#keys + 1] = k end
-      table.sort(keys)
-      local parts = {}
-      for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. total[k] end
-      io.write("statuses: " .. table.concat(parts, " ") .. "\n")
-   end
 end

@@ -9,7 +9,7 @@
 -- responses are counted by status code and done() prints one line
 --   statuses: 201=N 429=M
 
-local threads = {}
+dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "statuses.lua")
 local next_id = 1
 local USERS = 100000
 local NREQS = 4096
@@ -17,7 +17,7 @@ local NREQS = 4096
 function setup(thread)
    thread:set("id", next_id)
    next_id = next_id + 1
-   table.insert(threads, thread)
+   count_thread(thread)
 end
 
 local function hex(n)
@@ -52,31 +52,4 @@ end
 
 function request()
    return reqs[math.random(NREQS)]
-end
-
-function response(status, headers, body)
-   local k = tostring(status)
-   statuses[k] = (statuses[k] or 0) + 1
-end
-
-function done(summary, latency, requests)
-   local total = {}
-   local any = false
-   for _, t in ipairs(threads) do
-      local s = t:get("statuses")
-      if s then
-         for k, v in pairs(s) do
-            total[k] = (total[k] or 0) + v
-            any = true
-         end
-      end
-   end
-   if any then
-      local keys = {}
-      for k in pairs(total) do keys[#keys + 1] = k end
-      table.sort(keys)
-      local parts = {}
-      for _, k in ipairs(keys) do parts[#parts + 1] = k .. "=" .. total[k] end
-      io.write("statuses: " .. table.concat(parts, " ") .. "\n")
-   end
 end
