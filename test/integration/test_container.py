@@ -216,6 +216,10 @@ def test_a_killed_worker_is_respawned(contained):
     wait_for(lambda: len(c.workers()) == 2 and victim not in c.workers(),
              what="a new worker")
     wait_for(lambda: c.serving(2), what="2 workers serving again")
+    # the count is the master's, read through a worker's view of the scoreboard: wait for
+    # it rather than race it (seen 0 once in CI, under load, right after the respawn)
+    wait_for(lambda: c.health()[1]["workers"]["restarts"] == 1, timeout=5,
+             what="the restart counted")
     _, body = c.health()
     assert body["workers"]["restarts"] == 1
     assert not alive(victim)
