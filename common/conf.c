@@ -242,6 +242,13 @@ parse_digits(const char *s, int64_t *out)
     return p;
 }
 
+int
+conf_parse_number(const char *s, int64_t *out)
+{
+    const char *end = parse_digits(s, out);
+    return end != NULL && *end == '\0' ? 0 : -1;
+}
+
 struct unit {
     const char *suffix;
     int64_t mult;
@@ -386,8 +393,7 @@ set_number(struct conf *c, const struct directive *d, const char *v, char *err,
         rc = conf_parse_duration_ms(v, &n);
         what = "duration";
     } else {
-        const char *end = parse_digits(v, &n);
-        rc = end != NULL && *end == '\0' ? 0 : -1;
+        rc = conf_parse_number(v, &n);
         what = "number";
     }
     if (rc < 0) {
@@ -409,8 +415,7 @@ set_workers(struct conf *c, const struct directive *d, const char *v, char *err,
         return 0;
     }
     int64_t n;
-    const char *end = parse_digits(v, &n);
-    if (end == NULL || *end != '\0') {
+    if (conf_parse_number(v, &n) < 0) {
         errf(err, errlen, "invalid value \"%s\" for \"%s\": expected auto or a number", v,
              d->name);
         return -1;

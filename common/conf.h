@@ -152,6 +152,9 @@ int conf_apply_env(struct conf *c, char *(*getenv_fn)(const char *), char *err,
 int conf_set(struct conf *c, const char *name, const char *value, char *err, size_t errlen);
 
 /* Parsers shared with tests. Each returns 0 or -1. */
+/* A whole string of decimal digits (no sign, no spaces, nothing after), refused rather than
+ * wrapped when it does not fit. 0 or -1. */
+int conf_parse_number(const char *s, int64_t *out);
 int conf_parse_size(const char *s, int64_t *out);
 int conf_parse_duration_ms(const char *s, int64_t *out);
 int conf_parse_bool(const char *s, bool *out);

@@ -83,17 +83,10 @@ parse_word(const char *v, const char *const *words, uint8_t *out)
 static int
 parse_history(const char *v, int *out)
 {
-    int n = 0;
-    if (*v == '\0')
+    int64_t n;
+    if (conf_parse_number(v, &n) < 0 || n > NS_HISTORY_MAX)
         return -1;
-    for (; *v != '\0'; v++) {
-        if (*v < '0' || *v > '9')
-            return -1;
-        n = n * 10 + (*v - '0');
-        if (n > NS_HISTORY_MAX)
-            return -1;
-    }
-    *out = n;
+    *out = (int)n;
     return 0;
 }
 

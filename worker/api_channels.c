@@ -91,23 +91,16 @@ api_channel_presence(struct request *r)
 static int64_t
 query_number(const struct request *r, const char *name, int64_t def)
 {
-    struct http_str q = r->http.query;
-    size_t n = strlen(name);
-    for (size_t i = 0; i + n + 1 <= q.len; i++) {
-        if ((i > 0 && q.p[i - 1] != '&') || memcmp(q.p + i, name, n) != 0 || q.p[i + n] != '=')
-            continue;
-        int64_t v = 0;
-        size_t j = i + n + 1;
-        if (j == q.len || q.p[j] == '&')
-            return -1;
-        for (; j < q.len && q.p[j] != '&'; j++) {
-            if (q.p[j] < '0' || q.p[j] > '9' || v > (INT64_MAX - 9) / 10)
-                return -1;
-            v = v * 10 + (q.p[j] - '0');
-        }
-        return v;
-    }
-    return def;
+    struct http_str v;
+    char digits[24];
+    int64_t n;
+    if (!http_query_get(&r->http, name, &v))
+        return def;
+    if (v.len >= sizeof digits)
+        return -1;
+    memcpy(digits, v.p, v.len);
+    digits[v.len] = '\0';
+    return conf_parse_number(digits, &n) == 0 ? n : -1;
 }
 
 /* GET /api/channels/{channel}/history?since=N&limit=L -> 200, oldest first. */

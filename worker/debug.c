@@ -24,16 +24,12 @@ static struct sleeper *sleepers; /* one worker per process: a static list is its
 static long
 query_num(const struct request *r, const char *name, long dflt)
 {
-    size_t n = strlen(name);
-    const char *q = r->http.query.p, *end = q + r->http.query.len;
-    while (q != NULL && q < end) {
-        if ((size_t)(end - q) > n && memcmp(q, name, n) == 0 && q[n] == '=')
-            return strtol(q + n + 1, NULL, 10);
-        q = memchr(q, '&', (size_t)(end - q));
-        if (q != NULL)
-            q++;
-    }
-    return dflt;
+    struct http_str v;
+    char digits[24];
+    if (!http_query_get(&r->http, name, &v))
+        return dflt;
+    snprintf(digits, sizeof digits, "%.*s", (int)v.len, v.p);
+    return strtol(digits, NULL, 10);
 }
 
 static void

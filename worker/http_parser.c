@@ -676,6 +676,23 @@ http_header_get(const struct http_request *req, const char *name)
     return NULL;
 }
 
+bool
+http_query_get(const struct http_request *req, const char *name, struct http_str *out)
+{
+    size_t n = strlen(name);
+    const char *q = req->query.p, *end = q + req->query.len;
+    while (q != NULL && q < end) {
+        const char *amp = memchr(q, '&', (size_t)(end - q));
+        const char *stop = amp != NULL ? amp : end;
+        if ((size_t)(stop - q) > n && memcmp(q, name, n) == 0 && q[n] == '=') {
+            *out = (struct http_str){q + n + 1, (size_t)(stop - q - n - 1)};
+            return true;
+        }
+        q = amp != NULL ? amp + 1 : NULL;
+    }
+    return false;
+}
+
 /* ---- Token lists ------------------------------------------------------------------- */
 
 static const char *

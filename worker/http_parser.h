@@ -77,6 +77,10 @@ enum http_parse_result http_parse_request(const char *buf, size_t len, size_t ma
 /* Find a header by name (case-insensitive); NULL if absent. */
 const struct http_str *http_header_get(const struct http_request *req, const char *name);
 
+/* The raw value of the query's first name=value pair for name (not percent-decoded):
+ * true and *out, or false when the query has no such pair. */
+bool http_query_get(const struct http_request *req, const char *name, struct http_str *out);
+
 /* Whether a comma-separated header value contains token (case-insensitive), e.g. "gzip" in
  * "deflate, gzip;q=1". A token with q=0 does not count. */
 bool http_list_has_token(struct http_str value, const char *token);

@@ -648,16 +648,8 @@ ws_token(const struct request *r)
     struct http_str b = api_bearer(r);
     if (b.len > 0)
         return b;
-    struct http_str q = r->http.query;
-    for (size_t i = 0; i + 6 <= q.len; i++) {
-        if ((i == 0 || q.p[i - 1] == '&') && memcmp(q.p + i, "token=", 6) == 0) {
-            size_t j = i + 6;
-            while (j < q.len && q.p[j] != '&')
-                j++;
-            return (struct http_str){q.p + i + 6, j - i - 6};
-        }
-    }
-    return b;
+    struct http_str q;
+    return http_query_get(&r->http, "token", &q) ? q : b;
 }
 
 /* The permessage-deflate the client offered and we take: the window we compress with
