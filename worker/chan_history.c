@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "bus.h"
 #include "log.h"
 #include "scoreboard.h"
 #include "util.h"
@@ -59,9 +58,9 @@ struct chan_replay {
     struct chan_worker *cw;
     const char *channel;
     size_t len;
-    uint64_t upto;       /* send offsets up to this one */
-    struct chan_client *to; /* one socket (a recovery), or NULL for every member */
-    uint64_t last;       /* the newest offset sent */
+    uint64_t upto;     /* send offsets up to this one */
+    struct buf *into;  /* a recovery's frames, for one socket; NULL: to every member here */
+    bool failed;       /* a recovery's frame could not be made: it is not whole */
 };
 
 /* The text of a message read back from history, into cw->gap. */
@@ -77,26 +76,21 @@ chan_replay_text(struct chan_replay *rp, const struct history_msg *m)
 }
 
 static void
-chan_replay_none(void *arg, const struct history_msg *m)
-{
-    (void)arg, (void)m;
-}
-
-static void
 chan_replay_one(void *arg, const struct history_msg *m)
 {
     struct chan_replay *rp = arg;
-    if (m->offset > rp->upto || chan_replay_text(rp, m) < 0)
+    if (m->offset > rp->upto)
         return;
-    struct buf *g = &rp->cw->gap;
-    if (rp->to == NULL) {
-        chan_fanout(rp->cw, rp->channel, rp->len, buf_data(g), buf_used(g));
-    } else {
-        struct buf *f = &rp->cw->frame;
-        if (ws_frame_text(f, false, buf_data(g), buf_used(g)) == 0)
-            ws_push_frame(rp->to->ws, buf_data(f), buf_used(f));
+    if (chan_replay_text(rp, m) < 0) {
+        rp->failed = true;
+        return;
     }
-    rp->last = m->offset;
+    struct buf *g = &rp->cw->gap, *f = &rp->cw->frame;
+    if (rp->into == NULL)
+        chan_fanout(rp->cw, rp->channel, rp->len, buf_data(g), buf_used(g));
+    else if (ws_frame_text(f, false, buf_data(g), buf_used(g)) < 0 ||
+             buf_append(rp->into, buf_data(f), buf_used(f)) < 0)
+        rp->failed = true;
 }
 
 /* Bring a channel's members here up to offset upto: the messages other workers kept and
@@ -138,15 +132,7 @@ void
 chan_push_at(struct chan_worker *cw, const char *channel, size_t len, uint64_t offset)
 {
     struct buf *t = &cw->text;
-    struct buf *b = &cw->msg;
-    uint8_t head[11] = {BUS_PUBLISH_AT, (uint8_t)(len >> 8), (uint8_t)len};
-    for (int i = 0; i < 8; i++)
-        head[3 + i] = (uint8_t)(offset >> (56 - 8 * i));
-    b->off = b->len = 0;
-    if (buf_append(b, head, 3) == 0 && buf_append(b, channel, len) == 0 &&
-        buf_append(b, head + 3, 8) == 0 && buf_append(b, buf_data(t), buf_used(t)) == 0 &&
-        buf_used(b) <= BUS_MAX_MSG)
-        bus_broadcast(cw->bus, cw->w->sb, buf_data(b), buf_used(b));
+    chan_bus_push(cw, channel, len, offset);
     chan_deliver(cw, channel, len, offset, buf_data(t), buf_used(t));
 }
 
@@ -209,25 +195,28 @@ chan_subscribe_ok(struct chan_client *cl, const struct chan_join_op *op)
     uint64_t top = *at, newest;
     bool recovered = false, complete = false;
     const struct chan_since *since = &op->since;
+    /* One read of what was missed: framed while it is read, sent once the "ok" that says
+     * whether it is whole has gone ahead of it. */
+    struct buf *replay = &cw->replay;
+    replay->off = replay->len = 0;
+    struct chan_replay rp = {.cw = cw, .channel = op->channel, .len = op->len, .upto = top,
+                             .into = replay};
     if (since->given && strcmp(since->epoch, epoch) == 0 && since->offset <= top &&
         top - since->offset <= CHAN_RECOVER_MAX)
         recovered = top == since->offset ||
                     (history_since(cw->history, op->channel, op->len, since->offset,
                                    (size_t)(top - since->offset), chan_now_ms(),
-                                   chan_replay_none, NULL, &complete, &newest) == 0 &&
-                     complete);
+                                   chan_replay_one, &rp, &complete, &newest) == 0 &&
+                     complete && !rp.failed);
     char rest[128];
     snprintf(rest, sizeof rest, "%s,\"offset\":%llu,\"epoch\":\"%s\"",
              !since->given ? "" : recovered ? ",\"recovered\":true" : ",\"recovered\":false",
              (unsigned long long)top, epoch);
     ws_reply(cl->ws, "ok", op->id, rest);
-    if (recovered && top > since->offset) {
-        struct chan_replay rp = {.cw = cw, .channel = op->channel, .len = op->len,
-                                 .upto = top, .to = cl};
-        history_since(cw->history, op->channel, op->len, since->offset,
-                      (size_t)(top - since->offset), chan_now_ms(), chan_replay_one, &rp,
-                      &complete, &newest);
-    }
+    if (recovered && buf_used(replay) > 0)
+        ws_push_frame(cl->ws, buf_data(replay), buf_used(replay));
+    if (replay->cap > CHAN_REPLAY_KEEP) /* a long recovery's memory goes back */
+        buf_free(replay);
 }
 
 /* A subscribe's "since": {"offset": N, "epoch": "E"}, or none. -1 after answering. */

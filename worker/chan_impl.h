@@ -20,6 +20,7 @@
 
 #define CHAN_RECOVER_MAX 10000  /* messages a recovery replays; beyond, recovered is false */
 #define CHAN_HISTORY_SWEEP 256  /* expired history messages dropped per second */
+#define CHAN_REPLAY_KEEP 65536  /* a recovery buffer larger than this is freed after use */
 
 /* Messages between the workers of an instance, on the bus, and between instances, on
  * Redis (after the sending instance's nonce in hex). The first byte says what. */
@@ -50,6 +51,7 @@ struct chan_worker {
     uint64_t conn_key;     /* random: connection ids are a bijection of seq under it */
     struct history *history; /* with store lmdb: the machine's channel history */
     struct buf gap;        /* a message read back from history */
+    struct buf replay;     /* a recovery's frames, before they go out */
     time_t unkept_said;    /* when the log last said a message went unkept */
 };
 
@@ -82,6 +84,9 @@ struct chan_join_op {
  * once per window); how many were reached. */
 size_t chan_fanout(struct chan_worker *cw, const char *channel, size_t len, const char *text,
                    size_t text_len);
+/* channels.c: the bus copy of a push (its text in cw->text) to the other workers: type,
+ * channel length and name, the offset when numbered (BUS_PUBLISH_AT), then the text. */
+void chan_bus_push(struct chan_worker *cw, const char *channel, size_t len, uint64_t offset);
 /* channels.c: a message push's JSON into t; offset 0 for none. 0 or -1. */
 int chan_message_text(struct buf *t, const char *channel, size_t len, const char *data,
                       size_t data_len, const char *from, uint64_t offset);

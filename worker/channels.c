@@ -122,19 +122,29 @@ chan_redis_send(struct chan_worker *cw, const char *name, size_t len, int type, 
         pubsub_publish(cw->ps, name, len, buf_data(b), buf_used(b));
 }
 
+void
+chan_bus_push(struct chan_worker *cw, const char *channel, size_t len, uint64_t offset)
+{
+    struct buf *t = &cw->text;
+    struct buf *b = &cw->msg;
+    uint8_t head[11] = {offset > 0 ? BUS_PUBLISH_AT : BUS_PUBLISH, (uint8_t)(len >> 8),
+                        (uint8_t)len};
+    size_t numbered = offset > 0 ? 8 : 0;
+    for (size_t i = 0; i < numbered; i++)
+        head[3 + i] = (uint8_t)(offset >> (56 - 8 * i));
+    b->off = b->len = 0;
+    if (buf_append(b, head, 3) == 0 && buf_append(b, channel, len) == 0 &&
+        buf_append(b, head + 3, numbered) == 0 && buf_append(b, buf_data(t), buf_used(t)) == 0 &&
+        buf_used(b) <= BUS_MAX_MSG)
+        bus_broadcast(cw->bus, cw->w->sb, buf_data(b), buf_used(b));
+}
+
 /* Push text (in cw->text) to a channel's subscribers on every worker of every instance. */
 static size_t
 chan_push(struct chan_worker *cw, const char *channel, size_t len)
 {
-    struct worker *w = cw->w;
     struct buf *t = &cw->text;
-    /* The bus copy: type, channel length and name, then the text. */
-    struct buf *b = &cw->msg;
-    uint8_t head[3] = {BUS_PUBLISH, (uint8_t)(len >> 8), (uint8_t)len};
-    b->off = b->len = 0;
-    if (buf_append(b, head, 3) == 0 && buf_append(b, channel, len) == 0 &&
-        buf_append(b, buf_data(t), buf_used(t)) == 0 && buf_used(b) <= BUS_MAX_MSG)
-        bus_broadcast(cw->bus, w->sb, buf_data(b), buf_used(b));
+    chan_bus_push(cw, channel, len, 0);
     chan_redis_send(cw, channel, len, BUS_PUBLISH, buf_data(t), buf_used(t));
     /* chan_fanout uses msg for compression: the bus copy has been sent by now. */
     return chan_fanout(cw, channel, len, buf_data(t), buf_used(t));
@@ -497,6 +507,20 @@ chan_channel_arg(struct chan_client *cl, json_t *j, const json_t *id, size_t *le
     return json_string_value(ch);
 }
 
+/* The namespace's decision on op for cl, with what its session holds: its grants, and its
+ * server-side subscriptions, which are granted in any namespace. */
+static bool
+chan_allowed(const struct chan_client *cl, const struct ns_rules *r, enum ns_op op,
+             const char *channel, size_t len, bool subscribed)
+{
+    if (op == NS_OP_SUBSCRIBE && grants_subscribes(cl->grants, channel, len))
+        return true;
+    struct ns_subject sub = {.user = cl->user,
+                             .granted = grants_allow(cl->grants, channel, len),
+                             .subscribed = subscribed};
+    return ns_allows(r, op, channel, len, &sub);
+}
+
 /* Whether cl may do op on channel under its namespace's rules; if not, it is told so
  * (forbidden) and the socket stays open. A server-side subscription is granted in any
  * namespace; client_publish off is publish=none in every one. */
@@ -506,17 +530,12 @@ chan_may(struct chan_client *cl, enum ns_op op, const char *channel, size_t len,
 {
     const struct conf *cf = cl->w->conf;
     const struct ns_rules *r = ns_of(&cf->namespaces, channel, len);
-    if (op == NS_OP_SUBSCRIBE && grants_subscribes(cl->grants, channel, len))
-        return true;
-    struct ns_subject sub = {.user = cl->user,
-                             .granted = grants_allow(cl->grants, channel, len),
-                             .subscribed = chan_find_sub(cl, channel, len) >= 0};
     if (op == NS_OP_PUBLISH && !cf->client_publish) {
         ws_error(cl->ws, id, "forbidden",
                  "Publishing is for the API only here (client_publish off).");
         return false;
     }
-    if (ns_allows(r, op, channel, len, &sub))
+    if (chan_allowed(cl, r, op, channel, len, chan_find_sub(cl, channel, len) >= 0))
         return true;
     char msg[160];
     snprintf(msg, sizeof msg, "Not allowed to %s here: namespace %s has %s=%s.",
@@ -800,11 +819,7 @@ static bool
 chan_may_stay(const struct chan_client *cl, const char *channel, size_t len)
 {
     const struct ns_rules *r = ns_of(&cl->w->conf->namespaces, channel, len);
-    struct ns_subject sub = {.user = cl->user,
-                             .granted = grants_allow(cl->grants, channel, len),
-                             .subscribed = true};
-    return grants_subscribes(cl->grants, channel, len) ||
-           ns_allows(r, NS_OP_SUBSCRIBE, channel, len, &sub);
+    return chan_allowed(cl, r, NS_OP_SUBSCRIBE, channel, len, true);
 }
 
 /* The session as the store has it now: its expiry, and its grants, which may take the
@@ -922,17 +937,18 @@ chan_bus_message(void *arg, const void *msg, size_t len)
     const char *p = msg;
     if (len < 1)
         return;
-    if (p[0] == BUS_PUBLISH && len >= 3) {
+    if ((p[0] == BUS_PUBLISH || p[0] == BUS_PUBLISH_AT) && len >= 3) {
         size_t clen = (size_t)(uint8_t)p[1] << 8 | (uint8_t)p[2];
-        if (3 + clen <= len)
-            chan_fanout(cw, p + 3, clen, p + 3 + clen, len - 3 - clen);
-    } else if (p[0] == BUS_PUBLISH_AT && len >= 11) {
-        size_t clen = (size_t)(uint8_t)p[1] << 8 | (uint8_t)p[2];
+        size_t numbered = p[0] == BUS_PUBLISH_AT ? 8 : 0, text = 3 + clen + numbered;
         uint64_t offset = 0;
-        for (size_t i = 0; 3 + clen + 8 <= len && i < 8; i++)
+        if (text > len)
+            return;
+        for (size_t i = 0; i < numbered; i++)
             offset = offset << 8 | (uint8_t)p[3 + clen + i];
-        if (3 + clen + 8 <= len && cw->history != NULL)
-            chan_deliver(cw, p + 3, clen, offset, p + 11 + clen, len - 11 - clen);
+        if (numbered == 0)
+            chan_fanout(cw, p + 3, clen, p + text, len - text);
+        else if (cw->history != NULL)
+            chan_deliver(cw, p + 3, clen, offset, p + text, len - text);
     } else if (p[0] == BUS_SESSION_END || p[0] == BUS_USER_END || p[0] == BUS_SESSION_CHANGED) {
         chan_end_message(cw, p[0], p + 1, len - 1);
     }
@@ -1046,6 +1062,7 @@ chan_worker_stop(struct worker *w)
     roster_close(cw->roster);
     history_close(cw->history);
     buf_free(&cw->gap);
+    buf_free(&cw->replay);
     hub_free(cw->hub);
     for (size_t i = 0; i < ARRAY_LEN(cw->deflate); i++) {
         if (cw->deflate[i] != NULL)
