@@ -437,17 +437,25 @@ history_append(struct history *h, const char *ch, size_t len, const struct histo
 
 /* ---- reads ---- */
 
+/* The start of a read of ch: the name checked and the read transaction begun. 0, or -1
+ * with the error said. */
+static int
+read_channel(struct history *h, const char *ch, size_t len, MDB_txn **txn)
+{
+    if (!channel_ok(h, ch, len))
+        return -1;
+    int rc = read_begin(h, txn);
+    return rc != 0 ? failed(h, rc, "mdb_txn_begin") : 0;
+}
+
 int
 history_top(struct history *h, const char *ch, size_t len, uint64_t *top)
 {
     MDB_txn *txn;
     *top = 0;
-    if (!channel_ok(h, ch, len))
+    if (read_channel(h, ch, len, &txn) < 0)
         return -1;
-    int rc = read_begin(h, &txn);
-    if (rc != 0)
-        return failed(h, rc, "mdb_txn_begin");
-    rc = get_u64(txn, h->chans, ch, len, top, NULL);
+    int rc = get_u64(txn, h->chans, ch, len, top, NULL);
     read_end(h, txn);
     return rc == 0 ? 0 : failed(h, rc, "top");
 }
@@ -528,12 +536,9 @@ history_since(struct history *h, const char *ch, size_t len, uint64_t since, siz
     MDB_txn *txn;
     *complete = false;
     *top = 0;
-    if (!channel_ok(h, ch, len))
+    if (read_channel(h, ch, len, &txn) < 0)
         return -1;
-    int rc = read_begin(h, &txn);
-    if (rc != 0)
-        return failed(h, rc, "mdb_txn_begin");
-    rc = get_u64(txn, h->chans, ch, len, &s.top, NULL);
+    int rc = get_u64(txn, h->chans, ch, len, &s.top, NULL);
     if (rc == 0 && since >= s.top)
         s.complete = since == s.top;
     else if (rc == 0)
