@@ -3,29 +3,13 @@
 //   node client_grants.mjs CONFIG_JSON   ({"base": "http://127.0.0.1:PORT", "token", "id"})
 // Its one line is {"result": {...}}: the facts, asserted by the test.
 import WebSocket from 'ws';
+import { result, servedClient, until } from './harness.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
-const out = {};
-const finish = (err) => {
-  if (err) out.error = String(err && err.stack ? err.stack : err);
-  console.log(JSON.stringify({ result: out }));
-  process.exit(0);
-};
-setTimeout(() => finish('node script timed out'), 20000).unref();
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-async function until(pred, what, ms = 5000) {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
+const { out, finish } = result({}, 20000);
 
 try {
-  // as the server serves it (Node imports no http: URLs)
-  const src = await (await fetch(cfg.base + '/client.js')).text();
-  const lib = await import('data:text/javascript;base64,' + Buffer.from(src).toString('base64'));
+  const { lib } = await servedClient(cfg.base);
   const c = lib.connect(cfg.base.replace(/^http/, 'ws') + '/ws', { token: cfg.token, WebSocket });
   const seen = { subscribed: [], unsubscribed: [] };
   c.on('subscribed', (e) => seen.subscribed.push(e));

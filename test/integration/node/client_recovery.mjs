@@ -6,16 +6,10 @@
 // line back), then one {"result": ...}: what each client's application was handed.
 import WebSocket from 'ws';
 import readline from 'node:readline';
+import { result, servedClient, sleep } from './harness.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
-const out = {};
-const finish = (err) => {
-  if (err) out.error = String(err && err.stack ? err.stack : err);
-  console.log(JSON.stringify({ result: out }));
-  process.exit(0);
-};
-setTimeout(() => finish('node script timed out'), 60000).unref();
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const { out, finish } = result({}, 60000);
 const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 const ask = async (event) => {
   console.log(JSON.stringify({ event }));
@@ -23,8 +17,7 @@ const ask = async (event) => {
 };
 
 try {
-  const src = await (await fetch(cfg.base + '/client.js')).text();
-  const lib = await import('data:text/javascript;base64,' + Buffer.from(src).toString('base64'));
+  const { lib } = await servedClient(cfg.base);
   const clients = cfg.tokens.map((token) => {
     const c = lib.connect(cfg.base.replace(/^http/, 'ws') + '/ws',
       { token, WebSocket, backoffBase: 50, backoffCap: 400 });

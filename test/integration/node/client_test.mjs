@@ -7,27 +7,11 @@
 // Nothing is asserted here beyond what is needed to go on: the results are facts.
 import WebSocket from 'ws';
 import readline from 'node:readline';
+import { result, servedClient, sleep, until } from './harness.mjs';
 
 const cfg = JSON.parse(process.argv[2]);
-const out = { steps: [] };
-const finish = (err) => {
-  if (err) out.error = String(err && err.stack ? err.stack : err);
-  console.log(JSON.stringify({ result: out }));
-  process.exit(0);
-};
-setTimeout(() => finish('node script timed out'), 40000).unref();
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+const { out, finish } = result({ steps: [] }, 40000);
 const lines = readline.createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-
-/** Wait until pred() is true (polling), or throw after ms. */
-async function until(pred, what, ms = 5000) {
-  const end = Date.now() + ms;
-  while (!pred()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 /** What a request's promise settled to: {ok: reply} or {code, message, ms}. */
 async function settle(p) {
@@ -62,10 +46,8 @@ function client(lib, token, opts) {
 
 try {
   // What is tested is what the server serves.
-  const res = await fetch(cfg.base + '/client.js');
-  const src = await res.text();
+  const { lib, res, src } = await servedClient(cfg.base);
   out.served = { status: res.status, type: res.headers.get('content-type'), bytes: src.length };
-  const lib = await import('data:text/javascript;base64,' + Buffer.from(src).toString('base64'));
   out.exports = Object.keys(lib).sort();
 
   const a = client(lib, cfg.a.token);
