@@ -18,8 +18,7 @@ static bool
 path_channel(struct request *r)
 {
     struct http_str ch = r->params[0];
-    if (ns_channel_ok(ch.p, ch.len))
-        return true;
+    if (ns_channel_ok(ch.p, ch.len)) return true;
     http_error(r, 400, NULL, "The channel must be 1-128 characters of A-Z a-z 0-9 and _ . : @ -");
     return false;
 }
@@ -28,17 +27,15 @@ path_channel(struct request *r)
 void
 api_channel_publish(struct request *r)
 {
-    if (!api_admin_ok(r) || !path_channel(r))
-        return;
+    if (!api_admin_ok(r) || !path_channel(r)) return;
     json_t *j = api_json_body(r);
-    if (j == NULL)
-        return;
+    if (j == NULL) return;
     json_t *data = json_object_get(j, "data");
     char *d = NULL;
     size_t dlen = 0;
-    int rc = data != NULL ? json_merge_dump(data, (size_t)r->conn->w->conf->ws_max_message_bytes,
-                                            &d, &dlen)
-                          : 0;
+    int rc = data != NULL
+                 ? json_merge_dump(data, (size_t)r->conn->w->conf->ws_max_message_bytes, &d, &dlen)
+                 : 0;
     if (data == NULL) {
         http_error(r, 400, NULL, "\"data\" is required.");
     } else if (rc == -2) {
@@ -50,8 +47,7 @@ api_channel_publish(struct request *r)
         uint64_t offset;
         size_t n = chan_publish(r->conn->w, ch.p, ch.len, d, dlen, "", &offset);
         char body[256], at[32] = "";
-        if (offset > 0)
-            snprintf(at, sizeof at, ",\"offset\":%llu", (unsigned long long)offset);
+        if (offset > 0) snprintf(at, sizeof at, ",\"offset\":%llu", (unsigned long long)offset);
         int len = snprintf(body, sizeof body, "{\"channel\":\"%.*s\",\"recipients\":%zu%s}",
                            (int)ch.len, ch.p, n, at);
         http_respond_json(r, 202, NULL, body, (size_t)len);
@@ -82,8 +78,7 @@ presence_answered(void *arg, const char *json, size_t len)
 void
 api_channel_presence(struct request *r)
 {
-    if (!api_admin_ok(r) || !path_channel(r))
-        return;
+    if (!api_admin_ok(r) || !path_channel(r)) return;
     chan_presence(r->conn->w, r->params[0].p, r->params[0].len, presence_answered, r);
 }
 
@@ -94,10 +89,8 @@ query_number(const struct request *r, const char *name, int64_t def)
     struct http_str v;
     char digits[24];
     int64_t n;
-    if (!http_query_get(&r->http, name, &v))
-        return def;
-    if (v.len >= sizeof digits)
-        return -1;
+    if (!http_query_get(&r->http, name, &v)) return def;
+    if (v.len >= sizeof digits) return -1;
     memcpy(digits, v.p, v.len);
     digits[v.len] = '\0';
     return conf_parse_number(digits, &n) == 0 ? n : -1;
@@ -107,8 +100,7 @@ query_number(const struct request *r, const char *name, int64_t def)
 void
 api_channel_history(struct request *r)
 {
-    if (!api_admin_ok(r) || !path_channel(r))
-        return;
+    if (!api_admin_ok(r) || !path_channel(r)) return;
     int64_t since = query_number(r, "since", 0), limit = query_number(r, "limit", 100);
     if (since < 0 || limit < 1 || limit > 1000) {
         http_error(r, 400, NULL, "since must be an offset and limit a number from 1 to 1000.");

@@ -37,13 +37,12 @@ chan_keep(struct chan_worker *cw, const struct ns_rules *r, const char *channel,
           const char *data, size_t data_len, const char *from)
 {
     int64_t now = chan_now_ms();
-    struct history_msg m = {.ts = now, .from = from, .from_len = strlen(from), .data = data,
-                            .data_len = data_len};
+    struct history_msg m = {
+        .ts = now, .from = from, .from_len = strlen(from), .data = data, .data_len = data_len};
     uint64_t offset = 0;
-    int rc = history_append(cw->history, channel, len, &m, r->history, r->history_ttl_ms, now,
-                            &offset);
-    if (rc == 0)
-        return offset;
+    int rc =
+        history_append(cw->history, channel, len, &m, r->history, r->history_ttl_ms, now, &offset);
+    if (rc == 0) return offset;
     sb_add(&cw->w->slot->c.history_unkept, 1);
     if (time(NULL) != cw->unkept_said) { /* once a second at most */
         cw->unkept_said = time(NULL);
@@ -58,9 +57,9 @@ struct chan_replay {
     struct chan_worker *cw;
     const char *channel;
     size_t len;
-    uint64_t upto;     /* send offsets up to this one */
-    struct buf *into;  /* a recovery's frames, for one socket; NULL: to every member here */
-    bool failed;       /* a recovery's frame could not be made: it is not whole */
+    uint64_t upto;    /* send offsets up to this one */
+    struct buf *into; /* a recovery's frames, for one socket; NULL: to every member here */
+    bool failed;      /* a recovery's frame could not be made: it is not whole */
 };
 
 /* The text of a message read back from history, into cw->gap. */
@@ -79,8 +78,7 @@ static void
 chan_replay_one(void *arg, const struct history_msg *m)
 {
     struct chan_replay *rp = arg;
-    if (m->offset > rp->upto)
-        return;
+    if (m->offset > rp->upto) return;
     if (chan_replay_text(rp, m) < 0) {
         rp->failed = true;
         return;
@@ -100,8 +98,7 @@ void
 chan_catch_up(struct chan_worker *cw, const char *channel, size_t len, uint64_t upto)
 {
     uint64_t *at = hub_offset(cw->hub, channel, len);
-    if (at == NULL || *at >= upto)
-        return;
+    if (at == NULL || *at >= upto) return;
     struct chan_replay rp = {.cw = cw, .channel = channel, .len = len, .upto = upto};
     bool complete;
     uint64_t top;
@@ -120,8 +117,7 @@ chan_deliver(struct chan_worker *cw, const char *channel, size_t len, uint64_t o
     uint64_t *at = hub_offset(cw->hub, channel, len);
     if (at == NULL || offset <= *at) /* nobody here, or sent already (read back) */
         return 0;
-    if (offset > *at + 1)
-        chan_catch_up(cw, channel, len, offset - 1);
+    if (offset > *at + 1) chan_catch_up(cw, channel, len, offset - 1);
     *at = offset;
     return chan_fanout(cw, channel, len, text, text_len);
 }
@@ -156,12 +152,11 @@ chan_history_item(void *arg, const struct history_msg *m)
 }
 
 int
-chan_history_json(struct worker *w, const char *channel, size_t len, uint64_t since,
-                  size_t limit, struct buf *out)
+chan_history_json(struct worker *w, const char *channel, size_t len, uint64_t since, size_t limit,
+                  struct buf *out)
 {
     struct chan_worker *cw = w->chan;
-    if (chan_history_rules(cw, channel, len) == NULL)
-        return -1;
+    if (chan_history_rules(cw, channel, len) == NULL) return -1;
     bool complete;
     uint64_t top;
     out->off = out->len = 0;
@@ -199,18 +194,20 @@ chan_subscribe_ok(struct chan_client *cl, const struct chan_join_op *op)
      * whether it is whole has gone ahead of it. */
     struct buf *replay = &cw->replay;
     replay->off = replay->len = 0;
-    struct chan_replay rp = {.cw = cw, .channel = op->channel, .len = op->len, .upto = top,
-                             .into = replay};
+    struct chan_replay rp = {
+        .cw = cw, .channel = op->channel, .len = op->len, .upto = top, .into = replay};
     if (since->given && strcmp(since->epoch, epoch) == 0 && since->offset <= top &&
         top - since->offset <= CHAN_RECOVER_MAX)
-        recovered = top == since->offset ||
-                    (history_since(cw->history, op->channel, op->len, since->offset,
-                                   (size_t)(top - since->offset), chan_now_ms(),
-                                   chan_replay_one, &rp, &complete, &newest) == 0 &&
-                     complete && !rp.failed);
+        recovered =
+            top == since->offset || (history_since(cw->history, op->channel, op->len, since->offset,
+                                                   (size_t)(top - since->offset), chan_now_ms(),
+                                                   chan_replay_one, &rp, &complete, &newest) == 0 &&
+                                     complete && !rp.failed);
     char rest[128];
     snprintf(rest, sizeof rest, "%s,\"offset\":%llu,\"epoch\":\"%s\"",
-             !since->given ? "" : recovered ? ",\"recovered\":true" : ",\"recovered\":false",
+             !since->given ? ""
+             : recovered   ? ",\"recovered\":true"
+                           : ",\"recovered\":false",
              (unsigned long long)top, epoch);
     ws_reply(cl->ws, "ok", op->id, rest);
     if (recovered && buf_used(replay) > 0)
@@ -225,8 +222,7 @@ chan_since_arg(struct chan_client *cl, json_t *j, const json_t *id, struct chan_
 {
     json_t *since = json_object_get(j, "since");
     *out = (struct chan_since){0};
-    if (since == NULL || json_is_null(since))
-        return 0;
+    if (since == NULL || json_is_null(since)) return 0;
     json_t *o = json_object_get(since, "offset"), *e = json_object_get(since, "epoch");
     if (!json_is_object(since) || !json_is_integer(o) || json_integer_value(o) < 0 ||
         !json_is_string(e) || json_string_length(e) > HISTORY_EPOCH_LEN) {

@@ -18,18 +18,18 @@
 #include "namespace.h"
 #include "worker.h"
 
-#define CHAN_RECOVER_MAX 10000  /* messages a recovery replays; beyond, recovered is false */
-#define CHAN_HISTORY_SWEEP 256  /* expired history messages dropped per second */
-#define CHAN_REPLAY_KEEP 65536  /* a recovery buffer larger than this is freed after use */
+#define CHAN_RECOVER_MAX 10000 /* messages a recovery replays; beyond, recovered is false */
+#define CHAN_HISTORY_SWEEP 256 /* expired history messages dropped per second */
+#define CHAN_REPLAY_KEEP 65536 /* a recovery buffer larger than this is freed after use */
 
 /* Messages between the workers of an instance, on the bus, and between instances, on
  * Redis (after the sending instance's nonce in hex). The first byte says what. */
 enum {
-    BUS_PUBLISH = 'P',     /* u16 channel length, channel, the pushed message's JSON */
-    BUS_SESSION_END = 'S', /* the session id */
-    BUS_USER_END = 'U',    /* the user */
+    BUS_PUBLISH = 'P',         /* u16 channel length, channel, the pushed message's JSON */
+    BUS_SESSION_END = 'S',     /* the session id */
+    BUS_USER_END = 'U',        /* the user */
     BUS_SESSION_CHANGED = 'C', /* the session id: its channels or subscribe changed */
-    BUS_PUBLISH_AT = 'O',  /* u16 channel length, channel, u64 offset, the message's JSON */
+    BUS_PUBLISH_AT = 'O',      /* u16 channel length, channel, u64 offset, the message's JSON */
 };
 
 /* The worker's channels. */
@@ -41,18 +41,18 @@ struct chan_worker {
     struct pubsub *ps;     /* with store redis: the other instances */
     char nonce[17];        /* this instance's, in hex, to skip our own Redis messages */
     struct buf redis;
-    struct buf members;    /* a presence answer */
+    struct buf members; /* a presence answer */
     int slot;
     struct chan_client *list;
     ev_timer expiry;
     z_stream *deflate[16]; /* by window bits, made when first needed */
     struct buf frame, zframe, msg, text;
-    uint64_t seq;          /* for connection ids */
-    uint64_t conn_key;     /* random: connection ids are a bijection of seq under it */
+    uint64_t seq;            /* for connection ids */
+    uint64_t conn_key;       /* random: connection ids are a bijection of seq under it */
     struct history *history; /* with store lmdb: the machine's channel history */
-    struct buf gap;        /* a message read back from history */
-    struct buf replay;     /* a recovery's frames, before they go out */
-    time_t unkept_said;    /* when the log last said a message went unkept */
+    struct buf gap;          /* a message read back from history */
+    struct buf replay;       /* a recovery's frames, before they go out */
+    time_t unkept_said;      /* when the log last said a message went unkept */
 };
 
 static inline struct chan_worker *
@@ -74,7 +74,7 @@ struct chan_since {
 struct chan_join_op {
     struct chan_client *cl;
     json_t *id;
-    bool pushed;  /* the server's doing: told as "subscribed", not answered "ok" */
+    bool pushed;             /* the server's doing: told as "subscribed", not answered "ok" */
     struct chan_since since; /* a recovery's position, if given */
     size_t len;
     char channel[HUB_CHANNEL_MAX];

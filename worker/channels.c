@@ -69,11 +69,11 @@ chan_zframe(struct chan_worker *cw, int bits, const char *text, size_t len, int 
     if (*zbits != bits) {
         z_stream *z = chan_deflater(cw, bits);
         cw->msg.off = cw->msg.len = 0;
-        *zbits = z != NULL && ws_proto_deflate(z, bits, text, len, &cw->msg) == 0 &&
-                         ws_frame_text(&cw->zframe, true, buf_data(&cw->msg),
-                                       buf_used(&cw->msg)) == 0
-                     ? bits
-                     : -1;
+        *zbits =
+            z != NULL && ws_proto_deflate(z, bits, text, len, &cw->msg) == 0 &&
+                    ws_frame_text(&cw->zframe, true, buf_data(&cw->msg), buf_used(&cw->msg)) == 0
+                ? bits
+                : -1;
     }
     return *zbits == bits ? &cw->zframe : &cw->frame;
 }
@@ -86,10 +86,8 @@ chan_fanout(struct chan_worker *cw, const char *channel, size_t len, const char 
 {
     size_t n;
     struct hub_member *const *m = hub_members(cw->hub, channel, len, &n);
-    if (n == 0)
-        return 0;
-    if (ws_frame_text(&cw->frame, false, text, text_len) < 0)
-        return 0;
+    if (n == 0) return 0;
+    if (ws_frame_text(&cw->frame, false, text, text_len) < 0) return 0;
     int zbits = -1; /* the window cw->zframe holds, if any */
     size_t reached = 0;
     for (size_t i = 0; i < n; i++) {
@@ -98,8 +96,7 @@ chan_fanout(struct chan_worker *cw, const char *channel, size_t len, const char 
         const struct buf *f = bits > 0 && text_len >= CHAN_DEFLATE_MIN
                                   ? chan_zframe(cw, bits, text, text_len, &zbits)
                                   : &cw->frame;
-        if (ws_push_frame(cl->ws, buf_data(f), buf_used(f)) == 0)
-            reached++;
+        if (ws_push_frame(cl->ws, buf_data(f), buf_used(f)) == 0) reached++;
     }
     sb_add(&cw->w->slot->c.ws_out, reached);
     return reached;
@@ -112,8 +109,7 @@ static void
 chan_redis_send(struct chan_worker *cw, const char *name, size_t len, int type, const void *p,
                 size_t plen)
 {
-    if (cw->ps == NULL)
-        return;
+    if (cw->ps == NULL) return;
     char t = (char)type;
     struct buf *b = &cw->redis;
     b->off = b->len = 0;
@@ -153,8 +149,8 @@ chan_push(struct chan_worker *cw, const char *channel, size_t len)
 /* {"op":"message","channel":C,"data":D,"from":U}, without "from" when the API published
  * it (from ""): channel and user are of a safe alphabet, so they need no escaping. */
 int
-chan_message_text(struct buf *t, const char *channel, size_t len, const char *data,
-                  size_t data_len, const char *from, uint64_t offset)
+chan_message_text(struct buf *t, const char *channel, size_t len, const char *data, size_t data_len,
+                  const char *from, uint64_t offset)
 {
     t->off = t->len = 0;
     buf_puts(t, "{\"op\":\"message\",\"channel\":\"");
@@ -174,16 +170,14 @@ chan_message_text(struct buf *t, const char *channel, size_t len, const char *da
 }
 
 size_t
-chan_publish(struct worker *w, const char *channel, size_t len, const char *data,
-             size_t data_len, const char *from, uint64_t *offset)
+chan_publish(struct worker *w, const char *channel, size_t len, const char *data, size_t data_len,
+             const char *from, uint64_t *offset)
 {
     struct chan_worker *cw = w->chan;
     const struct ns_rules *r = chan_history_rules(cw, channel, len);
     uint64_t at = r != NULL ? chan_keep(cw, r, channel, len, data, data_len, from) : 0;
-    if (offset != NULL)
-        *offset = at;
-    if (chan_message_text(&cw->text, channel, len, data, data_len, from, at) < 0)
-        return 0;
+    if (offset != NULL) *offset = at;
+    if (chan_message_text(&cw->text, channel, len, data, data_len, from, at) < 0) return 0;
     if (at > 0)
         chan_push_at(cw, channel, len, at);
     else
@@ -195,8 +189,8 @@ chan_publish(struct worker *w, const char *channel, size_t len, const char *data
  * while the channel has at most presence_events_max members: beyond, they would cost
  * members squared messages. */
 static void
-chan_presence_event(struct chan_worker *cw, const char *op, const char *user,
-                    const char *channel, size_t len, size_t members)
+chan_presence_event(struct chan_worker *cw, const char *op, const char *user, const char *channel,
+                    size_t len, size_t members)
 {
     const struct conf *cf = cw->w->conf;
     if (members > (size_t)cf->presence_events_max ||
@@ -210,8 +204,7 @@ chan_presence_event(struct chan_worker *cw, const char *op, const char *user,
     buf_append(t, channel, len);
     buf_puts(t, "\",\"user\":\"");
     buf_puts(t, user);
-    if (buf_puts(t, "\"}") == 0)
-        chan_push(cw, channel, len);
+    if (buf_puts(t, "\"}") == 0) chan_push(cw, channel, len);
 }
 
 /* ---- subscribe and unsubscribe ---- */
@@ -222,8 +215,7 @@ chan_find_sub(const struct chan_client *cl, const char *name, size_t len)
     for (size_t i = 0; i < cl->nsubs; i++) {
         size_t n;
         const char *ch = hub_member_channel(cl->subs[i], &n);
-        if (n == len && memcmp(ch, name, len) == 0)
-            return (ssize_t)i;
+        if (n == len && memcmp(ch, name, len) == 0) return (ssize_t)i;
     }
     return -1;
 }
@@ -239,8 +231,7 @@ chan_hub_leave(struct chan_client *cl, size_t i, char name[HUB_CHANNEL_MAX], siz
     cl->subs[i] = cl->subs[--cl->nsubs];
     size_t here;
     hub_members(cw->hub, name, *len, &here);
-    if (cw->ps != NULL && here == 0)
-        pubsub_unsubscribe(cw->ps, name, *len);
+    if (cw->ps != NULL && here == 0) pubsub_unsubscribe(cw->ps, name, *len);
 }
 
 /* {"op": op, "channel": C}: what the server did to a socket's channels by itself. */
@@ -263,8 +254,7 @@ chan_joined(void *arg, int rc, size_t members)
             char name[HUB_CHANNEL_MAX];
             size_t n;
             chan_hub_leave(cl, (size_t)i, name, &n);
-            if (!op->pushed)
-                ws_error(cl->ws, op->id, "internal", "Out of memory.");
+            if (!op->pushed) ws_error(cl->ws, op->id, "internal", "Out of memory.");
         } else {
             if (op->pushed)
                 chan_tell(cl, "subscribed", op->channel, op->len);
@@ -281,20 +271,18 @@ chan_joined(void *arg, int rc, size_t members)
 /* Join a channel: the hub at once, the roster then answers the client (or, pushed, tells
  * it "subscribed"). */
 static int
-chan_subscribe(struct chan_client *cl, const char *name, size_t len, const json_t *id,
-               bool pushed, const struct chan_since *since)
+chan_subscribe(struct chan_client *cl, const char *name, size_t len, const json_t *id, bool pushed,
+               const struct chan_since *since)
 {
     if (chan_find_sub(cl, name, len) >= 0) {
-        if (!pushed)
-            ws_reply(cl->ws, "ok", id, "");
+        if (!pushed) ws_reply(cl->ws, "ok", id, "");
         return 0;
     }
     if (cl->nsubs == cl->subs_cap) {
         size_t cap = cl->subs_cap ? (size_t)cl->subs_cap * 2 : 2;
         /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
         struct hub_member **v = realloc(cl->subs, cap * sizeof *v);
-        if (v == NULL)
-            return -1;
+        if (v == NULL) return -1;
         cl->subs = v;
         cl->subs_cap = (uint16_t)cap;
     }
@@ -303,10 +291,9 @@ chan_subscribe(struct chan_client *cl, const char *name, size_t len, const json_
     /* With history, the members here are brought up to the channel's newest offset first,
      * so that the new one starts at that offset and is sent nothing older. */
     uint64_t top = 0;
-    bool numbered = chan_history_rules(cw, name, len) != NULL &&
-                    history_top(cw->history, name, len, &top) == 0;
-    if (numbered)
-        chan_catch_up(cw, name, len, top);
+    bool numbered =
+        chan_history_rules(cw, name, len) != NULL && history_top(cw->history, name, len, &top) == 0;
+    if (numbered) chan_catch_up(cw, name, len, top);
     struct hub_member *m = op != NULL ? hub_join(cw->hub, name, len, cl) : NULL;
     uint64_t *at = m != NULL && numbered ? hub_offset(cw->hub, name, len) : NULL;
     if (at != NULL && *at < top) /* a channel new here */
@@ -320,8 +307,7 @@ chan_subscribe(struct chan_client *cl, const char *name, size_t len, const json_
         pubsub_subscribe(cw->ps, name, len); /* the first here: hear the other instances */
     cl->subs[cl->nsubs++] = m;
     *op = (struct chan_join_op){.cl = cl, .pushed = pushed, .len = len};
-    if (since != NULL)
-        op->since = *since;
+    if (since != NULL) op->since = *since;
     memcpy(op->channel, name, len);
     op->id = id != NULL ? json_deep_copy(id) : NULL;
     struct roster_member rm = chan_member(cl);
@@ -342,8 +328,7 @@ static void
 chan_left(void *arg, int rc, size_t members)
 {
     struct chan_leave_op *op = arg;
-    if (rc == 0)
-        chan_presence_event(op->cw, "leave", op->user, op->channel, op->len, members + 1);
+    if (rc == 0) chan_presence_event(op->cw, "leave", op->user, op->channel, op->len, members + 1);
     free(op);
 }
 
@@ -364,8 +349,7 @@ chan_leave(struct chan_client *cl, size_t i, bool reply, const json_t *id)
     char name[HUB_CHANNEL_MAX];
     size_t len;
     chan_hub_leave(cl, i, name, &len);
-    if (reply)
-        ws_reply(cl->ws, "ok", id, "");
+    if (reply) ws_reply(cl->ws, "ok", id, "");
     if (op == NULL) { /* the channel is not told; the roster forgets all the same */
         roster_leave(cw->roster, name, len, &rm, chan_left_untold, NULL);
         return;
@@ -421,13 +405,11 @@ chan_member_json(void *arg, const struct roster_member *m)
             size_t cap = call->cap ? call->cap * 2 : 16;
             /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
             char **v = realloc(call->users, cap * sizeof *v);
-            if (v == NULL)
-                return;
+            if (v == NULL) return;
             call->users = v;
             call->cap = cap;
         }
-        if ((call->users[call->nusers] = strdup(m->user)) != NULL)
-            call->nusers++;
+        if ((call->users[call->nusers] = strdup(m->user)) != NULL) call->nusers++;
         return;
     }
     struct buf *b = chan_members_buf(call);
@@ -449,8 +431,7 @@ chan_users_json(struct chan_presence_call *call)
     qsort(call->users, call->nusers, sizeof *call->users, chan_user_cmp);
     for (size_t i = 0; i < call->nusers; i++) {
         if (i == 0 || strcmp(call->users[i], call->users[i - 1]) != 0)
-            buf_printf(b, "%s{\"user\":\"%s\"}", buf_used(b) > 1 ? "," : "",
-                       call->users[i]);
+            buf_printf(b, "%s{\"user\":\"%s\"}", buf_used(b) > 1 ? "," : "", call->users[i]);
     }
     for (size_t i = 0; i < call->nusers; i++)
         free(call->users[i]);
@@ -462,8 +443,7 @@ chan_members_done(void *arg, int rc)
 {
     struct chan_presence_call *call = arg;
     struct buf *b = chan_members_buf(call);
-    if (call->users_only)
-        chan_users_json(call);
+    if (call->users_only) chan_users_json(call);
     if (buf_puts(b, "]") < 0 || rc < 0)
         call->cb(call->arg, NULL, 0);
     else
@@ -481,13 +461,12 @@ chan_presence_ask(struct chan_worker *cw, const char *channel, size_t len, bool 
         return;
     }
     *call = (struct chan_presence_call){.cw = cw, .cb = cb, .arg = arg, .users_only = users_only};
-    roster_members(cw->roster, channel, len, CHAN_PRESENCE_MAX, chan_member_json,
-                   chan_members_done, call);
+    roster_members(cw->roster, channel, len, CHAN_PRESENCE_MAX, chan_member_json, chan_members_done,
+                   call);
 }
 
 void
-chan_presence(struct worker *w, const char *channel, size_t len, chan_presence_cb cb,
-              void *arg)
+chan_presence(struct worker *w, const char *channel, size_t len, chan_presence_cb cb, void *arg)
 {
     chan_presence_ask(w->chan, channel, len, false, cb, arg);
 }
@@ -513,8 +492,7 @@ static bool
 chan_allowed(const struct chan_client *cl, const struct ns_rules *r, enum ns_op op,
              const char *channel, size_t len, bool subscribed)
 {
-    if (op == NS_OP_SUBSCRIBE && grants_subscribes(cl->grants, channel, len))
-        return true;
+    if (op == NS_OP_SUBSCRIBE && grants_subscribes(cl->grants, channel, len)) return true;
     struct ns_subject sub = {.user = cl->user,
                              .granted = grants_allow(cl->grants, channel, len),
                              .subscribed = subscribed};
@@ -525,8 +503,7 @@ chan_allowed(const struct chan_client *cl, const struct ns_rules *r, enum ns_op 
  * (forbidden) and the socket stays open. A server-side subscription is granted in any
  * namespace; client_publish off is publish=none in every one. */
 static bool
-chan_may(struct chan_client *cl, enum ns_op op, const char *channel, size_t len,
-         const json_t *id)
+chan_may(struct chan_client *cl, enum ns_op op, const char *channel, size_t len, const json_t *id)
 {
     const struct conf *cf = cl->w->conf;
     const struct ns_rules *r = ns_of(&cf->namespaces, channel, len);
@@ -535,11 +512,10 @@ chan_may(struct chan_client *cl, enum ns_op op, const char *channel, size_t len,
                  "Publishing is for the API only here (client_publish off).");
         return false;
     }
-    if (chan_allowed(cl, r, op, channel, len, chan_find_sub(cl, channel, len) >= 0))
-        return true;
+    if (chan_allowed(cl, r, op, channel, len, chan_find_sub(cl, channel, len) >= 0)) return true;
     char msg[160];
-    snprintf(msg, sizeof msg, "Not allowed to %s here: namespace %s has %s=%s.",
-             ns_op_key(op), r->name, ns_op_key(op), ns_rule_word(r, op));
+    snprintf(msg, sizeof msg, "Not allowed to %s here: namespace %s has %s=%s.", ns_op_key(op),
+             r->name, ns_op_key(op), ns_rule_word(r, op));
     ws_error(cl->ws, id, "forbidden", msg);
     return false;
 }
@@ -549,8 +525,7 @@ chan_op_publish(struct chan_client *cl, json_t *j, const json_t *id, const char 
                 size_t len)
 {
     struct worker *w = cl->w;
-    if (!chan_may(cl, NS_OP_PUBLISH, channel, len, id))
-        return;
+    if (!chan_may(cl, NS_OP_PUBLISH, channel, len, id)) return;
     json_t *data = json_object_get(j, "data");
     if (data == NULL) {
         ws_error(cl->ws, id, "bad_request", "\\\"data\\\" is required.");
@@ -595,8 +570,7 @@ chan_presence_op_answer(void *arg, const char *json, size_t len)
 static void
 chan_op_presence(struct chan_client *cl, const json_t *id, const char *channel, size_t len)
 {
-    if (!chan_may(cl, NS_OP_PRESENCE, channel, len, id))
-        return;
+    if (!chan_may(cl, NS_OP_PRESENCE, channel, len, id)) return;
     struct chan_presence_op *op = malloc(sizeof *op);
     if (op == NULL) {
         ws_error(cl->ws, id, "internal", "Out of memory.");
@@ -636,12 +610,12 @@ chan_dispatch(struct chan_client *cl, json_t *j)
     bool known = strcmp(op, "subscribe") == 0 || strcmp(op, "unsubscribe") == 0 ||
                  strcmp(op, "publish") == 0 || strcmp(op, "presence") == 0;
     if (!known) {
-        ws_error(cl->ws, id, "unknown_op", "op must be subscribe, unsubscribe, publish, "
-                                           "presence or ping.");
+        ws_error(cl->ws, id, "unknown_op",
+                 "op must be subscribe, unsubscribe, publish, "
+                 "presence or ping.");
         return;
     }
-    if ((channel = chan_channel_arg(cl, j, id, &len)) == NULL)
-        return;
+    if ((channel = chan_channel_arg(cl, j, id, &len)) == NULL) return;
     if (strcmp(op, "subscribe") == 0) {
         struct chan_since since;
         if (!chan_may(cl, NS_OP_SUBSCRIBE, channel, len, id) ||
@@ -678,8 +652,7 @@ static void
 chan_admitted(void *arg, int rc)
 {
     struct chan_client *cl = arg;
-    if (rc < 0)
-        log_warnx("%s", roster_last_error(cw_of(cl)->roster));
+    if (rc < 0) log_warnx("%s", roster_last_error(cw_of(cl)->roster));
     ws_admitted(cl->ws, rc);
 }
 
@@ -732,8 +705,7 @@ chan_join_server_side(struct chan_client *cl)
     for (unsigned i = 0; cl->grants != NULL && i < cl->grants->nsubscribe; i++) {
         size_t len;
         const char *ch = grants_subscribe_at(cl->grants, i, &len);
-        if (cl->nsubs < CHAN_MAX_PER_CLIENT &&
-            chan_subscribe(cl, ch, len, NULL, true, NULL) < 0)
+        if (cl->nsubs < CHAN_MAX_PER_CLIENT && chan_subscribe(cl, ch, len, NULL, true, NULL) < 0)
             log_warnx("session %s: out of memory joining %.*s", cl->id, (int)len, ch);
     }
 }
@@ -832,8 +804,7 @@ chan_apply_session(struct chan_client *cl, const struct session *s)
     for (size_t i = cl->nsubs; i-- > 0;) {
         size_t len;
         const char *ch = hub_member_channel(cl->subs[i], &len);
-        if (chan_may_stay(cl, ch, len))
-            continue;
+        if (chan_may_stay(cl, ch, len)) continue;
         char name[HUB_CHANNEL_MAX];
         memcpy(name, ch, len);
         chan_leave(cl, i, false, NULL); /* moves the last one here: it was looked at */
@@ -850,8 +821,7 @@ chan_session_answer(void *arg, enum store_status st, const struct session *s)
 {
     struct chan_client *cl = arg;
     cl->checking = false;
-    if (!ws_release(cl->ws) || ws_is_closed(cl->ws))
-        return;
+    if (!ws_release(cl->ws) || ws_is_closed(cl->ws)) return;
     if (st == STORE_NOT_FOUND) {
         ws_close_with(cl->ws, WS_CLOSE_SESSION_ENDED, "session expired");
     } else if (st != STORE_OK) {
@@ -881,8 +851,7 @@ static void
 chan_changed_matching(struct chan_worker *cw, const char *id)
 {
     for (struct chan_client *cl = cw->list; cl != NULL; cl = cl->next)
-        if (strcmp(cl->id, id) == 0 && ws_is_open(cl->ws))
-            chan_check_session(cl);
+        if (strcmp(cl->id, id) == 0 && ws_is_open(cl->ws)) chan_check_session(cl);
 }
 
 void
@@ -919,8 +888,7 @@ static void
 chan_end_message(struct chan_worker *cw, int type, const char *p, size_t len)
 {
     char what[SESSION_USER_MAX + 1];
-    if (len > SESSION_USER_MAX)
-        return;
+    if (len > SESSION_USER_MAX) return;
     memcpy(what, p, len);
     what[len] = '\0';
     if (type == BUS_SESSION_CHANGED)
@@ -935,14 +903,12 @@ chan_bus_message(void *arg, const void *msg, size_t len)
 {
     struct chan_worker *cw = arg;
     const char *p = msg;
-    if (len < 1)
-        return;
+    if (len < 1) return;
     if ((p[0] == BUS_PUBLISH || p[0] == BUS_PUBLISH_AT) && len >= 3) {
         size_t clen = (size_t)(uint8_t)p[1] << 8 | (uint8_t)p[2];
         size_t numbered = p[0] == BUS_PUBLISH_AT ? 8 : 0, text = 3 + clen + numbered;
         uint64_t offset = 0;
-        if (text > len)
-            return;
+        if (text > len) return;
         for (size_t i = 0; i < numbered; i++)
             offset = offset << 8 | (uint8_t)p[3 + clen + i];
         if (numbered == 0)
@@ -960,15 +926,12 @@ static void
 chan_redis_message(void *arg, const char *name, size_t len, const char *msg, size_t msg_len)
 {
     struct chan_worker *cw = arg;
-    if (msg_len < 17 || memcmp(msg, cw->nonce, 16) == 0)
-        return;
+    if (msg_len < 17 || memcmp(msg, cw->nonce, 16) == 0) return;
     int type = (unsigned char)msg[16];
     const char *p = msg + 17;
     size_t plen = msg_len - 17;
-    bool control =
-        len == strlen(CHAN_REDIS_CONTROL) && memcmp(name, CHAN_REDIS_CONTROL, len) == 0;
-    if (control &&
-        (type == BUS_SESSION_END || type == BUS_USER_END || type == BUS_SESSION_CHANGED))
+    bool control = len == strlen(CHAN_REDIS_CONTROL) && memcmp(name, CHAN_REDIS_CONTROL, len) == 0;
+    if (control && (type == BUS_SESSION_END || type == BUS_USER_END || type == BUS_SESSION_CHANGED))
         chan_end_message(cw, type, p, plen);
     else if (!control && type == BUS_PUBLISH && ns_channel_ok(name, len))
         chan_fanout(cw, name, len, p, plen);
@@ -986,8 +949,7 @@ static void
 chan_redis_ready(void *arg)
 {
     struct chan_worker *cw = arg;
-    if (cw->roster != NULL)
-        roster_tick(cw->roster);
+    if (cw->roster != NULL) roster_tick(cw->roster);
     pubsub_subscribe(cw->ps, CHAN_REDIS_CONTROL, strlen(CHAN_REDIS_CONTROL));
     hub_each_channel(cw->hub, chan_resubscribe_one, cw->ps);
 }
@@ -1005,8 +967,8 @@ chan_open_links(struct chan_worker *cw, char *err, size_t errlen)
                               secs_of_ms(w->conf->redis_timeout_ms), chan_redis_message,
                               chan_redis_ready, cw, err, errlen)) == NULL)
         return -1;
-    struct roster_params rp = {.conf = w->conf, .slot = cw->slot, .pid = (unsigned)getpid(),
-                               .ps = cw->ps, .sb = w->sb};
+    struct roster_params rp = {
+        .conf = w->conf, .slot = cw->slot, .pid = (unsigned)getpid(), .ps = cw->ps, .sb = w->sb};
     char path[sizeof w->conf->store_path + 16];
     if (strcmp(w->conf->store, "lmdb") == 0 &&
         (history_path(w->conf->store_path, path, sizeof path) < 0 ||
@@ -1052,8 +1014,7 @@ void
 chan_worker_stop(struct worker *w)
 {
     struct chan_worker *cw = w->chan;
-    if (cw == NULL)
-        return;
+    if (cw == NULL) return;
     ev_timer_stop(w->loop, &cw->expiry);
     bus_close(cw->bus);
     pubsub_close(cw->ps); /* before the roster: it drops the roster's answers in flight */
@@ -1065,8 +1026,7 @@ chan_worker_stop(struct worker *w)
     buf_free(&cw->replay);
     hub_free(cw->hub);
     for (size_t i = 0; i < ARRAY_LEN(cw->deflate); i++) {
-        if (cw->deflate[i] != NULL)
-            deflateEnd(cw->deflate[i]);
+        if (cw->deflate[i] != NULL) deflateEnd(cw->deflate[i]);
         free(cw->deflate[i]);
     }
     buf_free(&cw->frame);

@@ -29,14 +29,14 @@ struct ws;
  * the socket without leaving it; only channels.c touches the fields. */
 struct chan_client {
     struct worker *w;
-    struct ws *ws;                    /* the socket it is part of */
+    struct ws *ws;                   /* the socket it is part of */
     struct chan_client *prev, *next; /* in the worker's list, once attached */
     struct hub_member **subs;
-    struct grants *grants;            /* its session's channels and subscribe, or NULL */
+    struct grants *grants; /* its session's channels and subscribe, or NULL */
     int64_t expires_at;
     uint16_t nsubs, subs_cap;
-    bool checking;                    /* a store lookup of its session is in flight */
-    bool recheck;                     /* ... and the session changed meanwhile */
+    bool checking; /* a store lookup of its session is in flight */
+    bool recheck;  /* ... and the session changed meanwhile */
     char id[SESSION_ID_LEN + 1];
     char user[SESSION_USER_MAX + 1];
     char conn_id[CHAN_CONN_ID_LEN + 1]; /* opaque: it names no pid, slot or address */
@@ -73,8 +73,8 @@ void chan_client_free(struct chan_client *cl);
  * serialized JSON value and from the publishing user ("" for the API). Returns the
  * channel's subscribers over the instance at publish time; *offset (if asked) gets the
  * message's offset when the channel keeps history, else 0. */
-size_t chan_publish(struct worker *w, const char *channel, size_t channel_len,
-                    const char *data, size_t data_len, const char *from, uint64_t *offset);
+size_t chan_publish(struct worker *w, const char *channel, size_t channel_len, const char *data,
+                    size_t data_len, const char *from, uint64_t *offset);
 
 /* GET /api/channels/{c}/history: the messages after since, at most limit, as the API's
  * JSON into out. 0; -1 when the channel's namespace keeps no history; -2 on failure. */
