@@ -70,7 +70,6 @@ static int check_restart_delay_max(const struct conf *c, char *err, size_t errle
 static int check_instance(const struct conf *c, char *err, size_t errlen);
 static int check_session_ttl(const struct conf *c, char *err, size_t errlen);
 static int check_store(const struct conf *c, char *err, size_t errlen);
-static int check_history(const struct conf *c, char *err, size_t errlen);
 static int check_redis_url(const struct conf *c, char *err, size_t errlen);
 static int check_user(const struct conf *c, char *err, size_t errlen);
 static int check_tls(const struct conf *c, char *err, size_t errlen);
@@ -174,9 +173,9 @@ static const struct directive directives[] = {
      "the embedded store's file (a -lock file sits beside it)"},
     {"store_sync", CT_BOOL, FIELD(store_sync), 0, 0, false, "off", NULL,
      "on: flush every commit to disk (survives power loss, slower)"},
-    {"history_max_bytes", CT_SIZE, FIELD(history_max_bytes), MIB(1), GIB(1024), false, "64m",
-     check_history, "disk for channel history (store_path-history); when full, messages "
-     "are published without being kept"},
+    {"history_max_bytes", CT_SIZE, FIELD(history_max_bytes), MIB(1), GIB(1024), false, "64m", NULL,
+     "disk for channel history (store_path-history); when full, messages are published "
+     "without being kept"},
     {"redis_url", CT_STRING, FIELD(redis_url), 1, 0, false, "redis://127.0.0.1:6379/0",
      check_redis_url,
      "the Redis of store redis: redis://[[user]:password@]host[:port][/db] or unix:/path"},
@@ -850,22 +849,6 @@ check_store(const struct conf *c, char *err, size_t errlen)
         return 0;
     errf(err, errlen, "\"store\" must be lmdb or redis");
     return -1;
-}
-
-/* History is kept in the embedded store's file only, in this release. */
-static int
-check_history(const struct conf *c, char *err, size_t errlen)
-{
-    if (strcmp(c->store, "redis") != 0)
-        return 0;
-    for (int i = 0; i < c->namespaces.n; i++) {
-        if (c->namespaces.v[i].history > 0) {
-            errf(err, errlen, "namespace %s: history is kept with store lmdb only (not yet "
-                 "with store redis)", c->namespaces.v[i].name);
-            return -1;
-        }
-    }
-    return 0;
 }
 
 static int

@@ -23,7 +23,25 @@ path_channel(struct request *r)
     return false;
 }
 
-/* POST /api/channels/{channel}/publish {"data": <any JSON>} -> 202. */
+static void
+published(void *arg, int rc, size_t recipients, uint64_t offset)
+{
+    struct request *r = arg;
+    struct http_str ch = r->params[0];
+    if (rc < 0) {
+        http_error_with(r, 503, "Retry-After: 1\r\n", "store_unavailable",
+                        "The channel's history is unavailable: nothing was published.");
+        return;
+    }
+    char body[256], at[32] = "";
+    if (offset > 0) snprintf(at, sizeof at, ",\"offset\":%llu", (unsigned long long)offset);
+    int len = snprintf(body, sizeof body, "{\"channel\":\"%.*s\",\"recipients\":%zu%s}",
+                       (int)ch.len, ch.p, recipients, at);
+    http_respond_json(r, 202, NULL, body, (size_t)len);
+}
+
+/* POST /api/channels/{channel}/publish {"data": <any JSON>} -> 202, once it is numbered
+ * (with history in Redis, once Redis has answered). */
 void
 api_channel_publish(struct request *r)
 {
@@ -44,13 +62,7 @@ api_channel_publish(struct request *r)
         http_error(r, 500, NULL, "Out of memory.");
     } else {
         struct http_str ch = r->params[0];
-        uint64_t offset;
-        size_t n = chan_publish(r->conn->w, ch.p, ch.len, d, dlen, "", &offset);
-        char body[256], at[32] = "";
-        if (offset > 0) snprintf(at, sizeof at, ",\"offset\":%llu", (unsigned long long)offset);
-        int len = snprintf(body, sizeof body, "{\"channel\":\"%.*s\",\"recipients\":%zu%s}",
-                           (int)ch.len, ch.p, n, at);
-        http_respond_json(r, 202, NULL, body, (size_t)len);
+        chan_publish(r->conn->w, ch.p, ch.len, d, dlen, "", published, r);
     }
     free(d);
     json_decref(j);
@@ -69,7 +81,8 @@ presence_answered(void *arg, const char *json, size_t len)
     buf_append(b, ch.p, ch.len);
     buf_puts(b, "\",\"members\":");
     if (json == NULL || buf_append(b, json, len) < 0 || buf_puts(b, "}") < 0) {
-        http_error_with(r, 503, "Retry-After: 1\r\n", NULL, "Presence is unavailable.");
+        http_error_with(r, 503, "Retry-After: 1\r\n", "store_unavailable",
+                        "Presence is unavailable.");
         return;
     }
     http_respond_json(r, 200, NULL, buf_data(b), buf_used(b));
@@ -96,6 +109,19 @@ query_number(const struct request *r, const char *name, int64_t def)
     return conf_parse_number(digits, &n) == 0 ? n : -1;
 }
 
+static void
+history_answered(void *arg, int rc, const char *json, size_t len)
+{
+    struct request *r = arg;
+    if (rc == -1)
+        http_error(r, 404, NULL, "This channel's namespace keeps no history.");
+    else if (rc < 0)
+        http_error_with(r, 503, "Retry-After: 1\r\n", "store_unavailable",
+                        "History is unavailable.");
+    else
+        http_respond_json(r, 200, NULL, json, len);
+}
+
 /* GET /api/channels/{channel}/history?since=N&limit=L -> 200, oldest first. */
 void
 api_channel_history(struct request *r)
@@ -107,12 +133,5 @@ api_channel_history(struct request *r)
         return;
     }
     struct http_str ch = r->params[0];
-    struct buf *b = &r->conn->w->scratch;
-    int rc = chan_history_json(r->conn->w, ch.p, ch.len, (uint64_t)since, (size_t)limit, b);
-    if (rc == -1)
-        http_error(r, 404, NULL, "This channel's namespace keeps no history.");
-    else if (rc < 0)
-        http_error_with(r, 503, "Retry-After: 1\r\n", NULL, "History is unavailable.");
-    else
-        http_respond_json(r, 200, NULL, buf_data(b), buf_used(b));
+    chan_history(r->conn->w, ch.p, ch.len, (uint64_t)since, (size_t)limit, history_answered, r);
 }

@@ -132,8 +132,20 @@ chan_push_at(struct chan_worker *cw, const char *channel, size_t len, uint64_t o
     chan_deliver(cw, channel, len, offset, buf_data(t), buf_used(t));
 }
 
+void
+chan_history_head(struct buf *out, const char *channel, size_t len, const char *epoch,
+                  size_t epoch_len)
+{
+    out->off = out->len = 0;
+    buf_puts(out, "{\"channel\":\"");
+    buf_append(out, channel, len);
+    buf_puts(out, "\",\"epoch\":\"");
+    buf_append(out, epoch, epoch_len);
+    buf_puts(out, "\",\"messages\":[");
+}
+
 /* One message of an API history answer. */
-static void
+void
 chan_history_item(void *arg, const struct history_msg *m)
 {
     struct buf *b = arg;
@@ -152,25 +164,38 @@ chan_history_item(void *arg, const struct history_msg *m)
 }
 
 int
-chan_history_json(struct worker *w, const char *channel, size_t len, uint64_t since, size_t limit,
-                  struct buf *out)
+chan_history_tail(struct buf *out, uint64_t top)
 {
-    struct chan_worker *cw = w->chan;
-    if (chan_history_rules(cw, channel, len) == NULL) return -1;
-    bool complete;
-    uint64_t top;
-    out->off = out->len = 0;
-    buf_puts(out, "{\"channel\":\"");
-    buf_append(out, channel, len);
-    buf_puts(out, "\",\"epoch\":\"");
-    buf_puts(out, history_epoch(cw->history));
-    buf_puts(out, "\",\"messages\":[");
-    if (history_since(cw->history, channel, len, since, limit, chan_now_ms(), chan_history_item,
-                      out, &complete, &top) < 0)
-        return -2;
     buf_puts(out, "],\"offset\":");
     buf_put_u64(out, top);
-    return buf_puts(out, "}") < 0 ? -2 : 0;
+    return buf_puts(out, "}");
+}
+
+void
+chan_history(struct worker *w, const char *channel, size_t len, uint64_t since, size_t limit,
+             chan_history_cb cb, void *arg)
+{
+    struct chan_worker *cw = w->chan;
+    const struct ns_rules *r = chan_rh_rules(cw, channel, len);
+    if (r != NULL) {
+        chan_rh_history(cw, r, channel, len, since, limit, cb, arg);
+        return;
+    }
+    if (chan_history_rules(cw, channel, len) == NULL) {
+        cb(arg, -1, NULL, 0);
+        return;
+    }
+    struct buf *out = &w->scratch;
+    bool complete;
+    uint64_t top;
+    const char *epoch = history_epoch(cw->history);
+    chan_history_head(out, channel, len, epoch, strlen(epoch));
+    int rc = history_since(cw->history, channel, len, since, limit, chan_now_ms(),
+                           chan_history_item, out, &complete, &top) < 0 ||
+                     chan_history_tail(out, top) < 0
+                 ? -2
+                 : 0;
+    cb(arg, rc, rc == 0 ? buf_data(out) : NULL, rc == 0 ? buf_used(out) : 0);
 }
 
 /* The "ok" of a subscribe; with history, the channel's offset and epoch, and for a

@@ -169,20 +169,27 @@ chan_message_text(struct buf *t, const char *channel, size_t len, const char *da
     return buf_puts(t, "}");
 }
 
-size_t
+void
 chan_publish(struct worker *w, const char *channel, size_t len, const char *data, size_t data_len,
-             const char *from, uint64_t *offset)
+             const char *from, chan_published_cb cb, void *arg)
 {
     struct chan_worker *cw = w->chan;
-    const struct ns_rules *r = chan_history_rules(cw, channel, len);
+    const struct ns_rules *r = chan_rh_rules(cw, channel, len);
+    if (r != NULL) { /* Redis numbers it and publishes it to every worker, ours too */
+        chan_rh_publish(cw, r, channel, len, data, data_len, from, cb, arg);
+        return;
+    }
+    r = chan_history_rules(cw, channel, len);
     uint64_t at = r != NULL ? chan_keep(cw, r, channel, len, data, data_len, from) : 0;
-    if (offset != NULL) *offset = at;
-    if (chan_message_text(&cw->text, channel, len, data, data_len, from, at) < 0) return 0;
+    if (chan_message_text(&cw->text, channel, len, data, data_len, from, at) < 0) {
+        cb(arg, -1, 0, 0);
+        return;
+    }
     if (at > 0)
         chan_push_at(cw, channel, len, at);
     else
         chan_push(cw, channel, len);
-    return roster_count(cw->roster, channel, len);
+    cb(arg, 0, roster_count(cw->roster, channel, len), at);
 }
 
 /* {"op":"join"|"leave","channel":C,"user":U}, where the namespace has join_events on and
@@ -231,7 +238,35 @@ chan_hub_leave(struct chan_client *cl, size_t i, char name[HUB_CHANNEL_MAX], siz
     cl->subs[i] = cl->subs[--cl->nsubs];
     size_t here;
     hub_members(cw->hub, name, *len, &here);
-    if (cw->ps != NULL && here == 0) pubsub_unsubscribe(cw->ps, name, *len);
+    if (cw->ps == NULL || here > 0) return;
+    if (chan_rh_rules(cw, name, *len) != NULL)
+        chan_rh_left(cw, name, *len); /* it leaves Redis's channel when nobody waits */
+    else
+        pubsub_unsubscribe(cw->ps, name, *len);
+}
+
+/* Into the hub, in its place in cl->subs (and, as the first here, into Redis's channel,
+ * which a channel with history in Redis has joined already). */
+static struct hub_member *
+chan_hub_add(struct chan_client *cl, const char *name, size_t len)
+{
+    if (cl->nsubs == cl->subs_cap) {
+        size_t cap = cl->subs_cap ? (size_t)cl->subs_cap * 2 : 2;
+        /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
+        struct hub_member **v = realloc(cl->subs, cap * sizeof *v);
+        if (v == NULL) return NULL;
+        cl->subs = v;
+        cl->subs_cap = (uint16_t)cap;
+    }
+    struct chan_worker *cw = cw_of(cl);
+    struct hub_member *m = hub_join(cw->hub, name, len, cl);
+    if (m == NULL) return NULL;
+    size_t here;
+    if (cw->ps != NULL && chan_rh_rules(cw, name, len) == NULL &&
+        hub_members(cw->hub, name, len, &here) != NULL && here == 1)
+        pubsub_subscribe(cw->ps, name, len); /* the first here: hear the other instances */
+    cl->subs[cl->nsubs++] = m;
+    return m;
 }
 
 /* {"op": op, "channel": C}: what the server did to a socket's channels by itself. */
@@ -243,24 +278,29 @@ chan_tell(struct chan_client *cl, const char *op, const char *channel, size_t le
     ws_reply(cl->ws, op, NULL, rest);
 }
 
-static void
-chan_joined(void *arg, int rc, size_t members)
+void
+chan_join_answer(struct chan_join_op *op, const char *rest, const struct buf *replay)
 {
-    struct chan_join_op *op = arg;
     struct chan_client *cl = op->cl;
     if (ws_release(cl->ws) && !ws_is_closed(cl->ws)) {
         ssize_t i = chan_find_sub(cl, op->channel, op->len);
-        if (rc < 0 && i >= 0) {
+        if (rest != NULL && i < 0 && op->rh && chan_hub_add(cl, op->channel, op->len) != NULL)
+            i = cl->nsubs - 1;
+        if (rest == NULL || i < 0) {
             char name[HUB_CHANNEL_MAX];
             size_t n;
-            chan_hub_leave(cl, (size_t)i, name, &n);
+            if (i >= 0) chan_hub_leave(cl, (size_t)i, name, &n);
             if (!op->pushed) ws_error(cl->ws, op->id, "internal", "Out of memory.");
         } else {
             if (op->pushed)
                 chan_tell(cl, "subscribed", op->channel, op->len);
-            else
+            else if (!op->rh)
                 chan_subscribe_ok(cl, op);
-            chan_presence_event(cw_of(cl), "join", cl->user, op->channel, op->len, members);
+            else
+                ws_reply(cl->ws, "ok", op->id, rest);
+            if (replay != NULL && buf_used(replay) > 0)
+                ws_push_frame(cl->ws, buf_data(replay), buf_used(replay));
+            chan_presence_event(cw_of(cl), "join", cl->user, op->channel, op->len, op->members);
         }
         ws_answered(cl->ws);
     }
@@ -268,8 +308,21 @@ chan_joined(void *arg, int rc, size_t members)
     free(op);
 }
 
+/* The roster holds the membership. A subscribe to a channel with history in Redis then
+ * waits for where the channel stands; the others are answered now. */
+static void
+chan_joined(void *arg, int rc, size_t members)
+{
+    struct chan_join_op *op = arg;
+    op->members = members;
+    if (rc == 0 && op->rh && !ws_is_closed(op->cl->ws))
+        chan_rh_join(cw_of(op->cl), op);
+    else
+        chan_join_answer(op, rc == 0 ? "" : NULL, NULL);
+}
+
 /* Join a channel: the hub at once, the roster then answers the client (or, pushed, tells
- * it "subscribed"). */
+ * it "subscribed"). With history in Redis, the hub once the answer is out. */
 static int
 chan_subscribe(struct chan_client *cl, const char *name, size_t len, const json_t *id, bool pushed,
                const struct chan_since *since)
@@ -278,35 +331,26 @@ chan_subscribe(struct chan_client *cl, const char *name, size_t len, const json_
         if (!pushed) ws_reply(cl->ws, "ok", id, "");
         return 0;
     }
-    if (cl->nsubs == cl->subs_cap) {
-        size_t cap = cl->subs_cap ? (size_t)cl->subs_cap * 2 : 2;
-        /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
-        struct hub_member **v = realloc(cl->subs, cap * sizeof *v);
-        if (v == NULL) return -1;
-        cl->subs = v;
-        cl->subs_cap = (uint16_t)cap;
-    }
     struct chan_worker *cw = cw_of(cl);
+    bool rh = chan_rh_rules(cw, name, len) != NULL;
     struct chan_join_op *op = len <= HUB_CHANNEL_MAX ? malloc(sizeof *op) : NULL;
-    /* With history, the members here are brought up to the channel's newest offset first,
-     * so that the new one starts at that offset and is sent nothing older. */
-    uint64_t top = 0;
-    bool numbered =
-        chan_history_rules(cw, name, len) != NULL && history_top(cw->history, name, len, &top) == 0;
-    if (numbered) chan_catch_up(cw, name, len, top);
-    struct hub_member *m = op != NULL ? hub_join(cw->hub, name, len, cl) : NULL;
-    uint64_t *at = m != NULL && numbered ? hub_offset(cw->hub, name, len) : NULL;
-    if (at != NULL && *at < top) /* a channel new here */
-        *at = top;
-    if (m == NULL) {
-        free(op);
-        return -1;
+    if (op == NULL) return -1;
+    if (!rh) {
+        /* With history, the members here are brought up to the channel's newest offset
+         * first, so that the new one starts at that offset and is sent nothing older. */
+        uint64_t top = 0;
+        bool numbered = chan_history_rules(cw, name, len) != NULL &&
+                        history_top(cw->history, name, len, &top) == 0;
+        if (numbered) chan_catch_up(cw, name, len, top);
+        if (chan_hub_add(cl, name, len) == NULL) {
+            free(op);
+            return -1;
+        }
+        uint64_t *at = numbered ? hub_offset(cw->hub, name, len) : NULL;
+        if (at != NULL && *at < top) /* a channel new here */
+            *at = top;
     }
-    size_t here;
-    if (cw->ps != NULL && hub_members(cw->hub, name, len, &here) != NULL && here == 1)
-        pubsub_subscribe(cw->ps, name, len); /* the first here: hear the other instances */
-    cl->subs[cl->nsubs++] = m;
-    *op = (struct chan_join_op){.cl = cl, .pushed = pushed, .len = len};
+    *op = (struct chan_join_op){.cl = cl, .pushed = pushed, .rh = rh, .len = len};
     if (since != NULL) op->since = *since;
     memcpy(op->channel, name, len);
     op->id = id != NULL ? json_deep_copy(id) : NULL;
@@ -521,6 +565,41 @@ chan_may(struct chan_client *cl, enum ns_op op, const char *channel, size_t len,
 }
 
 static void
+chan_published_nowhere(void *arg, int rc, size_t recipients, uint64_t offset)
+{
+    (void)arg;
+    (void)rc;
+    (void)recipients;
+    (void)offset;
+}
+
+/* A client's publish to a channel with history in Redis waits holding the socket. */
+struct chan_publish_op {
+    struct chan_client *cl;
+    json_t *id;
+};
+
+static void
+chan_op_published(void *arg, int rc, size_t recipients, uint64_t offset)
+{
+    (void)recipients;
+    struct chan_publish_op *op = arg;
+    struct chan_client *cl = op->cl;
+    if (ws_release(cl->ws) && !ws_is_closed(cl->ws)) {
+        char rest[40];
+        snprintf(rest, sizeof rest, ",\"offset\":%llu", (unsigned long long)offset);
+        if (rc == 0)
+            ws_reply(cl->ws, "ok", op->id, rest);
+        else
+            ws_error(cl->ws, op->id, "store_unavailable",
+                     "The channel's history (Redis) is unavailable: nothing was published.");
+        ws_answered(cl->ws);
+    }
+    json_decref(op->id);
+    free(op);
+}
+
+static void
 chan_op_publish(struct chan_client *cl, json_t *j, const json_t *id, const char *channel,
                 size_t len)
 {
@@ -537,8 +616,19 @@ chan_op_publish(struct chan_client *cl, json_t *j, const json_t *id, const char 
         ws_error(cl->ws, id, "too_big", "\\\"data\\\" is too large.");
         return;
     }
-    ws_reply(cl->ws, "ok", id, ""); /* before the message, which the publisher may also get */
-    chan_publish(w, channel, len, d, dlen, cl->user, NULL);
+    if (chan_rh_rules(w->chan, channel, len) == NULL) {
+        ws_reply(cl->ws, "ok", id, ""); /* before the message, which it may also get */
+        chan_publish(w, channel, len, d, dlen, cl->user, chan_published_nowhere, NULL);
+    } else { /* answered once Redis has numbered it, with its offset */
+        struct chan_publish_op *op = malloc(sizeof *op);
+        if (op == NULL) {
+            ws_error(cl->ws, id, "internal", "Out of memory.");
+        } else {
+            *op = (struct chan_publish_op){.cl = cl, .id = id != NULL ? json_deep_copy(id) : NULL};
+            ws_hold(cl->ws);
+            chan_publish(w, channel, len, d, dlen, cl->user, chan_op_published, op);
+        }
+    }
     free(d);
 }
 
@@ -935,6 +1025,8 @@ chan_redis_message(void *arg, const char *name, size_t len, const char *msg, siz
         chan_end_message(cw, type, p, plen);
     else if (!control && type == BUS_PUBLISH && ns_channel_ok(name, len))
         chan_fanout(cw, name, len, p, plen);
+    else if (!control && type == BUS_PUBLISH_AT && memcmp(msg, CHAN_REDIS_ANYONE, 16) == 0)
+        chan_rh_message(cw, name, len, p, plen);
 }
 
 static void
@@ -952,6 +1044,7 @@ chan_redis_ready(void *arg)
     if (cw->roster != NULL) roster_tick(cw->roster);
     pubsub_subscribe(cw->ps, CHAN_REDIS_CONTROL, strlen(CHAN_REDIS_CONTROL));
     hub_each_channel(cw->hub, chan_resubscribe_one, cw->ps);
+    chan_rh_resync(cw);
 }
 
 /* ---- the worker's side ---- */
@@ -963,9 +1056,10 @@ chan_open_links(struct chan_worker *cw, char *err, size_t errlen)
     char ns[64];
     snprintf(ns, sizeof ns, "sessiond/%llu", (unsigned long long)sb_get(&w->sb->master_pid));
     if (strcmp(w->conf->store, "redis") == 0 &&
-        (cw->ps = pubsub_open(w->loop, w->conf->redis_url, w->conf->redis_prefix,
-                              secs_of_ms(w->conf->redis_timeout_ms), chan_redis_message,
-                              chan_redis_ready, cw, err, errlen)) == NULL)
+        (chan_rh_init(err, errlen) < 0 ||
+         (cw->ps = pubsub_open(w->loop, w->conf->redis_url, w->conf->redis_prefix,
+                               secs_of_ms(w->conf->redis_timeout_ms), chan_redis_message,
+                               chan_redis_ready, cw, err, errlen)) == NULL))
         return -1;
     struct roster_params rp = {
         .conf = w->conf, .slot = cw->slot, .pid = (unsigned)getpid(), .ps = cw->ps, .sb = w->sb};
@@ -997,7 +1091,7 @@ chan_worker_start(struct worker *w, char *err, size_t errlen)
     if (getrandom(&cw->conn_key, sizeof cw->conn_key, 0) != sizeof cw->conn_key)
         cw->conn_key = chan_conn_mix((uint64_t)getpid() << 32 ^ (uint64_t)time(NULL));
     ev_timer_init(&cw->expiry, chan_expiry_check, CHAN_EXPIRY_CHECK, CHAN_EXPIRY_CHECK);
-    if ((cw->hub = hub_new()) == NULL) {
+    if ((cw->hub = hub_new()) == NULL || (cw->syncs = hub_new()) == NULL) {
         errf(err, errlen, "realtime: out of memory");
         chan_worker_stop(w);
         return -1;
@@ -1022,6 +1116,8 @@ chan_worker_stop(struct worker *w)
     buf_free(&cw->members);
     roster_close(cw->roster);
     history_close(cw->history);
+    chan_rh_free(cw);
+    hub_free(cw->syncs);
     buf_free(&cw->gap);
     buf_free(&cw->replay);
     hub_free(cw->hub);

@@ -69,18 +69,22 @@ void chan_client_close(struct chan_client *cl);
 /* What it holds besides itself (the socket's memory is the transport's). */
 void chan_client_free(struct chan_client *cl);
 
-/* Publish a message on a channel to every subscriber of the instance; data is one
- * serialized JSON value and from the publishing user ("" for the API). Returns the
- * channel's subscribers over the instance at publish time; *offset (if asked) gets the
- * message's offset when the channel keeps history, else 0. */
-size_t chan_publish(struct worker *w, const char *channel, size_t channel_len, const char *data,
-                    size_t data_len, const char *from, uint64_t *offset);
+/* What a publish came to: rc 0 with the channel's subscribers over the instance at
+ * publish time and the message's offset (0 when the channel keeps no history), or rc -1
+ * when its history (Redis) could not take it: then it went to nobody. */
+typedef void (*chan_published_cb)(void *arg, int rc, size_t recipients, uint64_t offset);
+/* Publish a message on a channel to every subscriber of the instance (of every instance,
+ * with Redis); data is one serialized JSON value and from the publishing user ("" for
+ * the API). cb gets the answer exactly once, now or (history in Redis) later. */
+void chan_publish(struct worker *w, const char *channel, size_t channel_len, const char *data,
+                  size_t data_len, const char *from, chan_published_cb cb, void *arg);
 
 /* GET /api/channels/{c}/history: the messages after since, at most limit, as the API's
- * JSON into out. 0; -1 when the channel's namespace keeps no history; -2 on failure. */
-struct buf;
-int chan_history_json(struct worker *w, const char *channel, size_t len, uint64_t since,
-                      size_t limit, struct buf *out);
+ * JSON: to cb with rc 0, or rc -1 when the channel's namespace keeps no history, -2 when
+ * the history could not be read; now or later. */
+typedef void (*chan_history_cb)(void *arg, int rc, const char *json, size_t len);
+void chan_history(struct worker *w, const char *channel, size_t len, uint64_t since, size_t limit,
+                  chan_history_cb cb, void *arg);
 
 /* A channel's members over the instance (every instance, with Redis): cb gets them as a
  * JSON array, or NULL if they could not be had, now or later. */
