@@ -69,6 +69,25 @@ const char *history_epoch(const struct history *h);
 int history_append(struct history *h, const char *ch, size_t len, const struct history_msg *m,
                    int keep, int64_t ttl, int64_t now, uint64_t *offset);
 
+/* One message of a group commit (history_append_many): what history_append takes, and
+ * what it answers (status, offset). */
+struct history_append {
+    const char *ch;
+    size_t len;
+    struct history_msg m;
+    int keep;
+    int64_t ttl;
+    int status;      /* out: 0 or a code above, as history_append returns */
+    uint64_t offset; /* out */
+};
+
+/* Append v[0..n) as history_append would, in order, in one transaction: one take of the
+ * machine's write lock and one commit for all (a worker's publishes of one loop
+ * iteration). When the transaction cannot hold them all (the file full mid-way, an LMDB
+ * failure), each is appended again on its own, so that each gets what history_append
+ * alone would give it. */
+void history_append_many(struct history *h, struct history_append *v, size_t n, int64_t now);
+
 /* The newest offset of ch (0: nothing was ever appended in this epoch). 0 or -1. */
 int history_top(struct history *h, const char *ch, size_t len, uint64_t *top);
 

@@ -435,6 +435,36 @@ history_append(struct history *h, const char *ch, size_t len, const struct histo
     return a.status;
 }
 
+void
+history_append_many(struct history *h, struct history_append *v, size_t n, int64_t now)
+{
+    MDB_txn *txn = NULL;
+    int rc = begin(h, 0, &txn);
+    bool begun = rc == 0;
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        struct history_append *e = &v[i];
+        struct append a = {
+            .ch = e->ch, .len = e->len, .m = &e->m, .keep = e->keep, .ttl = e->ttl, .now = now};
+        e->offset = 0;
+        e->status = a.status = append_args(h, e->ch, e->len, &e->m, e->keep, e->ttl);
+        if (e->status == HISTORY_ERROR)
+            continue;
+        /* A message the account refuses is still numbered (its status says so); an
+         * LMDB failure spoils the whole transaction. */
+        if ((rc = append_txn(h, txn, &a, true)) == 0) {
+            e->offset = a.offset;
+            e->status = a.status;
+        }
+    }
+    if (begun && rc == 0 && mdb_txn_commit(txn) == 0) /* a commit frees txn, even failing */
+        return;
+    if (begun && rc != 0)
+        mdb_txn_abort(txn);
+    for (size_t i = 0; i < n; i++) /* one by one, each as far as it can go */
+        v[i].status = history_append(h, v[i].ch, v[i].len, &v[i].m, v[i].keep, v[i].ttl, now,
+                                     &v[i].offset);
+}
+
 /* ---- reads ---- */
 
 /* The start of a read of ch: the name checked and the read transaction begun. 0, or -1

@@ -5,6 +5,7 @@
 #include "chan_impl.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
@@ -30,27 +31,125 @@ chan_history_rules(const struct chan_worker *cw, const char *channel, size_t len
     return cw->history != NULL && r->history > 0 ? r : NULL;
 }
 
-/* Keep a message of a channel with history: its offset, or 0 when it could not even be
- * numbered. A message numbered but not kept (the file full) is counted and said. */
-uint64_t
-chan_keep(struct chan_worker *cw, const struct ns_rules *r, const char *channel, size_t len,
-          const char *data, size_t data_len, const char *from)
+/* A message numbered but not kept (the file full), or not even numbered: counted, and
+ * said once a second at most. */
+static void
+chan_unkept(struct chan_worker *cw, int rc, const char *channel, size_t len)
 {
-    int64_t now = chan_now_ms();
-    struct history_msg m = {
-        .ts = now, .from = from, .from_len = strlen(from), .data = data, .data_len = data_len};
-    uint64_t offset = 0;
-    int rc =
-        history_append(cw->history, channel, len, &m, r->history, r->history_ttl_ms, now, &offset);
-    if (rc == 0) return offset;
     sb_add(&cw->w->slot->c.history_unkept, 1);
-    if (time(NULL) != cw->unkept_said) { /* once a second at most */
-        cw->unkept_said = time(NULL);
-        log_warnx("history of %.*s: message not kept (%s)", (int)len, channel,
-                  rc == HISTORY_FULL ? "the history file is at history_max_bytes"
-                                     : history_last_error(cw->history));
+    if (time(NULL) == cw->unkept_said) return;
+    cw->unkept_said = time(NULL);
+    log_warnx("history of %.*s: message not kept (%s)", (int)len, channel,
+              rc == HISTORY_FULL ? "the history file is at history_max_bytes"
+                                 : history_last_error(cw->history));
+}
+
+/* ---- the group commit ---- */
+
+#define CHAN_KEEP_BATCH 64 /* messages per transaction */
+
+/* A publish waiting for the group commit; its channel, from (with its NUL) and data
+ * follow it. */
+struct chan_queued {
+    struct chan_queued *next;
+    chan_published_cb cb;
+    void *arg;
+    int keep;
+    int64_t ttl;
+    size_t len, from_len, data_len;
+};
+
+static char *
+queued_bytes(struct chan_queued *q)
+{
+    return (char *)(q + 1);
+}
+
+/* Keep up to CHAN_KEEP_BATCH queued messages in one transaction, then send each with
+ * its offset, in the order they were published here. A cb may queue more (a pipelined
+ * request): those wait for the next batch. */
+static void
+chan_keep_batch(struct chan_worker *cw)
+{
+    struct history_append v[CHAN_KEEP_BATCH];
+    struct chan_queued *batch = cw->queue, *q = batch;
+    size_t n = 0;
+    for (; q != NULL && n < CHAN_KEEP_BATCH; q = q->next, n++) {
+        const char *p = queued_bytes(q);
+        v[n] = (struct history_append){.ch = p,
+                                       .len = q->len,
+                                       .keep = q->keep,
+                                       .ttl = q->ttl,
+                                       .m = {.from = p + q->len,
+                                             .from_len = q->from_len,
+                                             .data = p + q->len + q->from_len + 1,
+                                             .data_len = q->data_len}};
     }
-    return offset;
+    cw->queue = q;
+    if (q == NULL) cw->queue_tail = &cw->queue;
+    int64_t now = chan_now_ms();
+    for (size_t i = 0; i < n; i++)
+        v[i].m.ts = now;
+    history_append_many(cw->history, v, n, now);
+    for (size_t i = 0; i < n; i++) {
+        struct chan_queued *next = batch->next;
+        if (v[i].status != 0) chan_unkept(cw, v[i].status, v[i].ch, v[i].len);
+        chan_send(cw, v[i].ch, v[i].len, v[i].m.data, v[i].m.data_len, v[i].m.from, v[i].offset,
+                  batch->cb, batch->arg);
+        free(batch);
+        batch = next;
+    }
+}
+
+static void
+chan_keep_flush(struct ev_loop *loop, ev_prepare *p, int revents)
+{
+    (void)revents;
+    struct chan_worker *cw = p->data;
+    ev_prepare_stop(loop, p);
+    while (cw->queue != NULL)
+        chan_keep_batch(cw);
+}
+
+void
+chan_keep_init(struct chan_worker *cw)
+{
+    ev_prepare_init(&cw->keep, chan_keep_flush);
+    cw->keep.data = cw;
+    cw->queue = NULL;
+    cw->queue_tail = &cw->queue;
+}
+
+void
+chan_keep_stop(struct chan_worker *cw)
+{
+    chan_keep_flush(cw->w->loop, &cw->keep, 0);
+}
+
+void
+chan_keep(struct chan_worker *cw, const struct ns_rules *r, const char *channel, size_t len,
+          const char *data, size_t data_len, const char *from, chan_published_cb cb, void *arg)
+{
+    size_t from_len = strlen(from);
+    struct chan_queued *q = malloc(sizeof *q + len + from_len + 1 + data_len);
+    if (q == NULL) {
+        cb(arg, -1, 0, 0);
+        return;
+    }
+    *q = (struct chan_queued){.cb = cb,
+                              .arg = arg,
+                              .keep = r->history,
+                              .ttl = r->history_ttl_ms,
+                              .len = len,
+                              .from_len = from_len,
+                              .data_len = data_len};
+    char *p = queued_bytes(q);
+    memcpy(p, channel, len);
+    memcpy(p + len, from, from_len + 1);
+    if (data_len > 0) memcpy(p + len + from_len + 1, data, data_len);
+    *cw->queue_tail = q;
+    cw->queue_tail = &q->next;
+    if (!ev_is_active(&cw->keep)) ev_prepare_start(cw->w->loop, &cw->keep);
 }
 
 struct chan_replay {

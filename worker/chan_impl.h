@@ -60,6 +60,10 @@ struct chan_worker {
     struct buf gap;          /* a message read back from history */
     struct buf replay;       /* a recovery's frames, before they go out */
     time_t unkept_said;      /* when the log last said a message went unkept */
+    /* With store lmdb, the publishes to channels with history of one loop iteration,
+     * kept in one transaction (a group commit) before the loop waits again. */
+    ev_prepare keep;
+    struct chan_queued *queue, **queue_tail;
 };
 
 static inline struct chan_worker *
@@ -98,6 +102,10 @@ size_t chan_fanout(struct chan_worker *cw, const char *channel, size_t len, cons
 /* channels.c: the bus copy of a push (its text in cw->text) to the other workers: type,
  * channel length and name, the offset when numbered (BUS_PUBLISH_AT), then the text. */
 void chan_bus_push(struct chan_worker *cw, const char *channel, size_t len, uint64_t offset);
+/* channels.c: send a message (numbered at offset, or 0 for none) to the channel's
+ * subscribers on every worker, then tell cb. */
+void chan_send(struct chan_worker *cw, const char *channel, size_t len, const char *data,
+               size_t data_len, const char *from, uint64_t offset, chan_published_cb cb, void *arg);
 /* channels.c: a message push's JSON into t; offset 0 for none. 0 or -1. */
 int chan_message_text(struct buf *t, const char *channel, size_t len, const char *data,
                       size_t data_len, const char *from, uint64_t offset);
@@ -112,9 +120,14 @@ int64_t chan_now_ms(void);
 /* The rules of channel, if it keeps history here. */
 const struct ns_rules *chan_history_rules(const struct chan_worker *cw, const char *channel,
                                           size_t len);
-/* Keep a message: its offset, or 0 when it could not even be numbered. */
-uint64_t chan_keep(struct chan_worker *cw, const struct ns_rules *r, const char *channel,
-                   size_t len, const char *data, size_t data_len, const char *from);
+/* Publish a message of a channel with history (store lmdb) once it is kept: it waits
+ * for the loop iteration's group commit, then goes out with its offset and cb is told. */
+void chan_keep(struct chan_worker *cw, const struct ns_rules *r, const char *channel, size_t len,
+               const char *data, size_t data_len, const char *from, chan_published_cb cb,
+               void *arg);
+/* Start and stop the group commit (stopping commits and sends what waits). */
+void chan_keep_init(struct chan_worker *cw);
+void chan_keep_stop(struct chan_worker *cw);
 /* Bring the channel's members here up to offset upto, from the file. */
 void chan_catch_up(struct chan_worker *cw, const char *channel, size_t len, uint64_t upto);
 /* A numbered message for this worker's subscribers: once each, in offset order. */

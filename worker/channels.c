@@ -180,16 +180,25 @@ chan_publish(struct worker *w, const char *channel, size_t len, const char *data
         return;
     }
     r = chan_history_rules(cw, channel, len);
-    uint64_t at = r != NULL ? chan_keep(cw, r, channel, len, data, data_len, from) : 0;
-    if (chan_message_text(&cw->text, channel, len, data, data_len, from, at) < 0) {
+    if (r != NULL) /* kept in the machine's file first, with the loop iteration's others */
+        chan_keep(cw, r, channel, len, data, data_len, from, cb, arg);
+    else
+        chan_send(cw, channel, len, data, data_len, from, 0, cb, arg);
+}
+
+void
+chan_send(struct chan_worker *cw, const char *channel, size_t len, const char *data,
+          size_t data_len, const char *from, uint64_t offset, chan_published_cb cb, void *arg)
+{
+    if (chan_message_text(&cw->text, channel, len, data, data_len, from, offset) < 0) {
         cb(arg, -1, 0, 0);
         return;
     }
-    if (at > 0)
-        chan_push_at(cw, channel, len, at);
+    if (offset > 0)
+        chan_push_at(cw, channel, len, offset);
     else
         chan_push(cw, channel, len);
-    cb(arg, 0, roster_count(cw->roster, channel, len), at);
+    cb(arg, 0, roster_count(cw->roster, channel, len), offset);
 }
 
 /* {"op":"join"|"leave","channel":C,"user":U}, where the namespace has join_events on and
@@ -1091,6 +1100,7 @@ chan_worker_start(struct worker *w, char *err, size_t errlen)
     if (getrandom(&cw->conn_key, sizeof cw->conn_key, 0) != sizeof cw->conn_key)
         cw->conn_key = chan_conn_mix((uint64_t)getpid() << 32 ^ (uint64_t)time(NULL));
     ev_timer_init(&cw->expiry, chan_expiry_check, CHAN_EXPIRY_CHECK, CHAN_EXPIRY_CHECK);
+    chan_keep_init(cw);
     if ((cw->hub = hub_new()) == NULL || (cw->syncs = hub_new()) == NULL) {
         errf(err, errlen, "realtime: out of memory");
         chan_worker_stop(w);
@@ -1110,6 +1120,7 @@ chan_worker_stop(struct worker *w)
     struct chan_worker *cw = w->chan;
     if (cw == NULL) return;
     ev_timer_stop(w->loop, &cw->expiry);
+    chan_keep_stop(cw); /* what waits for the group commit is kept and sent */
     bus_close(cw->bus);
     pubsub_close(cw->ps); /* before the roster: it drops the roster's answers in flight */
     buf_free(&cw->redis);

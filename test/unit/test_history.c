@@ -678,6 +678,47 @@ on_msg_flood(void *arg, const struct history_msg *m)
     }
 }
 
+/* A message for history_append_many. */
+static struct history_append
+msg_for(const char *ch, const char *data, size_t data_len)
+{
+    return (struct history_append){
+        .ch = ch,
+        .len = strlen(ch),
+        .keep = 10,
+        .ttl = DAY,
+        .m = {.ts = 1000, .from = "u1", .from_len = 2, .data = data, .data_len = data_len}};
+}
+
+/* A batch that LMDB cannot hold (a read pins the freed pages) falls back to one append
+ * at a time: each as far as it goes, the offsets with no gap, nothing half-written. */
+static void
+on_msg_flood_many(void *arg, const struct history_msg *m)
+{
+    struct flood *fl = arg;
+    static char data[4001];
+    (void)m;
+    if (fl->calls++ > 0)
+        return;
+    memset(data, 'f', sizeof data - 1);
+    for (int round = 0; round < 100 && fl->rc == 0; round++) {
+        struct history_append v[16];
+        for (size_t i = 0; i < 16; i++) {
+            v[i] = msg_for("flood", data, sizeof data - 1);
+            v[i].keep = 2;
+        }
+        history_append_many(fl->h, v, 16, 1000);
+        for (size_t i = 0; i < 16; i++) {
+            if (v[i].status != 0)
+                fl->rc = v[i].status;
+            if (v[i].offset > 0) {
+                ck_assert_uint_eq(v[i].offset, fl->last + 1);
+                fl->last = v[i].offset;
+            }
+        }
+    }
+}
+
 START_TEST(map_full_from_lmdb)
 {
     struct fx f;
@@ -686,8 +727,11 @@ START_TEST(map_full_from_lmdb)
     fx_setup(&f, MIB);
     add_ok(f.h, "pin", "1", 10, DAY, 1000, 1);
     struct flood fl = {.h = f.h};
-    ck_assert_int_eq(
-        history_since(f.h, "pin", 3, 0, 10, 1000, on_msg_flood, &fl, &complete, &top), 0);
+    /* Appended one by one (_i 0), or in batches (_i 1) that fall back to one by one. */
+    ck_assert_int_eq(history_since(f.h, "pin", 3, 0, 10, 1000,
+                                   _i == 0 ? on_msg_flood : on_msg_flood_many, &fl, &complete,
+                                   &top),
+                     0);
     ck_assert_int_eq(fl.rc, HISTORY_FULL);
     ck_assert_ptr_nonnull(strstr(history_last_error(f.h), "MDB_MAP_FULL"));
     ck_assert_uint_gt(fl.last, 20);
@@ -702,6 +746,44 @@ START_TEST(map_full_from_lmdb)
     fx_teardown(&f);
 }
 END_TEST
+
+/* ---- the group commit ---- */
+
+
+START_TEST(append_many_in_one_transaction)
+{
+    struct fx f;
+    fx_setup(&f, 8 * MIB);
+    static char big[HISTORY_DATA_MAX + 1];
+    struct history_append v[] = {
+        msg_for("a", "1", 1),          msg_for("b", "1", 1),
+        msg_for("a", "2", 1),          msg_for("c", big, sizeof big), /* numbered, not kept */
+        msg_for("bad channel", "x", 1), /* refused alone */
+        msg_for("a", "3", 1),
+    };
+    history_append_many(f.h, v, sizeof v / sizeof v[0], 1000);
+    const uint64_t off[] = {1, 1, 2, 1, 0, 3};
+    const int status[] = {0, 0, 0, HISTORY_TOO_BIG, HISTORY_ERROR, 0};
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        ck_assert_uint_eq(v[i].offset, off[i]);
+        ck_assert_int_eq(v[i].status, status[i]);
+    }
+    struct got *g = since(f.h, "a", 0, 10, 1000);
+    expect_range(g, 1, 3);
+    ck_assert_str_eq(g->data[1], "2");
+    ck_assert_str_eq(g->from[2], "u1");
+    ck_assert(!since(f.h, "c", 0, 10, 1000)->complete);
+    ck_assert_uint_eq(top_of(f.h, "b"), 1);
+    /* A second batch goes on from there. */
+    struct history_append w[] = {msg_for("b", "2", 1), msg_for("a", "4", 1)};
+    history_append_many(f.h, w, 2, 1001);
+    ck_assert_uint_eq(w[0].offset, 2);
+    ck_assert_uint_eq(w[1].offset, 4);
+    fx_teardown(&f);
+}
+END_TEST
+
+
 
 Suite *
 history_suite(void)
@@ -724,7 +806,8 @@ history_suite(void)
     tcase_add_test(tc, kill_9_while_appending);
     tcase_add_test(tc, trim_keeps_the_file_in_bounds);
     tcase_add_test(tc, full_then_room_again);
-    tcase_add_test(tc, map_full_from_lmdb);
+    tcase_add_loop_test(tc, map_full_from_lmdb, 0, 2);
+    tcase_add_test(tc, append_many_in_one_transaction);
     suite_add_tcase(s, tc);
     return s;
 }
