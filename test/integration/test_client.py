@@ -20,7 +20,7 @@ import time
 
 import pytest
 
-from conftest import alive
+from conftest import Redis, alive
 
 NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
 NODE = shutil.which("node")
@@ -167,13 +167,27 @@ def test_node_client_end_to_end_with_a_restart(server_factory, tmp_path):
                                         "reconnect": False}
 
 
-def test_node_clients_lose_nothing_across_a_killed_worker_and_a_reload(server_factory):
+@pytest.mark.parametrize("store", ["lmdb", "redis"])
+def test_node_clients_lose_nothing_across_a_killed_worker_and_a_reload(server_factory, tmp_path,
+                                                                     store):
     """200 clients of the library on a channel with history, 50 API publishes a second,
     one worker SIGKILLed, then a HUP: every application gets every message once, in
-    order."""
+    order; with the history in the machine's file and in Redis."""
     need("ws")
-    s = server_factory(conf="namespace feed subscribe=any publish=any history=1000\n"
-                            "ws_drain_spread 500ms\n", workers=2)
+    conf = "namespace feed subscribe=any publish=any history=1000\nws_drain_spread 500ms\n"
+    redis = None
+    if store == "redis":
+        (tmp_path / "redis").mkdir()
+        redis = Redis(tmp_path / "redis").start()
+        conf = f"store redis\nredis_url {redis.url}\n" + conf
+    try:
+        node_clients_lose_nothing(server_factory(conf=conf, workers=2))
+    finally:
+        if redis:
+            redis.stop()
+
+
+def node_clients_lose_nothing(s):
     cfg = {"base": f"http://127.0.0.1:{s.port}", "channel": "feed:all", "seconds": 6,
            "tokens": [session(s, f"reader{i}")["token"] for i in range(200)]}
     killed = []
