@@ -19,6 +19,7 @@
  * that nothing reaches them before it; each channel's state here is a chan_sync, kept in
  * a hub of its own (one member per channel: the chan_sync). */
 #include "chan_impl.h"
+#include "chan_order.h"
 
 #include <hiredis/hiredis.h>
 #include <stdio.h>
@@ -37,7 +38,6 @@
 #include "ws_proto.h"
 
 #define CHAN_META_TTL_MS (30LL * 24 * 3600 * 1000) /* a channel's offsets and epoch */
-#define CHAN_HELD_MAX ((size_t)8 << 20) /* bytes heard during a read; beyond, read again */
 #define CHAN_KEY_MAX (sizeof((struct conf *)0)->redis_prefix + 3 + NS_CHANNEL_MAX)
 
 /* KEYS: the hash, the list. ARGV: an epoch if the channel has none, keep, ttl, now, from,
@@ -101,15 +101,10 @@ chan_rh_init(char *err, size_t errlen)
 /* A channel's state on this worker. */
 struct chan_sync {
     struct chan_worker *cw;
-    struct hub_member *self;           /* in cw->syncs */
-    uint64_t at;                       /* the newest offset this worker's subscribers were sent */
-    uint64_t asked;                    /* the read in flight is for what came after this offset */
-    char epoch[HISTORY_EPOCH_LEN + 1]; /* "" until Redis named it */
-    bool reading;                      /* a read is in flight */
-    bool again;                        /* ... and what was heard meanwhile overflowed: read again */
-    bool tell_epoch;                   /* the epoch changed: the next message out names it */
-    int busy;                          /* inside its read's answer: not to be freed yet */
-    struct buf held;              /* heard during the read: u64 offset, epoch, u32 length, text */
+    struct hub_member *self;      /* in cw->syncs */
+    struct chan_order o;          /* where the subscribers here stand, and the hold-back */
+    uint64_t asked;               /* the read in flight is for what came after this offset */
+    int busy;                     /* inside its read's answer: not to be freed yet */
     struct chan_join_op *waiting; /* subscribes waiting for the read, newest first */
     size_t len;
     char channel[];
@@ -130,12 +125,31 @@ sync_find(const struct chan_worker *cw, const char *channel, size_t len)
     return m != NULL && n > 0 ? hub_member_sub(m[0]) : NULL;
 }
 
+static void sync_fanout(struct chan_worker *cw, struct chan_sync *s, const char *text, size_t len);
+static void sync_read(struct chan_worker *cw, struct chan_sync *s);
+
+/* The hold-back's two ways out (chan_order.h). */
+static void
+order_send(void *arg, const char *text, size_t len)
+{
+    struct chan_sync *s = arg;
+    sync_fanout(s->cw, s, text, len);
+}
+
+static void
+order_read(void *arg)
+{
+    struct chan_sync *s = arg;
+    sync_read(s->cw, s);
+}
+
 static struct chan_sync *
 sync_get(struct chan_worker *cw, const char *channel, size_t len)
 {
     struct chan_sync *s = sync_find(cw, channel, len);
     if (s != NULL || (s = calloc(1, sizeof *s + len)) == NULL) return s;
     s->cw = cw;
+    s->o = (struct chan_order){.send = order_send, .read = order_read, .arg = s};
     s->len = len;
     memcpy(s->channel, channel, len);
     if ((s->self = hub_join(cw->syncs, channel, len, s)) == NULL) {
@@ -152,10 +166,10 @@ sync_drop_if_idle(struct chan_worker *cw, struct chan_sync *s)
 {
     size_t here = 0;
     hub_members(cw->hub, s->channel, s->len, &here);
-    if (here > 0 || s->reading || s->waiting != NULL || s->busy > 0) return;
+    if (here > 0 || s->o.reading || s->waiting != NULL || s->busy > 0) return;
     pubsub_unsubscribe(cw->ps, s->channel, s->len);
     hub_leave(cw->syncs, s->self);
-    buf_free(&s->held);
+    buf_free(&s->o.held);
     free(s);
 }
 
@@ -192,7 +206,7 @@ sync_keys(const struct chan_worker *cw, const char *channel, size_t len, char me
 static void
 sync_fanout(struct chan_worker *cw, struct chan_sync *s, const char *text, size_t len)
 {
-    if (!s->tell_epoch || len < 2) {
+    if (!s->o.tell_epoch || len < 2) {
         chan_fanout(cw, s->channel, s->len, text, len);
         return;
     }
@@ -203,68 +217,11 @@ sync_fanout(struct chan_worker *cw, struct chan_sync *s, const char *text, size_
     }
     b->len--; /* the closing brace */
     buf_puts(b, ",\"epoch\":\"");
-    buf_puts(b, s->epoch);
+    buf_puts(b, s->o.epoch);
     if (buf_puts(b, "\"}") == 0) {
-        s->tell_epoch = false;
+        s->o.tell_epoch = false;
         chan_fanout(cw, s->channel, s->len, buf_data(b), buf_used(b));
     }
-}
-
-static void sync_read(struct chan_worker *cw, struct chan_sync *s);
-
-static void
-sync_hold(struct chan_sync *s, const char *epoch, uint64_t offset, const char *text, size_t len)
-{
-    uint32_t n = (uint32_t)len;
-    if (buf_used(&s->held) + len > CHAN_HELD_MAX || buf_append(&s->held, &offset, 8) < 0 ||
-        buf_append(&s->held, epoch, HISTORY_EPOCH_LEN) < 0 || buf_append(&s->held, &n, 4) < 0 ||
-        buf_append(&s->held, text, len) < 0)
-        s->again = true; /* the read after this one fetches it */
-}
-
-/* A numbered message heard from Redis, or held back during a read. blind: Redis cannot be
- * read now, so a gap or a new epoch is taken as it comes rather than read. */
-static void
-sync_heard(struct chan_worker *cw, struct chan_sync *s, const char *epoch, uint64_t offset,
-           const char *text, size_t len, bool blind)
-{
-    bool same = s->epoch[0] != '\0' && memcmp(epoch, s->epoch, HISTORY_EPOCH_LEN) == 0;
-    if (s->reading) {
-        sync_hold(s, epoch, offset, text, len);
-        return;
-    }
-    if (!blind && (!same || offset > s->at + 1)) {
-        sync_hold(s, epoch, offset, text, len);
-        sync_read(cw, s);
-        return;
-    }
-    if (!same) { /* blind to a new epoch: it starts here */
-        memcpy(s->epoch, epoch, HISTORY_EPOCH_LEN);
-        s->epoch[HISTORY_EPOCH_LEN] = '\0';
-        s->at = 0;
-        s->tell_epoch = true;
-    }
-    if (offset <= s->at) return;
-    s->at = offset;
-    sync_fanout(cw, s, text, len);
-}
-
-/* The held-back messages, in the order heard; a gap among them may start another read,
- * which holds the rest back again. */
-static void
-sync_drain(struct chan_worker *cw, struct chan_sync *s, bool blind)
-{
-    struct buf held = s->held;
-    s->held = (struct buf){0};
-    for (size_t at = held.off; at + 28 <= held.len;) {
-        uint64_t offset;
-        uint32_t n;
-        memcpy(&offset, held.p + at, 8);
-        memcpy(&n, held.p + at + 8 + HISTORY_EPOCH_LEN, 4);
-        sync_heard(cw, s, held.p + at + 8, offset, held.p + at + 28, n, blind);
-        at += 28 + n;
-    }
-    buf_free(&held);
 }
 
 void
@@ -279,7 +236,7 @@ chan_rh_message(struct chan_worker *cw, const char *channel, size_t len, const c
         offset = offset * 10 + (uint64_t)(*q++ - '0');
     if (q == end || *q != ' ' || offset == 0) return;
     q++;
-    sync_heard(cw, s, p, offset, q, (size_t)(end - q), false);
+    chan_order_heard(&s->o, p, offset, q, (size_t)(end - q), false);
 }
 
 /* ---- reads ---- */
@@ -364,15 +321,16 @@ sync_answer(struct chan_worker *cw, struct chan_sync *s, struct chan_join_op *op
             const struct sync_read *rd, int64_t ttl_ms, int64_t now)
 {
     const struct chan_since *since = &op->since;
-    bool recovered = since->given && rd != NULL && strcmp(since->epoch, s->epoch) == 0 &&
+    bool recovered = since->given && rd != NULL && strcmp(since->epoch, s->o.epoch) == 0 &&
                      read_whole(rd, since->offset, ttl_ms, now);
     if (rd == NULL) /* Redis could not be read: what this worker knows */
-        recovered = since->given && strcmp(since->epoch, s->epoch) == 0 && since->offset == s->at;
+        recovered =
+            since->given && strcmp(since->epoch, s->o.epoch) == 0 && since->offset == s->o.at;
     struct buf *replay = &cw->replay, *f = &cw->frame;
     replay->off = replay->len = 0;
     for (size_t i = 0; recovered && rd != NULL && i < rd->nitems; i++) {
         struct history_msg m;
-        if (!item_parse(rd->items[i], &m) || m.offset <= since->offset || m.offset > s->at)
+        if (!item_parse(rd->items[i], &m) || m.offset <= since->offset || m.offset > s->o.at)
             continue;
         if (item_text(cw, s, &m) < 0 ||
             ws_frame_text(f, false, buf_data(&cw->gap), buf_used(&cw->gap)) < 0 ||
@@ -384,7 +342,7 @@ sync_answer(struct chan_worker *cw, struct chan_sync *s, struct chan_join_op *op
              !since->given ? ""
              : recovered   ? ",\"recovered\":true"
                            : ",\"recovered\":false",
-             (unsigned long long)s->at, s->epoch);
+             (unsigned long long)s->o.at, s->o.epoch);
     chan_join_answer(op, rest, recovered ? replay : NULL);
 }
 
@@ -397,20 +355,20 @@ sync_read_done(void *arg, const redisReply *reply)
     bool ok = read_parse(reply, &rd);
     const struct ns_rules *r = ns_of(&cw->w->conf->namespaces, s->channel, s->len);
     int64_t now = chan_now_ms();
-    s->reading = false;
+    s->o.reading = false;
     s->busy++;
     size_t here = 0;
     hub_members(cw->hub, s->channel, s->len, &here);
     if (!ok) {
         log_warnx("history of %.*s: Redis could not be read (%s)", (int)s->len, s->channel,
                   reply == NULL ? "no answer" : "an unexpected reply");
-    } else if (s->epoch[0] == '\0' || memcmp(rd.epoch, s->epoch, HISTORY_EPOCH_LEN) != 0) {
+    } else if (s->o.epoch[0] == '\0' || memcmp(rd.epoch, s->o.epoch, HISTORY_EPOCH_LEN) != 0) {
         /* The first read here, or the channel's history was lost: its new epoch starts
          * here; the subscribers here (if any) are sent all of it, naming the epoch. */
-        s->tell_epoch = here > 0;
-        s->at = s->epoch[0] == '\0' && here == 0 ? rd.top : 0;
-        memcpy(s->epoch, rd.epoch, HISTORY_EPOCH_LEN);
-        s->epoch[HISTORY_EPOCH_LEN] = '\0';
+        s->o.tell_epoch = here > 0;
+        s->o.at = s->o.epoch[0] == '\0' && here == 0 ? rd.top : 0;
+        memcpy(s->o.epoch, rd.epoch, HISTORY_EPOCH_LEN);
+        s->o.epoch[HISTORY_EPOCH_LEN] = '\0';
         if (here > 0 && s->asked > 0) { /* asked after an offset of the old epoch */
             sync_read(cw, s);           /* all of the new one, for everyone waiting */
             s->busy--;
@@ -421,18 +379,18 @@ sync_read_done(void *arg, const redisReply *reply)
      * gone for everyone. */
     for (size_t i = 0; ok && here > 0 && i < rd.nitems; i++) {
         struct history_msg m;
-        if (item_parse(rd.items[i], &m) && m.offset > s->at && m.offset <= rd.top &&
+        if (item_parse(rd.items[i], &m) && m.offset > s->o.at && m.offset <= rd.top &&
             m.ts + r->history_ttl_ms > now && item_text(cw, s, &m) == 0) {
-            s->at = m.offset;
+            s->o.at = m.offset;
             sync_fanout(cw, s, buf_data(&cw->gap), buf_used(&cw->gap));
         }
     }
     /* A read cut at its limit is followed by the next one from where it stopped. */
-    if (ok && s->at < rd.top) {
+    if (ok && s->o.at < rd.top) {
         if (here > 0 && rd.nitems >= CHAN_RECOVER_MAX)
-            s->again = true;
+            s->o.again = true;
         else
-            s->at = rd.top;
+            s->o.at = rd.top;
     }
     /* The subscribes this read was for, oldest first; those that came during it wait
      * for the next one. */
@@ -440,7 +398,7 @@ sync_read_done(void *arg, const redisReply *reply)
     while (*pp != NULL) {
         struct chan_join_op *op = *pp;
         if (!op->covered) {
-            s->again = true;
+            s->o.again = true;
             pp = &op->next;
             continue;
         }
@@ -453,11 +411,11 @@ sync_read_done(void *arg, const redisReply *reply)
         list = op->next;
         sync_answer(cw, s, op, ok ? &rd : NULL, r->history_ttl_ms, now);
     }
-    if (s->again) {
-        s->again = false;
+    if (s->o.again) {
+        s->o.again = false;
         sync_read(cw, s);
     }
-    sync_drain(cw, s, !ok);
+    chan_order_drain(&s->o, !ok);
     s->busy--;
     sync_drop_if_idle(cw, s);
 }
@@ -467,7 +425,7 @@ sync_read_done(void *arg, const redisReply *reply)
 static void
 sync_read(struct chan_worker *cw, struct chan_sync *s)
 {
-    uint64_t since = s->epoch[0] != '\0' ? s->at : UINT64_MAX;
+    uint64_t since = s->o.epoch[0] != '\0' ? s->o.at : UINT64_MAX;
     for (struct chan_join_op *op = s->waiting; op != NULL; op = op->next) {
         op->covered = true;
         if (op->since.given && op->since.offset < since) since = op->since.offset;
@@ -484,7 +442,7 @@ sync_read(struct chan_worker *cw, struct chan_sync *s)
     const char *argv[] = {meta, list, epoch, from, limit, ttl};
     size_t lens[] = {klen, klen, HISTORY_EPOCH_LEN, strlen(from), strlen(limit), strlen(ttl)};
     s->asked = since;
-    s->reading = true;
+    s->o.reading = true;
     if (pubsub_eval(cw->ps, &read_script, sync_read_done, s, 2, 6, argv, lens) < 0)
         sync_read_done(s, NULL); /* Redis is away now: answer with what is known */
 }
@@ -497,18 +455,19 @@ chan_rh_join(struct chan_worker *cw, struct chan_join_op *op)
         chan_join_answer(op, NULL, NULL);
         return;
     }
-    bool known = s->epoch[0] != '\0' && !s->reading;
+    bool known = s->o.epoch[0] != '\0' && !s->o.reading;
     if (known && (!op->since.given ||
-                  (strcmp(op->since.epoch, s->epoch) == 0 && op->since.offset == s->at))) {
+                  (strcmp(op->since.epoch, s->o.epoch) == 0 && op->since.offset == s->o.at))) {
         char rest[128];
         snprintf(rest, sizeof rest, "%s,\"offset\":%llu,\"epoch\":\"%s\"",
-                 op->since.given ? ",\"recovered\":true" : "", (unsigned long long)s->at, s->epoch);
+                 op->since.given ? ",\"recovered\":true" : "", (unsigned long long)s->o.at,
+                 s->o.epoch);
         chan_join_answer(op, rest, NULL);
         return;
     }
     op->next = s->waiting;
     s->waiting = op;
-    if (!s->reading) sync_read(cw, s);
+    if (!s->o.reading) sync_read(cw, s);
 }
 
 static void
@@ -532,7 +491,7 @@ chan_rh_resync(struct chan_worker *cw)
         size_t len = (uint8_t)names.p[at];
         struct chan_sync *s = sync_find(cw, name, len);
         pubsub_subscribe(cw->ps, name, len);
-        if (s != NULL && !s->reading) sync_read(cw, s);
+        if (s != NULL && !s->o.reading) sync_read(cw, s);
     }
     buf_free(&names);
 }
@@ -547,7 +506,7 @@ free_one(void *arg, const char *name, size_t len)
         json_decref(op->id);
         free(op);
     }
-    buf_free(&s->held);
+    buf_free(&s->o.held);
     free(s);
 }
 

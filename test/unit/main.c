@@ -28,6 +28,7 @@ main(void)
         metrics_suite,
         store_suite,
         history_suite,
+        chan_order_suite,
         bus_suite,
     };
     SRunner *sr = srunner_create(NULL);

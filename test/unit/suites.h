@@ -14,6 +14,7 @@ Suite *scoreboard_suite(void);
 Suite *token_suite(void);
 Suite *store_suite(void);
 Suite *history_suite(void);
+Suite *chan_order_suite(void);
 Suite *json_merge_suite(void);
 Suite *redis_url_suite(void);
 Suite *redis_suite(void);
