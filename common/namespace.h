@@ -16,11 +16,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define NS_NAME_MAX 64     /* bytes of a namespace's name */
-#define NS_MAX 64          /* namespaces in a config, default included */
-#define NS_HISTORY_MAX 100000
-#define NS_GRANTS_MAX 64   /* patterns in a session's channels, and in its subscribe */
-#define NS_CHANNEL_MAX 128 /* bytes of a channel's name */
+#define NS_NAME_MAX 64        /* bytes of a namespace's name */
+#define NS_MAX 64             /* namespaces in a config, default included */
+#define NS_HISTORY_MAX 100000 /* kept per channel: one channel's share stays finite */
+#define NS_GRANTS_MAX 64      /* patterns in a session's channels, and in its subscribe */
+#define NS_CHANNEL_MAX 128    /* bytes of a channel's name */
 
 enum ns_subscribe { NS_SUBSCRIBE_GRANT, NS_SUBSCRIBE_ANY, NS_SUBSCRIBE_OWNER, NS_SUBSCRIBE_NONE };
 enum ns_publish { NS_PUBLISH_GRANT, NS_PUBLISH_ANY, NS_PUBLISH_SUBSCRIBERS, NS_PUBLISH_NONE };
