@@ -31,9 +31,9 @@ void api_metrics(struct request *r);
 
 /* The single-figure series of /metrics, gathered before any is written. */
 struct api_metric_values {
-    uint64_t conns_http, conns_ws, accepted, sessions, workers_alive, workers_configured,
-        restarts, ws_in, ws_out, ws_slow_closed, bus_dropped, pubsub_dropped, store_ops,
-        store_errors, circuit, draining, rss, limit_misses, history_unkept;
+    uint64_t conns_http, conns_ws, accepted, sessions, workers_alive, workers_configured, restarts,
+        ws_in, ws_out, ws_slow_closed, bus_dropped, pubsub_dropped, store_ops, store_errors,
+        circuit, draining, rss, limit_misses, history_unkept;
 };
 /* Append those series (HELP, TYPE and samples) to b, in the order of api_health.c's
  * table. Returns 0, or -1 when b cannot grow. */

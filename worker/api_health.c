@@ -26,13 +26,11 @@ sum_slots(const struct scoreboard *sb, struct totals *t)
     for (int i = 0; i < sb_nslots(sb); i++) {
         const struct sb_slot *s = &sb->slot[i];
         uint64_t state = sb_get(&s->state);
-        if (state == SB_FREE)
-            continue;
+        if (state == SB_FREE) continue;
         t->http += sb_get(&s->conns_http);
         t->ws += sb_get(&s->conns_ws);
         t->rss += sb_get(&s->rss_bytes);
-        if (state == SB_RUNNING)
-            t->alive++;
+        if (state == SB_RUNNING) t->alive++;
     }
 }
 
@@ -60,8 +58,7 @@ health_workers(struct buf *b, const struct scoreboard *sb, uint64_t now)
     for (int i = 0; i < sb_nslots(sb); i++) {
         const struct sb_slot *s = &sb->slot[i];
         uint64_t state = sb_get(&s->state);
-        if (state == SB_FREE || sb_get(&s->pid) == 0)
-            continue;
+        if (state == SB_FREE || sb_get(&s->pid) == 0) continue;
         uint64_t started = sb_get(&s->started_at);
         put_u64(b, first ? "{\"id\":" : ",{\"id\":", sb_get(&s->id));
         put_u64(b, ",\"pid\":", sb_get(&s->pid));
@@ -85,8 +82,7 @@ health_workers(struct buf *b, const struct scoreboard *sb, uint64_t now)
 static void
 counted(void *arg, enum store_status st, uint64_t n)
 {
-    if (st == STORE_OK)
-        *(uint64_t *)arg = n;
+    if (st == STORE_OK) *(uint64_t *)arg = n;
 }
 
 /* Live sessions. Health is what load balancers poll hardest, so the count is taken at
@@ -156,8 +152,7 @@ api_health(struct request *r)
     buf_puts(&b, "}}");
     w->scratch = b; /* keep the memory for the next request */
     bool serving = !draining && si.healthy;
-    http_respond_json(r, serving ? 200 : 503, serving ? NULL : "Retry-After: 5\r\n", b.p,
-                      b.len);
+    http_respond_json(r, serving ? 200 : 503, serving ? NULL : "Retry-After: 5\r\n", b.p, b.len);
 }
 
 static void
@@ -174,8 +169,7 @@ metrics_histogram(struct buf *b, const char *name, const char *help,
     }
     cum += hist[SB_NHIST];
     buf_printf(b, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.6f\n%s_count %llu\n", name,
-               (unsigned long long)cum, name, (double)us_sum / 1e6, name,
-               (unsigned long long)cum);
+               (unsigned long long)cum, name, (double)us_sum / 1e6, name, (unsigned long long)cum);
 }
 
 static void
@@ -184,8 +178,7 @@ metrics_requests(struct buf *b, const struct sb_counters *c)
     buf_printf(b, "# HELP sessiond_http_requests_total HTTP requests answered, by status code.\n"
                   "# TYPE sessiond_http_requests_total counter\n");
     for (int i = 0; i < SB_NSTATUS; i++) {
-        if (c->status[i] == 0)
-            continue;
+        if (c->status[i] == 0) continue;
         int code = sb_status_code(i);
         if (code)
             buf_printf(b, "sessiond_http_requests_total{code=\"%d\"} %llu\n", code,
@@ -195,8 +188,7 @@ metrics_requests(struct buf *b, const struct sb_counters *c)
                        (unsigned long long)c->status[i]);
     }
     metrics_histogram(b, "sessiond_http_request_duration_seconds",
-                      "Time from a complete request to its response.", c->hist,
-                      c->duration_us_sum);
+                      "Time from a complete request to its response.", c->hist, c->duration_us_sum);
 }
 
 static void
@@ -206,8 +198,7 @@ metrics_workers(struct buf *b, const struct scoreboard *sb)
                   "# TYPE sessiond_worker_rss_bytes gauge\n");
     for (int i = 0; i < sb_nslots(sb); i++) {
         const struct sb_slot *s = &sb->slot[i];
-        if (sb_get(&s->state) == SB_FREE || sb_get(&s->pid) == 0)
-            continue;
+        if (sb_get(&s->state) == SB_FREE || sb_get(&s->pid) == 0) continue;
         buf_printf(b, "sessiond_worker_rss_bytes{worker=\"%llu\",pid=\"%llu\"} %llu\n",
                    (unsigned long long)sb_get(&s->id), (unsigned long long)sb_get(&s->pid),
                    (unsigned long long)sb_get(&s->rss_bytes));
@@ -236,17 +227,15 @@ struct metric_row {
 #define V(field) offsetof(struct api_metric_values, field)
 
 static const struct metric_row metric_rows[] = {
-    {"sessiond_connections", "gauge", "Open client connections, by kind.",
-     "{kind=\"http\"}", V(conns_http)},
+    {"sessiond_connections", "gauge", "Open client connections, by kind.", "{kind=\"http\"}",
+     V(conns_http)},
     {"sessiond_connections", NULL, NULL, "{kind=\"websocket\"}", V(conns_ws)},
-    {"sessiond_connections_accepted_total", "counter", "Connections accepted.", "",
-     V(accepted)},
+    {"sessiond_connections_accepted_total", "counter", "Connections accepted.", "", V(accepted)},
     {"sessiond_sessions_active", "gauge", "Live sessions in the store.", "", V(sessions)},
     {"sessiond_workers", "gauge", "Workers serving, and the number configured.",
      "{state=\"alive\"}", V(workers_alive)},
     {"sessiond_workers", NULL, NULL, "{state=\"configured\"}", V(workers_configured)},
-    {"sessiond_worker_restarts_total", "counter", "Workers replaced after dying.", "",
-     V(restarts)},
+    {"sessiond_worker_restarts_total", "counter", "Workers replaced after dying.", "", V(restarts)},
     {"sessiond_websocket_messages_total", "counter", "WebSocket messages, by direction.",
      "{direction=\"in\"}", V(ws_in)},
     {"sessiond_websocket_messages_total", NULL, NULL, "{direction=\"out\"}", V(ws_out)},
@@ -260,8 +249,8 @@ static const struct metric_row metric_rows[] = {
      V(store_ops)},
     {"sessiond_store_errors_total", "counter", "Store operations that failed.", "",
      V(store_errors)},
-    {"sessiond_store_circuit_state", "gauge", "Store circuit: 0 closed, 1 open, 2 half-open.",
-     "", V(circuit)},
+    {"sessiond_store_circuit_state", "gauge", "Store circuit: 0 closed, 1 open, 2 half-open.", "",
+     V(circuit)},
     {"sessiond_draining", "gauge", "1 while the instance drains.", "", V(draining)},
     {"sessiond_memory_rss_bytes", "gauge", "Resident memory of the master and workers.", "",
      V(rss)},
@@ -269,8 +258,8 @@ static const struct metric_row metric_rows[] = {
      "Per-address or per-user limits not applied for want of room in the shared table.", "",
      V(limit_misses)},
     {"sessiond_history_unkept_total", "counter",
-     "Messages of channels with history published without being kept (history file full).",
-     "", V(history_unkept)},
+     "Messages of channels with history published without being kept (history file full).", "",
+     V(history_unkept)},
 };
 
 #undef V
@@ -304,8 +293,7 @@ int
 api_metrics_series(struct buf *b, const struct api_metric_values *v)
 {
     for (size_t i = 0; i < ARRAY_LEN(metric_rows); i++)
-        if (metric_row_put(b, &metric_rows[i], v) < 0)
-            return -1;
+        if (metric_row_put(b, &metric_rows[i], v) < 0) return -1;
     return 0;
 }
 
@@ -341,8 +329,7 @@ void
 api_metrics(struct request *r)
 {
     struct worker *w = r->conn->w;
-    if (!w->conf->metrics_public && !api_admin_ok(r))
-        return;
+    if (!w->conf->metrics_public && !api_admin_ok(r)) return;
     const struct scoreboard *sb = w->sb;
     struct sb_counters c;
     sb_sum_counters(sb, &c);

@@ -35,8 +35,8 @@ static const struct route routes[] = {
 };
 
 static const char *const method_names[] = {
-    [HTTP_GET] = "GET",       [HTTP_HEAD] = "HEAD",     [HTTP_POST] = "POST",
-    [HTTP_PUT] = "PUT",       [HTTP_PATCH] = "PATCH",   [HTTP_DELETE] = "DELETE",
+    [HTTP_GET] = "GET",         [HTTP_HEAD] = "HEAD",   [HTTP_POST] = "POST",
+    [HTTP_PUT] = "PUT",         [HTTP_PATCH] = "PATCH", [HTTP_DELETE] = "DELETE",
     [HTTP_OPTIONS] = "OPTIONS",
 };
 
@@ -52,15 +52,13 @@ match_pattern(const char *pat, struct http_str path, struct http_str *params, in
             const char *seg = p;
             while (p < end && *p != '/')
                 p++;
-            if (p == seg || close == NULL || n == ROUTE_MAX_PARAMS)
-                return false;
+            if (p == seg || close == NULL || n == ROUTE_MAX_PARAMS) return false;
             params[n].p = seg;
             params[n].len = (size_t)(p - seg);
             n++;
             pat = close + 1;
         } else {
-            if (p == end || *p != *pat)
-                return false;
+            if (p == end || *p != *pat) return false;
             p++;
             pat++;
         }
@@ -73,8 +71,7 @@ static void
 allow_add(struct route_match *m, enum http_method method)
 {
     const char *name = method_names[method];
-    if (strstr(m->allow, name) != NULL)
-        return;
+    if (strstr(m->allow, name) != NULL) return;
     size_t len = strlen(m->allow);
     snprintf(m->allow + len, sizeof m->allow - len, "%s%s", len ? ", " : "", name);
 }
@@ -87,8 +84,8 @@ router_match(const struct route *table, size_t n, enum http_method method, struc
      * collecting the Allow list that only a 405 or OPTIONS needs. */
     m->route = NULL;
     for (size_t i = 0; i < n; i++) {
-        bool same = table[i].method == method ||
-                    (method == HTTP_HEAD && table[i].method == HTTP_GET);
+        bool same =
+            table[i].method == method || (method == HTTP_HEAD && table[i].method == HTTP_GET);
         if (same && match_pattern(table[i].pattern, path, m->params, &m->nparams)) {
             m->route = &table[i];
             return 200;
@@ -99,22 +96,19 @@ router_match(const struct route *table, size_t n, enum http_method method, struc
     for (size_t i = 0; i < n; i++) {
         struct http_str params[ROUTE_MAX_PARAMS];
         int np = 0;
-        if (!match_pattern(table[i].pattern, path, params, &np))
-            continue;
+        if (!match_pattern(table[i].pattern, path, params, &np)) continue;
         path_found = true;
         allow_add(m, table[i].method);
-        if (table[i].method == HTTP_GET)
-            allow_add(m, HTTP_HEAD);
-        bool same = table[i].method == method ||
-                    (method == HTTP_HEAD && table[i].method == HTTP_GET);
+        if (table[i].method == HTTP_GET) allow_add(m, HTTP_HEAD);
+        bool same =
+            table[i].method == method || (method == HTTP_HEAD && table[i].method == HTTP_GET);
         if (same && m->route == NULL) {
             m->route = &table[i];
             memcpy(m->params, params, sizeof params);
             m->nparams = np;
         }
     }
-    if (m->route != NULL)
-        return 200;
+    if (m->route != NULL) return 200;
     return path_found ? 405 : 404;
 }
 
@@ -127,11 +121,9 @@ inflight_ok(struct request *r, const struct route *route)
     struct worker *w = r->conn->w;
     int max = w->conf->max_inflight_per_user;
     struct http_str who = {0};
-    if (max == 0 || route->owner == OWNER_NONE)
-        return true;
+    if (max == 0 || route->owner == OWNER_NONE) return true;
     who = route->owner == OWNER_TOKEN ? api_bearer(r) : r->params[0];
-    if (who.len == 0)
-        return true;
+    if (who.len == 0) return true;
     uint64_t key = limit_key(&w->sb->limits, LIMIT_USER, who.p, who.len);
     if (limit_acquire(&w->sb->limits, key, (unsigned)max)) {
         r->inflight_key = key;
@@ -169,6 +161,5 @@ router_dispatch(struct request *r)
     }
     memcpy(r->params, m.params, sizeof m.params);
     r->nparams = m.nparams;
-    if (inflight_ok(r, m.route))
-        m.route->handler(r);
+    if (inflight_ok(r, m.route)) m.route->handler(r);
 }
