@@ -26,6 +26,11 @@ void api_store_error(struct request *r, enum store_status st);
 
 /* GET /api/health and /health: the whole instance's state, from the scoreboard. */
 void api_health(struct request *r);
+/* GET /livez: 200 while this worker's loop runs, whatever the store does. GET /readyz:
+ * 200 while the instance serves with a healthy store and (with Redis) pub/sub, else 503
+ * with the reason; what a load balancer or Kubernetes readiness probe should poll. */
+void api_livez(struct request *r);
+void api_readyz(struct request *r);
 /* GET /metrics: Prometheus text exposition, aggregated over every worker. */
 void api_metrics(struct request *r);
 

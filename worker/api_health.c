@@ -7,6 +7,7 @@
 
 #include "api.h"
 #include "buf.h"
+#include "channels.h"
 #include "http.h"
 #include "scoreboard.h"
 #include "store.h"
@@ -153,6 +154,35 @@ api_health(struct request *r)
     w->scratch = b; /* keep the memory for the next request */
     bool serving = !draining && si.healthy;
     http_respond_json(r, serving ? 200 : 503, serving ? NULL : "Retry-After: 5\r\n", b.p, b.len);
+}
+
+/* Liveness answers from the loop alone: a probe on it restarts a process that stopped
+ * turning, never one that waits out a Redis outage. */
+void
+api_livez(struct request *r)
+{
+    static const char body[] = "{\"status\":\"alive\"}";
+    http_respond_json(r, 200, NULL, body, sizeof body - 1);
+}
+
+void
+api_readyz(struct request *r)
+{
+    struct worker *w = r->conn->w;
+    struct store_info si;
+    store_info(w->store, &si);
+    const char *why = instance_draining(w) ? "draining"
+                      : !si.healthy        ? "store_unavailable"
+                      : !chan_pubsub_up(w) ? "pubsub_unavailable"
+                                           : NULL;
+    if (why == NULL) {
+        static const char body[] = "{\"status\":\"ready\"}";
+        http_respond_json(r, 200, NULL, body, sizeof body - 1);
+        return;
+    }
+    char body[64];
+    int n = snprintf(body, sizeof body, "{\"status\":\"%s\"}", why);
+    http_respond_json(r, 503, "Retry-After: 5\r\n", body, (size_t)n);
 }
 
 static void

@@ -1144,6 +1144,16 @@ chan_worker_stop(struct worker *w)
     w->chan = NULL;
 }
 
+bool
+chan_pubsub_up(const struct worker *w)
+{
+    const struct chan_worker *cw = w->chan;
+    if (cw == NULL || cw->ps == NULL) return true;
+    struct pubsub_stats ps;
+    pubsub_stats(cw->ps, &ps);
+    return ps.subscribed;
+}
+
 void
 chan_worker_stats(struct worker *w)
 {

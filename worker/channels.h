@@ -50,6 +50,10 @@ void chan_worker_stop(struct worker *w);
 /* Copy the bus's and Redis pub/sub's loss counts into the worker's scoreboard slot. */
 void chan_worker_stats(struct worker *w);
 
+/* Whether this worker hears the other instances: true without Redis pub/sub, else while
+ * its subscriber is connected and subscribed again. */
+bool chan_pubsub_up(const struct worker *w);
+
 /* Socket ws of session s asks to be admitted under max_connections_per_user: cl (inside
  * ws) is set up and the answer goes to ws_admitted, now or later. */
 void chan_admit(struct chan_client *cl, struct ws *ws, struct worker *w, const struct session *s);

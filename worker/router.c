@@ -12,6 +12,8 @@
 static const struct route routes[] = {
     {HTTP_GET, "/api/health", api_health, OWNER_NONE},
     {HTTP_GET, "/health", api_health, OWNER_NONE},
+    {HTTP_GET, "/livez", api_livez, OWNER_NONE},
+    {HTTP_GET, "/readyz", api_readyz, OWNER_NONE},
     {HTTP_GET, "/metrics", api_metrics, OWNER_NONE},
     {HTTP_GET, "/dashboard", api_dashboard, OWNER_NONE},
     {HTTP_GET, "/client.js", api_client_js, OWNER_NONE},

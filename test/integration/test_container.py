@@ -372,8 +372,8 @@ def test_health_probe_fails_while_draining(contained, tmp_path):
     t.start()
     time.sleep(0.3)
     os.kill(c.master, signal.SIGTERM)
-    # The worker answers 503 while it drains (its listener may already be closed, which
-    # fails the probe too); either way the probe stops reporting healthy.
+    # The probe asks /livez, which a draining worker still answers; the drain closes the
+    # listener at once, and from then on the probe fails.
     wait_for(lambda: _probe(port) != 0, timeout=2, what="the probe to fail")
     t.join()
     assert out == [200]

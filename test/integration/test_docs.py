@@ -32,7 +32,7 @@ def test_signals_and_environment_are_in_sessiond_8():
     man = read("man/sessiond.8")
     for word in ["SIGHUP", "SIGTERM", "SIGINT", "SIGQUIT", "SIGTTIN", "SIGTTOU", "SIGUSR1",
                  "PORT", "HOST", "WORKERS", "WEB_CONCURRENCY", "ENABLE_CLUSTERING", "LOG_LEVEL",
-                 "SESSIOND_", "/api/health", "/metrics"]:
+                 "SESSIOND_", "/api/health", "/livez", "/readyz", "/metrics"]:
         assert word in man, word
 
 

@@ -1,7 +1,7 @@
 """scripts/k8s/ holds what it claims, checked without a cluster: the manifests validate
 against the Kubernetes API's schemas (kubernetes-models, as kubectl's client-side dry run
 would check them), and their numbers agree with the image and the daemon (probes on the
-container's port and /api/health, a grace period longer than the preStop pause plus the
+container's port and /readyz and /livez, a grace period longer than the preStop pause plus the
 drain, a CPU limit for "workers auto", selectors that find the pods, a store on a writable
 volume)."""
 import glob
@@ -91,10 +91,10 @@ def test_the_container_runs_the_images_sessiond_on_its_port(container):
     assert re.search(rf"^EXPOSE {port}$", dockerfile, re.M)
 
 
-@pytest.mark.parametrize("probe", ["readinessProbe", "livenessProbe"])
-def test_probes_ask_health_on_the_container_port(container, probe):
+@pytest.mark.parametrize("probe,path", [("readinessProbe", "/readyz"), ("livenessProbe", "/livez")])
+def test_probes_ask_health_on_the_container_port(container, probe, path):
     p = container[probe]
-    assert p["httpGet"]["path"] == "/api/health"
+    assert p["httpGet"]["path"] == path
     assert container_port(container, p["httpGet"]["port"]) == int(env_of(container)["PORT"]["value"])
     assert 1 <= p["periodSeconds"] <= 30
     assert p["timeoutSeconds"] < p["periodSeconds"]
@@ -102,8 +102,8 @@ def test_probes_ask_health_on_the_container_port(container, probe):
 
 def test_liveness_is_more_patient_than_readiness(container):
     ready, live = container["readinessProbe"], container["livenessProbe"]
-    # Health is 503 while Redis is away: readiness takes the pod out at once, liveness
-    # restarts it only when that lasts.
+    # Readiness takes a draining or Redis-less pod out at once; liveness (which Redis
+    # does not move) restarts only a pod whose loop stays stuck.
     assert ready["periodSeconds"] * ready["failureThreshold"] < \
         live["periodSeconds"] * live["failureThreshold"]
     assert live["periodSeconds"] * live["failureThreshold"] >= 30
