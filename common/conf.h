@@ -102,6 +102,9 @@ struct conf {
     char redis_url[1024];  /* redis://[:password@]host:port/db or unix:/path */
     char redis_prefix[64]; /* before every key, so deployments can share a Redis */
     int64_t redis_timeout_ms;
+    char redis_tls_ca[4096];   /* rediss://: PEM CAs to verify the server; "" = the system's */
+    char redis_tls_cert[4096]; /* rediss://: a client certificate, with redis_tls_key */
+    char redis_tls_key[4096];
 
     /* WebSockets */
     int max_connections_per_user;

@@ -1,10 +1,9 @@
 #include "redis.h"
 
 #include <ev.h>
-#include <hiredis/adapters/libev.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
+#include <openssl/ssl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,13 +14,17 @@
 #include <unistd.h>
 
 #include "list.h"
+#include "log.h"
+#include "redis_wire.h"
 #include "util.h"
 
 #define RC_BACKOFF_MIN 0.1
 #define RC_BACKOFF_MAX 5.0
 #define RC_JITTER 0.2
 
-enum rc_kind { RC_USER, RC_SETUP, RC_PROBE };
+/* RC_DISCARD: a command whose reply nobody wants, still in line, since replies come in
+ * the order of the commands. */
+enum rc_kind { RC_USER, RC_SETUP, RC_PROBE, RC_DISCARD };
 
 /* A command with a reply to wait for, in flight oldest first: replies come in order. */
 struct rc_cmd {
@@ -45,7 +48,7 @@ struct redis_conn {
     struct redis_url url;
     struct redis_opts opts;
     char where[REDIS_URL_HOST_MAX + REDIS_URL_PATH_MAX + 16];
-    redisAsyncContext *ac; /* NULL while down */
+    struct redis_wire *wire; /* NULL while down */
     bool ready, closing;
     enum redis_circuit circuit;
     bool probe_due; /* the circuit has been open long enough: probe once ready */
@@ -58,6 +61,21 @@ struct redis_conn {
 };
 
 static void rc_connect(struct redis_conn *rc);
+
+/* The rediss:// context, one per process: built by redis_tls_setup in the master before
+ * it forks, so that a bad CA file is a config error and the workers inherit it. */
+static SSL_CTX *rc_tls;
+
+int
+redis_tls_setup(const char *ca, const char *cert, const char *key, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = redis_tls_context(ca, cert, key, err, errlen);
+    if (ctx == NULL)
+        return -1;
+    SSL_CTX_free(rc_tls);
+    rc_tls = ctx;
+    return 0;
+}
 
 /* ---- scripts ---- */
 
@@ -119,6 +137,31 @@ rc_cmd_free(struct rc_cmd *cmd)
     free(cmd);
 }
 
+/* ---- the log ---- */
+
+/* Why Redis went away, said once: the connections of a process (the store's, pub/sub's
+ * two) usually fail for one reason at once, and a reconnect that fails the same way
+ * every few seconds says nothing new. */
+static char rc_logged[sizeof ((struct redis_conn *)0)->cause];
+
+static void
+rc_log_down(const struct redis_conn *rc)
+{
+    if (rc->closing || strcmp(rc->cause, rc_logged) == 0)
+        return;
+    log_warnx("%s", rc->cause);
+    snprintf(rc_logged, sizeof rc_logged, "%s", rc->cause);
+}
+
+static void
+rc_log_up(const struct redis_conn *rc)
+{
+    if (rc_logged[0] == '\0')
+        return;
+    log_info("%s: connected", rc->where);
+    rc_logged[0] = '\0';
+}
+
 /* ---- circuit and reconnect ---- */
 
 static void
@@ -160,42 +203,36 @@ rc_schedule_reconnect(struct redis_conn *rc)
     ev_timer_start(rc->loop, &rc->reconnect_timer);
 }
 
-/* The connection is gone (hiredis is freeing it, or we are). */
+static void rc_complete(struct redis_conn *rc, const redisReply *r);
+
+/* The connection is gone: close its socket at once, then every command in flight gets
+ * its NULL reply, oldest first. A callback that sends again finds no connection. */
 static void
-rc_lost(struct redis_conn *rc)
+rc_drop(struct redis_conn *rc)
 {
-    rc->ac = NULL;
+    if (rc->wire == NULL)
+        return;
+    redis_wire_free(rc->wire);
+    rc->wire = NULL;
     rc->ready = false;
+    rc_log_down(rc);
     ev_timer_stop(rc->loop, &rc->deadline_timer);
     if (rc->circuit != REDIS_OPEN)
         rc_circuit_open(rc);
     rc_schedule_reconnect(rc);
-}
-
-/* Drop the connection at once. Every command in flight gets its NULL reply from
- * hiredis, now or (inside a hiredis callback) as soon as that callback returns. */
-static void
-rc_drop(struct redis_conn *rc)
-{
-    redisAsyncContext *ac = rc->ac;
-    if (ac == NULL)
-        return;
-    rc_lost(rc);
-    redisAsyncFree(ac);
+    while (rc->head != NULL)
+        rc_complete(rc, NULL);
 }
 
 /* ---- sending ---- */
 
-static void rc_on_reply(redisAsyncContext *ac, void *reply, void *privdata);
-
-/* Hand cmd's command to hiredis and start its clock; -1 (cmd not taken) without a
+/* Queue cmd's command on the wire and start its clock; -1 (cmd not taken) without a
  * connection. */
 static int
 rc_send(struct redis_conn *rc, struct rc_cmd *cmd, int argc, const char **argv,
         const size_t *argvlen)
 {
-    if (rc->ac == NULL ||
-        redisAsyncCommandArgv(rc->ac, rc_on_reply, cmd, argc, argv, argvlen) != REDIS_OK)
+    if (rc->wire == NULL || redis_wire_send(rc->wire, argc, argv, argvlen) < 0)
         return -1;
     cmd->deadline = ev_now(rc->loop) + rc->opts.timeout;
     LIST_APPEND(rc->head, rc->tail, cmd);
@@ -231,12 +268,9 @@ int
 redis_command(struct redis_conn *rc, redis_reply_cb cb, void *arg, int argc,
               const char **argv, const size_t *argvlen)
 {
-    if (rc->ac == NULL)
+    if (rc->wire == NULL)
         return -1;
-    if (cb == NULL)
-        return redisAsyncCommandArgv(rc->ac, NULL, NULL, argc, argv, argvlen) == REDIS_OK ? 0
-                                                                                          : -1;
-    struct rc_cmd *cmd = rc_cmd_new(rc, RC_USER, cb, arg);
+    struct rc_cmd *cmd = rc_cmd_new(rc, cb != NULL ? RC_USER : RC_DISCARD, cb, arg);
     return cmd != NULL ? rc_send_new(rc, cmd, argc, argv, argvlen) : -1;
 }
 
@@ -277,7 +311,7 @@ int
 redis_eval(struct redis_conn *rc, const struct redis_script *s, redis_reply_cb cb, void *arg,
            int nkeys, int argc, const char **argv, const size_t *argvlen)
 {
-    if (rc->ac == NULL || cb == NULL || nkeys < 0 || nkeys > argc)
+    if (rc->wire == NULL || cb == NULL || nkeys < 0 || nkeys > argc)
         return -1;
     struct rc_cmd *cmd = rc_cmd_new(rc, RC_USER, cb, arg);
     if (cmd == NULL)
@@ -290,13 +324,22 @@ redis_eval(struct redis_conn *rc, const struct redis_script *s, redis_reply_cb c
     return rc_send_new(rc, cmd, cmd->argc, cmd->argv, cmd->argvlen);
 }
 
-static void
-rc_on_push(redisAsyncContext *ac, void *reply, void *privdata)
+/* On a subscriber, what Redis sends unasked (messages) and its answers to SUBSCRIBE and
+ * the like: an array that starts with one of these words. Anything else answers the
+ * oldest command in line (the handshake's, a probe's PING). */
+static bool
+rc_is_push(const struct redis_conn *rc, const redisReply *r)
 {
-    (void)ac;
-    struct redis_conn *rc = privdata;
-    if (!rc->closing && reply != NULL)
-        rc->opts.on_push(rc->opts.arg, reply);
+    static const char *const kinds[] = {"message",   "pmessage",   "subscribe",
+                                        "unsubscribe", "psubscribe", "punsubscribe"};
+    if (rc->opts.on_push == NULL || r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
+        r->element[0]->type != REDIS_REPLY_STRING)
+        return false;
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+        if (r->element[0]->len == strlen(kinds[i]) &&
+            memcmp(r->element[0]->str, kinds[i], r->element[0]->len) == 0)
+            return true;
+    return false;
 }
 
 int
@@ -305,8 +348,7 @@ redis_subscribe_command(struct redis_conn *rc, int argc, const char **argv,
 {
     if (!rc->ready || rc->opts.on_push == NULL)
         return -1;
-    return redisAsyncCommandArgv(rc->ac, rc_on_push, rc, argc, argv, argvlen) == REDIS_OK ? 0
-                                                                                         : -1;
+    return redis_wire_send(rc->wire, argc, argv, argvlen);
 }
 
 /* ---- replies ---- */
@@ -342,6 +384,7 @@ static void
 rc_became_ready(struct redis_conn *rc)
 {
     rc->ready = true;
+    rc_log_up(rc);
     if (!rc->opts.circuit)
         rc->attempts = 0;
     if (rc->circuit == REDIS_OPEN && rc->probe_due)
@@ -391,18 +434,25 @@ rc_on_user(struct redis_conn *rc, const struct rc_cmd *cmd, const redisReply *r)
         cmd->cb(cmd->arg, r);
 }
 
-/* Every reply with a callback comes here. NULL means the connection is going away. */
-static void
-rc_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
+/* The oldest command leaves the line: replies come in the order of the commands. */
+static struct rc_cmd *
+rc_pop(struct redis_conn *rc)
 {
-    struct rc_cmd *cmd = privdata;
-    struct redis_conn *rc = cmd->rc;
-    const redisReply *r = reply;
-    LIST_UNLINK_TAIL(rc->head, rc->tail, cmd);
-    if (r == NULL && rc->ac == ac) {
-        rc_cause(rc, "%s: %s", rc->where, ac->err ? ac->errstr : "connection lost");
-        rc_lost(rc);
-    }
+    struct rc_cmd *cmd = rc->head;
+    rc->head = cmd->next;
+    if (rc->head != NULL)
+        rc->head->prev = NULL;
+    else
+        rc->tail = NULL;
+    cmd->next = NULL;
+    return cmd;
+}
+
+/* The oldest command's reply, or NULL when the connection went away: it is done. */
+static void
+rc_complete(struct redis_conn *rc, const redisReply *r)
+{
+    struct rc_cmd *cmd = rc_pop(rc);
     if (r != NULL && rc_noscript(rc, cmd, r))
         return;
     if (r != NULL && r->type != REDIS_REPLY_ERROR)
@@ -411,10 +461,44 @@ rc_on_reply(redisAsyncContext *ac, void *reply, void *privdata)
         rc_on_user(rc, cmd, r);
     else if (r != NULL && cmd->kind == RC_SETUP)
         rc_on_setup(rc, cmd, r);
-    else if (r != NULL)
+    else if (r != NULL && cmd->kind == RC_PROBE)
         rc_on_probe(rc, r);
     rc_cmd_free(cmd);
 }
+
+static void
+rc_on_wire_reply(void *arg, redisReply *r)
+{
+    struct redis_conn *rc = arg;
+    if (rc_is_push(rc, r)) {
+        if (!rc->closing)
+            rc->opts.on_push(rc->opts.arg, r);
+    } else if (rc->head != NULL) {
+        rc_complete(rc, r);
+        if (rc->head == NULL)
+            ev_timer_stop(rc->loop, &rc->deadline_timer);
+    } else {
+        rc_cause(rc, "%s: a reply nobody asked for", rc->where);
+        rc_drop(rc);
+    }
+}
+
+static void
+rc_on_wire_lost(void *arg, const char *why)
+{
+    struct redis_conn *rc = arg;
+    rc_cause(rc, "redis %s", why);
+    rc_drop(rc);
+}
+
+static void
+rc_on_wire_open(void *arg)
+{
+    (void)arg; /* the handshake was queued at connect and goes out now */
+}
+
+static const struct redis_wire_ops rc_wire_ops = {
+    .on_open = rc_on_wire_open, .on_reply = rc_on_wire_reply, .on_lost = rc_on_wire_lost};
 
 /* ---- deadlines ---- */
 
@@ -432,18 +516,18 @@ rc_rearm(struct redis_conn *rc)
     return true;
 }
 
-/* The oldest command has had its time: hiredis cannot cancel it, so the connection goes
- * at once, and with it every command in flight. */
+/* The oldest command has had its time: a command cannot be taken back from Redis, so the
+ * connection goes at once, and with it every command in flight. */
 static void
 rc_on_deadline(struct ev_loop *loop, ev_timer *t, int revents)
 {
     (void)loop, (void)revents;
     struct redis_conn *rc = container_of(t, struct redis_conn, deadline_timer);
-    if (rc->ac == NULL || rc_rearm(rc))
+    if (rc->wire == NULL || rc_rearm(rc))
         return;
     /* After a stall of the loop the reply may be waiting unread: read before judging. */
-    redisAsyncHandleRead(rc->ac);
-    if (rc->ac == NULL || rc_rearm(rc))
+    redis_wire_poll(rc->wire);
+    if (rc->wire == NULL || rc_rearm(rc))
         return;
     rc_cause(rc, "%s: no reply within %lld ms", rc->where,
              (long long)(rc->opts.timeout * 1000 + 0.5));
@@ -495,49 +579,32 @@ rc_handshake(struct redis_conn *rc)
         rc_setup_send(rc, "PING", NULL, true, 1, (const char *[]){"PING"});
 }
 
+/* A connection that failed before it had a wire: as a lost one, without commands. */
 static void
-rc_on_connect(const redisAsyncContext *ac, int status)
+rc_failed(struct redis_conn *rc)
 {
-    struct redis_conn *rc = ac->data;
-    if (status == REDIS_OK || rc == NULL || rc->ac != ac)
-        return;
-    /* hiredis frees the context after this returns. */
-    rc_cause(rc, "%s: %s", rc->where, ac->errstr);
-    rc_lost(rc);
-}
-
-static void
-rc_on_disconnect(const redisAsyncContext *ac, int status)
-{
-    struct redis_conn *rc = ac->data;
-    if (rc == NULL || rc->ac != ac)
-        return; /* we dropped it ourselves and know why */
-    rc_cause(rc, "%s: %s", rc->where, status == REDIS_OK ? "disconnected" : ac->errstr);
-    rc_lost(rc);
+    rc->ready = false;
+    rc_log_down(rc);
+    if (rc->circuit != REDIS_OPEN)
+        rc_circuit_open(rc);
+    rc_schedule_reconnect(rc);
 }
 
 static void
 rc_connect(struct redis_conn *rc)
 {
-    redisAsyncContext *ac = rc->url.is_unix ? redisAsyncConnectUnix(rc->url.path)
-                                            : redisAsyncConnect(rc->url.host, rc->url.port);
-    if (ac == NULL || ac->err) {
-        rc_cause(rc, "%s: %s", rc->where, ac != NULL ? ac->errstr : "out of memory");
-        if (ac != NULL)
-            redisAsyncFree(ac);
-        rc_lost(rc);
+    char why[256];
+    if (rc->url.tls && rc_tls == NULL) {
+        rc_cause(rc, "%s: rediss:// but no TLS context (redis_tls_setup)", rc->where);
+        rc_failed(rc);
         return;
     }
-    ac->data = rc;
-    if (redisLibevAttach(rc->loop, ac) != REDIS_OK) {
-        rc_cause(rc, "%s: cannot attach to the event loop", rc->where);
-        redisAsyncFree(ac);
-        rc_lost(rc);
+    rc->wire = redis_wire_open(rc->loop, &rc->url, rc_tls, &rc_wire_ops, rc, why, sizeof why);
+    if (rc->wire == NULL) {
+        rc_cause(rc, "%s: %s", rc->where, why);
+        rc_failed(rc);
         return;
     }
-    redisAsyncSetConnectCallback(ac, rc_on_connect);
-    redisAsyncSetDisconnectCallback(ac, rc_on_disconnect);
-    rc->ac = ac;
     rc_handshake(rc);
 }
 
@@ -607,11 +674,9 @@ redis_close(struct redis_conn *rc)
     ev_timer_stop(rc->loop, &rc->deadline_timer);
     ev_timer_stop(rc->loop, &rc->reconnect_timer);
     ev_timer_stop(rc->loop, &rc->circuit_timer);
-    if (rc->ac != NULL) {
-        redisAsyncContext *ac = rc->ac;
-        rc->ac = NULL;
-        redisAsyncFree(ac); /* each command in flight is freed through rc_on_reply */
-    }
+    redis_wire_free(rc->wire);
+    while (rc->head != NULL)
+        rc_cmd_free(rc_pop(rc));
     free(rc);
 }
 
@@ -631,7 +696,7 @@ redis_ready(const struct redis_conn *rc)
 size_t
 redis_pending_output(const struct redis_conn *rc)
 {
-    return rc->ac != NULL ? sdslen(rc->ac->c.obuf) : 0;
+    return rc->wire != NULL ? redis_wire_pending(rc->wire) : 0;
 }
 
 enum redis_circuit

@@ -1,15 +1,16 @@
 /* redis: one Redis connection on a libev loop, as every user of Redis here wants it.
  *
- * hiredis 0.14 connects and pipelines, and nothing more, so this module adds what each
- * user would otherwise repeat: the handshake (AUTH, with the URL's user if it has one;
- * SELECT of the URL's database; SCRIPT LOAD of the scripts it is given), a deadline for
- * every command with a reply, reconnects with jittered exponential backoff, and, for the
- * users that ask for one, a circuit breaker. The store, pub/sub's subscriber and pub/sub's
- * command connection each hold one; nothing else calls redisAsyncConnect.
+ * Under it, common/redis_wire.c moves the bytes (in clear or TLS; hiredis formats the
+ * commands and parses the replies). This module adds what each user would otherwise
+ * repeat: the handshake (AUTH, with the URL's user if it has one; SELECT of the URL's
+ * database; SCRIPT LOAD of the scripts it is given), a deadline for every command,
+ * reconnects with jittered exponential backoff, and, for the users that ask for one, a
+ * circuit breaker. The store, pub/sub's subscriber and pub/sub's
+ * command connection each hold one; nothing else connects to Redis.
  *
- * A command without a reply at its deadline ends the connection at once (redisAsyncFree,
- * since hiredis's own disconnect is graceful and would wait for that very reply), and
- * every command in flight then gets its callback with NULL. Each callback runs exactly
+ * A command without a reply at its deadline ends the connection at once (its socket is
+ * closed, not shut down politely), and every command in flight then gets its callback
+ * with NULL. Each callback runs exactly
  * once, never before the call that queued it returns.
  *
  * The circuit (when asked for) opens after REDIS_FAILURES_TO_OPEN error replies or
@@ -55,6 +56,10 @@ struct redis_opts {
     void *arg;               /* for on_ready and on_push */
 };
 
+/* The TLS context every rediss:// connection of this process uses, from PEM files (see
+ * redis_tls_context in redis_wire.h); made again on each call. 0, or -1 with err. */
+int redis_tls_setup(const char *ca, const char *cert, const char *key, char *err, size_t errlen);
+
 /* Compute s's SHA-1 (OpenSSL) from body. 0, or -1 with err. */
 int redis_script_init(struct redis_script *s, const char *body, char *err, size_t errlen);
 
@@ -64,9 +69,10 @@ struct redis_conn *redis_open(struct ev_loop *loop, const struct redis_url *url,
                               const struct redis_opts *opts, char *err, size_t errlen);
 void redis_close(struct redis_conn *rc);
 
-/* A command (argv as redisAsyncCommandArgv). With cb, its reply comes to cb under the
- * deadline; with cb NULL, the reply is discarded and no deadline applies. Commands sent
- * while the handshake runs wait behind it. -1 (and no callback) when there is no
+/* A command (argv as redisFormatCommandArgv). With cb, its reply comes to cb; with cb
+ * NULL, it is discarded. Either way the deadline applies: a Redis that does not answer a
+ * publish is as stalled as one that does not answer a GET. Commands sent while the
+ * handshake runs wait behind it. -1 (and no callback) when there is no
  * connection now. */
 int redis_command(struct redis_conn *rc, redis_reply_cb cb, void *arg, int argc,
                   const char **argv, const size_t *argvlen);

@@ -290,10 +290,10 @@ redis_url_parse(const char *url, struct redis_url *out, char *err, size_t errlen
     if (strncasecmp(url, "unix:", 5) == 0)
         return url_unix(url + 5, out, err, errlen);
     if (strncasecmp(url, "rediss://", 9) == 0) {
-        errf(err, errlen, "rediss:// (TLS) is not supported yet; use redis:// on a trusted "
-                              "network, or a TLS tunnel");
-        return -1;
+        out->tls = true;
+        return url_tcp(url + 9, out, err, errlen);
     }
-    errf(err, errlen, "must start with redis:// or unix: (as in redis://127.0.0.1:6379/0)");
+    errf(err, errlen,
+         "must start with redis://, rediss:// or unix: (as in redis://127.0.0.1:6379/0)");
     return -1;
 }

@@ -2,11 +2,12 @@
  *
  *   redis://[[user]:password@]host[:port][/db]   port 6379 and db 0 by default; an IPv6
  *                                               host in brackets: redis://[::1]:6380/2
+ *   rediss://...                               the same over TLS (common/redis_wire.c)
  *   unix:/path/to.sock[?db=N]                  (unix:///path/to.sock is the same)
  *
  * The user and the password are percent-decoded (%40 is @). As redis-cli does, userinfo
- * without a colon is a password: redis://secret@host. rediss:// (TLS) is refused, since
- * the engine has no TLS yet. Error messages never repeat the password. */
+ * without a colon is a password: redis://secret@host. Error messages never repeat the
+ * password. */
 #ifndef SESSIOND_REDIS_URL_H
 #define SESSIOND_REDIS_URL_H
 
@@ -20,6 +21,7 @@
 
 struct redis_url {
     bool is_unix;                          /* unix:/path: path is set, host and port not */
+    bool tls;                              /* rediss:// */
     char host[REDIS_URL_HOST_MAX];         /* a name or an address; IPv6 without brackets */
     int port;
     char path[REDIS_URL_PATH_MAX];

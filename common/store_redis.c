@@ -1198,17 +1198,21 @@ rs_sweep(void *self, int64_t now, int max)
 
 /* ---- prepare, open, close ---- */
 
-/* The master's check before it forks: the URL only, since Redis may well be down while
+/* The master's check before it forks: the URL, and for rediss:// the TLS files, which
+ * become the context the workers inherit. Not Redis itself, which may well be down while
  * sessiond starts (it then starts degraded and connects when Redis is back). */
 static int
 rs_prepare(const struct conf *c, char *err, size_t errlen)
 {
     struct redis_url u;
     char msg[256];
-    if (redis_url_parse(c->redis_url, &u, msg, sizeof msg) == 0)
-        return 0;
-    errf(err, errlen, "redis_url: %s", msg);
-    return -1;
+    if (redis_url_parse(c->redis_url, &u, msg, sizeof msg) < 0) {
+        errf(err, errlen, "redis_url: %s", msg);
+        return -1;
+    }
+    if (u.tls)
+        return redis_tls_setup(c->redis_tls_ca, c->redis_tls_cert, c->redis_tls_key, err, errlen);
+    return 0;
 }
 
 /* Everything that does not touch the network. */

@@ -14,6 +14,7 @@
 #include "notify.h"
 #include "pidfile.h"
 #include "status.h"
+#include "store.h"
 #include "tls.h"
 #include "util.h"
 
@@ -154,8 +155,13 @@ main(int argc, char **argv)
     if (test_only) {
         /* The certificate and key too: a config that names an unreadable or mismatched
          * pair would fail at start (and is refused on reload). */
-        SSL_CTX *tls;
-        if (tls_ctx_build(c, &tls, err, sizeof err) < 0) {
+        SSL_CTX *tls = NULL;
+        /* With store redis, the URL and the rediss:// files (store_prepare touches
+         * nothing else for it; for lmdb it would create the store's directory). */
+        bool redis = strcmp(c->store, "redis") == 0;
+        if (tls_ctx_build(c, &tls, err, sizeof err) < 0 ||
+            (redis && store_prepare(c, err, sizeof err) < 0)) {
+            SSL_CTX_free(tls);
             fprintf(stderr, "%s: %s\n", conf_path[0] != '\0' ? conf_path : "sessiond", err);
             free(c);
             return 1;

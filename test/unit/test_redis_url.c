@@ -135,12 +135,26 @@ END_TEST
 
 START_TEST(schemes)
 {
-    bad("rediss://h:6380/0", "rediss:// (TLS) is not supported yet; use redis:// on a trusted "
-                             "network, or a TLS tunnel");
-    bad("http://h", "must start with redis:// or unix: (as in redis://127.0.0.1:6379/0)");
-    bad("127.0.0.1:6379", "must start with redis:// or unix: (as in redis://127.0.0.1:6379/0)");
-    bad("", "must start with redis:// or unix: (as in redis://127.0.0.1:6379/0)");
-    bad("redis:/h", "must start with redis:// or unix: (as in redis://127.0.0.1:6379/0)");
+    static const char want[] =
+        "must start with redis://, rediss:// or unix: (as in redis://127.0.0.1:6379/0)";
+    struct redis_url u = ok("rediss://user:pw@cache.example.com:6380/2");
+    ck_assert(u.tls && !u.is_unix);
+    ck_assert_str_eq(u.host, "cache.example.com");
+    ck_assert_int_eq(u.port, 6380);
+    ck_assert_int_eq(u.db, 2);
+    ck_assert_str_eq(u.user, "user");
+    ck_assert_str_eq(u.password, "pw");
+    u = ok("REDISS://[::1]");
+    ck_assert(u.tls);
+    ck_assert_str_eq(u.host, "::1");
+    ck_assert_int_eq(u.port, 6379);
+    ck_assert(!ok("redis://h").tls && !ok("unix:/tmp/r.sock").tls);
+    bad("rediss://h:0", "bad port \"0\" (1 to 65535)"); /* the same rules as redis:// */
+    bad("rediss:/h", want);
+    bad("http://h", want);
+    bad("127.0.0.1:6379", want);
+    bad("", want);
+    bad("redis:/h", want);
 }
 END_TEST
 

@@ -2069,7 +2069,7 @@ START_TEST(redis_down_at_start)
 }
 END_TEST
 
-/* store_prepare checks the URL and nothing else. */
+/* store_prepare checks the URL and, for rediss://, the TLS files; not Redis. */
 START_TEST(redis_prepare_checks_the_url)
 {
     struct fx f;
@@ -2081,8 +2081,14 @@ START_TEST(redis_prepare_checks_the_url)
     ck_assert_ptr_null(store_open(&f.c, f.loop, err, sizeof err));
     ck_assert_str_eq(err, "redis_url: bad port \"0\" (1 to 65535)");
     snprintf(f.c.redis_url, sizeof f.c.redis_url, "rediss://127.0.0.1:6380/0");
-    expect_prepare_error(&f.c, "redis_url: rediss:// (TLS) is not supported yet; use redis:// "
-                               "on a trusted network, or a TLS tunnel");
+    snprintf(f.c.redis_tls_ca, sizeof f.c.redis_tls_ca, "/nonexistent/ca.pem");
+    expect_prepare_error(&f.c, "redis_tls_ca /nonexistent/ca.pem: No such file or directory");
+    f.c.redis_tls_ca[0] = '\0';
+    snprintf(f.c.redis_tls_cert, sizeof f.c.redis_tls_cert, "/etc/hostname");
+    expect_prepare_error(&f.c, "redis_tls_cert and redis_tls_key go together: set both or "
+                               "neither");
+    f.c.redis_tls_cert[0] = '\0';
+    fx_prepare(&f.c); /* rediss:// with the system's CAs */
     snprintf(f.c.redis_url, sizeof f.c.redis_url, "redis://127.0.0.1:6379/0");
     ck_assert_ptr_null(store_open(&f.c, NULL, err, sizeof err));
     ck_assert_str_eq(err, "store redis: needs the worker's event loop");
