@@ -21,6 +21,8 @@ struct pubsub {
     pubsub_msg_cb on_msg;
     pubsub_ready_cb on_ready;
     void *arg;
+    pubsub_ready_cb on_pub_ready; /* may be NULL */
+    void *pub_arg;
     struct pubsub_stats stats;
 };
 
@@ -34,15 +36,21 @@ ps_on_sub_ready(void *arg)
     ps->on_ready(ps->arg);
 }
 
-static int
-ps_open_conns(struct pubsub *ps, struct ev_loop *loop, const struct redis_url *url,
-              double timeout, char *err, size_t errlen)
+static void
+ps_on_pub_ready(void *arg)
 {
-    struct redis_opts sub = {.timeout = timeout, .on_ready = ps_on_sub_ready,
-                             .on_push = ps_on_push, .arg = ps};
-    struct redis_opts pub = {.timeout = timeout};
-    if ((ps->sub = redis_open(loop, url, &sub, err, errlen)) == NULL)
-        return -1;
+    struct pubsub *ps = arg;
+    if (ps->on_pub_ready != NULL) ps->on_pub_ready(ps->pub_arg);
+}
+
+static int
+ps_open_conns(struct pubsub *ps, struct ev_loop *loop, const struct redis_url *url, double timeout,
+              char *err, size_t errlen)
+{
+    struct redis_opts sub = {
+        .timeout = timeout, .on_ready = ps_on_sub_ready, .on_push = ps_on_push, .arg = ps};
+    struct redis_opts pub = {.timeout = timeout, .on_ready = ps_on_pub_ready, .arg = ps};
+    if ((ps->sub = redis_open(loop, url, &sub, err, errlen)) == NULL) return -1;
     if ((ps->pub = redis_open(loop, url, &pub, err, errlen)) == NULL) {
         redis_close(ps->sub);
         return -1;
@@ -52,8 +60,7 @@ ps_open_conns(struct pubsub *ps, struct ev_loop *loop, const struct redis_url *u
 
 struct pubsub *
 pubsub_open(struct ev_loop *loop, const char *url, const char *prefix, double timeout,
-            pubsub_msg_cb on_msg, pubsub_ready_cb on_ready, void *arg, char *err,
-            size_t errlen)
+            pubsub_msg_cb on_msg, pubsub_ready_cb on_ready, void *arg, char *err, size_t errlen)
 {
     struct redis_url u;
     char why[256];
@@ -81,11 +88,17 @@ pubsub_open(struct ev_loop *loop, const char *url, const char *prefix, double ti
 void
 pubsub_close(struct pubsub *ps)
 {
-    if (ps == NULL)
-        return;
+    if (ps == NULL) return;
     redis_close(ps->sub);
     redis_close(ps->pub);
     free(ps);
+}
+
+void
+pubsub_on_command_ready(struct pubsub *ps, pubsub_ready_cb cb, void *arg)
+{
+    ps->on_pub_ready = cb;
+    ps->pub_arg = arg;
 }
 
 /* Every reply on the subscriber: confirmations, and the messages themselves. */
@@ -115,8 +128,7 @@ ps_sub_command(struct pubsub *ps, const char *cmd, const char *name, size_t len)
     size_t n = pubsub_name(ps, name, len, full, sizeof full);
     const char *argv[] = {cmd, full};
     size_t argvlen[] = {strlen(cmd), n};
-    if (n > 0)
-        redis_subscribe_command(ps->sub, 2, argv, argvlen);
+    if (n > 0) redis_subscribe_command(ps->sub, 2, argv, argvlen);
 }
 
 void
@@ -152,8 +164,7 @@ int
 pubsub_command(struct pubsub *ps, pubsub_reply_cb cb, void *arg, int argc, const char **argv,
                const size_t *argvlen)
 {
-    if (!redis_ready(ps->pub))
-        return -1;
+    if (!redis_ready(ps->pub)) return -1;
     return redis_command(ps->pub, cb, arg, argc, argv, argvlen);
 }
 
@@ -161,16 +172,14 @@ int
 pubsub_eval(struct pubsub *ps, const struct redis_script *s, pubsub_reply_cb cb, void *arg,
             int nkeys, int argc, const char **argv, const size_t *argvlen)
 {
-    if (!redis_ready(ps->pub))
-        return -1;
+    if (!redis_ready(ps->pub)) return -1;
     return redis_eval(ps->pub, s, cb, arg, nkeys, argc, argv, argvlen);
 }
 
 size_t
 pubsub_name(const struct pubsub *ps, const char *name, size_t len, char *out, size_t cap)
 {
-    if (ps->prefix_len + len > cap)
-        return 0;
+    if (ps->prefix_len + len > cap) return 0;
     memcpy(out, ps->prefix, ps->prefix_len);
     memcpy(out + ps->prefix_len, name, len);
     return ps->prefix_len + len;

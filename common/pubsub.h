@@ -2,10 +2,10 @@
  *
  * Two connections (common/redis.h) on the caller's libev loop, as Redis wants them: one
  * that SUBSCRIBEs (and can then do nothing else) and one that PUBLISHes. Both select
- * redis_url's database and come back on their own after an outage, with jittered backoff. Redis forgets a connection's
- * subscriptions with the connection, which is how Socket.IO's adapter silently stops
- * delivering after a reconnect; here every (re)connect of the subscriber calls on_ready,
- * whose job is to subscribe again to everything the caller listens to.
+ * redis_url's database and come back on their own after an outage, with jittered backoff. Redis
+ * forgets a connection's subscriptions with the connection, which is how Socket.IO's adapter
+ * silently stops delivering after a reconnect; here every (re)connect of the subscriber calls
+ * on_ready, whose job is to subscribe again to everything the caller listens to.
  *
  * Redis channel names are the caller's names under redis_prefix and "rt:". A publish
  * while Redis is away is dropped and counted (the caller's own instance is served by its
@@ -43,6 +43,11 @@ struct pubsub *pubsub_open(struct ev_loop *loop, const char *url, const char *pr
                            double timeout, pubsub_msg_cb on_msg, pubsub_ready_cb on_ready,
                            void *arg, char *err, size_t errlen);
 void pubsub_close(struct pubsub *ps);
+
+/* cb after every completed (re)connect of the publisher connection, the one that
+ * pubsub_command and pubsub_eval use: the roster's cue to write back what Redis may have
+ * lost. Before any command of the caller's goes out on that connection. One at a time. */
+void pubsub_on_command_ready(struct pubsub *ps, pubsub_ready_cb cb, void *arg);
 
 /* Listen to a name, or stop. Without a connection they do nothing: on_ready will. */
 void pubsub_subscribe(struct pubsub *ps, const char *name, size_t len);

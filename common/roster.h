@@ -43,10 +43,11 @@ struct roster_member {
 /* Where a roster is opened. The master passes only conf (and any slot): it purges. */
 struct roster_params {
     const struct conf *conf;
-    int slot;                    /* the worker's scoreboard slot */
-    unsigned pid;                /* the worker's process */
-    struct pubsub *ps;           /* with Redis: the connection to send commands on */
-    const struct scoreboard *sb; /* with Redis: the instance nonce and the dead workers */
+    int slot;              /* the worker's scoreboard slot */
+    unsigned pid;          /* the worker's process */
+    struct pubsub *ps;     /* with Redis: the connection to send commands on */
+    struct scoreboard *sb; /* with Redis: the instance nonce, the dead workers, and the
+                            * worker's lease epoch (written there) */
 };
 
 /* A connection's admission: 1 recorded, 0 over the user's limit, -1 on error. */
@@ -80,10 +81,10 @@ void roster_disconnect(struct roster *l, const char *conn, const char *user);
 
 /* Join or leave a channel. A join's answer comes once every instance can see it; a lost
  * Redis degrades presence but not the membership (the answer is then 0 all the same). */
-void roster_join(struct roster *l, const char *channel, size_t len,
-                 const struct roster_member *m, roster_count_cb cb, void *arg);
-void roster_leave(struct roster *l, const char *channel, size_t len,
-                  const struct roster_member *m, roster_count_cb cb, void *arg);
+void roster_join(struct roster *l, const char *channel, size_t len, const struct roster_member *m,
+                 roster_count_cb cb, void *arg);
+void roster_leave(struct roster *l, const char *channel, size_t len, const struct roster_member *m,
+                  roster_count_cb cb, void *arg);
 
 /* Members of a channel on this instance, at once (0 for none or on error). */
 size_t roster_count(struct roster *l, const char *channel, size_t len);

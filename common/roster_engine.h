@@ -13,8 +13,8 @@ struct roster_ops {
     const char *name;
     void *(*open)(const struct roster_params *p, char *err, size_t errlen);
     void (*close)(void *engine);
-    void (*connect)(void *engine, const char *conn, const char *user, int max,
-                    roster_admit_cb cb, void *arg);
+    void (*connect)(void *engine, const char *conn, const char *user, int max, roster_admit_cb cb,
+                    void *arg);
     void (*disconnect)(void *engine, const char *conn, const char *user);
     void (*join)(void *engine, const char *channel, size_t len, const struct roster_member *m,
                  roster_count_cb cb, void *arg);
@@ -43,6 +43,13 @@ size_t roster_lmdb_count(struct roster_lmdb *l, const char *channel, size_t len)
 int roster_lmdb_members(struct roster_lmdb *l, const char *channel, size_t len, size_t max,
                         roster_member_cb each, void *arg);
 int roster_lmdb_purge_slot(struct roster_lmdb *l, int slot);
+/* Everything this worker's slot holds, in one read: each connection to conn, each
+ * membership to member. 0, or -1 (some may have been given). */
+typedef void (*roster_conn_fn)(void *arg, const char *conn, const char *user);
+typedef void (*roster_membership_fn)(void *arg, const char *channel, size_t len,
+                                     const struct roster_member *m);
+int roster_lmdb_each_own(struct roster_lmdb *l, roster_conn_fn conn, roster_membership_fn member,
+                         void *arg);
 const char *roster_lmdb_last_error(const struct roster_lmdb *l);
 
 #endif

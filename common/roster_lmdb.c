@@ -91,8 +91,7 @@ env_open(const struct conf *c, MDB_env **out)
     snprintf(path, sizeof path, "%s-roster", c->store_path);
     MDB_env *env;
     int rc = mdb_env_create(&env);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     unsigned flags = MDB_NOSUBDIR | MDB_NOTLS | MDB_NOSYNC | MDB_NOMETASYNC;
     if ((rc = mdb_env_set_mapsize(env, ROSTER_MAP_SIZE)) != 0 ||
         (rc = mdb_env_set_maxdbs(env, 3)) != 0 ||
@@ -135,8 +134,7 @@ roster_lmdb_open(const struct conf *c, int slot, char *err, size_t errlen)
     }
     if ((rc = mdb_txn_begin(l->env, NULL, 0, &txn)) != 0 || (rc = dbs_open(txn, l)) != 0 ||
         (rc = mdb_txn_commit(txn)) != 0) {
-        if (rc != 0 && txn != NULL)
-            mdb_txn_abort(txn);
+        if (rc != 0 && txn != NULL) mdb_txn_abort(txn);
         errf(err, errlen, "roster: %s-roster: %s", c->store_path, mdb_strerror(rc));
         mdb_env_close(l->env);
         free(l);
@@ -149,8 +147,7 @@ roster_lmdb_open(const struct conf *c, int slot, char *err, size_t errlen)
 void
 roster_lmdb_close(struct roster_lmdb *l)
 {
-    if (l == NULL)
-        return;
+    if (l == NULL) return;
     mdb_env_close(l->env);
     free(l);
 }
@@ -159,8 +156,7 @@ int
 roster_prepare(const struct conf *c, bool fresh, char *err, size_t errlen)
 {
     struct roster_lmdb *l = roster_lmdb_open(c, 0, err, errlen);
-    if (l == NULL)
-        return -1;
+    if (l == NULL) return -1;
     char lock[sizeof c->store_path + 16];
     snprintf(lock, sizeof lock, "%s-roster-lock", c->store_path);
     if (reserve_file(lock) != 0) {
@@ -170,9 +166,10 @@ roster_prepare(const struct conf *c, bool fresh, char *err, size_t errlen)
     }
     MDB_txn *txn;
     int rc = 0;
-    if (fresh && ((rc = mdb_txn_begin(l->env, NULL, 0, &txn)) != 0 ||
-                  (rc = mdb_drop(txn, l->users, 0)) != 0 || (rc = mdb_drop(txn, l->chans, 0)) != 0 ||
-                  (rc = mdb_drop(txn, l->slots, 0)) != 0 || (rc = mdb_txn_commit(txn)) != 0))
+    if (fresh &&
+        ((rc = mdb_txn_begin(l->env, NULL, 0, &txn)) != 0 ||
+         (rc = mdb_drop(txn, l->users, 0)) != 0 || (rc = mdb_drop(txn, l->chans, 0)) != 0 ||
+         (rc = mdb_drop(txn, l->slots, 0)) != 0 || (rc = mdb_txn_commit(txn)) != 0))
         errf(err, errlen, "roster: emptying %s-roster: %s", c->store_path, mdb_strerror(rc));
     roster_lmdb_close(l);
     return rc == 0 ? 0 : -1;
@@ -189,12 +186,10 @@ roster_lmdb_connect(struct roster_lmdb *l, const char *conn, const char *user, i
     size_t have = 0;
     char sk[ROSTER_SLOT_KEY + ROSTER_CONN_MAX];
     int rc = mdb_txn_begin(l->env, NULL, 0, &txn);
-    if (rc != 0)
-        return fail(l, rc, "begin");
+    if (rc != 0) return fail(l, rc, "begin");
     if ((rc = mdb_cursor_open(txn, l->users, &cur)) == 0) {
         MDB_val kk = k, vv;
-        if (mdb_cursor_get(cur, &kk, &vv, MDB_SET_KEY) == 0)
-            rc = mdb_cursor_count(cur, &have);
+        if (mdb_cursor_get(cur, &kk, &vv, MDB_SET_KEY) == 0) rc = mdb_cursor_count(cur, &have);
         mdb_cursor_close(cur);
     }
     if (rc == 0 && have >= (size_t)max) {
@@ -202,10 +197,8 @@ roster_lmdb_connect(struct roster_lmdb *l, const char *conn, const char *user, i
         return 0;
     }
     MDB_val skv = val(sk, slot_key(l->slot, conn, NULL, 0, sk));
-    if (rc == 0)
-        rc = mdb_put(txn, l->users, &k, &v, MDB_NODUPDATA);
-    if (rc == 0)
-        rc = mdb_put(txn, l->slots, &skv, &k, 0);
+    if (rc == 0) rc = mdb_put(txn, l->users, &k, &v, MDB_NODUPDATA);
+    if (rc == 0) rc = mdb_put(txn, l->slots, &skv, &k, 0);
     if (rc == 0)
         rc = mdb_txn_commit(txn);
     else
@@ -239,13 +232,11 @@ delete_prefixed(struct roster_lmdb *l, MDB_txn *txn, const char *prefix, size_t 
 {
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, l->slots, &cur);
-    if (rc != 0)
-        return rc;
+    if (rc != 0) return rc;
     MDB_val k = val(prefix, plen), v;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) { /* after a delete: the next one */
-        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0)
-            break;
+        if (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0) break;
         /* A connection's own key is a prefix of its memberships' keys: match whole ids. */
         if (k.mv_size > plen && plen > ROSTER_SLOT_KEY && ((const char *)k.mv_data)[plen] != '\0')
             break;
@@ -272,8 +263,7 @@ roster_lmdb_disconnect(struct roster_lmdb *l, const char *conn)
         rc = mdb_txn_commit(txn);
     else
         mdb_txn_abort(txn);
-    if (rc != 0)
-        fail(l, rc, "disconnect");
+    if (rc != 0) fail(l, rc, "disconnect");
 }
 
 int
@@ -282,14 +272,58 @@ roster_lmdb_purge_slot(struct roster_lmdb *l, int slot)
     MDB_txn *txn;
     char prefix[ROSTER_SLOT_KEY] = {(char)(slot >> 8), (char)slot};
     int n = 0, rc = mdb_txn_begin(l->env, NULL, 0, &txn);
-    if (rc != 0)
-        return fail(l, rc, "begin");
+    if (rc != 0) return fail(l, rc, "begin");
     rc = delete_prefixed(l, txn, prefix, sizeof prefix, &n);
     if (rc == 0)
         rc = mdb_txn_commit(txn);
     else
         mdb_txn_abort(txn);
     return rc == 0 ? n : fail(l, rc, "purge");
+}
+
+/* One slots entry of ours to the caller: a connection (conn -> user) or a membership
+ * (conn NUL channel -> member). Malformed entries are skipped. */
+static void
+slot_entry_give(const MDB_val *k, const MDB_val *v, roster_conn_fn conn,
+                roster_membership_fn member, void *arg)
+{
+    const char *p = (const char *)k->mv_data + ROSTER_SLOT_KEY;
+    size_t n = k->mv_size - ROSTER_SLOT_KEY;
+    const char *nul = memchr(p, '\0', n);
+    struct roster_member m;
+    if (nul == NULL) {
+        char id[ROSTER_CONN_MAX + 1], user[ROSTER_USER_MAX + 1];
+        if (n > ROSTER_CONN_MAX || v->mv_size > ROSTER_USER_MAX) return;
+        snprintf(id, sizeof id, "%.*s", (int)n, p);
+        snprintf(user, sizeof user, "%.*s", (int)v->mv_size, (const char *)v->mv_data);
+        conn(arg, id, user);
+    } else if (member_decode(v, &m) == 0) {
+        member(arg, nul + 1, (size_t)(p + n - nul - 1), &m);
+    }
+}
+
+int
+roster_lmdb_each_own(struct roster_lmdb *l, roster_conn_fn conn, roster_membership_fn member,
+                     void *arg)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    char prefix[ROSTER_SLOT_KEY] = {(char)(l->slot >> 8), (char)l->slot};
+    int rc = mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn);
+    if (rc != 0) return fail(l, rc, "begin");
+    if ((rc = mdb_cursor_open(txn, l->slots, &cur)) != 0) {
+        mdb_txn_abort(txn);
+        return fail(l, rc, "cursor");
+    }
+    MDB_val k = val(prefix, sizeof prefix), v;
+    for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size <= sizeof prefix || memcmp(k.mv_data, prefix, sizeof prefix) != 0) break;
+        slot_entry_give(&k, &v, conn, member, arg);
+    }
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc == 0 || rc == MDB_NOTFOUND ? 0 : fail(l, rc, "each");
 }
 
 /* ---- channels ---- */
@@ -300,10 +334,8 @@ count_in(MDB_txn *txn, MDB_dbi dbi, const char *key, size_t len)
     MDB_cursor *cur;
     MDB_val k = val(key, len), v;
     size_t n = 0;
-    if (mdb_cursor_open(txn, dbi, &cur) != 0)
-        return 0;
-    if (mdb_cursor_get(cur, &k, &v, MDB_SET_KEY) == 0)
-        mdb_cursor_count(cur, &n);
+    if (mdb_cursor_open(txn, dbi, &cur) != 0) return 0;
+    if (mdb_cursor_get(cur, &k, &v, MDB_SET_KEY) == 0) mdb_cursor_count(cur, &n);
     mdb_cursor_close(cur);
     return n;
 }
@@ -320,20 +352,15 @@ roster_lmdb_membership(struct roster_lmdb *l, bool join, const char *channel, si
     MDB_val ck = val(channel, len), v = val(mv, member_encode(m, mv));
     MDB_val skv = val(sk, slot_key(l->slot, m->conn, channel, len, sk));
     int rc = mdb_txn_begin(l->env, NULL, 0, &txn);
-    if (rc != 0)
-        return fail(l, rc, "begin");
+    if (rc != 0) return fail(l, rc, "begin");
     if (join) {
         rc = mdb_put(txn, l->chans, &ck, &v, MDB_NODUPDATA);
-        if (rc == MDB_KEYEXIST)
-            rc = 0;
-        if (rc == 0)
-            rc = mdb_put(txn, l->slots, &skv, &v, 0);
+        if (rc == MDB_KEYEXIST) rc = 0;
+        if (rc == 0) rc = mdb_put(txn, l->slots, &skv, &v, 0);
     } else {
         rc = mdb_del(txn, l->chans, &ck, &v);
-        if (rc == 0 || rc == MDB_NOTFOUND)
-            rc = mdb_del(txn, l->slots, &skv, NULL);
-        if (rc == MDB_NOTFOUND)
-            rc = 0;
+        if (rc == 0 || rc == MDB_NOTFOUND) rc = mdb_del(txn, l->slots, &skv, NULL);
+        if (rc == MDB_NOTFOUND) rc = 0;
     }
     *count = rc == 0 ? count_in(txn, l->chans, channel, len) : 0;
     if (rc == 0)
@@ -347,8 +374,7 @@ size_t
 roster_lmdb_count(struct roster_lmdb *l, const char *channel, size_t len)
 {
     MDB_txn *txn;
-    if (mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn) != 0)
-        return 0;
+    if (mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn) != 0) return 0;
     size_t n = count_in(txn, l->chans, channel, len);
     mdb_txn_abort(txn);
     return n;
@@ -361,8 +387,7 @@ roster_lmdb_members(struct roster_lmdb *l, const char *channel, size_t len, size
     MDB_txn *txn;
     MDB_cursor *cur;
     int rc = mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn);
-    if (rc != 0)
-        return fail(l, rc, "begin");
+    if (rc != 0) return fail(l, rc, "begin");
     if ((rc = mdb_cursor_open(txn, l->chans, &cur)) != 0) {
         mdb_txn_abort(txn);
         return fail(l, rc, "cursor");
@@ -403,8 +428,7 @@ lmdb_close(void *e)
 }
 
 static void
-lmdb_connect(void *e, const char *conn, const char *user, int max, roster_admit_cb cb,
-             void *arg)
+lmdb_connect(void *e, const char *conn, const char *user, int max, roster_admit_cb cb, void *arg)
 {
     cb(arg, roster_lmdb_connect(e, conn, user, max));
 }

@@ -55,9 +55,12 @@ static const char members_lua[] =
 struct roster_redis {
     struct roster_lmdb *local;
     struct pubsub *ps;
-    const struct scoreboard *sb;
+    struct scoreboard *sb;
+    int slot;
+    unsigned pid;
+    uint64_t epoch;         /* bumped at every reconnect: the lease's last part */
     char nonce[17];         /* this instance's, in hex */
-    char lease[48];         /* this worker's: nonce.slot.pid */
+    char lease[48];         /* this worker's: nonce.slot.pid.epoch */
     char lease_prefix[128]; /* the Redis name of leases, before the lease: the scripts' */
     uint64_t dead_seen;     /* workers of the scoreboard's dead list already dealt with */
     struct redis_script admit, members; /* sent by SHA; Redis is given the text once */
@@ -70,8 +73,7 @@ rkey(const struct roster_redis *e, const char *kind, const char *name, size_t le
 {
     char k[8 + ROSTER_USER_MAX + ROSTER_CHANNEL_MAX];
     size_t n = strlen(kind);
-    if (n + len > sizeof k)
-        return 0;
+    if (n + len > sizeof k) return 0;
     /* k is counted (n + len bytes), not a string.
      * NOLINTNEXTLINE(bugprone-not-null-terminated-result) */
     memcpy(k, kind, n);
@@ -94,8 +96,7 @@ call(struct roster_redis *e, pubsub_reply_cb cb, void *arg, const char *cmd, con
     char key[600];
     const char *argv[6] = {cmd, key};
     size_t argvlen[6] = {strlen(cmd), rkey(e, kind, name, len, key, sizeof key)};
-    if (argvlen[1] == 0 || nargs > 4)
-        return -1;
+    if (argvlen[1] == 0 || nargs > 4) return -1;
     for (int i = 0; i < nargs; i++) {
         argv[2 + i] = args[i];
         argvlen[2 + i] = strlen(args[i]);
@@ -112,8 +113,7 @@ eval(struct roster_redis *e, pubsub_reply_cb cb, void *arg, const struct redis_s
     char key[600];
     const char *argv[7] = {key};
     size_t argvlen[7] = {rkey(e, kind, name, len, key, sizeof key)};
-    if (argvlen[0] == 0 || nargs > 6)
-        return -1;
+    if (argvlen[0] == 0 || nargs > 6) return -1;
     for (int i = 0; i < nargs; i++) {
         argv[1 + i] = args[i];
         argvlen[1 + i] = strlen(args[i]);
@@ -146,8 +146,7 @@ static void
 admit_locally(struct admission *a, int max)
 {
     int rc = roster_lmdb_connect(a->e->local, a->conn, a->user, max);
-    if (rc != 1)
-        forget(a->e, a->conn, a->user);
+    if (rc != 1) forget(a->e, a->conn, a->user);
     a->cb(a->arg, rc);
     free(a);
 }
@@ -166,8 +165,7 @@ admitted(void *arg, const struct redisReply *reply)
 }
 
 static void
-rr_connect(void *engine, const char *conn, const char *user, int max, roster_admit_cb cb,
-              void *arg)
+rr_connect(void *engine, const char *conn, const char *user, int max, roster_admit_cb cb, void *arg)
 {
     struct roster_redis *e = engine;
     struct admission *a = malloc(sizeof *a);
@@ -225,7 +223,7 @@ joined(void *arg, const struct redisReply *reply)
 
 static void
 rr_join(void *engine, const char *channel, size_t len, const struct roster_member *m,
-           roster_count_cb cb, void *arg)
+        roster_count_cb cb, void *arg)
 {
     struct roster_redis *e = engine;
     size_t n = 0;
@@ -238,8 +236,7 @@ rr_join(void *engine, const char *channel, size_t len, const struct roster_membe
         (void)member_call(e, true, channel, len, m, ignore, NULL);
     } else {
         *op = (struct join_op){.cb = cb, .arg = arg, .count = n};
-        if (member_call(e, true, channel, len, m, joined, op) == 0)
-            return;
+        if (member_call(e, true, channel, len, m, joined, op) == 0) return;
         free(op); /* Redis is away: the answer is given now */
     }
     cb(arg, 0, n);
@@ -247,7 +244,7 @@ rr_join(void *engine, const char *channel, size_t len, const struct roster_membe
 
 static void
 rr_leave(void *engine, const char *channel, size_t len, const struct roster_member *m,
-            roster_count_cb cb, void *arg)
+         roster_count_cb cb, void *arg)
 {
     struct roster_redis *e = engine;
     size_t n = 0;
@@ -305,8 +302,7 @@ members_answer(void *arg, const struct redisReply *reply)
     }
     for (size_t i = 0; i + 1 < reply->elements && i / 2 < op->max; i += 2) {
         struct roster_member m;
-        if (member_of(reply->element[i], reply->element[i + 1], &m) == 0)
-            op->each(op->arg, &m);
+        if (member_of(reply->element[i], reply->element[i + 1], &m) == 0) op->each(op->arg, &m);
     }
     op->done(op->arg, 0);
     free(op);
@@ -314,7 +310,7 @@ members_answer(void *arg, const struct redisReply *reply)
 
 static void
 rr_members(void *engine, const char *channel, size_t len, size_t max, roster_member_cb each,
-              roster_done_cb done, void *arg)
+           roster_done_cb done, void *arg)
 {
     struct roster_redis *e = engine;
     struct members_op *op = len <= ROSTER_CHANNEL_MAX ? malloc(sizeof *op) : NULL;
@@ -323,8 +319,8 @@ rr_members(void *engine, const char *channel, size_t len, size_t max, roster_mem
         done(arg, n < 0 ? -1 : 0);
         return;
     }
-    *op = (struct members_op){.e = e, .each = each, .done = done, .arg = arg, .max = max,
-                              .len = len};
+    *op =
+        (struct members_op){.e = e, .each = each, .done = done, .arg = arg, .max = max, .len = len};
     memcpy(op->channel, channel, len);
     const char *args[] = {e->lease_prefix, e->lease, ROSTER_LEASE_MS};
     if (eval(e, members_answer, op, &e->members, "m:", channel, len, 3, args) < 0) {
@@ -344,13 +340,13 @@ end_dead_leases(struct roster_redis *e)
 {
     const struct scoreboard *sb = e->sb;
     uint64_t n = __atomic_load_n(&sb->dead_count, __ATOMIC_ACQUIRE);
-    if (n - e->dead_seen > SB_DEAD_RING)
-        e->dead_seen = n - SB_DEAD_RING;
+    if (n - e->dead_seen > SB_DEAD_RING) e->dead_seen = n - SB_DEAD_RING;
     for (; e->dead_seen < n; e->dead_seen++) {
         char lease[48];
-        int len = snprintf(lease, sizeof lease, "%s.%d.%x", e->nonce,
-                           (int)sb_get(&sb->dead_slot[e->dead_seen % SB_DEAD_RING]),
-                           (unsigned)sb_get(&sb->dead_pid[e->dead_seen % SB_DEAD_RING]));
+        size_t at = e->dead_seen % SB_DEAD_RING;
+        int len = snprintf(lease, sizeof lease, "%s.%d.%x.%llx", e->nonce,
+                           (int)sb_get(&sb->dead_slot[at]), (unsigned)sb_get(&sb->dead_pid[at]),
+                           (unsigned long long)sb_get(&sb->dead_epoch[at]));
         (void)call(e, ignore, NULL, "DEL", "lease:", lease, (size_t)len, 0, NULL);
     }
 }
@@ -362,6 +358,51 @@ rr_tick(void *engine)
     const char *args[] = {"1", "PX", ROSTER_LEASE_MS};
     (void)call(e, ignore, NULL, "SET", "lease:", e->lease, strlen(e->lease), 3, args);
     end_dead_leases(e);
+}
+
+/* ---- after a reconnect ---- */
+
+static void
+reassert_conn(void *arg, const char *conn, const char *user)
+{
+    struct roster_redis *e = arg;
+    const char *args[] = {conn, e->lease};
+    (void)call(e, ignore, NULL, "HSET", "u:", user, strlen(user), 2, args);
+}
+
+static void
+reassert_member(void *arg, const char *channel, size_t len, const struct roster_member *m)
+{
+    (void)member_call(arg, true, channel, len, m, ignore, NULL);
+}
+
+/* The lease's name, nonce.slot.pid.epoch, and its epoch in the scoreboard, where the
+ * siblings find it to end the lease when this worker dies. */
+static void
+lease_name(struct roster_redis *e)
+{
+    snprintf(e->lease, sizeof e->lease, "%s.%d.%x.%llx", e->nonce, e->slot, e->pid,
+             (unsigned long long)e->epoch);
+    sb_set(&e->sb->slot[e->slot].lease_epoch, e->epoch);
+}
+
+/* The command connection is back, and Redis may have lost everything (a restart) or
+ * missed what changed while it was unreachable (a socket closed, its HDEL never sent).
+ * Deltas cannot be replayed reliably, so the whole truth is written instead: under a
+ * new lease, every connection and membership this worker holds (the instance's file has
+ * them by slot), then the old lease ends, and with it whatever was written under it
+ * that is no longer true; the scripts drop such entries at the next look. */
+static void
+rr_reassert(void *arg)
+{
+    struct roster_redis *e = arg;
+    char old[sizeof e->lease];
+    snprintf(old, sizeof old, "%s", e->lease);
+    e->epoch++;
+    lease_name(e);
+    rr_tick(e);
+    (void)roster_lmdb_each_own(e->local, reassert_conn, reassert_member, e);
+    (void)call(e, ignore, NULL, "DEL", "lease:", old, strlen(old), 0, NULL);
 }
 
 static int
@@ -393,14 +434,17 @@ rr_open(const struct roster_params *p, char *err, size_t errlen)
     }
     e->ps = p->ps;
     e->sb = p->sb;
+    e->slot = p->slot;
+    e->pid = p->pid;
     snprintf(e->nonce, sizeof e->nonce, "%016llx",
              (unsigned long long)sb_get(&p->sb->instance_nonce));
-    snprintf(e->lease, sizeof e->lease, "%s.%d.%x", e->nonce, p->slot, p->pid);
+    lease_name(e);
     uint64_t dead = sb_get(&p->sb->dead_count);
     e->dead_seen = dead > SB_DEAD_RING ? dead - SB_DEAD_RING : 0;
     /* redis_prefix is at most 63 bytes: it fits. */
     size_t n = rkey(e, "lease:", "", 0, e->lease_prefix, sizeof e->lease_prefix - 1);
     e->lease_prefix[n] = '\0';
+    pubsub_on_command_ready(e->ps, rr_reassert, e);
     return e;
 }
 

@@ -20,8 +20,7 @@ sb_create(void)
 {
     struct scoreboard *sb = mmap(NULL, sizeof(struct scoreboard), PROT_READ | PROT_WRITE,
                                  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-    if (sb == MAP_FAILED)
-        return NULL; /* anonymous mappings start zeroed */
+    if (sb == MAP_FAILED) return NULL; /* anonymous mappings start zeroed */
     uint64_t nonce = 0;
     if (getrandom(&nonce, sizeof nonce, GRND_NONBLOCK) != sizeof nonce)
         nonce = (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
@@ -33,8 +32,7 @@ sb_create(void)
 void
 sb_destroy(struct scoreboard *sb)
 {
-    if (sb != NULL)
-        munmap(sb, sizeof *sb);
+    if (sb != NULL) munmap(sb, sizeof *sb);
 }
 
 int
@@ -42,16 +40,14 @@ sb_claim(struct scoreboard *sb, int id, uint64_t generation)
 {
     for (int i = 0; i < SB_SLOTS; i++) {
         struct sb_slot *s = &sb->slot[i];
-        if (sb_get(&s->state) != SB_FREE)
-            continue;
+        if (sb_get(&s->state) != SB_FREE) continue;
         memset(s, 0, sizeof *s);
         sb_set(&s->id, (uint64_t)id);
         sb_set(&s->generation, generation);
         sb_set(&s->heartbeat_ms, (uint64_t)sb_now_ms());
         sb_set(&s->started_at, (uint64_t)time(NULL));
         sb_set(&s->state, SB_STARTING);
-        if ((uint64_t)i >= sb_get(&sb->slots_used))
-            sb_set(&sb->slots_used, (uint64_t)i + 1);
+        if ((uint64_t)i >= sb_get(&sb->slots_used)) sb_set(&sb->slots_used, (uint64_t)i + 1);
         return i;
     }
     return -1;
@@ -75,6 +71,7 @@ sb_release(struct scoreboard *sb, int slot)
     uint64_t n = sb_get(&sb->dead_count);
     sb_set(&sb->dead_slot[n % SB_DEAD_RING], (uint64_t)slot);
     sb_set(&sb->dead_pid[n % SB_DEAD_RING], sb_get(&s->pid));
+    sb_set(&sb->dead_epoch[n % SB_DEAD_RING], sb_get(&s->lease_epoch));
     __atomic_store_n(&sb->dead_count, n + 1, __ATOMIC_RELEASE); /* after the entry */
     sb_set(&s->pid, 0);
     sb_set(&s->conns_http, 0);
@@ -86,8 +83,7 @@ int
 sb_status_index(int code)
 {
     for (int i = 0; i < SB_STATUS_OTHER; i++)
-        if (status_codes[i] == code)
-            return i;
+        if (status_codes[i] == code) return i;
     return SB_STATUS_OTHER;
 }
 
@@ -127,8 +123,7 @@ sb_sum_counters(const struct scoreboard *sb, struct sb_counters *out)
     memset(out, 0, sizeof *out);
     add_counters(out, &sb->retired);
     for (int i = 0; i < sb_nslots(sb); i++)
-        if (sb_get(&sb->slot[i].state) != SB_FREE)
-            add_counters(out, &sb->slot[i].c);
+        if (sb_get(&sb->slot[i].state) != SB_FREE) add_counters(out, &sb->slot[i].c);
 }
 
 int64_t

@@ -23,23 +23,25 @@
 enum sb_state { SB_FREE = 0, SB_STARTING, SB_RUNNING, SB_DRAINING };
 
 /* Status codes counted one by one; anything else lands in the last bucket ("other"). */
-#define SB_STATUS_CODES                                                                      \
-    X(200) X(201) X(202) X(204) X(301) X(304) X(400) X(401) X(403) X(404) X(405) X(408)      \
-    X(409) X(411) X(412) X(413) X(414) X(415) X(417) X(429) X(431) X(500) X(501) X(503)      \
-    X(505)
+#define SB_STATUS_CODES                                                                            \
+    X(200)                                                                                         \
+    X(201) X(202) X(204) X(301) X(304) X(400) X(401) X(403) X(404) X(405) X(408) X(409) X(411)     \
+        X(412) X(413) X(414) X(415) X(417) X(429) X(431) X(500) X(501) X(503) X(505)
 enum {
 #define X(code) SB_STATUS_##code,
     SB_STATUS_CODES
 #undef X
-    SB_STATUS_OTHER,
+        SB_STATUS_OTHER,
     SB_NSTATUS
 };
 
 /* Histogram bounds of request and store durations, in microseconds (Prometheus "le"
  * labels). */
-#define SB_HIST_BOUNDS_US                                                                    \
-    {100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,   \
-     2500000}
+#define SB_HIST_BOUNDS_US                                                                          \
+    {                                                                                              \
+        100, 250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000, 500000, 1000000,     \
+            2500000                                                                                \
+    }
 #define SB_NHIST 14
 
 /* Counters a worker accumulates; the master folds a dead worker's into the header, so
@@ -55,8 +57,8 @@ struct sb_counters {
     uint64_t pubsub_dropped; /* publishes to other instances lost (Redis away) */
     uint64_t history_unkept; /* messages of history channels published without being kept */
     uint64_t accepted;
-    uint64_t store_ops;    /* store operations started */
-    uint64_t store_errors; /* of those, failed for the store's own reasons */
+    uint64_t store_ops;                /* store operations started */
+    uint64_t store_errors;             /* of those, failed for the store's own reasons */
     uint64_t store_hist[SB_NHIST + 1]; /* answered (by the store, or failed by it), by the
                                         * time from call to answer */
     uint64_t store_us_sum;
@@ -78,22 +80,24 @@ struct sb_slot {
     uint64_t accepting;     /* 1 while its accept watchers run */
     uint64_t restarts;      /* times this worker id was respawned after dying on its own;
                              * written by the master when it claims the slot */
+    uint64_t lease_epoch;   /* with Redis, the worker's lease is renamed at every reconnect:
+                             * its number now, for its siblings to end it when it dies */
     struct sb_counters c;
 };
 
 struct scoreboard {
     uint64_t master_pid;
     uint64_t instance_nonce; /* random, never 0: tells this instance's messages on Redis */
-    uint64_t started_at; /* Unix seconds the master started */
+    uint64_t started_at;     /* Unix seconds the master started */
     uint64_t workers_target;
     uint64_t restarts;
     uint64_t draining;
     uint64_t master_rss;
     uint64_t slots_used; /* slots below this index have been claimed at some time */
-    /* The last SB_DEAD_RING workers that died, (slot, pid), for the living to clean up
-     * after them (with Redis, their leases); dead_count counts them all. */
+    /* The last SB_DEAD_RING workers that died, (slot, pid, lease epoch), for the living
+     * to clean up after them (with Redis, their leases); dead_count counts them all. */
     uint64_t dead_count;
-    uint64_t dead_slot[SB_DEAD_RING], dead_pid[SB_DEAD_RING];
+    uint64_t dead_slot[SB_DEAD_RING], dead_pid[SB_DEAD_RING], dead_epoch[SB_DEAD_RING];
     struct sb_counters retired; /* counters of workers that are gone */
     struct sb_slot slot[SB_SLOTS];
     struct limit_table limits; /* per-address and per-user limits of the instance */

@@ -1044,8 +1044,9 @@ chan_resubscribe_one(void *arg, const char *name, size_t len)
     pubsub_subscribe(arg, name, len);
 }
 
-/* Redis forgot our subscriptions with the old connection: all of them again, and the
- * roster writes back what Redis should know of this worker. */
+/* Redis forgot our subscriptions with the old connection: all of them again. (The
+ * roster writes back its memberships, counts and lease itself, when the command
+ * connection it writes on is back: see roster_redis.c.) */
 static void
 chan_redis_ready(void *arg)
 {

@@ -387,3 +387,142 @@ def test_every_key_lands_in_the_database_of_redis_url(server_factory, redis_serv
             assert db3.dbsize() > 0
 
     run(go(), timeout=20)
+
+
+# ---- a stalled Redis, and one restarted empty (issue 14) ----
+
+STALL_OPS = ["session", "presence", "subscribe", "publish", "ws_open"]
+
+
+@pytest.mark.parametrize("what", STALL_OPS)
+def test_a_stalled_redis_delays_no_request_past_its_timeout(server_factory, redis_server, what):
+    # Each op is the first to meet the stall on its worker's connections, so that its
+    # answer can come only from the deadline's hard disconnect.
+    import asyncio
+    import os
+    import signal
+    import websockets
+    from websockets.exceptions import InvalidStatusCode
+
+    s = on_redis(server_factory, redis_server, workers=1)
+    sess = create(s, "ann")[1]
+
+    async def attempt(ws):
+        if what == "session":
+            return s.request("GET", f"/api/sessions/{sess['id']}")[0]
+        if what == "presence":
+            return s.request("GET", "/api/channels/c/presence")[0]
+        if what == "publish":
+            return s.request("POST", "/api/channels/c/publish", body=b'{"data": 1}',
+                             headers=JSON)[0]
+        if what == "subscribe":
+            return (await asyncio.wait_for(op(ws, op="subscribe", channel="d"), 10))["op"]
+        try:
+            async with websockets.connect(url(s, sess["token"]), open_timeout=10):
+                return 101
+        except InvalidStatusCode as e:
+            return e.status_code
+
+    async def go():
+        ws = await websockets.connect(url(s, sess["token"]))
+        os.kill(redis_server.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            got = await attempt(ws)
+            took = time.monotonic() - t0
+        finally:
+            os.kill(redis_server.proc.pid, signal.SIGCONT)
+        assert took < 1.5, f"{what} answered after {took:.2f} s"
+        # the store's own answer is 503; presence and limits fall back to the instance
+        assert got == {"session": 503, "ws_open": 503, "presence": 200, "publish": 202,
+                       "subscribe": "ok"}[what]
+        deadline = time.monotonic() + 5
+        while await attempt(ws) not in (200, 202, 101, "ok"):
+            assert time.monotonic() < deadline, f"{what} did not recover"
+            await asyncio.sleep(0.1)
+        await ws.close()
+
+    run(go(), timeout=30)
+
+
+def _presence_conns(s, channel="hall"):
+    status, _, out = s.request("GET", f"/api/channels/{channel}/presence")
+    assert status == 200, out
+    return sorted(m["conn"] for m in json.loads(out)["members"])
+
+
+def test_the_roster_is_written_back_when_redis_comes_back_empty(server_factory, redis_server):
+    # a holds the sockets; b has none, so that b's presence and limits come from Redis.
+    import asyncio
+    import websockets
+    from websockets.exceptions import InvalidStatusCode
+
+    a = on_redis(server_factory, redis_server, "max_connections_per_user 2")
+    b = on_redis(server_factory, redis_server, "max_connections_per_user 2")
+    ta = create(a, "ann")[1]["token"]
+
+    async def go():
+        socks = [await websockets.connect(url(a, ta)) for _ in range(2)]
+        for w in socks:
+            await op(w, op="subscribe", channel="hall")
+        before = _presence_conns(b)
+        assert len(before) == 2
+        redis_server.stop()
+        redis_server.start()  # the same port, and empty
+        deadline = time.monotonic() + 2
+        while _presence_conns(b) != before:
+            assert time.monotonic() < deadline, f"presence is {_presence_conns(b)}"
+            await asyncio.sleep(0.05)
+        # the sessions went with Redis: a new one for ann, and her third socket is refused
+        wait_for(lambda: create(b, "ann")[0] == 201, timeout=5, what="the store back")
+        tok = create(b, "ann")[1]["token"]
+        with pytest.raises(InvalidStatusCode) as e:
+            async with websockets.connect(url(b, tok)):
+                pass
+        assert e.value.status_code == 429
+        for w in socks:
+            await w.close()
+
+    run(go(), timeout=30)
+
+
+def test_a_socket_closed_during_a_stall_leaves_no_ghost(server_factory, redis_server):
+    import asyncio
+    import os
+    import signal
+    import websockets
+
+    from websockets.exceptions import InvalidStatusCode
+
+    a = on_redis(server_factory, redis_server, "max_connections_per_user 2", workers=1)
+    b = on_redis(server_factory, redis_server, "max_connections_per_user 2", workers=1)
+    ta = create(a, "ann")[1]["token"]
+
+    async def go():
+        socks = [await websockets.connect(url(a, ta)) for _ in range(2)]
+        for w in socks:
+            await op(w, op="subscribe", channel="hall")
+        assert len(_presence_conns(b)) == 2
+        os.kill(redis_server.proc.pid, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(1.6)  # a's lease renewal has timed out: no connection now
+            await socks[0].close()
+            await asyncio.sleep(0.2)
+        finally:
+            os.kill(redis_server.proc.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 2
+        while len(_presence_conns(b)) != 1:
+            assert time.monotonic() < deadline, f"presence is {_presence_conns(b)}"
+            await asyncio.sleep(0.05)
+        # ann's place came free (b's store may take a moment: its circuit opened too)
+        while True:
+            try:
+                w = await websockets.connect(url(b, ta))
+                break
+            except InvalidStatusCode as e:
+                assert e.status_code == 503 and time.monotonic() < deadline + 3, e
+                await asyncio.sleep(0.1)
+        await w.close()
+        await socks[1].close()
+
+    run(go(), timeout=30)
