@@ -30,6 +30,7 @@ main(void)
         history_suite,
         chan_order_suite,
         bus_suite,
+        instance_lock_suite,
     };
     SRunner *sr = srunner_create(NULL);
     for (size_t i = 0; i < sizeof suites / sizeof *suites; i++)

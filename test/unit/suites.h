@@ -28,5 +28,6 @@ Suite *log_suite(void);
 Suite *utf8_suite(void);
 Suite *util_suite(void);
 Suite *metrics_suite(void);
+Suite *instance_lock_suite(void);
 
 #endif
