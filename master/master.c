@@ -14,6 +14,7 @@
 
 #include "cores.h"
 #include "history.h"
+#include "instance_lock.h"
 #include "listener.h"
 #include "log.h"
 #include "notify.h"
@@ -57,6 +58,9 @@ leak_check(void)
 
 #define TICK 0.1                 /* watchdog, handovers, memory limits */
 #define QUIT_GRACE 1.0           /* SIGQUIT: how long workers get before SIGKILL */
+/* At start, how long a store_path still held waits to be let go: an instance killed just
+ * before (a restart after kill -9) is gone only once the kernel has ended its processes. */
+#define LOCK_WAIT_MS 1000
 
 struct child {
     pid_t pid;          /* 0: the slot is unused */
@@ -78,6 +82,7 @@ struct master {
     worker_reload_fn reload;
     struct listener_set ls;
     SSL_CTX *tls;      /* built here before any fork; each generation's workers inherit it */
+    int lock;          /* instance_lock of conf->store_path; workers inherit it (-1: none) */
     struct scoreboard *sb;
     struct child kids[SB_SLOTS]; /* indexed by scoreboard slot */
     struct respawn respawn[CONF_MAX_WORKERS];
@@ -444,6 +449,15 @@ refused_reload(struct master *m)
                 m->serving, m->target);
 }
 
+/* The lock a reload onto next needs: the one held when its store_path is the same file,
+ * else a new one, taken without waiting (the running instance must not stall). */
+static int
+lock_for(struct master *m, const struct conf *next, char *err, size_t errlen)
+{
+    if (instance_lock_is(m->lock, next->store_path)) return m->lock;
+    return instance_lock_take(next->store_path, 0, err, errlen);
+}
+
 /* SIGHUP: a new config (refused as a whole if anything in it is wrong), new workers on
  * it, and the old workers drained once their successors serve. */
 static void
@@ -463,19 +477,28 @@ reload(struct master *m)
     /* The certificate and key are read here, as root if we started as root; a missing
      * or mismatched one refuses the reload like a bad config. */
     SSL_CTX *tls = NULL;
-    if (tls_ctx_build(next, &tls, err, sizeof err) < 0 || store_prepare(next, err, sizeof err) < 0 ||
+    int lock = -1;
+    if (tls_ctx_build(next, &tls, err, sizeof err) < 0 ||
+        store_prepare(next, err, sizeof err) < 0 ||
+        (lock = lock_for(m, next, err, sizeof err)) < 0 ||
         roster_prepare(next, false, err, sizeof err) < 0 ||
         history_prepare_conf(next, err, sizeof err) < 0 ||
         listener_sync(&m->ls, next, err, sizeof err) < 0) {
         log_errorx("reload refused, keeping the running configuration: %s", err);
         refused_reload(m);
+        if (lock >= 0 && lock != m->lock) close(lock);
         SSL_CTX_free(tls);
         free(next);
         return;
     }
-    /* Old workers keep their own copy of the old context until they have drained. */
+    /* Old workers keep their own copy of the old context until they have drained, and
+     * their inherited descriptor holds the old store_path until they exit. */
     SSL_CTX_free(m->tls);
     m->tls = tls;
+    if (lock != m->lock) {
+        close(m->lock);
+        m->lock = lock;
+    }
     if (log_configure(next->log_file, next->log_level, next->log_format) < 0)
         log_warn("cannot open log file %s", next->log_file);
     if (privs_own_files(next, err, sizeof err) < 0)
@@ -634,9 +657,18 @@ prepare(struct master *m, struct conf *conf)
         return -1;
     }
     /* The store is created and checked here, once, so that a bad path or a full disk is
-     * a start-up error and not a worker that dies at every respawn. */
-    if (store_prepare(conf, err, sizeof err) < 0 || roster_prepare(conf, true, err, sizeof err) < 0 ||
-        history_prepare_conf(conf, err, sizeof err) < 0 || privs_own_files(conf, err, sizeof err) < 0) {
+     * a start-up error and not a worker that dies at every respawn. The instance lock
+     * comes after the store's directory exists (store_prepare makes it, and changes
+     * nothing another instance could lose) and before the roster is emptied.
+     * USR2 (not implemented yet) will have to hand this lock to the new master: clear
+     * FD_CLOEXEC on m->lock before the exec and tell the new master its number, which
+     * it then keeps (instance_lock_is) instead of taking a lock of its own: the old
+     * master and its draining workers hold this one while the new master starts. */
+    if (store_prepare(conf, err, sizeof err) < 0 ||
+        (m->lock = instance_lock_take(conf->store_path, LOCK_WAIT_MS, err, sizeof err)) < 0 ||
+        roster_prepare(conf, true, err, sizeof err) < 0 ||
+        history_prepare_conf(conf, err, sizeof err) < 0 ||
+        privs_own_files(conf, err, sizeof err) < 0) {
         log_errorx("%s", err);
         return -1;
     }
@@ -669,6 +701,9 @@ cleanup(struct master *m)
     SSL_CTX_free(m->tls);
     sb_destroy(m->sb);
     free(m->conf);
+    /* The file stays: unlinking it could let a start that already opened it and one that
+     * creates a new one both hold "the" lock. Its stale pid blocks nobody. */
+    if (m->lock >= 0) close(m->lock);
 }
 
 /* Descriptors a worker needs besides its connections: listeners, store, bus, log... */
@@ -728,7 +763,7 @@ become_reaper(void)
 int
 master_run(struct conf *conf, worker_reload_fn reload_fn)
 {
-    struct master m = {.reload = reload_fn};
+    struct master m = {.reload = reload_fn, .lock = -1};
     log_set_process("master", -1);
     if (prepare(&m, conf) < 0) {
         free(conf);
@@ -767,7 +802,7 @@ master_run(struct conf *conf, worker_reload_fn reload_fn)
 int
 master_run_single(struct conf *conf, worker_reload_fn reload_fn)
 {
-    struct master m = {.reload = reload_fn};
+    struct master m = {.reload = reload_fn, .lock = -1};
     log_set_process("sessiond", -1);
     if (prepare(&m, conf) < 0) {
         free(conf);
