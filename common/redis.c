@@ -205,6 +205,17 @@ rc_schedule_reconnect(struct redis_conn *rc)
 
 static void rc_complete(struct redis_conn *rc, const redisReply *r);
 
+/* Down, for the reason in cause: say so, open the circuit, try again later. */
+static void
+rc_failed(struct redis_conn *rc)
+{
+    rc->ready = false;
+    rc_log_down(rc);
+    if (rc->circuit != REDIS_OPEN)
+        rc_circuit_open(rc);
+    rc_schedule_reconnect(rc);
+}
+
 /* The connection is gone: close its socket at once, then every command in flight gets
  * its NULL reply, oldest first. A callback that sends again finds no connection. */
 static void
@@ -214,12 +225,8 @@ rc_drop(struct redis_conn *rc)
         return;
     redis_wire_free(rc->wire);
     rc->wire = NULL;
-    rc->ready = false;
-    rc_log_down(rc);
     ev_timer_stop(rc->loop, &rc->deadline_timer);
-    if (rc->circuit != REDIS_OPEN)
-        rc_circuit_open(rc);
-    rc_schedule_reconnect(rc);
+    rc_failed(rc);
     while (rc->head != NULL)
         rc_complete(rc, NULL);
 }
@@ -491,14 +498,9 @@ rc_on_wire_lost(void *arg, const char *why)
     rc_drop(rc);
 }
 
-static void
-rc_on_wire_open(void *arg)
-{
-    (void)arg; /* the handshake was queued at connect and goes out now */
-}
-
-static const struct redis_wire_ops rc_wire_ops = {
-    .on_open = rc_on_wire_open, .on_reply = rc_on_wire_reply, .on_lost = rc_on_wire_lost};
+/* No on_open: the handshake was queued at connect and goes out as soon as it can. */
+static const struct redis_wire_ops rc_wire_ops = {.on_reply = rc_on_wire_reply,
+                                                  .on_lost = rc_on_wire_lost};
 
 /* ---- deadlines ---- */
 
@@ -577,17 +579,6 @@ rc_handshake(struct redis_conn *rc)
                       (const char *[]){"SCRIPT", "LOAD", rc->opts.scripts[i]->body});
     if (rc->opts.nscripts == 0)
         rc_setup_send(rc, "PING", NULL, true, 1, (const char *[]){"PING"});
-}
-
-/* A connection that failed before it had a wire: as a lost one, without commands. */
-static void
-rc_failed(struct redis_conn *rc)
-{
-    rc->ready = false;
-    rc_log_down(rc);
-    if (rc->circuit != REDIS_OPEN)
-        rc_circuit_open(rc);
-    rc_schedule_reconnect(rc);
 }
 
 static void

@@ -114,13 +114,19 @@ fail:
 /* ---- lifetime ---- */
 
 static void
+wire_close_fd(struct redis_wire *w)
+{
+    if (w->fd < 0)
+        return;
+    ev_io_stop(w->loop, &w->io);
+    close(w->fd);
+    w->fd = -1;
+}
+
+static void
 wire_release(struct redis_wire *w)
 {
-    if (w->fd >= 0) {
-        ev_io_stop(w->loop, &w->io);
-        close(w->fd);
-        w->fd = -1;
-    }
+    wire_close_fd(w);
     SSL_free(w->ssl);
     w->ssl = NULL;
     if (w->reader != NULL)
@@ -166,11 +172,7 @@ wire_lost(struct redis_wire *w, const char *why)
     if (w->state == W_LOST)
         return false;
     w->state = W_LOST;
-    if (w->fd >= 0) {
-        ev_io_stop(w->loop, &w->io);
-        close(w->fd);
-        w->fd = -1;
-    }
+    wire_close_fd(w);
     wire_enter(w);
     w->ops->on_lost(w->arg, why);
     wire_leave(w);
@@ -330,10 +332,12 @@ static bool
 wire_opened(struct redis_wire *w)
 {
     w->state = W_OPEN;
-    wire_enter(w);
-    w->ops->on_open(w->arg);
-    if (!wire_leave(w) || w->state == W_LOST)
-        return false;
+    if (w->ops->on_open != NULL) {
+        wire_enter(w);
+        w->ops->on_open(w->arg);
+        if (!wire_leave(w) || w->state == W_LOST)
+            return false;
+    }
     if (!wire_flush(w))
         return false;
     wire_watch(w, wire_want(w));
