@@ -16,6 +16,7 @@ main(void)
         token_suite,
         json_merge_suite,
         redis_url_suite,
+        redis_sentinel_suite,
         redis_suite,
         ws_proto_suite,
         hub_suite,

@@ -17,6 +17,7 @@ Suite *history_suite(void);
 Suite *chan_order_suite(void);
 Suite *json_merge_suite(void);
 Suite *redis_url_suite(void);
+Suite *redis_sentinel_suite(void);
 Suite *redis_suite(void);
 Suite *ws_proto_suite(void);
 Suite *bus_suite(void);
