@@ -1,5 +1,6 @@
 #include "conf.h"
 #include "privs.h"
+#include "redis_sentinel.h"
 #include "redis_url.h"
 #include "util.h"
 
@@ -71,6 +72,7 @@ static int check_instance(const struct conf *c, char *err, size_t errlen);
 static int check_session_ttl(const struct conf *c, char *err, size_t errlen);
 static int check_store(const struct conf *c, char *err, size_t errlen);
 static int check_redis_url(const struct conf *c, char *err, size_t errlen);
+static int check_redis_sentinels(const struct conf *c, char *err, size_t errlen);
 static int check_user(const struct conf *c, char *err, size_t errlen);
 static int check_tls(const struct conf *c, char *err, size_t errlen);
 
@@ -185,6 +187,15 @@ static const struct directive directives[] = {
      "rediss://: PEM client certificate, for a Redis that asks for one (with redis_tls_key)"},
     {"redis_tls_key", CT_PATH, FIELD(redis_tls_key), 0, 0, false, "", NULL,
      "rediss://: the client certificate's private key"},
+    {"redis_sentinels", CT_STRING, FIELD(redis_sentinels), 0, 0, false, "",
+     check_redis_sentinels,
+     "host:port,... of Redis Sentinels: the master named redis_master is found and followed "
+     "through failovers (redis_url then gives only the scheme, password and database)"},
+    {"redis_master", CT_STRING, FIELD(redis_master), 1, 0, false, "mymaster", NULL,
+     "with redis_sentinels: the name the Sentinels monitor the master under"},
+    {"redis_wait", CT_INT, FIELD(redis_wait), 0, 64, false, "0", NULL,
+     "replicas every session write must reach (Redis WAIT) before it is acknowledged; "
+     "fewer in time: 503 store_unavailable"},
     {"redis_prefix", CT_STRING, FIELD(redis_prefix), 0, 0, false, "sessiond:", NULL,
      "prefix of every key, so that several deployments can share one Redis"},
     {"redis_timeout", CT_DURATION, FIELD(redis_timeout_ms), MS(10), MIN(1), false, "2s", NULL,
@@ -868,6 +879,25 @@ check_redis_url(const struct conf *c, char *err, size_t errlen)
     return -1;
 }
 
+static int
+check_redis_sentinels(const struct conf *c, char *err, size_t errlen)
+{
+    struct sentinel_addr a[SENTINEL_MAX];
+    char msg[CONF_ERR_LEN];
+    if (c->redis_sentinels[0] == '\0')
+        return 0;
+    if (sentinel_list_parse(c->redis_sentinels, a, SENTINEL_MAX, msg, sizeof msg) < 0) {
+        errf(err, errlen, "invalid \"redis_sentinels\": %s", msg);
+        return -1;
+    }
+    if (!sentinel_name_ok(c->redis_master)) {
+        errf(err, errlen, "invalid \"redis_master\": a name of 1 to %d bytes without spaces",
+             SENTINEL_NAME_MAX - 1);
+        return -1;
+    }
+    return 0;
+}
+
 /* An unknown user or group is a config error (caught by -t and refused on reload), not a
  * worker that dies at every respawn. */
 static int
@@ -1367,14 +1397,18 @@ env_check(const struct env_state *es, char *err, size_t errlen)
 }
 
 /* REDIS_URL (as Railway and Heroku set it when a Redis is attached) names the Redis and,
- * unless SESSIOND_STORE says otherwise, makes it the store. */
+ * unless SESSIOND_STORE says otherwise, makes it the store; so do REDIS_SENTINELS (with
+ * REDIS_MASTER). */
 static int
 env_redis(struct env_state *es, char *err, size_t errlen)
 {
-    const char *url = es->getenv_fn("REDIS_URL");
-    if (url == NULL || url[0] == '\0')
+    const char *url = es->getenv_fn("REDIS_URL"), *sentinels = es->getenv_fn("REDIS_SENTINELS");
+    if (env_apply(es, "REDIS_MASTER", "redis_master", err, errlen) < 0)
+        return -1;
+    if ((url == NULL || url[0] == '\0') && (sentinels == NULL || sentinels[0] == '\0'))
         return 0;
-    if (env_apply(es, "REDIS_URL", "redis_url", err, errlen) < 0)
+    if (env_apply(es, "REDIS_URL", "redis_url", err, errlen) < 0 ||
+        env_apply(es, "REDIS_SENTINELS", "redis_sentinels", err, errlen) < 0)
         return -1;
     const char *store = es->getenv_fn("SESSIOND_STORE");
     if (store != NULL && store[0] != '\0')

@@ -105,6 +105,9 @@ struct conf {
     char redis_tls_ca[4096];   /* rediss://: PEM CAs to verify the server; "" = the system's */
     char redis_tls_cert[4096]; /* rediss://: a client certificate, with redis_tls_key */
     char redis_tls_key[4096];
+    char redis_sentinels[1024]; /* "host:port,...": find the master through Sentinel */
+    char redis_master[128];     /* the master's name in Sentinel */
+    int redis_wait;             /* replicas a session write must reach (WAIT); 0: none */
 
     /* WebSockets */
     int max_connections_per_user;

@@ -15,6 +15,7 @@
 
 #include "list.h"
 #include "log.h"
+#include "redis_sentinel.h"
 #include "redis_wire.h"
 #include "util.h"
 
@@ -23,8 +24,15 @@
 #define RC_JITTER 0.2
 
 /* RC_DISCARD: a command whose reply nobody wants, still in line, since replies come in
- * the order of the commands. */
-enum rc_kind { RC_USER, RC_SETUP, RC_PROBE, RC_DISCARD };
+ * the order of the commands. RC_WAIT: the WAIT after a replicated write, which holds
+ * the write's reply until the replicas have it. */
+enum rc_kind { RC_USER, RC_SETUP, RC_PROBE, RC_DISCARD, RC_WAIT };
+
+/* A WAIT waits what is left of its write's deadline less this margin (at most
+ * RC_WAIT_SHARE of the timeout), so that its answer, enough replicas or not, comes
+ * within the write's deadline: Redis ends a WAIT up to 1/hz (100 ms) past its timeout. */
+#define RC_WAIT_MARGIN 0.25
+#define RC_WAIT_SHARE 0.4
 
 /* A command with a reply to wait for, in flight oldest first: replies come in order. */
 struct rc_cmd {
@@ -38,12 +46,15 @@ struct rc_cmd {
     const struct redis_script *script; /* setup: the SHA to check; eval: to retry */
     bool last;                        /* the handshake's last command */
     bool eval;                        /* already retried as EVAL */
+    int replicas;                     /* a replicated write: WAIT for this many */
+    redisReply *held;                 /* a WAIT: the write's reply, until WAIT answers */
     int argc;                         /* an EVALSHA's copied arguments, for the retry */
     const char **argv;
     size_t *argvlen;
 };
 
 struct redis_conn {
+    struct redis_conn *prev, *next; /* in rc_all: every connection of the process */
     struct ev_loop *loop;
     struct redis_url url;
     struct redis_opts opts;
@@ -61,6 +72,9 @@ struct redis_conn {
 };
 
 static void rc_connect(struct redis_conn *rc);
+
+/* Every open connection of this process, for the Sentinel watcher to move them. */
+static struct redis_conn *rc_all;
 
 /* The rediss:// context, one per process: built by redis_tls_setup in the master before
  * it forks, so that a bad CA file is a config error and the workers inherit it. */
@@ -133,6 +147,8 @@ rc_seed(struct redis_conn *rc)
 static void
 rc_cmd_free(struct rc_cmd *cmd)
 {
+    if (cmd->held != NULL)
+        freeReplyObject(cmd->held);
     free(cmd->argv); /* argvlen and the bytes live in the same block */
     free(cmd);
 }
@@ -203,7 +219,7 @@ rc_schedule_reconnect(struct redis_conn *rc)
     ev_timer_start(rc->loop, &rc->reconnect_timer);
 }
 
-static void rc_complete(struct redis_conn *rc, const redisReply *r);
+static bool rc_complete(struct redis_conn *rc, redisReply *r);
 
 /* Down, for the reason in cause: say so, open the circuit, try again later. */
 static void
@@ -211,6 +227,8 @@ rc_failed(struct redis_conn *rc)
 {
     rc->ready = false;
     rc_log_down(rc);
+    if (!rc->closing)
+        redis_sentinel_ask(); /* lost, refused or a replica: the master may have moved */
     if (rc->circuit != REDIS_OPEN)
         rc_circuit_open(rc);
     rc_schedule_reconnect(rc);
@@ -314,9 +332,9 @@ rc_eval_args(struct rc_cmd *cmd, const struct redis_script *s, int nkeys, int ar
     return 0;
 }
 
-int
-redis_eval(struct redis_conn *rc, const struct redis_script *s, redis_reply_cb cb, void *arg,
-           int nkeys, int argc, const char **argv, const size_t *argvlen)
+static int
+rc_eval(struct redis_conn *rc, const struct redis_script *s, int replicas, redis_reply_cb cb,
+        void *arg, int nkeys, int argc, const char **argv, const size_t *argvlen)
 {
     if (rc->wire == NULL || cb == NULL || nkeys < 0 || nkeys > argc)
         return -1;
@@ -324,11 +342,27 @@ redis_eval(struct redis_conn *rc, const struct redis_script *s, redis_reply_cb c
     if (cmd == NULL)
         return -1;
     cmd->script = s;
+    cmd->replicas = replicas;
     if (rc_eval_args(cmd, s, nkeys, argc, argv, argvlen) < 0) {
         rc_cmd_free(cmd);
         return -1;
     }
     return rc_send_new(rc, cmd, cmd->argc, cmd->argv, cmd->argvlen);
+}
+
+int
+redis_eval(struct redis_conn *rc, const struct redis_script *s, redis_reply_cb cb, void *arg,
+           int nkeys, int argc, const char **argv, const size_t *argvlen)
+{
+    return rc_eval(rc, s, 0, cb, arg, nkeys, argc, argv, argvlen);
+}
+
+int
+redis_eval_replicated(struct redis_conn *rc, const struct redis_script *s, int replicas,
+                      redis_reply_cb cb, void *arg, int nkeys, int argc, const char **argv,
+                      const size_t *argvlen)
+{
+    return rc_eval(rc, s, replicas, cb, arg, nkeys, argc, argv, argvlen);
 }
 
 /* On a subscriber, what Redis sends unasked (messages) and its answers to SUBSCRIBE and
@@ -407,6 +441,10 @@ rc_on_setup(struct redis_conn *rc, const struct rc_cmd *cmd, const redisReply *r
     if (r->type == REDIS_REPLY_ERROR) {
         rc_cause(rc, "%s: %s: %.*s", rc->where, cmd->what, (int)r->len, r->str);
         rc_drop(rc);
+    } else if (strcmp(cmd->what, "ROLE") == 0 && !sentinel_role_is_master(r)) {
+        rc_cause(rc, "%s: a replica, no longer the master: asking the Sentinels again",
+                 rc->where);
+        rc_drop(rc);
     } else if (cmd->script != NULL &&
                (r->type != REDIS_REPLY_STRING || r->len != REDIS_SHA_HEX ||
                 memcmp(r->str, cmd->script->sha, REDIS_SHA_HEX) != 0)) {
@@ -433,12 +471,72 @@ rc_on_probe(struct redis_conn *rc, const redisReply *r)
 static void
 rc_on_user(struct redis_conn *rc, const struct rc_cmd *cmd, const redisReply *r)
 {
+    bool demoted = false;
     if (r != NULL && r->type == REDIS_REPLY_ERROR) {
         rc_cause(rc, "%s: %.*s", rc->where, (int)r->len, r->str);
         rc_count_failure(rc);
+        /* The master we were given has become a replica: find the new one. */
+        demoted = redis_sentinel_on() && r->len >= 8 && strncmp(r->str, "READONLY", 8) == 0;
     }
     if (!rc->closing)
         cmd->cb(cmd->arg, r);
+    if (demoted)
+        rc_drop(rc);
+}
+
+/* A replicated write's own reply. A success goes on to WAIT, which holds it until the
+ * replicas have the write (true: r is kept there); an error, or no reply, is the answer
+ * now. WAIT goes once the write has answered, not pipelined behind it: a NOSCRIPT retry
+ * then comes before it, and the commands sent meanwhile do not queue behind a WAIT. */
+static bool
+rc_on_replicated(struct redis_conn *rc, struct rc_cmd *cmd, redisReply *r)
+{
+    if (r == NULL || r->type == REDIS_REPLY_ERROR) {
+        rc_on_user(rc, cmd, r);
+        return false;
+    }
+    double margin = rc->opts.timeout * RC_WAIT_SHARE;
+    if (margin > RC_WAIT_MARGIN)
+        margin = RC_WAIT_MARGIN;
+    long long ms = (long long)((cmd->deadline - ev_now(rc->loop) - margin) * 1000);
+    char n[16], t[24];
+    snprintf(n, sizeof n, "%d", cmd->replicas);
+    snprintf(t, sizeof t, "%lld", ms > 0 ? ms : 1);
+    const char *argv[] = {"WAIT", n, t};
+    const size_t len[] = {4, strlen(n), strlen(t)};
+    struct rc_cmd *w = rc_cmd_new(rc, RC_WAIT, cmd->cb, cmd->arg);
+    if (w != NULL && rc_send(rc, w, 3, argv, len) == 0) {
+        w->replicas = cmd->replicas;
+        w->held = r;
+        return true;
+    }
+    if (w != NULL)
+        rc_cmd_free(w);
+    rc_cause(rc, "%s: WAIT could not be sent, so the write is not known to be replicated",
+             rc->where);
+    rc_on_user(rc, cmd, NULL);
+    return false;
+}
+
+/* WAIT's answer: the held reply goes to the user when enough replicas have the write,
+ * NULL (with the cause) when not. A shortfall is no failure of Redis itself, so it does
+ * not count towards the circuit. */
+static void
+rc_on_wait(struct redis_conn *rc, const struct rc_cmd *w, const redisReply *r)
+{
+    const redisReply *answer = r != NULL ? w->held : NULL;
+    if (r != NULL && r->type == REDIS_REPLY_INTEGER && r->integer < w->replicas) {
+        rc_cause(rc, "%s: WAIT: %lld of %d replicas had the write in time", rc->where,
+                 r->integer, w->replicas);
+        rc_log_down(rc);
+        answer = NULL;
+    } else if (r != NULL && r->type != REDIS_REPLY_INTEGER) {
+        rc_cause(rc, "%s: WAIT: %.*s", rc->where, r->type == REDIS_REPLY_ERROR ? (int)r->len : 0,
+                 r->type == REDIS_REPLY_ERROR ? r->str : "");
+        answer = NULL;
+    }
+    if (!rc->closing)
+        w->cb(w->arg, answer);
 }
 
 /* The oldest command leaves the line: replies come in the order of the commands. */
@@ -455,22 +553,29 @@ rc_pop(struct redis_conn *rc)
     return cmd;
 }
 
-/* The oldest command's reply, or NULL when the connection went away: it is done. */
-static void
-rc_complete(struct redis_conn *rc, const redisReply *r)
+/* The oldest command's reply, or NULL when the connection went away: it is done. True
+ * when r was kept (a replicated write's, until its WAIT answers). */
+static bool
+rc_complete(struct redis_conn *rc, redisReply *r)
 {
     struct rc_cmd *cmd = rc_pop(rc);
     if (r != NULL && rc_noscript(rc, cmd, r))
-        return;
+        return false;
     if (r != NULL && r->type != REDIS_REPLY_ERROR)
         rc->failures = 0;
-    if (cmd->kind == RC_USER)
+    bool kept = false;
+    if (cmd->kind == RC_USER && cmd->replicas > 0)
+        kept = rc_on_replicated(rc, cmd, r);
+    else if (cmd->kind == RC_USER)
         rc_on_user(rc, cmd, r);
+    else if (cmd->kind == RC_WAIT)
+        rc_on_wait(rc, cmd, r);
     else if (r != NULL && cmd->kind == RC_SETUP)
         rc_on_setup(rc, cmd, r);
     else if (r != NULL && cmd->kind == RC_PROBE)
         rc_on_probe(rc, r);
     rc_cmd_free(cmd);
+    return kept;
 }
 
 static void
@@ -481,13 +586,16 @@ rc_on_wire_reply(void *arg, redisReply *r)
         if (!rc->closing)
             rc->opts.on_push(rc->opts.arg, r);
     } else if (rc->head != NULL) {
-        rc_complete(rc, r);
+        if (rc_complete(rc, r))
+            r = NULL;
         if (rc->head == NULL)
             ev_timer_stop(rc->loop, &rc->deadline_timer);
     } else {
         rc_cause(rc, "%s: a reply nobody asked for", rc->where);
         rc_drop(rc);
     }
+    if (r != NULL)
+        freeReplyObject(r);
 }
 
 static void
@@ -574,6 +682,9 @@ rc_handshake(struct redis_conn *rc)
         rc_setup_send(rc, "AUTH", NULL, false, 2, (const char *[]){"AUTH", u->password});
     if (u->db != 0)
         rc_setup_send(rc, "SELECT", NULL, false, 2, (const char *[]){"SELECT", db});
+    /* What Sentinel named may have been demoted since: only a master will do. */
+    if (redis_sentinel_on())
+        rc_setup_send(rc, "ROLE", NULL, false, 1, (const char *[]){"ROLE"});
     for (size_t i = 0; i < rc->opts.nscripts; i++)
         rc_setup_send(rc, "SCRIPT LOAD", rc->opts.scripts[i], i + 1 == rc->opts.nscripts, 3,
                       (const char *[]){"SCRIPT", "LOAD", rc->opts.scripts[i]->body});
@@ -581,10 +692,34 @@ rc_handshake(struct redis_conn *rc)
         rc_setup_send(rc, "PING", NULL, true, 1, (const char *[]){"PING"});
 }
 
+static void rc_where(struct redis_conn *rc);
+
+/* With Sentinel, connect where it last said the master is; false while it has not. */
+static bool
+rc_find_master(struct redis_conn *rc)
+{
+    struct sentinel_addr a;
+    if (!redis_sentinel_on())
+        return true;
+    if (!redis_sentinel_master(&a)) {
+        rc_cause(rc, "redis: %s", redis_sentinel_cause());
+        return false;
+    }
+    snprintf(rc->url.host, sizeof rc->url.host, "%s", a.host);
+    rc->url.port = a.port;
+    rc->url.is_unix = false;
+    rc_where(rc);
+    return true;
+}
+
 static void
 rc_connect(struct redis_conn *rc)
 {
     char why[256];
+    if (!rc_find_master(rc)) {
+        rc_failed(rc);
+        return;
+    }
     if (rc->url.tls && rc_tls == NULL) {
         rc_cause(rc, "%s: rediss:// but no TLS context (redis_tls_setup)", rc->where);
         rc_failed(rc);
@@ -632,6 +767,29 @@ rc_where(struct redis_conn *rc)
         snprintf(rc->where, sizeof rc->where, "redis %s:%d", u->host, u->port);
 }
 
+/* Sentinel says the master is elsewhere now: every connection goes there at once, those
+ * connected elsewhere dropped (their commands answered NULL), those down without
+ * waiting out their backoff. */
+static void
+rc_master_moved(void)
+{
+    struct sentinel_addr a;
+    if (!redis_sentinel_master(&a))
+        return;
+    for (struct redis_conn *rc = rc_all, *next; rc != NULL; rc = next) {
+        next = rc->next;
+        if (rc->wire != NULL && rc->url.port == a.port && strcmp(rc->url.host, a.host) == 0)
+            continue;
+        if (rc->wire != NULL) {
+            rc_cause(rc, "%s: the master moved to %s:%d", rc->where, a.host, a.port);
+            rc_drop(rc);
+        }
+        ev_timer_stop(rc->loop, &rc->reconnect_timer);
+        rc->attempts = 0;
+        rc_connect(rc);
+    }
+}
+
 struct redis_conn *
 redis_open(struct ev_loop *loop, const struct redis_url *url, const struct redis_opts *opts,
            char *err, size_t errlen)
@@ -651,6 +809,8 @@ redis_open(struct ev_loop *loop, const struct redis_url *url, const struct redis
     ev_timer_init(&rc->deadline_timer, rc_on_deadline, 0., 0.);
     ev_timer_init(&rc->reconnect_timer, rc_on_reconnect_timer, 0., 0.);
     ev_timer_init(&rc->circuit_timer, rc_on_circuit_timer, 0., 0.);
+    LIST_PUSH(rc_all, rc);
+    redis_sentinel_start(loop, rc_tls, rc->opts.timeout, rc_master_moved);
     rc_connect(rc);
     return rc;
 }
@@ -662,6 +822,9 @@ redis_close(struct redis_conn *rc)
     if (rc == NULL)
         return;
     rc->closing = true;
+    LIST_UNLINK(rc_all, rc);
+    if (rc_all == NULL)
+        redis_sentinel_stop();
     ev_timer_stop(rc->loop, &rc->deadline_timer);
     ev_timer_stop(rc->loop, &rc->reconnect_timer);
     ev_timer_stop(rc->loop, &rc->circuit_timer);

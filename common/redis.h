@@ -13,6 +13,11 @@
  * with NULL. Each callback runs exactly
  * once, never before the call that queued it returns.
  *
+ * With Sentinel (common/redis_sentinel.h), every connect goes where Sentinel says the
+ * master is, checks with ROLE that it still is one, and a READONLY reply drops the
+ * connection to look again; when Sentinel announces a new master, every connection of
+ * the process moves there at once.
+ *
  * The circuit (when asked for) opens after REDIS_FAILURES_TO_OPEN error replies or
  * timeouts in a row, or when the connection is lost; after REDIS_OPEN_SECONDS, once
  * connected again, one PING goes through, and its success closes the circuit. The module
@@ -82,6 +87,15 @@ int redis_command(struct redis_conn *rc, redis_reply_cb cb, void *arg, int argc,
  * anew; cb sees only the final reply. The arguments are copied. */
 int redis_eval(struct redis_conn *rc, const struct redis_script *s, redis_reply_cb cb,
                void *arg, int nkeys, int argc, const char **argv, const size_t *argvlen);
+
+/* redis_eval for a write that must be on replicas before it counts: WAIT replicas goes
+ * once it has answered (waiting what is left of its deadline less 250 ms, or less 40%
+ * of a short timeout), and cb gets the script's reply
+ * only when that many replicas have the write; NULL, with redis_cause saying how many
+ * did, when fewer had it in time. Commands sent after WAIT queue behind it. */
+int redis_eval_replicated(struct redis_conn *rc, const struct redis_script *s, int replicas,
+                          redis_reply_cb cb, void *arg, int nkeys, int argc,
+                          const char **argv, const size_t *argvlen);
 
 /* SUBSCRIBE, UNSUBSCRIBE and the like, whose replies (and then messages) all go to
  * opts.on_push, with no deadline. Only once ready; -1 otherwise. */

@@ -241,7 +241,6 @@ wire_dispatch(struct redis_wire *w)
             return true;
         wire_enter(w);
         w->ops->on_reply(w->arg, reply);
-        freeReplyObject(reply);
         if (!wire_leave(w) || w->state == W_LOST)
             return false;
     }

@@ -25,7 +25,7 @@ typedef struct ssl_ctx_st SSL_CTX;
 
 struct redis_wire_ops {
     void (*on_open)(void *arg); /* connected, and the TLS handshake done; may be NULL */
-    void (*on_reply)(void *arg, struct redisReply *r); /* freed after it returns */
+    void (*on_reply)(void *arg, struct redisReply *r); /* r is the callee's to free */
     void (*on_lost)(void *arg, const char *why);       /* once; nothing comes after */
 };
 

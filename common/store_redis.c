@@ -39,6 +39,7 @@
 #include "json_merge.h"
 #include "list.h"
 #include "redis.h"
+#include "redis_sentinel.h"
 #include "redis_url.h"
 #include "store_engine.h"
 #include "token.h"
@@ -274,6 +275,7 @@ struct redis_store {
     int64_t max_sessions;
     int max_per_user;
     size_t max_bytes;
+    int wait; /* redis_wait: replicas a session write must reach */
     struct redis_script scripts[RS_NSCRIPTS];
     const struct redis_script *script_list[RS_NSCRIPTS];
 
@@ -555,9 +557,12 @@ static void rs_on_reply(void *arg, const redisReply *r);
 static bool
 rs_send(struct redis_store *st, struct rs_op *op)
 {
+    /* The scripts that change sessions are acknowledged once on redis_wait replicas. */
+    bool write = op->script == RS_CREATE || op->script == RS_UPDATE ||
+                 op->script == RS_DELETE || op->script == RS_DELETE_USER;
     int rc = op->script >= 0
-                 ? redis_eval(st->rc, &st->scripts[op->script], rs_on_reply, op, 0, op->argc,
-                              op->argv, op->argvlen)
+                 ? redis_eval_replicated(st->rc, &st->scripts[op->script], write ? st->wait : 0,
+                                         rs_on_reply, op, 0, op->argc, op->argv, op->argvlen)
                  : redis_command(st->rc, rs_on_reply, op, op->argc, op->argv, op->argvlen);
     if (rc < 0) {
         rs_later(st, op, STORE_UNAVAILABLE);
@@ -1210,9 +1215,10 @@ rs_prepare(const struct conf *c, char *err, size_t errlen)
         errf(err, errlen, "redis_url: %s", msg);
         return -1;
     }
-    if (u.tls)
-        return redis_tls_setup(c->redis_tls_ca, c->redis_tls_cert, c->redis_tls_key, err, errlen);
-    return 0;
+    if (u.tls &&
+        redis_tls_setup(c->redis_tls_ca, c->redis_tls_cert, c->redis_tls_key, err, errlen) < 0)
+        return -1;
+    return redis_sentinel_setup(c->redis_sentinels, c->redis_master, u.tls, err, errlen);
 }
 
 /* Everything that does not touch the network. */
@@ -1229,6 +1235,7 @@ rs_init(struct redis_store *st, const struct conf *c, char *err, size_t errlen)
     st->max_sessions = c->max_sessions;
     st->max_per_user = c->max_sessions_per_user;
     st->max_bytes = (size_t)c->session_max_bytes;
+    st->wait = c->redis_wait;
     return 0;
 }
 

@@ -239,15 +239,16 @@ class Redis:
     """A redis-server of a test's own, on a free loopback port, stopped by pid: the store
     that several instances share (test_redis.py, test_fleet.py)."""
 
-    def __init__(self, tmp_path, port=None):
+    def __init__(self, tmp_path, port=None, args=()):
         self.port = port or free_port()
         self.dir = tmp_path
+        self.args = list(args)  # more redis-server options: --replicaof host port
         self.proc = None
 
     def start(self):
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir)],
+             "--appendonly", "no", "--dir", str(self.dir), *self.args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         import redis  # here, so that the tests without Redis do not need its module
 

@@ -148,6 +148,50 @@ START_TEST(noscript_falls_back_to_eval_in_the_urls_db)
 }
 END_TEST
 
+/* A replicated write on a Redis without replicas: the script runs, WAIT counts 0 of 1,
+ * and the caller gets NULL once, with the count in the cause, before the deadline and
+ * with the connection kept. Also when EVALSHA meets NOSCRIPT first (every round here,
+ * since nothing loads the script): WAIT follows the EVAL, not the refused EVALSHA. */
+START_TEST(replicated_eval_waits_and_says_how_many)
+{
+    struct rfx f = {0};
+    struct redis_script s;
+    char err[128];
+    rfx_start(&f);
+    ck_assert_int_eq(redis_script_init(&s, "return redis.call('INCR', KEYS[1])", err, sizeof err),
+                     0);
+    struct redis_conn *rc = rfx_open(&f, 0, 0.5, true);
+    const char *argv[] = {"k"};
+    size_t len[] = {1};
+    for (int round = 1; round <= 2; round++) {
+        f.replies = 0;
+        ev_tstamp t0 = ev_time();
+        ck_assert_int_eq(redis_eval_replicated(rc, &s, 1, rfx_on_reply, &f, 1, 1, argv, len), 0);
+        ck_assert(rfx_run(&f, rc, rfx_answered, 5.0));
+        ev_tstamp took = ev_time() - t0;
+        ck_assert_msg(took > 0.25 && took < 0.5, "answered after %.3f s", took);
+        rfx_run(&f, rc, rfx_answered, 0.2); /* a second callback would come meanwhile */
+        ck_assert_int_eq(f.replies, 1);
+        ck_assert(f.got_null);
+        ck_assert_ptr_nonnull(strstr(redis_cause(rc), "WAIT: 0 of 1 replicas had the write"));
+        ck_assert(redis_ready(rc));
+        ck_assert_int_eq(redis_circuit(rc), REDIS_CLOSED);
+        redisContext *c = rfx_admin(&f);
+        ck_assert_int_eq(rfx_int(c, "INCRBY k 0"), round); /* the write itself was made */
+        freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
+        redisFree(c);
+    }
+    /* Without replicas asked for, the same script answers at once. */
+    f.replies = 0;
+    ck_assert_int_eq(redis_eval_replicated(rc, &s, 0, rfx_on_reply, &f, 1, 1, argv, len), 0);
+    ck_assert(rfx_run(&f, rc, rfx_answered, 5.0));
+    ck_assert(!f.got_null);
+    ck_assert_str_eq(f.last, "3");
+    redis_close(rc);
+    rfx_stop(&f);
+}
+END_TEST
+
 /* A stalled Redis (SIGSTOP) answers nothing: at the deadline the callback gets NULL at
  * once, the circuit opens, and after SIGCONT the connection and the circuit come back. */
 START_TEST(deadline_ends_in_a_hard_disconnect)
@@ -179,6 +223,7 @@ redis_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, script_sha_is_sha1_of_body);
     tcase_add_test(tc, noscript_falls_back_to_eval_in_the_urls_db);
+    tcase_add_test(tc, replicated_eval_waits_and_says_how_many);
     tcase_add_test(tc, deadline_ends_in_a_hard_disconnect);
     suite_add_tcase(s, tc);
     return s;
