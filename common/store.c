@@ -100,9 +100,9 @@ store_update(struct store *st, const char *id, int64_t now, const struct store_c
 }
 
 void
-store_delete(struct store *st, const char *id, store_cb cb, void *arg)
+store_delete(struct store *st, const char *id, uint64_t if_version, store_cb cb, void *arg)
 {
-    st->ops->delete_one(st->engine, id, cb, arg);
+    st->ops->delete_one(st->engine, id, if_version, cb, arg);
 }
 
 void

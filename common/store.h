@@ -127,10 +127,10 @@ struct store_change {
 void store_update(struct store *st, const char *id, int64_t now, const struct store_change *ch,
                   store_cb cb, void *arg);
 
-/* Delete one session; the callback's count is 1 or 0. The deleted session is passed to
- * the count callback's caller through arg only as far as it needs the user: see the
- * session callback form below. */
-void store_delete(struct store *st, const char *id, store_cb cb, void *arg);
+/* Delete one session, answering it as it was (so that the caller learns its user). With
+ * if_version > 0, only if its version is still if_version (STORE_VERSION otherwise). */
+void store_delete(struct store *st, const char *id, uint64_t if_version, store_cb cb,
+                  void *arg);
 
 /* Every live session of user, oldest first. */
 void store_list_user(struct store *st, const char *user, int64_t now, store_list_cb cb,

@@ -970,6 +970,7 @@ lmdb_store_update(void *self, const char *id, int64_t now, const struct store_ch
 struct lmdb_delete {
     const char *id;
     size_t id_len;
+    uint64_t if_version; /* 0: any */
     struct session out; /* the session deleted, so that the caller learns its user */
     char *data;         /* out's data, channels and subscribe: the pages go at commit */
 };
@@ -982,6 +983,8 @@ lmdb_delete_txn(struct lmdb_store *st, MDB_txn *txn, void *ctx)
     enum store_status status = lmdb_find(st, txn, d->id, d->id_len, &r);
     if (status != STORE_OK)
         return status;
+    if (d->if_version > 0 && d->if_version != r.version)
+        return STORE_VERSION;
     char *p = d->data = malloc(r.data_len + r.channels_len + r.subscribe_len + 1);
     if (p == NULL)
         return lmdb_refuse(st, "out of memory");
@@ -993,10 +996,10 @@ lmdb_delete_txn(struct lmdb_store *st, MDB_txn *txn, void *ctx)
 }
 
 static void
-lmdb_store_delete(void *self, const char *id, store_cb cb, void *arg)
+lmdb_store_delete(void *self, const char *id, uint64_t if_version, store_cb cb, void *arg)
 {
     struct lmdb_store *st = self;
-    struct lmdb_delete d = {.id = id, .id_len = strlen(id)};
+    struct lmdb_delete d = {.id = id, .id_len = strlen(id), .if_version = if_version};
     st->healthy = true;
     enum store_status status = lmdb_write(st, lmdb_delete_txn, &d, LMDB_DELETE_PAGES);
     cb(arg, status, status == STORE_OK ? &d.out : NULL);

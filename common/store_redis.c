@@ -176,13 +176,15 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
     "end\n"
     "return load(id, now)\n",
 
-    /* ARGV: P, id. Returns the deleted session (expired or not, as the LMDB engine), so
-     * that the caller learns its user, or nil. */
+    /* ARGV: P, id, if_version ('0' = any). Returns the deleted session (expired or not,
+     * as the LMDB engine), so that the caller learns its user; nil; or -2 (it is not at
+     * if_version). */
     [RS_DELETE] = RS_PRELUDE
     "local id = ARGV[2]\n"
     "local r = redis.call('HMGET', skey(id), 'user', 'th', 'c', 'e', 'ttl', 'v', 'd', 'ch',\n"
     "                     'sub')\n"
     "if not r[1] then return nil end\n"
+    "if ARGV[3] ~= '0' and r[6] ~= ARGV[3] then return -2 end\n"
     "purge(id)\n"
     "table.insert(r, 1, id)\n"
     "return r\n",
@@ -651,6 +653,8 @@ rs_on_session(struct redis_store *st, struct rs_op *op, const redisReply *r)
         return;
     if (r->type == REDIS_REPLY_NIL)
         rs_finish(st, op, STORE_NOT_FOUND);
+    else if (r->type == REDIS_REPLY_INTEGER && r->integer == -2)
+        rs_finish(st, op, STORE_VERSION);
     else if (rs_session(r, &s) < 0)
         rs_fail(st, op, "redis: malformed session");
     else
@@ -1090,7 +1094,7 @@ rs_update(void *self, const char *id, int64_t now, const struct store_change *ch
 }
 
 static void
-rs_delete(void *self, const char *id, store_cb cb, void *arg)
+rs_delete(void *self, const char *id, uint64_t if_version, store_cb cb, void *arg)
 {
     struct redis_store *st = self;
     struct rs_op *op = rs_op_one(st, rs_on_session, cb, arg);
@@ -1104,6 +1108,7 @@ rs_delete(void *self, const char *id, store_cb cb, void *arg)
     }
     rs_script(st, op, RS_DELETE);
     rs_arg_str(op, id);
+    rs_arg_int(op, (long long)if_version);
     rs_submit(st, op);
 }
 

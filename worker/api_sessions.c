@@ -378,16 +378,6 @@ answered_session(void *arg, enum store_status st, const struct session *s)
         respond_session(r, 200, s, NULL);
 }
 
-void
-api_session_get(struct request *r)
-{
-    char id[SESSION_ID_LEN + 1];
-    if (!api_admin_ok(r) || path_id(r, id) == NULL)
-        return;
-    api_store_begin(r);
-    store_get(api_store(r), id, (int64_t)time(NULL), answered_session, r);
-}
-
 /* If-Match: "<version>" (or *). Returns the version, 0 for none or *, -1 after 400. */
 static int64_t
 if_match(struct request *r)
@@ -413,6 +403,34 @@ if_match(struct request *r)
         return -1;
     }
     return v;
+}
+
+/* A GET with If-None-Match naming the session's version: 304, with the ETag. */
+static void
+got_session(void *arg, enum store_status st, const struct session *s)
+{
+    struct request *r = arg;
+    char etag[32], headers[48];
+    if (st == STORE_OK) {
+        snprintf(etag, sizeof etag, "\"%llu\"", (unsigned long long)s->version);
+        if (http_not_modified(r, etag)) {
+            api_store_end(r);
+            snprintf(headers, sizeof headers, "ETag: %s\r\n", etag);
+            http_respond(r, 304, NULL, headers, NULL, 0);
+            return;
+        }
+    }
+    answered_session(arg, st, s);
+}
+
+void
+api_session_get(struct request *r)
+{
+    char id[SESSION_ID_LEN + 1];
+    if (!api_admin_ok(r) || path_id(r, id) == NULL)
+        return;
+    api_store_begin(r);
+    store_get(api_store(r), id, (int64_t)time(NULL), got_session, r);
 }
 
 /* A PATCH of the grants: the session's sockets, wherever they are, read them again. */
@@ -481,7 +499,10 @@ api_session_touch(struct request *r)
     char id[SESSION_ID_LEN + 1];
     if (!api_admin_ok(r) || path_id(r, id) == NULL)
         return;
-    struct store_change ch = {.touch = true};
+    int64_t version = if_match(r);
+    if (version < 0)
+        return;
+    struct store_change ch = {.touch = true, .if_version = (uint64_t)version};
     api_store_begin(r);
     store_update(api_store(r), id, (int64_t)time(NULL), &ch, answered_session, r);
 }
@@ -505,8 +526,11 @@ api_session_delete(struct request *r)
     char id[SESSION_ID_LEN + 1];
     if (!api_admin_ok(r) || path_id(r, id) == NULL)
         return;
+    int64_t version = if_match(r);
+    if (version < 0)
+        return;
     api_store_begin(r);
-    store_delete(api_store(r), id, deleted, r);
+    store_delete(api_store(r), id, (uint64_t)version, deleted, r);
 }
 
 /* ---- /api/users/{user}/sessions ---- */
@@ -650,7 +674,7 @@ own_delete_found(void *arg, enum store_status st, const struct session *s)
     char id[SESSION_ID_LEN + 1];
     memcpy(id, s->id, sizeof id);
     api_store_begin(r);
-    store_delete(api_store(r), id, deleted, r);
+    store_delete(api_store(r), id, 0, deleted, r);
 }
 
 void

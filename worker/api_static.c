@@ -26,24 +26,6 @@ asset_tag(struct asset *a)
     snprintf(a->etag, sizeof a->etag, "\"%016llx\"", h);
 }
 
-/* Does If-None-Match name our tag (or "*")? The tag is quoted hex, so finding it in the
- * list, weak (W/) or not, is an exact match of one of its members. */
-static bool
-not_modified(const struct request *r, const struct asset *a)
-{
-    const struct http_str *inm = http_header_get(&r->http, "If-None-Match");
-    if (inm == NULL)
-        return false;
-    size_t n = strlen(a->etag);
-    for (size_t i = 0; i < inm->len; i++) {
-        if (inm->p[i] == '*')
-            return true;
-        if (inm->len - i >= n && memcmp(inm->p + i, a->etag, n) == 0)
-            return true;
-    }
-    return false;
-}
-
 static void
 serve(struct request *r, struct asset *a)
 {
@@ -52,7 +34,7 @@ serve(struct request *r, struct asset *a)
     char headers[512];
     snprintf(headers, sizeof headers, "ETag: %s\r\nCache-Control: no-cache\r\n%s", a->etag,
              a->headers);
-    if (not_modified(r, a)) {
+    if (http_not_modified(r, a->etag)) {
         http_respond(r, 304, NULL, headers, NULL, 0);
         return;
     }

@@ -131,6 +131,22 @@ gzip_body(struct worker *w, const void *body, size_t len, struct buf *out)
     return 0;
 }
 
+bool
+http_not_modified(const struct request *r, const char *etag)
+{
+    const struct http_str *inm = http_header_get(&r->http, "If-None-Match");
+    if (inm == NULL)
+        return false;
+    size_t n = strlen(etag);
+    for (size_t i = 0; i < inm->len; i++) {
+        if (inm->p[i] == '*')
+            return true;
+        if (inm->len - i >= n && memcmp(inm->p + i, etag, n) == 0)
+            return true;
+    }
+    return false;
+}
+
 void
 http_respond(struct request *r, int status, const char *content_type, const char *extra_headers,
              const void *body, size_t len)

@@ -15,6 +15,11 @@
 #define HTTP_GZIP_MIN 1024
 
 /* extra_headers: zero or more complete "Name: value\r\n" lines, or NULL. */
+/* Does the request's If-None-Match name etag (or "*")? etag is quoted, with no quote
+ * inside ("3", "0f1e..."), so finding it in the list, weak (W/) or not, is an exact
+ * match of one of its members. */
+bool http_not_modified(const struct request *r, const char *etag);
+
 void http_respond(struct request *r, int status, const char *content_type,
                   const char *extra_headers, const void *body, size_t len);
 

@@ -172,7 +172,7 @@ void
 fuzz_worker_delete(const char *id)
 {
     struct answer a = {0};
-    store_delete(fuzz_worker()->store, id, on_stored, &a);
+    store_delete(fuzz_worker()->store, id, 0, on_stored, &a);
     wait_answer(&a);
 }
 

@@ -504,11 +504,17 @@ t_patch(struct fx *f, const char *id, int64_t now, const char *patch, uint64_t i
 }
 
 static enum store_status
-t_delete(struct fx *f, const char *id, struct got *g)
+t_delete_if(struct fx *f, const char *id, uint64_t if_version, struct got *g)
 {
     memset(g, 0, sizeof *g);
-    store_delete(f->st, id, on_session, g);
+    store_delete(f->st, id, if_version, on_session, g);
     return t_one(f, g);
+}
+
+static enum store_status
+t_delete(struct fx *f, const char *id, struct got *g)
+{
+    return t_delete_if(f, id, 0, g);
 }
 
 static size_t
@@ -868,6 +874,13 @@ START_TEST(delete_one)
     ck_assert(!g.has_session);
     ck_assert_int_eq(t_delete(&f, "", &g), STORE_NOT_FOUND);
     ck_assert_uint_eq(t_count(&f), 1);
+    /* If-Match: a stale version deletes nothing; the current one deletes. */
+    ck_assert_int_eq(t_delete_if(&f, sid(2), 2, &g), STORE_VERSION);
+    ck_assert(!g.has_session);
+    ck_assert_int_eq(t_get(&f, sid(2), 1010, &g), STORE_OK);
+    ck_assert_int_eq(t_delete_if(&f, sid(2), 1, &g), STORE_OK);
+    ck_assert_int_eq(t_get(&f, sid(2), 1010, &g), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_new(&f, 2, "u1", 1001, 100, "{}"), STORE_OK);
     /* No index entry of the deleted session is left to point at a new session that
      * happens to take its id. */
     ck_assert_int_eq(t_new(&f, 1, "u9", 1000, 100, "{}"), STORE_OK);
