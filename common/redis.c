@@ -717,7 +717,11 @@ rc_connect(struct redis_conn *rc)
 {
     char why[256];
     if (!rc_find_master(rc)) {
-        rc_failed(rc);
+        /* The watcher is asking, and logs what goes wrong there: nothing to add. */
+        rc->ready = false;
+        if (rc->circuit != REDIS_OPEN)
+            rc_circuit_open(rc);
+        rc_schedule_reconnect(rc);
         return;
     }
     if (rc->url.tls && rc_tls == NULL) {
