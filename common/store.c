@@ -106,9 +106,10 @@ store_delete(struct store *st, const char *id, uint64_t if_version, store_cb cb,
 }
 
 void
-store_list_user(struct store *st, const char *user, int64_t now, store_list_cb cb, void *arg)
+store_list_user(struct store *st, const char *user, int64_t now, const struct store_page *page,
+                store_list_cb cb, void *arg)
 {
-    st->ops->list_user(st->engine, user, now, cb, arg);
+    st->ops->list_user(st->engine, user, now, page, cb, arg);
 }
 
 void

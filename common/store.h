@@ -132,8 +132,17 @@ void store_update(struct store *st, const char *id, int64_t now, const struct st
 void store_delete(struct store *st, const char *id, uint64_t if_version, store_cb cb,
                   void *arg);
 
-/* Every live session of user, oldest first. */
-void store_list_user(struct store *st, const char *user, int64_t now, store_list_cb cb,
+/* A page of a user's list: the live sessions after the one created at after_created
+ * with id after_id (after_id "" for the first page), at most limit of them, in the
+ * list's order (created_at, then id). The session named need not exist any more. */
+struct store_page {
+    int64_t after_created;
+    char after_id[SESSION_ID_LEN + 1];
+    size_t limit;
+};
+
+void store_list_user(struct store *st, const char *user, int64_t now,
+                     const struct store_page *page, store_list_cb cb,
                      void *arg);
 
 /* Delete every session of user; the count callback gets how many. */

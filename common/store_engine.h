@@ -30,7 +30,8 @@ struct store_ops {
                    store_cb cb, void *arg);
     void (*delete_one)(void *engine, const char *id, uint64_t if_version, store_cb cb,
                        void *arg);
-    void (*list_user)(void *engine, const char *user, int64_t now, store_list_cb cb, void *arg);
+    void (*list_user)(void *engine, const char *user, int64_t now, const struct store_page *page,
+                      store_list_cb cb, void *arg);
     void (*delete_user)(void *engine, const char *user, store_count_cb cb, void *arg);
     void (*count)(void *engine, store_count_cb cb, void *arg);
     int (*sweep)(void *engine, int64_t now, int max);

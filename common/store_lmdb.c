@@ -773,21 +773,37 @@ lmdb_list_add(struct lmdb_store *st, MDB_txn *txn, const MDB_val *val, int64_t n
     return status == STORE_NOT_FOUND ? STORE_OK : status;
 }
 
-/* The user's live sessions, oldest first: the order of the users index. */
+/* Put cur on the user's first index entry after page's (the first of all without one). */
+static int
+lmdb_list_start(MDB_cursor *cur, MDB_val *key, MDB_val *val, const struct store_page *page)
+{
+    size_t id_len = strlen(page->after_id);
+    if (id_len == 0)
+        return mdb_cursor_get(cur, key, val, MDB_SET_KEY);
+    char after[LMDB_TIME_KEY];
+    MDB_val want = {lmdb_time_key(after, page->after_created, page->after_id, id_len), after};
+    *val = want;
+    int rc = mdb_cursor_get(cur, key, val, MDB_GET_BOTH_RANGE); /* the first >= want */
+    if (rc == 0 && val->mv_size == want.mv_size && memcmp(val->mv_data, after, want.mv_size) == 0)
+        rc = mdb_cursor_get(cur, key, val, MDB_NEXT_DUP);
+    return rc;
+}
+
+/* The user's live sessions, oldest first (the order of the users index): a page. */
 static enum store_status
 lmdb_list_txn(struct lmdb_store *st, MDB_txn *txn, const char *user, int64_t now,
-              struct lmdb_list *l)
+              const struct store_page *page, struct lmdb_list *l)
 {
     MDB_cursor *cur;
     MDB_val key = lmdb_val(user, strlen(user)), val;
     enum store_status status = STORE_OK;
+    size_t max = page->limit < LMDB_LIST_MAX ? page->limit : LMDB_LIST_MAX;
     if (key.mv_size == 0 || key.mv_size > SESSION_USER_MAX)
         return STORE_OK;
     int rc = mdb_cursor_open(txn, st->users, &cur);
     if (rc != 0)
         return lmdb_fail(st, rc, "mdb_cursor_open users");
-    for (rc = mdb_cursor_get(cur, &key, &val, MDB_SET_KEY);
-         rc == 0 && status == STORE_OK && l->n < LMDB_LIST_MAX;
+    for (rc = lmdb_list_start(cur, &key, &val, page); rc == 0 && status == STORE_OK && l->n < max;
          rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT_DUP))
         status = lmdb_list_add(st, txn, &val, now, l);
     mdb_cursor_close(cur);
@@ -797,7 +813,8 @@ lmdb_list_txn(struct lmdb_store *st, MDB_txn *txn, const char *user, int64_t now
 }
 
 static void
-lmdb_store_list_user(void *self, const char *user, int64_t now, store_list_cb cb, void *arg)
+lmdb_store_list_user(void *self, const char *user, int64_t now, const struct store_page *page,
+                     store_list_cb cb, void *arg)
 {
     struct lmdb_store *st = self;
     MDB_txn *txn;
@@ -808,7 +825,7 @@ lmdb_store_list_user(void *self, const char *user, int64_t now, store_list_cb cb
         cb(arg, lmdb_fail(st, rc, "mdb_txn_begin"), NULL, 0);
         return;
     }
-    enum store_status status = lmdb_list_txn(st, txn, user, now, &l);
+    enum store_status status = lmdb_list_txn(st, txn, user, now, page, &l);
     if (status == STORE_OK)
         cb(arg, STORE_OK, l.v, l.n);
     else

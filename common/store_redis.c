@@ -201,15 +201,31 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
     "redis.call('DEL', ukey(user))\n"
     "return n\n",
 
-    /* ARGV: P, now, user, max. The user's live sessions, oldest first (ZRANGE orders by
-     * created_at, then by id, as the LMDB index does). */
+    /* ARGV: P, now, user, max, after_created ('' = from the first), after_id. A page of
+     * the user's live sessions, oldest first (the zset orders by created_at, then by the
+     * id's bytes, as the LMDB index does). Ids are compared byte by byte: Lua's < on
+     * strings follows the server's locale. */
     [RS_LIST] = RS_PRELUDE
     "local now, user, max, out = tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4]), {}\n"
-    "for _, sid in ipairs(redis.call('ZRANGE', ukey(user), 0, -1)) do\n"
-    "  local s = load(sid, now)\n"
-    "  if s and s[2] == user then\n"
-    "    out[#out + 1] = s\n"
-    "    if #out >= max then break end\n"
+    "local ac, aid = tonumber(ARGV[5]), ARGV[6]\n"
+    "local function after(sid, c)\n"
+    "  if not ac or c > ac then return true end\n"
+    "  if c < ac then return false end\n"
+    "  for i = 1, math.min(#sid, #aid) do\n"
+    "    local x, y = sid:byte(i), aid:byte(i)\n"
+    "    if x ~= y then return x > y end\n"
+    "  end\n"
+    "  return #sid > #aid\n"
+    "end\n"
+    "local z = redis.call('ZRANGEBYSCORE', ukey(user), ac or '-inf', '+inf', 'WITHSCORES')\n"
+    "for i = 1, #z, 2 do\n"
+    "  local sid = z[i]\n"
+    "  if after(sid, tonumber(z[i + 1])) then\n"
+    "    local s = load(sid, now)\n"
+    "    if s and s[2] == user then\n"
+    "      out[#out + 1] = s\n"
+    "      if #out >= max then break end\n"
+    "    end\n"
     "  end\n"
     "end\n"
     "return out\n",
@@ -1113,7 +1129,8 @@ rs_delete(void *self, const char *id, uint64_t if_version, store_cb cb, void *ar
 }
 
 static void
-rs_list_user(void *self, const char *user, int64_t now, store_list_cb cb, void *arg)
+rs_list_user(void *self, const char *user, int64_t now, const struct store_page *page,
+             store_list_cb cb, void *arg)
 {
     struct redis_store *st = self;
     struct rs_op *op = rs_op_new(st, RS_LIST_CB, rs_on_list, arg);
@@ -1130,7 +1147,12 @@ rs_list_user(void *self, const char *user, int64_t now, store_list_cb cb, void *
     rs_script(st, op, RS_LIST);
     rs_arg_int(op, now);
     rs_arg_str(op, user);
-    rs_arg_int(op, RS_LIST_MAX);
+    rs_arg_int(op, (long long)(page->limit < RS_LIST_MAX ? page->limit : RS_LIST_MAX));
+    if (page->after_id[0] != '\0')
+        rs_arg_int(op, page->after_created);
+    else
+        rs_arg_str(op, "");
+    rs_arg_str(op, page->after_id);
     rs_submit(st, op);
 }
 

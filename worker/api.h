@@ -24,6 +24,9 @@ json_t *api_json_body(struct request *r);
 /* Answer a store failure as the API says (404, 412, 429, 503, ...). */
 void api_store_error(struct request *r, enum store_status st);
 
+/* A query parameter as a decimal number: def when absent, -1 when not a number. */
+int64_t api_query_number(const struct request *r, const char *name, int64_t def);
+
 /* GET /api/health and /health: the whole instance's state, from the scoreboard. */
 void api_health(struct request *r);
 /* GET /livez: 200 while this worker's loop runs, whatever the store does. GET /readyz:

@@ -95,20 +95,6 @@ api_channel_presence(struct request *r)
     chan_presence(r->conn->w, r->params[0].p, r->params[0].len, presence_answered, r);
 }
 
-/* A query parameter as a decimal number: def when absent, -1 when not a number. */
-static int64_t
-query_number(const struct request *r, const char *name, int64_t def)
-{
-    struct http_str v;
-    char digits[24];
-    int64_t n;
-    if (!http_query_get(&r->http, name, &v)) return def;
-    if (v.len >= sizeof digits) return -1;
-    memcpy(digits, v.p, v.len);
-    digits[v.len] = '\0';
-    return conf_parse_number(digits, &n) == 0 ? n : -1;
-}
-
 static void
 history_answered(void *arg, int rc, const char *json, size_t len)
 {
@@ -127,7 +113,7 @@ void
 api_channel_history(struct request *r)
 {
     if (!api_admin_ok(r) || !path_channel(r)) return;
-    int64_t since = query_number(r, "since", 0), limit = query_number(r, "limit", 100);
+    int64_t since = api_query_number(r, "since", 0), limit = api_query_number(r, "limit", 100);
     if (since < 0 || limit < 1 || limit > 1000) {
         http_error(r, 400, NULL, "since must be an offset and limit a number from 1 to 1000.");
         return;

@@ -150,3 +150,18 @@ api_json_body(struct request *r)
     }
     return j;
 }
+
+int64_t
+api_query_number(const struct request *r, const char *name, int64_t def)
+{
+    struct http_str v;
+    char digits[24];
+    int64_t n;
+    if (!http_query_get(&r->http, name, &v))
+        return def;
+    if (v.len >= sizeof digits)
+        return -1;
+    memcpy(digits, v.p, v.len);
+    digits[v.len] = '\0';
+    return conf_parse_number(digits, &n) == 0 ? n : -1;
+}

@@ -535,15 +535,54 @@ api_session_delete(struct request *r)
 
 /* ---- /api/users/{user}/sessions ---- */
 
+#define LIST_LIMIT_DEFAULT 100
+#define LIST_LIMIT_MAX 1000
+
+/* A page asked for one session more than it shows: whether that one came says whether
+ * there is a next page, which starts after the page's last session. */
+struct list_ctx {
+    struct request *r;
+    size_t limit;
+};
+
+/* The cursor is "<created_at>.<id>" of the last session shown: opaque to clients, and
+ * still valid when that session is gone. */
+static bool
+parse_cursor(const struct http_str *c, struct store_page *page)
+{
+    const char *dot = memchr(c->p, '.', c->len);
+    int64_t t = 0;
+    if (dot == NULL || dot == c->p || dot - c->p > 18)
+        return false;
+    for (const char *p = c->p; p < dot; p++) {
+        if (*p < '0' || *p > '9')
+            return false;
+        t = t * 10 + (*p - '0');
+    }
+    size_t id_len = c->len - (size_t)(dot + 1 - c->p);
+    if (!token_id_is_wellformed(dot + 1, id_len))
+        return false;
+    page->after_created = t;
+    memcpy(page->after_id, dot + 1, SESSION_ID_LEN);
+    page->after_id[SESSION_ID_LEN] = '\0';
+    return true;
+}
+
 static void
 listed(void *arg, enum store_status st, const struct session *list, size_t n)
 {
-    struct request *r = arg;
+    struct list_ctx *cx = arg;
+    struct request *r = cx->r;
+    size_t limit = cx->limit;
+    free(cx);
     api_store_end(r);
     if (st != STORE_OK) {
         api_store_error(r, st);
         return;
     }
+    bool more = n > limit;
+    if (more)
+        n = limit;
     struct buf *b = &r->conn->w->scratch;
     b->off = b->len = 0;
     buf_puts(b, "{\"user\":\"");
@@ -554,7 +593,16 @@ listed(void *arg, enum store_status st, const struct session *list, size_t n)
             buf_puts(b, ",");
         put_session(b, &list[i], NULL);
     }
-    buf_puts(b, "]}");
+    buf_puts(b, "],\"next_cursor\":");
+    if (more) {
+        buf_puts(b, "\"");
+        buf_put_u64(b, (uint64_t)list[n - 1].created_at);
+        buf_puts(b, ".");
+        buf_puts(b, list[n - 1].id);
+        buf_puts(b, "\"}");
+    } else {
+        buf_puts(b, "null}");
+    }
     if (b->p == NULL) {
         http_error(r, 500, NULL, "Out of memory.");
         return;
@@ -568,8 +616,26 @@ api_user_sessions(struct request *r)
     char user[SESSION_USER_MAX + 1];
     if (!api_admin_ok(r) || path_user(r, user) == NULL)
         return;
+    struct store_page page = {.after_id = ""};
+    struct http_str cursor;
+    int64_t limit = api_query_number(r, "limit", LIST_LIMIT_DEFAULT);
+    if (limit < 1 || limit > LIST_LIMIT_MAX) {
+        http_error(r, 400, NULL, "limit must be a number from 1 to 1000.");
+        return;
+    }
+    if (http_query_get(&r->http, "cursor", &cursor) && !parse_cursor(&cursor, &page)) {
+        http_error(r, 400, NULL, "cursor must be a next_cursor this API returned.");
+        return;
+    }
+    struct list_ctx *cx = malloc(sizeof *cx);
+    if (cx == NULL) {
+        http_error(r, 500, NULL, "Out of memory.");
+        return;
+    }
+    *cx = (struct list_ctx){.r = r, .limit = (size_t)limit};
+    page.limit = (size_t)limit + 1;
     api_store_begin(r);
-    store_list_user(api_store(r), user, (int64_t)time(NULL), listed, r);
+    store_list_user(api_store(r), user, (int64_t)time(NULL), &page, listed, cx);
 }
 
 static void

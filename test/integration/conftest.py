@@ -14,6 +14,7 @@ import json
 import os
 import re
 import resource
+import shutil
 import signal
 import socket
 import ssl
@@ -268,6 +269,25 @@ class Redis:
     @property
     def url(self):
         return f"redis://127.0.0.1:{self.port}/0"
+
+
+@pytest.fixture(params=["lmdb", "redis"])
+def keyed_on_both(request, server_factory, tmp_path):
+    """A maker of servers with the API key, on the embedded store and then on a Redis of
+    the test's own: for the session API's promises, which both engines keep."""
+    r = None
+    if request.param == "redis":
+        if shutil.which("redis-server") is None:
+            pytest.skip("redis-server is not installed")
+        (tmp_path / "redis").mkdir()
+        r = Redis(tmp_path / "redis").start()
+
+    def make(conf="", **kw):
+        store = f"store redis\nredis_url {r.url}\n" if r else ""
+        return server_factory(conf=f'api_key "{KEY}"\n{store}{conf}', **kw)
+    yield make
+    if r:
+        r.stop()
 
 
 @pytest.fixture

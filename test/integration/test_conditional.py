@@ -1,26 +1,14 @@
 """Conditional requests on sessions, on both engines: If-Match makes PATCH, DELETE and
 touch conditional (412 on a stale version, nothing changed), If-None-Match on a GET
 answers 304 while the version holds."""
-import shutil
-
 import pytest
 
-from conftest import KEY, Redis, call, create
+from conftest import call, create
 
 
-@pytest.fixture(params=["lmdb", "redis"])
-def server(request, server_factory, tmp_path):
-    conf = f'api_key "{KEY}"\n'
-    r = None
-    if request.param == "redis":
-        if shutil.which("redis-server") is None:
-            pytest.skip("redis-server is not installed")
-        (tmp_path / "redis").mkdir()
-        r = Redis(tmp_path / "redis").start()
-        conf += f"store redis\nredis_url {r.url}\n"
-    yield server_factory(conf=conf)
-    if r:
-        r.stop()
+@pytest.fixture
+def server(keyed_on_both):
+    return keyed_on_both()
 
 
 def at_version(s, n):

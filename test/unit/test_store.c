@@ -517,11 +517,31 @@ t_delete(struct fx *f, const char *id, struct got *g)
     return t_delete_if(f, id, 0, g);
 }
 
+/* A page of at most limit sessions after (created, id); id NULL for the first page. */
+static size_t
+t_page(struct fx *f, const char *user, int64_t now, int64_t created, const char *id,
+       size_t limit, struct got *g)
+{
+    struct store_page page = {.limit = limit};
+    if (id != NULL) {
+        page.after_created = at(f, created);
+        snprintf(page.after_id, sizeof page.after_id, "%s", id);
+    }
+    memset(g, 0, sizeof *g);
+    store_list_user(f->st, user, at(f, now), &page, on_list, g);
+    fx_wait(f, g);
+    ck_assert_int_eq(g->status, STORE_OK);
+    for (size_t i = 0; i < g->nlist && i < 16; i++)
+        g->created[i] -= f->t0;
+    return g->nlist;
+}
+
 static size_t
 t_list(struct fx *f, const char *user, int64_t now, struct got *g)
 {
+    struct store_page page = {.limit = 10000};
     memset(g, 0, sizeof *g);
-    store_list_user(f->st, user, at(f, now), on_list, g);
+    store_list_user(f->st, user, at(f, now), &page, on_list, g);
     fx_wait(f, g);
     ck_assert_int_eq(g->status, STORE_OK);
     for (size_t i = 0; i < g->nlist && i < 16; i++)
@@ -940,6 +960,42 @@ START_TEST(list_oldest_first)
     ck_assert_str_eq(g.ids[0], sid(4));
     ck_assert_uint_eq(t_list(&f, "nobody", 3000, &g), 0);
     ck_assert_uint_eq(t_list(&f, "", 3000, &g), 0);
+    fx_teardown(&f);
+}
+END_TEST
+
+/* Pages follow the list's order, each after the last one shown, also when that one is
+ * gone by then, and with sessions created in the same second told apart by id. */
+START_TEST(list_in_pages)
+{
+    struct fx f;
+    struct got g;
+    fx_setup(&f, _i, 100, 10, 4096);
+    ck_assert_int_eq(t_new(&f, 1, "u", 3000, 10000, "{}"), STORE_OK);
+    ck_assert_int_eq(t_new(&f, 2, "u", 1000, 10000, "{}"), STORE_OK);
+    ck_assert_int_eq(t_new(&f, 3, "u", 2000, 10000, "{}"), STORE_OK);
+    ck_assert_int_eq(t_new(&f, 6, "u", 2000, 10000, "{}"), STORE_OK);
+    ck_assert_int_eq(t_new(&f, 5, "v", 1500, 10000, "{}"), STORE_OK);
+    ck_assert_uint_eq(t_page(&f, "u", 3000, 0, NULL, 2, &g), 2);
+    ck_assert_str_eq(g.ids[0], sid(2));
+    ck_assert_str_eq(g.ids[1], sid(3));
+    ck_assert_uint_eq(t_page(&f, "u", 3000, 2000, sid(3), 2, &g), 2);
+    ck_assert_str_eq(g.ids[0], sid(6));
+    ck_assert_str_eq(g.ids[1], sid(1));
+    ck_assert_uint_eq(t_page(&f, "u", 3000, 2000, sid(6), 2, &g), 1);
+    ck_assert_str_eq(g.ids[0], sid(1));
+    ck_assert_uint_eq(t_page(&f, "u", 3000, 3000, sid(1), 2, &g), 0);
+    ck_assert_uint_eq(t_page(&f, "u", 3000, 1000, sid(2), 1, &g), 1);
+    ck_assert_str_eq(g.ids[0], sid(3));
+    /* the session the cursor names was deleted: the page starts where it was */
+    ck_assert_int_eq(t_delete(&f, sid(3), &g), STORE_OK);
+    ck_assert_uint_eq(t_page(&f, "u", 3000, 2000, sid(3), 5, &g), 2);
+    ck_assert_str_eq(g.ids[0], sid(6));
+    ck_assert_str_eq(g.ids[1], sid(1));
+    /* a cursor before every session, and one past them all */
+    ck_assert_uint_eq(t_page(&f, "u", 3000, 1, sid(1), 5, &g), 3);
+    ck_assert_str_eq(g.ids[0], sid(2));
+    ck_assert_uint_eq(t_page(&f, "u", 3000, 9999, sid(1), 5, &g), 0);
     fx_teardown(&f);
 }
 END_TEST
@@ -1907,7 +1963,8 @@ START_TEST(redis_noscript_recovery)
     store_get(f.st, sid(1), at(&f, 1000), on_session, &many[1]);
     struct store_change ch = {.patch = "{\"b\":2}", .patch_len = 7};
     store_update(f.st, sid(1), at(&f, 1000), &ch, on_session, &many[2]);
-    store_list_user(f.st, "u", at(&f, 1000), on_list, &many[3]);
+    struct store_page page = {.limit = 100};
+    store_list_user(f.st, "u", at(&f, 1000), &page, on_list, &many[3]);
     store_count(f.st, on_count, &many[4]);
     store_delete_user(f.st, "nobody", on_count, &many[5]);
     for (int i = 0; i < 6; i++) {
@@ -2346,6 +2403,7 @@ END_TEST
     X(delete_one)                                                                           \
     X(delete_user)                                                                          \
     X(list_oldest_first)                                                                    \
+    X(list_in_pages)                                                                        \
     X(grants_round_trip)                                                                    \
     X(grants_refusals)
 
