@@ -1027,6 +1027,7 @@ struct lmdb_delete_user {
     const char *user;
     size_t user_len;
     uint64_t n;
+    bool one; /* delete one session, not all */
 };
 
 /* Delete the user's first session (the list shrinks each time) until none is left. */
@@ -1046,15 +1047,41 @@ lmdb_delete_user_txn(struct lmdb_store *st, MDB_txn *txn, void *ctx)
         memcpy(v, val.mv_data, vlen);
         enum store_status status = vlen > 8 ? lmdb_remove_id(st, txn, v + 8, vlen - 8)
                                             : STORE_NOT_FOUND;
-        if (status == STORE_OK)
+        if (status == STORE_OK) {
             d->n++;
-        else if (status != STORE_NOT_FOUND)
+            if (d->one)
+                return STORE_OK;
+        } else if (status != STORE_NOT_FOUND) {
             return status;
-        else if ((rc = mdb_del(txn, st->users, &key, &val)) != 0) /* an entry alone */
+        } else if ((rc = mdb_del(txn, st->users, &key, &val)) != 0) { /* an entry alone */
             return lmdb_fail(st, rc, "mdb_del users");
+        }
     }
 }
 
+/* The user's entries in the users index (expired ones included), for the pages a delete
+ * of them all may take. */
+static size_t
+lmdb_user_entries(struct lmdb_store *st, const char *user, size_t user_len)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val key = lmdb_val(user, user_len), val;
+    size_t n = 0;
+    if (lmdb_read_begin(st, &txn) != 0)
+        return (size_t)st->max_per_user;
+    if (mdb_cursor_open(txn, st->users, &cur) == 0) {
+        if (mdb_cursor_get(cur, &key, &val, MDB_SET_KEY) == 0 && mdb_cursor_count(cur, &n) != 0)
+            n = (size_t)st->max_per_user;
+        mdb_cursor_close(cur);
+    }
+    lmdb_read_end(st, txn);
+    return n;
+}
+
+/* One transaction for all of them, with room for the sessions the user has. When the
+ * disk is too full for that, one transaction per session: a user can be revoked
+ * whenever a single session can be deleted, which is when it matters most. */
 static void
 lmdb_store_delete_user(void *self, const char *user, store_count_cb cb, void *arg)
 {
@@ -1065,8 +1092,16 @@ lmdb_store_delete_user(void *self, const char *user, store_count_cb cb, void *ar
         cb(arg, STORE_OK, 0);
         return;
     }
-    enum store_status status = lmdb_write(st, lmdb_delete_user_txn, &d,
-                                          (size_t)st->max_per_user * LMDB_DELETE_PAGES);
+    size_t n = lmdb_user_entries(st, user, d.user_len) + 1; /* one may come meanwhile */
+    enum store_status status = lmdb_write(st, lmdb_delete_user_txn, &d, n * LMDB_DELETE_PAGES);
+    for (d.one = true; status == STORE_NO_SPACE;) {
+        uint64_t before = d.n;
+        status = lmdb_write(st, lmdb_delete_user_txn, &d, LMDB_DELETE_PAGES);
+        if (status == STORE_OK && d.n == before)
+            break; /* none left */
+        if (status == STORE_OK)
+            status = STORE_NO_SPACE; /* the next one */
+    }
     cb(arg, status, status == STORE_OK ? d.n : 0);
 }
 
@@ -1084,18 +1119,42 @@ lmdb_sweep_body(struct lmdb_store *st, MDB_txn *txn, void *ctx)
     return status;
 }
 
+/* How many of the first max expiry keys are due by now (max when it cannot tell): a sweep
+ * with nothing to do takes no write lock, and asks the disk only for what it deletes. */
+static int
+lmdb_due(struct lmdb_store *st, int64_t now, int max)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    MDB_val key, val;
+    int n = 0;
+    if (lmdb_read_begin(st, &txn) != 0)
+        return max;
+    if (mdb_cursor_open(txn, st->expiry, &cur) != 0) {
+        lmdb_read_end(st, txn);
+        return max;
+    }
+    for (int rc = mdb_cursor_get(cur, &key, &val, MDB_FIRST);
+         rc == 0 && n < max && key.mv_size > 8 && lmdb_get_be64(key.mv_data) <= now;
+         rc = mdb_cursor_get(cur, &key, &val, MDB_NEXT))
+        n++;
+    mdb_cursor_close(cur);
+    lmdb_read_end(st, txn);
+    return n;
+}
+
 static int
 lmdb_store_sweep(void *self, int64_t now, int max)
 {
     struct lmdb_store *st = self;
-    struct lmdb_sweep s = {.now = now, .max = max};
     int dead;
     st->healthy = true;
     /* A worker killed while reading leaves its reader slot behind, and a stale slot stops
      * LMDB from reusing pages; the sweep's timer is a good moment to clear them. */
     (void)mdb_reader_check(st->env, &dead);
-    if (max <= 0)
+    if (max <= 0 || (max = lmdb_due(st, now, max)) == 0)
         return 0;
+    struct lmdb_sweep s = {.now = now, .max = max};
     return lmdb_write(st, lmdb_sweep_body, &s, (size_t)max * LMDB_DELETE_PAGES) == STORE_OK
                ? s.n
                : -1;

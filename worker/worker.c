@@ -328,8 +328,12 @@ on_sweep(struct ev_loop *loop, ev_timer *t, int revents)
     do
         n = store_sweep(w->store, (int64_t)time(NULL), SWEEP_BATCH);
     while (n == SWEEP_BATCH && ev_time() < until);
-    if (n < 0)
-        log_warnx("expiry sweep failed: %s", store_last_error(w->store));
+    if (n < 0 && !w->sweep_failing)
+        log_warnx("expiry sweep failed: %s (said once until it works again)",
+                  store_last_error(w->store));
+    else if (n >= 0 && w->sweep_failing)
+        log_info("expiry sweep works again");
+    w->sweep_failing = n < 0;
 }
 
 static void

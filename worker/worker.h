@@ -78,6 +78,7 @@ struct worker {
     struct ws_worker *ws; /* the realtime side: the WebSocket transport */
     struct chan_worker *chan; /* channels, the bus, the roster */
     ev_timer sweep;       /* deletes expired sessions, a batch at a time */
+    bool sweep_failing;   /* the last sweep failed: said once, and its recovery too */
     uint64_t sessions_active; /* the store's last count */
     ev_tstamp sessions_counted_at;
     bool store_used;          /* a handler used the store since that count */

@@ -454,12 +454,13 @@ def test_full_disk_fails_writes_clearly_keeps_reads_and_recovers(server_factory,
     # The map (800 x 64 KiB, doubled: 100 MiB) fits the disk at start, as it must; the
     # store reserves blocks ahead of its use, and the filler then takes the rest.
     s = keyed(server_factory, f"store_path {small_disk}/sessions.db\nmax_sessions 800\n"
-                              "session_max_bytes 64k\n")
+                              "session_max_bytes 64k\nmax_sessions_per_user 800\n")
     made = []
     for i in range(20):
         status, _, body = create(s, f"u{i}", {"n": i})
         assert status == 201
         made.append(body)
+    victim = [create(s, "victim", {"pad": "y" * 60000})[2]["id"] for _ in range(5)]
     fill(f"{small_disk}/filler")
     refused = None
     for i in range(700):  # the reservation runs out, then a write needs the disk
@@ -477,6 +478,11 @@ def test_full_disk_fails_writes_clearly_keeps_reads_and_recovers(server_factory,
     for m in made:  # reads keep working
         status, _, got = call(s, "GET", f"/api/sessions/{m['id']}")
         assert status == 200 and got["data"]["n"] == m["data"]["n"]
+    # A compromised user can be revoked now, when a single delete can be made.
+    assert call(s, "DELETE", f"/api/sessions/{victim[0]}")[0] == 204
+    status, _, body = call(s, "DELETE", "/api/users/victim/sessions")
+    assert status == 204, body
+    assert all(call(s, "GET", f"/api/sessions/{v}")[0] == 404 for v in victim)
     # Space returns: writes succeed again, by themselves, with no restart.
     pids = s.worker_pids()
     os.unlink(f"{small_disk}/filler")
