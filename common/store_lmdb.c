@@ -1301,7 +1301,7 @@ lmdb_prepare_file(const struct conf *c, size_t *map, char *err, size_t errlen)
 }
 
 static int
-lmdb_store_prepare(const struct conf *c, char *err, size_t errlen)
+lmdb_prepare_store(const struct conf *c, const char *lock, char *err, size_t errlen)
 {
     size_t map;
     MDB_env *env;
@@ -1321,14 +1321,30 @@ lmdb_store_prepare(const struct conf *c, char *err, size_t errlen)
         errf(err, errlen, "store_path %s: %s", c->store_path, mdb_strerror(rc));
         return -1;
     }
-    char lock[sizeof c->store_path + 8];
-    snprintf(lock, sizeof lock, "%s-lock", c->store_path);
     if (reserve_file(lock) != 0) {
         errf(err, errlen, "store_path %s: cannot allocate its lock file: %s", c->store_path,
              strerror(errno));
         return -1;
     }
     return 0;
+}
+
+/* A start refused here (a full disk, a bad map) leaves no empty store behind to be taken
+ * for a real one later: the files it made are removed; a store that was there stays. */
+static int
+lmdb_store_prepare(const struct conf *c, char *err, size_t errlen)
+{
+    char lock[sizeof c->store_path + 8];
+    struct stat sb;
+    snprintf(lock, sizeof lock, "%s-lock", c->store_path);
+    bool had_store = stat(c->store_path, &sb) == 0, had_lock = stat(lock, &sb) == 0;
+    if (lmdb_prepare_store(c, lock, err, errlen) == 0)
+        return 0;
+    if (!had_store)
+        (void)unlink(c->store_path);
+    if (!had_lock)
+        (void)unlink(lock);
+    return -1;
 }
 
 static void *

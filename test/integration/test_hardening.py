@@ -499,6 +499,29 @@ def test_full_disk_fails_writes_clearly_keeps_reads_and_recovers(server_factory,
         again.stop()
 
 
+def test_a_start_refused_for_want_of_disk_leaves_no_empty_store(tmp_path, small_disk):
+    # The map for a million 64 KiB sessions does not fit a 128 MiB disk.
+    (tmp_path / "refused").mkdir()
+    (tmp_path / "ok").mkdir()
+    s = Server(str(tmp_path / "refused"), conf=f"store_path {small_disk}/sessions.db\n"
+                                               "max_sessions 1000000\nsession_max_bytes 64k\n")
+    s.start(wait=False)
+    assert s.wait_exit(10) == 1
+    s.logf.close()
+    assert f"store_path {small_disk}/sessions.db" in s.log()
+    assert sorted(os.listdir(small_disk)) == []
+    # A store that was there before a refused start stays.
+    ok = Server(str(tmp_path / "ok"), conf=f"store_path {small_disk}/sessions.db\n"
+                                           "max_sessions 800\nsession_max_bytes 64k\n")
+    ok.start()
+    ok.stop()
+    assert "sessions.db" in os.listdir(small_disk)
+    s.start(wait=False)
+    assert s.wait_exit(10) == 1
+    s.logf.close()
+    assert "sessions.db" in os.listdir(small_disk)
+
+
 def test_read_only_store_is_a_clear_startup_error(tmp_path):
     d = tempfile.mkdtemp(prefix="sessiond-ro-", dir="/tmp")
     if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m,ro", "tmpfs", d],
