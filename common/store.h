@@ -114,7 +114,9 @@ struct store_change {
     const char *patch;
     size_t patch_len;
     int64_t ttl;          /* 0: keep */
-    bool touch;           /* expires_at = now + ttl */
+    bool touch;           /* expires_at = touch_from + ttl */
+    int64_t touch_from;   /* the time a touch runs from, rounded up to the second (a
+                             session then lives its whole ttl); 0: now */
     uint64_t if_version;  /* 0: unconditional */
     /* With set_channels (set_subscribe), the session's channels (subscribe) are replaced
      * whole by these (length 0: none). */

@@ -953,7 +953,8 @@ lmdb_update_txn(struct lmdb_store *st, MDB_txn *txn, void *ctx)
         return status;
     n.data = u->data;
     n.ttl = ch->ttl > 0 ? ch->ttl : old.ttl;
-    n.expires_at = ch->touch ? u->now + n.ttl : old.expires_at;
+    n.expires_at = ch->touch ? (ch->touch_from > 0 ? ch->touch_from : u->now) + n.ttl
+                             : old.expires_at;
     /* Every patch, new ttl, channels or subscribe is a new version (API.md: PATCH
      * increments it, even when the patch happens to leave the session as it was); a
      * touch alone only moves the expiry. */

@@ -144,7 +144,7 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
     "return 0\n",
 
     /* ARGV: P, now, id, version read ('' = any), if_version ('0' = none), ttl (0 = keep),
-     * touch ('1' or '0'), has data ('1' or '0'), data, has ch ('1' or '0'), ch ('' =
+     * touch (the time it runs from, '0' for none), has data ('1' or '0'), data, has ch ('1' or '0'), ch ('' =
      * none), has sub, sub. The whole change where it can be made here (a touch, a ttl,
      * channels and subscribe, which are replaced whole), a compare-and-set for data the
      * caller merged from the version it read. Returns the session as it is now, or 0
@@ -161,7 +161,7 @@ static const char *const rs_scripts[RS_NSCRIPTS] = {
     "local nttl = tonumber(ARGV[6])\n"
     "local ttl = nttl > 0 and nttl or tonumber(f[4])\n"
     "local e = tonumber(f[2])\n"
-    "if ARGV[7] == '1' then e = now + ttl end\n"
+    "if ARGV[7] ~= '0' then e = tonumber(ARGV[7]) + ttl end\n"
     "local v = tonumber(f[1])\n"
     "if ARGV[8] == '1' or nttl > 0 or ARGV[10] == '1' or ARGV[12] == '1' then v = v + 1 end\n"
     "local es = string.format('%d', e)\n"
@@ -974,7 +974,10 @@ rs_update_write_args(struct redis_store *st, struct rs_op *op, uint64_t read_ver
         rs_arg_str(op, "");
     rs_arg_int(op, (long long)op->ch.if_version);
     rs_arg_int(op, op->ch.ttl > 0 ? op->ch.ttl : 0);
-    rs_arg_str(op, op->ch.touch ? "1" : "0");
+    if (op->ch.touch)
+        rs_arg_int(op, op->ch.touch_from > 0 ? op->ch.touch_from : op->now);
+    else
+        rs_arg_str(op, "0");
     rs_arg_str(op, op->data != NULL ? "1" : "0");
     rs_arg(op, op->data, op->data != NULL ? op->data_len : 0);
     rs_arg_str(op, op->ch.set_channels ? "1" : "0");

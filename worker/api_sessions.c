@@ -268,6 +268,17 @@ respond_session(struct request *r, int status, const struct session *s, const ch
     http_respond_json(r, status, headers, b->p, b->len);
 }
 
+/* Now rounded up to the second: expiries run from it, so that a session lives at least
+ * its whole ttl, to the millisecond, although the API's times are whole seconds (a read
+ * finds it expired once the clock reaches expires_at). */
+static int64_t
+now_up(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec + (ts.tv_nsec > 0);
+}
+
 /* ---- POST /api/sessions ---- */
 
 struct create_ctx {
@@ -325,7 +336,7 @@ parse_create(struct request *r, json_t *j, struct session *s, char **data)
     memcpy(s->user, json_string_value(u), json_string_length(u) + 1);
     s->ttl = ttl ? ttl : cf->session_ttl_ms / 1000;
     s->created_at = (int64_t)time(NULL);
-    s->expires_at = s->created_at + s->ttl;
+    s->expires_at = now_up() + s->ttl;
     return true;
 }
 
@@ -477,6 +488,7 @@ api_session_patch(struct request *r)
     }
     ch.patch = patch;
     ch.touch = ch.ttl > 0; /* a new ttl runs from now */
+    ch.touch_from = now_up();
     ch.set_channels = channels.set;
     ch.channels = channels.json;
     ch.channels_len = channels.len;
@@ -502,7 +514,8 @@ api_session_touch(struct request *r)
     int64_t version = if_match(r);
     if (version < 0)
         return;
-    struct store_change ch = {.touch = true, .if_version = (uint64_t)version};
+    struct store_change ch = {.touch = true, .touch_from = now_up(),
+                              .if_version = (uint64_t)version};
     api_store_begin(r);
     store_update(api_store(r), id, (int64_t)time(NULL), &ch, answered_session, r);
 }
@@ -711,7 +724,7 @@ own_found(void *arg, enum store_status st, const struct session *s)
         own_respond(r, st, s);
         return;
     }
-    struct store_change ch = {.touch = true};
+    struct store_change ch = {.touch = true, .touch_from = now_up()};
     char id[SESSION_ID_LEN + 1];
     memcpy(id, s->id, sizeof id);
     api_store_begin(r);
