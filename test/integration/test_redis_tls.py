@@ -5,39 +5,20 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
 
 from conftest import BIN, JSON, free_port, next_push, op, run, url, wait_for
 
+# The CA and certificates the scripts make for bench and chaos, made the same way here.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..",
+                                "scripts"))
+from redis_proc import issue, make_ca  # noqa: E402
+
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="redis-server is not installed")
-
-
-def openssl(*args):
-    subprocess.run(["openssl", *args], check=True, capture_output=True)
-
-
-def make_ca(d, name):
-    crt, key = str(d / f"{name}.crt"), str(d / f"{name}.key")
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", key, "-out", crt, "-days", "2", "-subj", f"/CN={name}",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    return crt, key
-
-
-def issue(d, ca, name, san):
-    """A certificate for san (as subjectAltName wants it), signed by ca."""
-    crt, key, csr = (str(d / f"{name}.{x}") for x in ("crt", "key", "csr"))
-    ext = d / f"{name}.ext"
-    ext.write_text(f"subjectAltName={san}\n")
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", key, "-out", csr, "-subj", f"/CN={name}")
-    openssl("x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1], "-CAcreateserial",
-            "-out", crt, "-days", "2", "-extfile", str(ext))
-    return crt, key
 
 
 class TlsRedis:
