@@ -5,7 +5,6 @@ replica and a Sentinel (redis-server --sentinel), on free loopback ports."""
 import json
 import os
 import shutil
-import signal
 import subprocess
 import threading
 import time
