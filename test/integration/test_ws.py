@@ -27,6 +27,20 @@ def token_for(s, user="u1", **kw):
 
 # ---- a raw client, for what a library client will not do ----
 
+def frame(opcode, payload, fin=True, rsv1=False):
+    """A client's frame (masked), as bytes: several may go in one write."""
+    mask = os.urandom(4)
+    n = len(payload)
+    h = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
+    if n < 126:
+        h += bytes([0x80 | n])
+    elif n < 65536:
+        h += bytes([0x80 | 126]) + struct.pack(">H", n)
+    else:
+        h += bytes([0x80 | 127]) + struct.pack(">Q", n)
+    return h + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
 class Raw:
     def __init__(self, port, token, extra=b"", rcvbuf=None):
         self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -49,17 +63,7 @@ class Raw:
         self.buf = b""
 
     def send_frame(self, opcode, payload, fin=True, rsv1=False):
-        mask = os.urandom(4)
-        n = len(payload)
-        h = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
-        if n < 126:
-            h += bytes([0x80 | n])
-        elif n < 65536:
-            h += bytes([0x80 | 126]) + struct.pack(">H", n)
-        else:
-            h += bytes([0x80 | 127]) + struct.pack(">Q", n)
-        body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.s.sendall(h + mask + body)
+        self.s.sendall(frame(opcode, payload, fin, rsv1))
 
     def read_frame(self, timeout=5):
         """(opcode, payload); (None, b"") when the server closed the TCP connection."""
@@ -91,6 +95,19 @@ class Raw:
             if opcode == 8:
                 return struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else 1005
         raise AssertionError("no close frame")
+
+    def until_close(self, timeout=5):
+        """The text messages read up to the server's close frame, and its code (None if
+        the connection ended without one)."""
+        texts = []
+        while True:
+            opcode, payload = self.read_frame(timeout)
+            if opcode is None:
+                return texts, None
+            if opcode == 8:
+                return texts, struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else 1005
+            if opcode == 1:
+                texts.append(json.loads(payload))
 
     def close(self):
         self.s.close()
@@ -311,6 +328,86 @@ def test_rate_limit_answers_then_closes_1008(server_factory):
         r.send_frame(1, b'{"op":"ping"}')
     assert r.close_code() == 1008
     r.close()
+
+
+def burst(r, n, **msg):
+    """n messages with ids 1..n in one write: one read for the server, in one instant."""
+    r.s.sendall(b"".join(frame(1, json.dumps(dict(msg, id=i)).encode()) for i in range(1, n + 1)))
+
+
+def received(r, channel, end="end"):
+    """The data of the messages a raw subscriber reads, up to a message whose data is end."""
+    got = []
+    while True:
+        opcode, payload = r.read_frame()
+        assert opcode == 1, (opcode, payload)
+        m = json.loads(payload)
+        if m["op"] == "message" and m["channel"] == channel:
+            if m["data"] == end:
+                return got
+            got.append(m["data"])
+
+
+def assert_answered_then_closed(replies, code, n, op="ok"):
+    """The first n ops took effect: their replies come first, in order, then only the
+    refusals of ops that did not, then the close for the rate."""
+    assert [m["op"] for m in replies[:n]] == [op] * n, replies[:n + 1]
+    assert [m["id"] for m in replies[:n]] == list(range(1, n + 1))
+    assert all(m["op"] == "error" and m["error"]["code"] == "rate_limited"
+               for m in replies[n:]), replies[n:]
+    assert code == 1008
+
+
+def test_rate_limit_close_comes_after_the_replies_to_every_op_that_took_effect(server_factory):
+    """250 publishes in one write at the default ws_rate_limit of 100: the 100 that went
+    out are answered, in order, before the 1008, so that a client knows which to retry.
+    The same for pings."""
+    s = keyed(server_factory, workers=1)
+    pub_tok, _ = token_for(s, "pub")
+    sub_tok, _ = token_for(s, "sub")
+    sub = Raw(s.port, sub_tok)
+    sub.send_frame(1, b'{"op":"subscribe","channel":"burst","id":0}')
+    assert json.loads(sub.read_frame()[1]) == {"op": "ok", "id": 0}
+    pub = Raw(s.port, pub_tok)
+    burst(pub, 250, op="publish", channel="burst", data=0)
+    replies, code = pub.until_close()
+    assert_answered_then_closed(replies, code, 100)
+    pub.close()
+    assert call(s, "POST", "/api/channels/burst/publish", {"data": "end"})[0] == 202
+    assert received(sub, "burst") == [0] * 100
+    sub.close()
+
+    pinger = Raw(s.port, pub_tok)
+    burst(pinger, 250, op="ping")
+    replies, code = pinger.until_close()
+    assert_answered_then_closed(replies, code, 100, op="pong")
+    pinger.close()
+
+
+def test_rate_limit_close_waits_for_the_answers_in_flight(server_factory, redis_server):
+    """With history in Redis a publish is answered once Redis has numbered it: the close
+    for the rate waits for those answers too."""
+    s = keyed(server_factory, f"store redis\nredis_url {redis_server.url}\n"
+              "namespace chat subscribe=any publish=any history=1000\n", workers=1)
+    pub_tok, _ = token_for(s, "pub")
+    sub_tok, _ = token_for(s, "sub")
+    sub = Raw(s.port, sub_tok)
+    sub.send_frame(1, b'{"op":"subscribe","channel":"chat:burst","id":0}')
+    assert json.loads(sub.read_frame()[1])["op"] == "ok"
+    pub = Raw(s.port, pub_tok)
+    burst(pub, 250, op="publish", channel="chat:burst", data=0)
+    replies, code = pub.until_close()
+    # The refusals are answered at once and may overtake the answers Redis gives later;
+    # every publish that went out is answered before the close all the same.
+    oks = [m for m in replies if m["op"] == "ok"]
+    assert [m["id"] for m in oks] == list(range(1, 101)), replies
+    assert [m["offset"] for m in oks] == list(range(1, 101))
+    assert all(m["error"]["code"] == "rate_limited" for m in replies if m["op"] != "ok")
+    assert code == 1008
+    pub.close()
+    assert call(s, "POST", "/api/channels/chat:burst/publish", {"data": "end"})[0] == 202
+    assert received(sub, "chat:burst") == [0] * 100
+    sub.close()
 
 
 def test_missing_pong_closes_the_connection(server_factory):
