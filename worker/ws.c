@@ -28,6 +28,7 @@
 #define WS_CLOSE_GRACE 2.0     /* how long we wait for the client's close frame */
 #define WS_READ_BUF 65536
 #define WS_PARK_CHECK 1.0      /* how often quiet connections' wslay state is freed */
+#define WS_CLOSE_INTERNAL 1011 /* RFC 6455 section 7.4.1: the server cannot go on */
 
 enum ws_phase {
     WS_OPEN,
@@ -58,6 +59,7 @@ struct ws {
     bool orphan;            /* its connection was freed while a lookup was in flight */
     bool broken;            /* a send failed: the reaper closes it */
     bool close_queued;      /* our close frame is queued or sent: nothing may follow it */
+    uint16_t fail_code;     /* what the client just sent breaks the protocol (ws_fail) */
     struct chan_client cl;  /* its channels and session, in the same allocation */
 };
 
@@ -502,6 +504,13 @@ ws_on_message(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_
         ws->awaiting_pong = false;
         return;
     }
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
+        /* wslay has refused the codes it knows to be bad, but it echoes a payload of one
+         * byte as an empty close, and checks the reason's UTF-8 piece by piece as it
+         * arrives, skipping the first two bytes of every piece as if they were a code. */
+        ws->fail_code = (uint16_t)ws_proto_close_check(arg->msg, arg->msg_length);
+        return;
+    }
     if (wslay_is_ctrl_frame(arg->opcode) || ws->phase != WS_OPEN)
         return; /* wslay answers pings and closes itself */
     sb_add(&ws->c->w->slot->c.ws_in, 1);
@@ -528,25 +537,42 @@ ws_on_message(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_
 
 /* ---- events from the connection ---- */
 
+/* Fail the connection (RFC 6455 section 7.1.7): send what is already said (replies to
+ * earlier messages of this read, and the 101 itself when the frames came with the
+ * upgrade request, which the client would otherwise never see), then our close frame
+ * with ws->fail_code, not the one wslay may have queued, then end the connection. */
+static void
+ws_fail(struct ws *ws)
+{
+    struct conn *c = ws->c;
+    const char *reason = ws->fail_code == WS_PROTO_PROTOCOL_ERROR ? "protocol error"
+                         : ws->fail_code == WS_PROTO_INVALID_DATA ? "invalid UTF-8"
+                                                                  : "internal error";
+    uint8_t payload[2 + 16];
+    size_t n = strlen(reason);
+    payload[0] = (uint8_t)(ws->fail_code >> 8);
+    payload[1] = (uint8_t)ws->fail_code;
+    memcpy(payload + 2, reason, n);
+    if (ws_append_frame(ws, WSLAY_CONNECTION_CLOSE, payload, 2 + n) == 0) ws->close_queued = true;
+    if (!c->closed && !ws->doomed) conn_write_out(c);
+    conn_close(c);
+}
+
 static void
 ws_feed(struct ws *ws, const void *p, size_t len)
 {
     ws->in = p;
     ws->in_len = len;
     ws->in_recv = true;
-    int rc = ws_ctx(ws) == NULL ? -1 : wslay_event_recv(ws->ctx);
+    int rc = ws_ctx(ws) == NULL ? WSLAY_ERR_NOMEM : wslay_event_recv(ws->ctx);
     ws->in_recv = false;
-    if (rc != 0) {
-        /* wslay refuses a malformed frame header (a length with its top bit set, a long
-         * or fragmented control frame) this way, after queueing a close frame. Send what
-         * is already said before closing: replies to earlier messages of this read, that
-         * close frame, and the 101 itself when the frames came with the upgrade request,
-         * which the client would otherwise never see. */
-        if (ws->ctx != NULL && !ws->c->closed && !ws->doomed)
-            wslay_event_send(ws->ctx);
-        if (!ws->c->closed && !ws->doomed)
-            conn_write_out(ws->c);
-        conn_close(ws->c);
+    /* wslay refuses a malformed frame header this way (a control frame over 125 bytes or
+     * fragmented, a length with its top bit set or longer than it needs), after queueing
+     * a close frame without a code; our recv callback never fails otherwise. */
+    if (rc != 0 && ws->fail_code == 0)
+        ws->fail_code = rc == WSLAY_ERR_NOMEM ? WS_CLOSE_INTERNAL : WS_PROTO_PROTOCOL_ERROR;
+    if (ws->fail_code != 0) {
+        ws_fail(ws);
         return;
     }
     ws_pump(ws);

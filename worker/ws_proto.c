@@ -1,4 +1,4 @@
-/* ws_proto: handshake keys, permessage-deflate, UTF-8 and close codes for the WebSocket layer.
+/* ws_proto: handshake keys, permessage-deflate, UTF-8 and close frames for the WebSocket layer.
  *
  * Everything here is a function of its arguments, so the rules of RFC 6455 and RFC 7692
  * that wslay leaves to its user are checked in one place and under unit tests and fuzzers
@@ -19,6 +19,7 @@
 
 #include <openssl/evp.h>
 
+#include "utf8.h"
 
 /* ---- Opening handshake ------------------------------------------------------------- */
 
@@ -531,4 +532,13 @@ ws_proto_close_code_ok(uint16_t code)
     if (code >= 3000 && code <= 4999)
         return true;
     return (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014);
+}
+
+int
+ws_proto_close_check(const uint8_t *p, size_t len)
+{
+    if (len == 0) return 0;
+    if (len == 1 || !ws_proto_close_code_ok((uint16_t)(p[0] << 8 | p[1])))
+        return WS_PROTO_PROTOCOL_ERROR;
+    return utf8_valid(p + 2, len - 2) ? 0 : WS_PROTO_INVALID_DATA;
 }

@@ -410,6 +410,62 @@ def test_rate_limit_close_waits_for_the_answers_in_flight(server_factory, redis_
     sub.close()
 
 
+def close_frame(code, reason=b""):
+    return struct.pack(">H", code) + reason
+
+
+@pytest.mark.parametrize("opcode,payload,fin,want", [
+    pytest.param(9, b"x" * 126, True, 1002, id="a ping over 125 bytes"),
+    pytest.param(10, b"x" * 126, True, 1002, id="a pong over 125 bytes"),
+    pytest.param(8, close_frame(1000, b"x" * 124), True, 1002, id="a close over 125 bytes"),
+    pytest.param(9, b"p", False, 1002, id="a fragmented ping"),
+    pytest.param(8, b"\x03", True, 1002, id="a close of one byte"),
+    pytest.param(8, close_frame(1005), True, 1002, id="close code 1005"),
+    pytest.param(8, close_frame(999), True, 1002, id="close code 999"),
+    pytest.param(8, close_frame(1004), True, 1002, id="close code 1004"),
+    pytest.param(8, close_frame(5000), True, 1002, id="close code 5000"),
+    pytest.param(8, close_frame(1000, b"\xc0\xaf"), True, 1007, id="a close reason that is not UTF-8"),
+])
+def test_bad_control_frames_fail_the_connection(server_factory, opcode, payload, fin, want):
+    """RFC 6455 5.5: a control frame has at most 125 bytes of payload and is never
+    fragmented; 5.5.1 and 7.4: a close payload is empty or a valid code and a UTF-8
+    reason. Anything else fails the connection with 1002 (1007 for the UTF-8), after the
+    replies to what came before it in the same write."""
+    s = keyed(server_factory, workers=1)
+    tok, _ = token_for(s)
+    r = Raw(s.port, tok)
+    r.s.sendall(frame(1, b'{"op":"ping","id":1}') + frame(opcode, payload, fin=fin))
+    replies, code = r.until_close()
+    assert (replies, code) == ([{"op": "pong", "id": 1}], want)
+    r.close()
+
+
+def test_good_close_frames_are_echoed(server_factory):
+    s = keyed(server_factory, workers=1)
+    tok, _ = token_for(s)
+    for payload, want in [(b"", 1005), (close_frame(1000), 1000),
+                          (close_frame(4000, "au revoir, été".encode()), 4000),
+                          (close_frame(1001, b"x" * 123), 1001)]:
+        r = Raw(s.port, tok)
+        r.send_frame(8, payload)
+        assert r.until_close() == ([], want), payload
+        r.close()
+
+
+def test_a_close_reason_cut_across_reads_is_still_checked(server_factory):
+    """wslay checks a close reason's UTF-8 one chunk at a time and skips the first two
+    bytes of every chunk as if they were the code: the whole reason is checked again."""
+    s = keyed(server_factory, workers=1)
+    tok, _ = token_for(s)
+    r = Raw(s.port, tok)
+    f = frame(8, close_frame(1000, b"ok\xc0\xafok"))
+    r.s.sendall(f[:2 + 4 + 4])  # header, mask, the code and "ok"
+    time.sleep(0.3)
+    r.s.sendall(f[2 + 4 + 4:])
+    assert r.until_close()[1] == 1007
+    r.close()
+
+
 def test_missing_pong_closes_the_connection(server_factory):
     s = keyed(server_factory, "ws_ping_interval 1s\nws_pong_timeout 1s")
     tok, _ = token_for(s)

@@ -520,7 +520,7 @@ START_TEST(small_windows)
 }
 END_TEST
 
-/* ---- Close codes ------------------------------------------------------------------- */
+/* ---- Close codes and frames -------------------------------------------------------- */
 
 START_TEST(close_codes)
 {
@@ -532,6 +532,59 @@ START_TEST(close_codes)
         ck_assert_msg(ws_proto_close_code_ok(ok[i]), "refused %u", ok[i]);
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         ck_assert_msg(!ws_proto_close_code_ok(bad[i]), "accepted %u", bad[i]);
+}
+END_TEST
+
+/* The close check of a payload on an exact heap copy of it, so that ASan sees any read
+ * past it (one byte of payload must not be read as a two-byte code). */
+static int
+close_check(const char *p, size_t len)
+{
+    char *copy = exact_copy(p, len);
+    int rc = ws_proto_close_check((const uint8_t *)copy, len);
+    free(copy);
+    return rc;
+}
+
+/* The close check of code and reason, as a client sends them. */
+static int
+close_of(uint16_t code, const char *reason)
+{
+    char p[125];
+    size_t n = strlen(reason);
+    ck_assert_uint_le(n, sizeof p - 2);
+    p[0] = (char)(code >> 8);
+    p[1] = (char)code;
+    memcpy(p + 2, reason, n);
+    return close_check(p, 2 + n);
+}
+
+START_TEST(close_payloads)
+{
+    /* Empty, or a code a peer may send and a UTF-8 reason of up to 123 bytes. */
+    ck_assert_int_eq(close_check("", 0), 0);
+    ck_assert_int_eq(close_of(1000, ""), 0);
+    ck_assert_int_eq(close_of(3000, "bye"), 0);
+    ck_assert_int_eq(close_of(4000, "\xc3\xa9t\xc3\xa9"), 0);
+    ck_assert_int_eq(close_of(1012, "\xf0\x9f\x98\x80"), 0); /* U+1F600 */
+    char reason[124];
+    memset(reason, 'x', sizeof reason - 1);
+    reason[sizeof reason - 1] = '\0';
+    ck_assert_int_eq(close_of(1001, reason), 0);
+    /* One byte is half a code; then the codes nobody may send. */
+    ck_assert_int_eq(close_check("\x03", 1), WS_PROTO_PROTOCOL_ERROR);
+    static const uint16_t bad[] = {0, 999, 1004, 1005, 1006, 1015, 2999, 5000, 65535};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_assert_int_eq(close_of(bad[i], ""), WS_PROTO_PROTOCOL_ERROR);
+        ck_assert_int_eq(close_of(bad[i], "why"), WS_PROTO_PROTOCOL_ERROR);
+    }
+    /* A bad code is a protocol error even when the reason is bad UTF-8 too. */
+    ck_assert_int_eq(close_of(1005, "\xc0\xaf"), WS_PROTO_PROTOCOL_ERROR);
+    /* A reason that is not UTF-8: overlong, cut short, a surrogate, a lone continuation. */
+    ck_assert_int_eq(close_of(1000, "\xc0\xaf"), WS_PROTO_INVALID_DATA);
+    ck_assert_int_eq(close_of(1000, "ok\xc3"), WS_PROTO_INVALID_DATA);
+    ck_assert_int_eq(close_of(1000, "\xed\xa0\x80"), WS_PROTO_INVALID_DATA);
+    ck_assert_int_eq(close_of(1000, "\xa9ok"), WS_PROTO_INVALID_DATA);
 }
 END_TEST
 
@@ -571,6 +624,7 @@ ws_proto_suite(void)
 
     TCase *text = tcase_create("text");
     tcase_add_test(text, close_codes);
+    tcase_add_test(text, close_payloads);
     suite_add_tcase(s, text);
     return s;
 }
