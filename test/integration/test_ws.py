@@ -191,6 +191,45 @@ def test_operations_and_their_errors(server_factory):
     run(go())
 
 
+def test_malformed_messages_are_told_what_is_wrong(server_factory):
+    """A message that is not a JSON object is answered bad_request with what is wrong
+    and, when the JSON breaks, at which byte (as the API's 400s say it); the socket stays
+    open."""
+    s = keyed(server_factory)
+    tok, _ = token_for(s)
+    deep = "[" * 3000 + "]" * 3000
+    cases = [
+        ('{"op":"publish","op":"ping"}',
+         "Invalid JSON at byte 20: duplicate object key near '\"op\"'."),
+        ('{"op":"publish","data":{"a":1,"a":2}}',
+         "Invalid JSON at byte 33: duplicate object key near '\"a\"'."),
+        ("{nope", "Invalid JSON at byte 5: string or '}' expected near 'nope'."),
+        ('{"op":"ping"} x', "Invalid JSON at byte 15: end of file expected near 'x'."),
+        ("", "A message must be a JSON object, not empty."),
+        ('{"op":"ping"\x00}', "Invalid JSON at byte 12: a NUL byte."),
+        ('{"op":"ping","x":"\\u0000"}',
+         "Invalid JSON at byte 25: \\u0000 is not allowed in a string."),
+        (deep, "Invalid JSON at byte 2049: maximum parsing depth reached near '['."),
+        ("[1, 2]", "A message must be a JSON object, not an array."),
+        ('"ping"', "A message must be a JSON object, not a string."),
+        ("42", "A message must be a JSON object, not a number."),
+        ("4.2", "A message must be a JSON object, not a number."),
+        ("true", "A message must be a JSON object, not true."),
+        ("null", "A message must be a JSON object, not null."),
+    ]
+
+    async def go():
+        async with websockets.connect(url(s, tok)) as ws:
+            for text, message in cases:
+                await ws.send(text)
+                r = json.loads(await ws.recv())
+                assert r == {"op": "error",
+                             "error": {"code": "bad_request", "message": message}}, text[:40]
+            assert await op(ws, op="ping", id=1) == {"op": "pong", "id": 1}
+
+    run(go())
+
+
 def test_client_publish_off(server_factory):
     s = keyed(server_factory, "client_publish off")
     tok, _ = token_for(s)
