@@ -736,10 +736,10 @@ chan_dispatch(struct chan_client *cl, json_t *j)
 void
 chan_client_text(struct chan_client *cl, const char *p, size_t len)
 {
-    json_error_t e;
-    json_t *j = json_loadb(p, len, JSON_REJECT_DUPLICATES, &e);
-    if (!json_is_object(j))
-        ws_error(cl->ws, NULL, "bad_request", "A message must be a JSON object.");
+    char msg[WS_PROTO_MESSAGE_ERROR_SIZE];
+    json_t *j = ws_proto_message(p, len, msg, sizeof msg);
+    if (j == NULL)
+        ws_error(cl->ws, NULL, "bad_request", msg);
     else
         chan_dispatch(cl, j);
     json_decref(j);

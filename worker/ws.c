@@ -28,6 +28,7 @@
 #define WS_CLOSE_GRACE 2.0     /* how long we wait for the client's close frame */
 #define WS_READ_BUF 65536
 #define WS_PARK_CHECK 1.0      /* how often quiet connections' wslay state is freed */
+#define WS_CLOSE_INTERNAL 1011 /* RFC 6455 section 7.4.1: the server cannot go on */
 
 enum ws_phase {
     WS_OPEN,
@@ -47,6 +48,8 @@ struct ws {
     ev_tstamp bucket_at;
     struct ws *doomed_next;
     int pending;            /* answers in flight that hold this struct (see ws_release) */
+    const char *close_reason; /* of close_code */
+    uint16_t close_code;      /* a close that waits for the answers in flight (ws_close_with) */
     enum ws_phase phase;
     int8_t deflate_bits;    /* 0: no permessage-deflate; else the window we compress with */
     bool in_frame, in_message;
@@ -55,6 +58,8 @@ struct ws {
     bool doomed;            /* it fell too far behind: gets nothing more but a close */
     bool orphan;            /* its connection was freed while a lookup was in flight */
     bool broken;            /* a send failed: the reaper closes it */
+    bool close_queued;      /* our close frame is queued or sent: nothing may follow it */
+    uint16_t fail_code;     /* what the client just sent breaks the protocol (ws_fail) */
     struct chan_client cl;  /* its channels and session, in the same allocation */
 };
 
@@ -132,11 +137,11 @@ ws_append(struct ws *ws, const void *p, size_t len)
     return buf_append(&c->out, p, len);
 }
 
-/* Frame a server message (unmasked) into out: FIN, the opcode, RSV1 when compressed. */
-static int
-ws_frame_op(struct buf *out, int opcode, bool rsv1, const void *p, size_t len)
+/* The header of a server frame (unmasked) of len bytes: FIN, the opcode, RSV1 when
+ * compressed. Returns its length. */
+static size_t
+ws_frame_head(uint8_t h[10], int opcode, bool rsv1, size_t len)
 {
-    uint8_t h[10];
     size_t n = 2;
     h[0] = (uint8_t)(0x80 | (rsv1 ? 0x40 : 0) | opcode);
     if (len < 126) {
@@ -152,9 +157,48 @@ ws_frame_op(struct buf *out, int opcode, bool rsv1, const void *p, size_t len)
             h[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
         n = 10;
     }
+    return n;
+}
+
+/* Frame a server message into out, which holds nothing else then. */
+static int
+ws_frame_op(struct buf *out, int opcode, bool rsv1, const void *p, size_t len)
+{
+    uint8_t h[10];
+    size_t n = ws_frame_head(h, opcode, rsv1, len);
     out->off = out->len = 0;
     if (buf_append(out, h, n) < 0 || buf_append(out, p, len) < 0)
         return -1;
+    return 0;
+}
+
+/* Whether a close frame of ours is queued or out (ours, or wslay's answer to the
+ * client's): no frame may follow it. */
+static bool
+ws_said_close(const struct ws *ws)
+{
+    return ws->close_queued || (ws->ctx != NULL && wslay_event_get_close_sent(ws->ctx));
+}
+
+/* Queue a frame behind what the connection's output holds, unless that would put it over
+ * ws_max_queue. Not through wslay's queue, which sends its control frames (a close
+ * among them) ahead of the messages it holds: a close must not overtake the replies to
+ * the messages before it. */
+static int
+ws_append_frame(struct ws *ws, int opcode, const void *p, size_t len)
+{
+    struct conn *c = ws->c;
+    uint8_t h[10];
+    size_t n = ws_frame_head(h, opcode, false, len);
+    if (ws->doomed || c->closed || ws_said_close(ws)) return -1;
+    if (buf_used(&c->out) + n + len > (size_t)c->w->conf->ws_max_queue ||
+        buf_reserve(&c->out, n + len) < 0) {
+        ws_doom(ws);
+        return -1;
+    }
+    /* With the room reserved neither append can fail, so no half frame is ever queued. */
+    buf_append(&c->out, h, n);
+    buf_append(&c->out, p, len);
     return 0;
 }
 
@@ -283,31 +327,49 @@ ws_pump(struct ws *ws)
         conn_close(c);
 }
 
-/* Start the close handshake with code; the client has WS_CLOSE_GRACE to answer. */
-void
-ws_close_with(struct ws *ws, int code, const char *reason)
+/* Queue the close that ws_close_with asked for, behind every reply queued before it; the
+ * client has WS_CLOSE_GRACE to answer. */
+static void
+ws_close_now(struct ws *ws)
 {
-    if (ws->phase == WS_CLOSING || ws->c->closed)
-        return;
+    uint16_t code = ws->close_code;
+    ws->close_code = 0;
+    conn_set_timer(ws->c, WS_CLOSE_GRACE);
+    if (ws->doomed || ws_said_close(ws)) return; /* a close is on its way already */
     if (ws_ctx(ws) == NULL) {
         conn_close(ws->c);
         return;
     }
-    ws->phase = WS_CLOSING;
-    wslay_event_queue_close(ws->ctx, (uint16_t)code, (const uint8_t *)reason, strlen(reason));
-    conn_set_timer(ws->c, WS_CLOSE_GRACE);
+    ws->close_queued = true;
+    wslay_event_queue_close(ws->ctx, code, (const uint8_t *)ws->close_reason,
+                            strlen(ws->close_reason));
     ws_pump(ws);
+}
+
+/* Start the close handshake with code. No message of the client's is taken after this,
+ * but the ops it took are all answered first: a close for the rate, say, must not leave
+ * the client guessing which of its publishes went out. The answers still in flight get
+ * WS_CLOSE_GRACE to come (ws_release), then the close goes. */
+void
+ws_close_with(struct ws *ws, int code, const char *reason)
+{
+    if (ws->phase == WS_CLOSING || ws->c->closed) return;
+    ws->phase = WS_CLOSING;
+    ws->close_code = (uint16_t)code;
+    ws->close_reason = reason;
+    if (ws->pending == 0)
+        ws_close_now(ws);
+    else
+        conn_set_timer(ws->c, WS_CLOSE_GRACE);
 }
 
 /* ---- replies ---- */
 
-/* Queue a text message for this connection (a reply: not compressed). */
+/* Queue a text message for this connection (a reply: not compressed), in its turn. */
 static void
 ws_send_text(struct ws *ws, const char *p, size_t len)
 {
-    struct wslay_event_msg m = {WSLAY_TEXT_FRAME, (const uint8_t *)p, len};
-    if (ws_ctx(ws) == NULL || wslay_event_queue_msg(ws->ctx, &m) != 0)
-        ws_doom(ws);
+    ws_append_frame(ws, WSLAY_TEXT_FRAME, p, len);
 }
 
 /* {"op": op, "id": id, ...rest}: rest is "" or starts with a comma. */
@@ -352,12 +414,9 @@ ws_frame_text(struct buf *out, bool compressed, const void *p, size_t len)
 int
 ws_push_frame(struct ws *ws, const void *frame, size_t len)
 {
-    /* Replies wslay still holds go first: a publisher gets its "ok" before its message. */
-    if (ws->ctx != NULL && wslay_event_get_queued_msg_count(ws->ctx) > 0 &&
-        wslay_event_send(ws->ctx) != 0)
-        ws_doom(ws);
-    if (ws->phase != WS_OPEN || ws_append(ws, frame, len) < 0)
-        return -1;
+    /* Replies are in the output already, ahead of this: a publisher gets its "ok" before
+     * its message. */
+    if (ws->phase != WS_OPEN || ws_said_close(ws) || ws_append(ws, frame, len) < 0) return -1;
     ws_flush(ws->c);
     return 0;
 }
@@ -445,6 +504,13 @@ ws_on_message(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_
         ws->awaiting_pong = false;
         return;
     }
+    if (arg->opcode == WSLAY_CONNECTION_CLOSE) {
+        /* wslay has refused the codes it knows to be bad, but it echoes a payload of one
+         * byte as an empty close, and checks the reason's UTF-8 piece by piece as it
+         * arrives, skipping the first two bytes of every piece as if they were a code. */
+        ws->fail_code = (uint16_t)ws_proto_close_check(arg->msg, arg->msg_length);
+        return;
+    }
     if (wslay_is_ctrl_frame(arg->opcode) || ws->phase != WS_OPEN)
         return; /* wslay answers pings and closes itself */
     sb_add(&ws->c->w->slot->c.ws_in, 1);
@@ -471,25 +537,42 @@ ws_on_message(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_
 
 /* ---- events from the connection ---- */
 
+/* Fail the connection (RFC 6455 section 7.1.7): send what is already said (replies to
+ * earlier messages of this read, and the 101 itself when the frames came with the
+ * upgrade request, which the client would otherwise never see), then our close frame
+ * with ws->fail_code, not the one wslay may have queued, then end the connection. */
+static void
+ws_fail(struct ws *ws)
+{
+    struct conn *c = ws->c;
+    const char *reason = ws->fail_code == WS_PROTO_PROTOCOL_ERROR ? "protocol error"
+                         : ws->fail_code == WS_PROTO_INVALID_DATA ? "invalid UTF-8"
+                                                                  : "internal error";
+    uint8_t payload[2 + 16];
+    size_t n = strlen(reason);
+    payload[0] = (uint8_t)(ws->fail_code >> 8);
+    payload[1] = (uint8_t)ws->fail_code;
+    memcpy(payload + 2, reason, n);
+    if (ws_append_frame(ws, WSLAY_CONNECTION_CLOSE, payload, 2 + n) == 0) ws->close_queued = true;
+    if (!c->closed && !ws->doomed) conn_write_out(c);
+    conn_close(c);
+}
+
 static void
 ws_feed(struct ws *ws, const void *p, size_t len)
 {
     ws->in = p;
     ws->in_len = len;
     ws->in_recv = true;
-    int rc = ws_ctx(ws) == NULL ? -1 : wslay_event_recv(ws->ctx);
+    int rc = ws_ctx(ws) == NULL ? WSLAY_ERR_NOMEM : wslay_event_recv(ws->ctx);
     ws->in_recv = false;
-    if (rc != 0) {
-        /* wslay refuses a malformed frame header (a length with its top bit set, a long
-         * or fragmented control frame) this way, after queueing a close frame. Send what
-         * is already said before closing: replies to earlier messages of this read, that
-         * close frame, and the 101 itself when the frames came with the upgrade request,
-         * which the client would otherwise never see. */
-        if (ws->ctx != NULL && !ws->c->closed && !ws->doomed)
-            wslay_event_send(ws->ctx);
-        if (!ws->c->closed && !ws->doomed)
-            conn_write_out(ws->c);
-        conn_close(ws->c);
+    /* wslay refuses a malformed frame header this way (a control frame over 125 bytes or
+     * fragmented, a length with its top bit set or longer than it needs), after queueing
+     * a close frame without a code; our recv callback never fails otherwise. */
+    if (rc != 0 && ws->fail_code == 0)
+        ws->fail_code = rc == WSLAY_ERR_NOMEM ? WS_CLOSE_INTERNAL : WS_PROTO_PROTOCOL_ERROR;
+    if (ws->fail_code != 0) {
+        ws_fail(ws);
         return;
     }
     ws_pump(ws);
@@ -530,6 +613,10 @@ ws_on_timer(struct conn *c)
 {
     struct ws *ws = ws_of(c);
     const struct conf *cf = c->w->conf;
+    if (ws->close_code != 0) { /* the answers it waited for are out, or late */
+        ws_close_now(ws);
+        return;
+    }
     if (ws->phase == WS_CLOSING || ws->awaiting_pong) {
         /* An abortive close (RST) for a reader still behind: the kernel drops what it
          * queues for it at once, instead of keeping a socket buffer's worth for as long
@@ -580,8 +667,12 @@ bool
 ws_release(struct ws *ws)
 {
     ws->pending--;
-    if (!ws->orphan)
+    if (!ws->orphan) {
+        /* The last answer a close waits for is being given now: the close follows it
+         * from the timer, once the caller has queued it. */
+        if (ws->pending == 0 && ws->close_code != 0 && !ws->c->closed) conn_set_timer(ws->c, 0.);
         return true;
+    }
     if (ws->pending == 0) {
         ws->orphan = false;
         ws_free(ws);
@@ -797,6 +888,8 @@ ws_reap(struct ev_loop *loop, ev_prepare *p, int revents)
             continue;
         }
         ws->phase = WS_CLOSING;
+        ws->close_code = 0;
+        ws->close_queued = true;
         if (ws_frame_op(&rt->frame, WSLAY_CONNECTION_CLOSE, false, policy, sizeof policy) < 0 ||
             buf_append(&ws->c->out, buf_data(&rt->frame), buf_used(&rt->frame)) < 0) {
             conn_close(ws->c);

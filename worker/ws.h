@@ -50,7 +50,9 @@ void ws_admitted(struct ws *ws, int rc);
 void ws_reply(struct ws *ws, const char *op, const struct json_t *id, const char *rest);
 void ws_error(struct ws *ws, const struct json_t *id, const char *code, const char *message);
 
-/* Start the close handshake with code; the client has a short grace to answer. */
+/* Start the close handshake with code: no more of the client's messages are taken, the
+ * ops it took are answered first (those in flight get a short grace), then the close goes
+ * and the client has a short grace to answer. */
 void ws_close_with(struct ws *ws, int code, const char *reason);
 
 /* A server text frame (unmasked; RSV1 when compressed) of p into out. 0 or -1. */

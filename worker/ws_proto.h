@@ -1,9 +1,9 @@
 /* ws_proto: the pure parts of the WebSocket protocol that wslay leaves to us.
  *
  * wslay frames and unframes messages; it does not answer the opening handshake, negotiate
- * or run permessage-deflate, check that text is UTF-8, or judge close codes. Those are
- * here, as functions of their arguments only (no I/O, no libev), so that they can be
- * tested alone and fuzzed.
+ * or run permessage-deflate, check that text is UTF-8 or read our JSON messages, and it
+ * judges close frames only in part. Those are here, as functions of their arguments only
+ * (no I/O, no libev), so that they can be tested alone and fuzzed.
  *
  * Compression is negotiated without context takeover in both directions: every message
  * is compressed and decompressed from a fresh state, so one z_stream per worker serves
@@ -112,5 +112,33 @@ int ws_proto_inflate(z_stream *z, const void *in, size_t len, size_t max_out, st
  * registered with IANA) and 3000-4999. 1004-1006 and 1015 are reserved and must never be
  * sent; other codes below 3000 are unassigned, and codes from 5000 up do not exist. */
 bool ws_proto_close_code_ok(uint16_t code);
+
+/* Close codes a failed connection is closed with (RFC 6455 section 7.4.1). */
+#define WS_PROTO_PROTOCOL_ERROR 1002
+#define WS_PROTO_INVALID_DATA 1007
+
+/* Judge the payload of a client's Close frame (RFC 6455 section 5.5.1): 0 when it is
+ * empty, or a code that ws_proto_close_code_ok accepts followed by a UTF-8 reason;
+ * WS_PROTO_PROTOCOL_ERROR for a payload of one byte or a code that may not be sent;
+ * WS_PROTO_INVALID_DATA for a reason that is not UTF-8. That a control frame holds at
+ * most 125 bytes is the frame parser's to check, before this. */
+int ws_proto_close_check(const uint8_t *p, size_t len);
+
+/* The client's messages. */
+
+struct json_t;
+
+/* The room to give ws_proto_message for its sentence: jansson's longest, escaped. */
+#define WS_PROTO_MESSAGE_ERROR_SIZE 384
+
+/* Parse a client's text message, which must be a JSON object with no key twice (which
+ * "op" or "channel" a message with two of them means would be a guess). Returns the
+ * object, or NULL with msg holding one sentence that says what is wrong, JSON-escaped
+ * and NUL-terminated: where the JSON breaks and why, in jansson's words and as the
+ * API's 400s say it ("Invalid JSON at byte 20: duplicate object key near '"op"'."), or
+ * what the message is instead of an object ("A message must be a JSON object, not an
+ * array."). A sentence longer than cap - 1 bytes is cut after a whole character or
+ * escape; cap must be at least 1. */
+struct json_t *ws_proto_message(const char *p, size_t len, char *msg, size_t cap);
 
 #endif

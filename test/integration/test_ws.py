@@ -27,6 +27,20 @@ def token_for(s, user="u1", **kw):
 
 # ---- a raw client, for what a library client will not do ----
 
+def frame(opcode, payload, fin=True, rsv1=False):
+    """A client's frame (masked), as bytes: several may go in one write."""
+    mask = os.urandom(4)
+    n = len(payload)
+    h = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
+    if n < 126:
+        h += bytes([0x80 | n])
+    elif n < 65536:
+        h += bytes([0x80 | 126]) + struct.pack(">H", n)
+    else:
+        h += bytes([0x80 | 127]) + struct.pack(">Q", n)
+    return h + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+
+
 class Raw:
     def __init__(self, port, token, extra=b"", rcvbuf=None):
         self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -49,17 +63,7 @@ class Raw:
         self.buf = b""
 
     def send_frame(self, opcode, payload, fin=True, rsv1=False):
-        mask = os.urandom(4)
-        n = len(payload)
-        h = bytes([(0x80 if fin else 0) | (0x40 if rsv1 else 0) | opcode])
-        if n < 126:
-            h += bytes([0x80 | n])
-        elif n < 65536:
-            h += bytes([0x80 | 126]) + struct.pack(">H", n)
-        else:
-            h += bytes([0x80 | 127]) + struct.pack(">Q", n)
-        body = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-        self.s.sendall(h + mask + body)
+        self.s.sendall(frame(opcode, payload, fin, rsv1))
 
     def read_frame(self, timeout=5):
         """(opcode, payload); (None, b"") when the server closed the TCP connection."""
@@ -91,6 +95,19 @@ class Raw:
             if opcode == 8:
                 return struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else 1005
         raise AssertionError("no close frame")
+
+    def until_close(self, timeout=5):
+        """The text messages read up to the server's close frame, and its code (None if
+        the connection ended without one)."""
+        texts = []
+        while True:
+            opcode, payload = self.read_frame(timeout)
+            if opcode is None:
+                return texts, None
+            if opcode == 8:
+                return texts, struct.unpack(">H", payload[:2])[0] if len(payload) >= 2 else 1005
+            if opcode == 1:
+                texts.append(json.loads(payload))
 
     def close(self):
         self.s.close()
@@ -170,6 +187,45 @@ def test_operations_and_their_errors(server_factory):
             # presence=subscribers: no longer its to ask; the API sees nobody
             assert (await op(ws, op="presence", channel="room1"))["error"]["code"] == "forbidden"
             assert call(s, "GET", "/api/channels/room1/presence")[2]["members"] == []
+
+    run(go())
+
+
+def test_malformed_messages_are_told_what_is_wrong(server_factory):
+    """A message that is not a JSON object is answered bad_request with what is wrong
+    and, when the JSON breaks, at which byte (as the API's 400s say it); the socket stays
+    open."""
+    s = keyed(server_factory)
+    tok, _ = token_for(s)
+    deep = "[" * 3000 + "]" * 3000
+    cases = [
+        ('{"op":"publish","op":"ping"}',
+         "Invalid JSON at byte 20: duplicate object key near '\"op\"'."),
+        ('{"op":"publish","data":{"a":1,"a":2}}',
+         "Invalid JSON at byte 33: duplicate object key near '\"a\"'."),
+        ("{nope", "Invalid JSON at byte 5: string or '}' expected near 'nope'."),
+        ('{"op":"ping"} x', "Invalid JSON at byte 15: end of file expected near 'x'."),
+        ("", "A message must be a JSON object, not empty."),
+        ('{"op":"ping"\x00}', "Invalid JSON at byte 12: a NUL byte."),
+        ('{"op":"ping","x":"\\u0000"}',
+         "Invalid JSON at byte 25: \\u0000 is not allowed in a string."),
+        (deep, "Invalid JSON at byte 2049: maximum parsing depth reached near '['."),
+        ("[1, 2]", "A message must be a JSON object, not an array."),
+        ('"ping"', "A message must be a JSON object, not a string."),
+        ("42", "A message must be a JSON object, not a number."),
+        ("4.2", "A message must be a JSON object, not a number."),
+        ("true", "A message must be a JSON object, not true."),
+        ("null", "A message must be a JSON object, not null."),
+    ]
+
+    async def go():
+        async with websockets.connect(url(s, tok)) as ws:
+            for text, message in cases:
+                await ws.send(text)
+                r = json.loads(await ws.recv())
+                assert r == {"op": "error",
+                             "error": {"code": "bad_request", "message": message}}, text[:40]
+            assert await op(ws, op="ping", id=1) == {"op": "pong", "id": 1}
 
     run(go())
 
@@ -310,6 +366,142 @@ def test_rate_limit_answers_then_closes_1008(server_factory):
     for _ in range(60):  # it goes on: a second full bucket of refusals
         r.send_frame(1, b'{"op":"ping"}')
     assert r.close_code() == 1008
+    r.close()
+
+
+def burst(r, n, **msg):
+    """n messages with ids 1..n in one write: one read for the server, in one instant."""
+    r.s.sendall(b"".join(frame(1, json.dumps(dict(msg, id=i)).encode()) for i in range(1, n + 1)))
+
+
+def received(r, channel, end="end"):
+    """The data of the messages a raw subscriber reads, up to a message whose data is end."""
+    got = []
+    while True:
+        opcode, payload = r.read_frame()
+        assert opcode == 1, (opcode, payload)
+        m = json.loads(payload)
+        if m["op"] == "message" and m["channel"] == channel:
+            if m["data"] == end:
+                return got
+            got.append(m["data"])
+
+
+def assert_answered_then_closed(replies, code, n, op="ok"):
+    """The first n ops took effect: their replies come first, in order, then only the
+    refusals of ops that did not, then the close for the rate."""
+    assert [m["op"] for m in replies[:n]] == [op] * n, replies[:n + 1]
+    assert [m["id"] for m in replies[:n]] == list(range(1, n + 1))
+    assert all(m["op"] == "error" and m["error"]["code"] == "rate_limited"
+               for m in replies[n:]), replies[n:]
+    assert code == 1008
+
+
+def test_rate_limit_close_comes_after_the_replies_to_every_op_that_took_effect(server_factory):
+    """250 publishes in one write at the default ws_rate_limit of 100: the 100 that went
+    out are answered, in order, before the 1008, so that a client knows which to retry.
+    The same for pings."""
+    s = keyed(server_factory, workers=1)
+    pub_tok, _ = token_for(s, "pub")
+    sub_tok, _ = token_for(s, "sub")
+    sub = Raw(s.port, sub_tok)
+    sub.send_frame(1, b'{"op":"subscribe","channel":"burst","id":0}')
+    assert json.loads(sub.read_frame()[1]) == {"op": "ok", "id": 0}
+    pub = Raw(s.port, pub_tok)
+    burst(pub, 250, op="publish", channel="burst", data=0)
+    replies, code = pub.until_close()
+    assert_answered_then_closed(replies, code, 100)
+    pub.close()
+    assert call(s, "POST", "/api/channels/burst/publish", {"data": "end"})[0] == 202
+    assert received(sub, "burst") == [0] * 100
+    sub.close()
+
+    pinger = Raw(s.port, pub_tok)
+    burst(pinger, 250, op="ping")
+    replies, code = pinger.until_close()
+    assert_answered_then_closed(replies, code, 100, op="pong")
+    pinger.close()
+
+
+def test_rate_limit_close_waits_for_the_answers_in_flight(server_factory, redis_server):
+    """With history in Redis a publish is answered once Redis has numbered it: the close
+    for the rate waits for those answers too."""
+    s = keyed(server_factory, f"store redis\nredis_url {redis_server.url}\n"
+              "namespace chat subscribe=any publish=any history=1000\n", workers=1)
+    pub_tok, _ = token_for(s, "pub")
+    sub_tok, _ = token_for(s, "sub")
+    sub = Raw(s.port, sub_tok)
+    sub.send_frame(1, b'{"op":"subscribe","channel":"chat:burst","id":0}')
+    assert json.loads(sub.read_frame()[1])["op"] == "ok"
+    pub = Raw(s.port, pub_tok)
+    burst(pub, 250, op="publish", channel="chat:burst", data=0)
+    replies, code = pub.until_close()
+    # The refusals are answered at once and may overtake the answers Redis gives later;
+    # every publish that went out is answered before the close all the same.
+    oks = [m for m in replies if m["op"] == "ok"]
+    assert [m["id"] for m in oks] == list(range(1, 101)), replies
+    assert [m["offset"] for m in oks] == list(range(1, 101))
+    assert all(m["error"]["code"] == "rate_limited" for m in replies if m["op"] != "ok")
+    assert code == 1008
+    pub.close()
+    assert call(s, "POST", "/api/channels/chat:burst/publish", {"data": "end"})[0] == 202
+    assert received(sub, "chat:burst") == [0] * 100
+    sub.close()
+
+
+def close_frame(code, reason=b""):
+    return struct.pack(">H", code) + reason
+
+
+@pytest.mark.parametrize("opcode,payload,fin,want", [
+    pytest.param(9, b"x" * 126, True, 1002, id="a ping over 125 bytes"),
+    pytest.param(10, b"x" * 126, True, 1002, id="a pong over 125 bytes"),
+    pytest.param(8, close_frame(1000, b"x" * 124), True, 1002, id="a close over 125 bytes"),
+    pytest.param(9, b"p", False, 1002, id="a fragmented ping"),
+    pytest.param(8, b"\x03", True, 1002, id="a close of one byte"),
+    pytest.param(8, close_frame(1005), True, 1002, id="close code 1005"),
+    pytest.param(8, close_frame(999), True, 1002, id="close code 999"),
+    pytest.param(8, close_frame(1004), True, 1002, id="close code 1004"),
+    pytest.param(8, close_frame(5000), True, 1002, id="close code 5000"),
+    pytest.param(8, close_frame(1000, b"\xc0\xaf"), True, 1007, id="a close reason that is not UTF-8"),
+])
+def test_bad_control_frames_fail_the_connection(server_factory, opcode, payload, fin, want):
+    """RFC 6455 5.5: a control frame has at most 125 bytes of payload and is never
+    fragmented; 5.5.1 and 7.4: a close payload is empty or a valid code and a UTF-8
+    reason. Anything else fails the connection with 1002 (1007 for the UTF-8), after the
+    replies to what came before it in the same write."""
+    s = keyed(server_factory, workers=1)
+    tok, _ = token_for(s)
+    r = Raw(s.port, tok)
+    r.s.sendall(frame(1, b'{"op":"ping","id":1}') + frame(opcode, payload, fin=fin))
+    replies, code = r.until_close()
+    assert (replies, code) == ([{"op": "pong", "id": 1}], want)
+    r.close()
+
+
+def test_good_close_frames_are_echoed(server_factory):
+    s = keyed(server_factory, workers=1)
+    tok, _ = token_for(s)
+    for payload, want in [(b"", 1005), (close_frame(1000), 1000),
+                          (close_frame(4000, "au revoir, été".encode()), 4000),
+                          (close_frame(1001, b"x" * 123), 1001)]:
+        r = Raw(s.port, tok)
+        r.send_frame(8, payload)
+        assert r.until_close() == ([], want), payload
+        r.close()
+
+
+def test_a_close_reason_cut_across_reads_is_still_checked(server_factory):
+    """wslay checks a close reason's UTF-8 one chunk at a time and skips the first two
+    bytes of every chunk as if they were the code: the whole reason is checked again."""
+    s = keyed(server_factory, workers=1)
+    tok, _ = token_for(s)
+    r = Raw(s.port, tok)
+    f = frame(8, close_frame(1000, b"ok\xc0\xafok"))
+    r.s.sendall(f[:2 + 4 + 4])  # header, mask, the code and "ok"
+    time.sleep(0.3)
+    r.s.sendall(f[2 + 4 + 4:])
+    assert r.until_close()[1] == 1007
     r.close()
 
 

@@ -1,7 +1,9 @@
 /* Unit tests for worker/ws_proto: handshake keys, permessage-deflate negotiation and
- * per-message compression, UTF-8 validation and close codes. Header values and text are
+ * per-message compression, UTF-8 validation, close codes and frames, and the parsing of
+ * the client's JSON messages. Header values and text are
  * copied into heap buffers of their exact length, so that AddressSanitizer catches any
  * read past the bytes a function was given. */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -520,7 +522,7 @@ START_TEST(small_windows)
 }
 END_TEST
 
-/* ---- Close codes ------------------------------------------------------------------- */
+/* ---- Close codes and frames -------------------------------------------------------- */
 
 START_TEST(close_codes)
 {
@@ -532,6 +534,195 @@ START_TEST(close_codes)
         ck_assert_msg(ws_proto_close_code_ok(ok[i]), "refused %u", ok[i]);
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         ck_assert_msg(!ws_proto_close_code_ok(bad[i]), "accepted %u", bad[i]);
+}
+END_TEST
+
+/* The close check of a payload on an exact heap copy of it, so that ASan sees any read
+ * past it (one byte of payload must not be read as a two-byte code). */
+static int
+close_check(const char *p, size_t len)
+{
+    char *copy = exact_copy(p, len);
+    int rc = ws_proto_close_check((const uint8_t *)copy, len);
+    free(copy);
+    return rc;
+}
+
+/* The close check of code and reason, as a client sends them. */
+static int
+close_of(uint16_t code, const char *reason)
+{
+    char p[125];
+    size_t n = strlen(reason);
+    ck_assert_uint_le(n, sizeof p - 2);
+    p[0] = (char)(code >> 8);
+    p[1] = (char)code;
+    memcpy(p + 2, reason, n);
+    return close_check(p, 2 + n);
+}
+
+START_TEST(close_payloads)
+{
+    /* Empty, or a code a peer may send and a UTF-8 reason of up to 123 bytes. */
+    ck_assert_int_eq(close_check("", 0), 0);
+    ck_assert_int_eq(close_of(1000, ""), 0);
+    ck_assert_int_eq(close_of(3000, "bye"), 0);
+    ck_assert_int_eq(close_of(4000, "\xc3\xa9t\xc3\xa9"), 0);
+    ck_assert_int_eq(close_of(1012, "\xf0\x9f\x98\x80"), 0); /* U+1F600 */
+    char reason[124];
+    memset(reason, 'x', sizeof reason - 1);
+    reason[sizeof reason - 1] = '\0';
+    ck_assert_int_eq(close_of(1001, reason), 0);
+    /* One byte is half a code; then the codes nobody may send. */
+    ck_assert_int_eq(close_check("\x03", 1), WS_PROTO_PROTOCOL_ERROR);
+    static const uint16_t bad[] = {0, 999, 1004, 1005, 1006, 1015, 2999, 5000, 65535};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_assert_int_eq(close_of(bad[i], ""), WS_PROTO_PROTOCOL_ERROR);
+        ck_assert_int_eq(close_of(bad[i], "why"), WS_PROTO_PROTOCOL_ERROR);
+    }
+    /* A bad code is a protocol error even when the reason is bad UTF-8 too. */
+    ck_assert_int_eq(close_of(1005, "\xc0\xaf"), WS_PROTO_PROTOCOL_ERROR);
+    /* A reason that is not UTF-8: overlong, cut short, a surrogate, a lone continuation. */
+    ck_assert_int_eq(close_of(1000, "\xc0\xaf"), WS_PROTO_INVALID_DATA);
+    ck_assert_int_eq(close_of(1000, "ok\xc3"), WS_PROTO_INVALID_DATA);
+    ck_assert_int_eq(close_of(1000, "\xed\xa0\x80"), WS_PROTO_INVALID_DATA);
+    ck_assert_int_eq(close_of(1000, "\xa9ok"), WS_PROTO_INVALID_DATA);
+}
+END_TEST
+
+/* ---- The client's messages --------------------------------------------------------- */
+
+/* The sentence for a message that is refused, checked to be JSON string content: it goes
+ * into a reply as it is. */
+static const char *
+refusal(const char *text, size_t len)
+{
+    static char msg[WS_PROTO_MESSAGE_ERROR_SIZE];
+    char *copy = exact_copy(text, len);
+    json_t *j = ws_proto_message(copy, len, msg, sizeof msg);
+    free(copy);
+    ck_assert_msg(j == NULL, "accepted %.*s", (int)len, text);
+    char quoted[sizeof msg + 2];
+    snprintf(quoted, sizeof quoted, "\"%s\"", msg);
+    json_t *s = json_loads(quoted, JSON_DECODE_ANY, NULL);
+    ck_assert_msg(json_is_string(s), "not JSON string content: %s", msg);
+    json_decref(s);
+    return msg;
+}
+
+#define ck_refused(text, want) ck_assert_str_eq(refusal(text, strlen(text)), want)
+
+START_TEST(message_objects)
+{
+    char msg[WS_PROTO_MESSAGE_ERROR_SIZE] = "x";
+    const char *text = "{\"op\":\"publish\",\"channel\":\"c\",\"data\":{\"a\":[1,{\"b\":2}]}}";
+    char *copy = exact_copy(text, strlen(text));
+    json_t *j = ws_proto_message(copy, strlen(text), msg, sizeof msg);
+    free(copy);
+    ck_assert(json_is_object(j));
+    ck_assert_str_eq(json_string_value(json_object_get(j, "op")), "publish");
+    ck_assert_str_eq(msg, "");
+    json_decref(j);
+    /* The same key in two different objects is no duplicate. */
+    copy = exact_copy("{\"a\":{\"a\":1}}", 13);
+    j = ws_proto_message(copy, 13, msg, sizeof msg);
+    free(copy);
+    ck_assert(json_is_object(j));
+    json_decref(j);
+}
+END_TEST
+
+START_TEST(message_duplicate_keys)
+{
+    ck_refused("{\"op\":\"publish\",\"op\":\"ping\"}",
+               "Invalid JSON at byte 20: duplicate object key near '\\\"op\\\"'.");
+    ck_refused("{\"op\":\"publish\",\"data\":{\"a\":1,\"a\":2}}",
+               "Invalid JSON at byte 33: duplicate object key near '\\\"a\\\"'.");
+    /* The key as the client wrote it, escapes and all, and the byte count in bytes. */
+    ck_refused("{\"o\\\"p\":1,\"o\\\"p\":2}",
+               "Invalid JSON at byte 16: duplicate object key near '\\\"o\\\\\\\"p\\\"'.");
+    ck_refused("{\"\xc3\xa9\":1,\"\xc3\xa9\":2}",
+               "Invalid JSON at byte 12: duplicate object key near '\\\"\xc3\xa9\\\"'.");
+}
+END_TEST
+
+START_TEST(message_not_objects)
+{
+    ck_refused("[1, 2]", "A message must be a JSON object, not an array.");
+    ck_refused("\"ping\"", "A message must be a JSON object, not a string.");
+    ck_refused("42", "A message must be a JSON object, not a number.");
+    ck_refused(" -4.5e1 ", "A message must be a JSON object, not a number.");
+    ck_refused("true", "A message must be a JSON object, not true.");
+    ck_refused("false", "A message must be a JSON object, not false.");
+    ck_refused("null", "A message must be a JSON object, not null.");
+    ck_assert_str_eq(refusal("", 0), "A message must be a JSON object, not empty.");
+}
+END_TEST
+
+START_TEST(message_invalid_json)
+{
+    ck_refused("{nope", "Invalid JSON at byte 5: string or '}' expected near 'nope'.");
+    ck_refused("{\"op\":\"ping\"", "Invalid JSON at byte 12: '}' expected near end of file.");
+    ck_refused("{\"op\":\"ping\"} x", "Invalid JSON at byte 15: end of file expected near 'x'.");
+    ck_refused("  ", "Invalid JSON at byte 2: unexpected token near end of file.");
+    ck_refused("{\"a\":01}", "Invalid JSON at byte 6: invalid token near '0'.");
+    ck_refused("{\"a\":\"\\u0000\"}",
+               "Invalid JSON at byte 13: \\\\u0000 is not allowed in a string.");
+    /* jansson names a control character rather than quoting it. */
+    ck_refused("{\"a\x01\":1}", "Invalid JSON at byte 3: control character 0x1 near '\\\"a'.");
+    /* A NUL is not the end of the message, and not to be skipped either. */
+    ck_assert_str_eq(refusal("{\"a\":1}\0{", 9), "Invalid JSON at byte 7: a NUL byte.");
+    ck_assert_str_eq(refusal("{\"a\":1\0}", 8), "Invalid JSON at byte 6: a NUL byte.");
+    ck_assert_str_eq(refusal("{\"a\":\"x\0\"}", 10), "Invalid JSON at byte 7: a NUL byte.");
+    ck_assert_str_eq(refusal("\0", 1), "Invalid JSON at byte 0: a NUL byte.");
+}
+END_TEST
+
+START_TEST(message_too_deep)
+{
+    /* jansson's limit is 2048 levels. */
+    static char deep[12001];
+    memset(deep, '[', 3000);
+    memset(deep + 3000, ']', 3000);
+    deep[6000] = '\0';
+    ck_refused(deep, "Invalid JSON at byte 2049: maximum parsing depth reached near '['.");
+    for (size_t i = 0; i < 12000; i++)
+        deep[i] = "{\"a\":"[i % 5];
+    ck_assert_str_eq(refusal(deep, 12000),
+                     "Invalid JSON at byte 10241: maximum parsing depth reached near '{'.");
+}
+END_TEST
+
+START_TEST(message_cut_to_fit)
+{
+    /* jansson quotes a token of up to 20 bytes only; a long duplicate key goes unquoted. */
+    char text[640] = "{\"";
+    size_t n = 2;
+    for (int k = 0; k < 2; k++) {
+        for (int i = 0; i < 150; i++, n += 2)
+            memcpy(text + n, "\xc3\xa9", 2);
+        memcpy(text + n, k == 0 ? "\":1,\"" : "\":2}", k == 0 ? 5 : 4);
+        n += k == 0 ? 5 : 4;
+    }
+    ck_assert_str_eq(refusal(text, n), "Invalid JSON at byte 608: duplicate object key.");
+    ck_assert_str_eq(refusal("{\"a\":\xe2\x82\xac}", 9),
+                     "Invalid JSON at byte 8: invalid token near '\xe2\x82\xac'.");
+    /* The caller's cap cuts the sentence after a whole character or escape. */
+    char small[16];
+    char *copy = exact_copy("{\"\"\"\"\"\"\"", 9);
+    ck_assert_ptr_null(ws_proto_message(copy, 9, small, sizeof small));
+    free(copy);
+    ck_assert_str_eq(small, "Invalid JSON at");
+    char cut[54]; /* room for all but the second byte of the escaped quote */
+    copy = exact_copy("{\"op\":1,\"op\":2}", 15);
+    ck_assert_ptr_null(ws_proto_message(copy, 15, cut, sizeof cut));
+    free(copy);
+    ck_assert_str_eq(cut, "Invalid JSON at byte 12: duplicate object key near '");
+    char one[1];
+    copy = exact_copy("[]", 2);
+    ck_assert_ptr_null(ws_proto_message(copy, 2, one, sizeof one));
+    free(copy);
+    ck_assert_str_eq(one, "");
 }
 END_TEST
 
@@ -571,6 +762,16 @@ ws_proto_suite(void)
 
     TCase *text = tcase_create("text");
     tcase_add_test(text, close_codes);
+    tcase_add_test(text, close_payloads);
     suite_add_tcase(s, text);
+
+    TCase *messages = tcase_create("messages");
+    tcase_add_test(messages, message_objects);
+    tcase_add_test(messages, message_duplicate_keys);
+    tcase_add_test(messages, message_not_objects);
+    tcase_add_test(messages, message_invalid_json);
+    tcase_add_test(messages, message_too_deep);
+    tcase_add_test(messages, message_cut_to_fit);
+    suite_add_tcase(s, messages);
     return s;
 }
