@@ -4,7 +4,7 @@
 #   make SANITIZE=address,undefined check    the same under ASan and UBSan (own build dir)
 #   make bench           scripts/bench all
 #   make fuzz            FUZZ_SECONDS=60: run each libFuzzer harness of test/fuzz/ (clang)
-#   make fuzz-replay     replay the fuzz corpora with $(CC) (part of make unit)
+#   make fuzz-replay     replay the fuzz corpora with $(CC), then clang's ASan+UBSan (make unit)
 #   make run             build and run on conf/sessiond.conf in the foreground
 #   make install         PREFIX=/usr/local DESTDIR=
 

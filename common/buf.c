@@ -34,6 +34,8 @@ buf_reserve(struct buf *b, size_t n)
 int
 buf_append(struct buf *b, const void *data, size_t n)
 {
+    if (n == 0) /* b->p and data may be NULL then, and NULL + 0 is undefined */
+        return 0;
     if (buf_reserve(b, n) < 0)
         return -1;
     memcpy(b->p + b->len, data, n);

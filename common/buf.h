@@ -44,10 +44,14 @@ buf_used(const struct buf *b)
     return b->len - b->off;
 }
 
+/* The unconsumed bytes. A buffer that never held a byte has no memory, and then this is
+ * an empty string rather than p + off: arithmetic on a null pointer is undefined even
+ * when it adds 0 (clang's UBSan stops on it), and so is a null pointer handed to memcpy,
+ * memcmp or json_loadb with a length of 0. */
 static inline char *
 buf_data(const struct buf *b)
 {
-    return b->p + b->off;
+    return b->p != NULL ? b->p + b->off : (char *)"";
 }
 
 #endif

@@ -23,16 +23,21 @@ struct ssl_st;     /* OpenSSL's SSL, kept out of every file that includes this o
 struct ssl_ctx_st; /* SSL_CTX */
 
 #define ROUTE_MAX_PARAMS 4
+/* Room for the percent-decoded captures: as many of the longest kind (128-byte user and
+ * channel names) as a route can have. */
+#define ROUTE_PARAM_BYTES (ROUTE_MAX_PARAMS * 128)
 
 /* One request being served. Strings point into the connection's input buffer, which is
- * not touched until the response is sent. */
+ * not touched until the response is sent (or, for decoded captures, into param_bytes). */
 struct request {
     struct conn *conn;
     struct http_request http;
     const char *body;
     size_t body_len;
-    struct http_str params[ROUTE_MAX_PARAMS]; /* {captures} of the matched route */
+    struct http_str params[ROUTE_MAX_PARAMS]; /* {captures} of the matched route,
+                                               * percent-decoded */
     int nparams;
+    char param_bytes[ROUTE_PARAM_BYTES]; /* where the captures with escapes are decoded */
     ev_tstamp started;
     bool gzip_ok;       /* the client accepts gzip */
     bool head_only;     /* HEAD: send headers, no body */

@@ -42,31 +42,122 @@ static const char *const method_names[] = {
     [HTTP_OPTIONS] = "OPTIONS",
 };
 
-/* Match one pattern against a path, segment by segment. */
+/* The byte an escape "%XX" at p stands for, or -1 unless p[1] and p[2] are hex digits. */
+static int
+escape_value(const char *p)
+{
+    int hi = hex_digit((unsigned char)p[1]);
+    int lo = hi < 0 ? -1 : hex_digit((unsigned char)p[2]);
+    return lo < 0 ? -1 : hi * 16 + lo;
+}
+
+/* Whether every '%' of the path starts an escape of two hex digits, and none is %00 (no
+ * name may hold a NUL, and one would cut the C strings made of it). Fills why, and
+ * returns false, when not. */
+static bool
+path_check(struct http_str path, char *why, size_t whylen)
+{
+    for (const char *p = path.p, *end = path.p + path.len;
+         (p = memchr(p, '%', (size_t)(end - p))) != NULL; p += 3) {
+        size_t at = (size_t)(p - path.p);
+        int v = end - p < 3 ? -1 : escape_value(p);
+        if (v < 0) {
+            snprintf(why, whylen,
+                     "The path has a bad percent-escape at byte %zu: %% must be followed by "
+                     "two hex digits (%%25 for %% itself).",
+                     at);
+            return false;
+        }
+        if (v == 0) {
+            snprintf(why, whylen, "The path has %%00 at byte %zu: no name may contain NUL.", at);
+            return false;
+        }
+    }
+    return true;
+}
+
+/* Whether a raw path segment, percent-decoded, is the literal lit[0..len). */
+static bool
+segment_is(const char *seg, size_t seglen, const char *lit, size_t len)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < seglen; j++) {
+        int c = (unsigned char)seg[i];
+        if (c == '%') {
+            c = escape_value(seg + i);
+            i += 3;
+        } else {
+            i++;
+        }
+        if (j == len || (unsigned char)lit[j] != c) return false;
+    }
+    return j == len;
+}
+
+/* Match one pattern against a path, segment by segment, each segment percent-decoded:
+ * the segments are cut at the path's own '/' only, so that %2F stays inside its segment.
+ * A capture is the raw segment, decoded once a route is chosen (decode_params). */
 static bool
 match_pattern(const char *pat, struct http_str path, struct http_str *params, int *nparams)
 {
     const char *p = path.p, *end = path.p + path.len;
     int n = 0;
     while (*pat != '\0') {
+        if (*pat == '/') {
+            if (p == end || *p != '/') return false;
+            p++;
+            pat++;
+            continue;
+        }
+        const char *seg = p;
+        while (p < end && *p != '/')
+            p++;
+        size_t patlen = strcspn(pat, "/");
         if (*pat == '{') {
-            const char *close = strchr(pat, '}');
-            const char *seg = p;
-            while (p < end && *p != '/')
-                p++;
-            if (p == seg || close == NULL || n == ROUTE_MAX_PARAMS) return false;
+            if (p == seg || n == ROUTE_MAX_PARAMS) return false;
             params[n].p = seg;
             params[n].len = (size_t)(p - seg);
             n++;
-            pat = close + 1;
-        } else {
-            if (p == end || *p != *pat) return false;
-            p++;
-            pat++;
+        } else if (!segment_is(seg, (size_t)(p - seg), pat, patlen)) {
+            return false;
         }
+        pat += patlen;
     }
     *nparams = n;
     return p == end;
+}
+
+/* Percent-decode the captures that have escapes into store; the others stay where they
+ * are in the path. Fills why and returns false when they do not fit: store holds more
+ * than any parameter can be (a user or a channel name is at most 128 bytes). */
+static bool
+decode_params(struct route_match *m, char *store, size_t cap, char *why, size_t whylen)
+{
+    size_t used = 0;
+    for (int k = 0; k < m->nparams; k++) {
+        struct http_str *v = &m->params[k];
+        if (memchr(v->p, '%', v->len) == NULL) continue;
+        char *out = store + used;
+        size_t n = 0;
+        for (size_t i = 0; i < v->len; n++) {
+            if (used + n == cap) {
+                snprintf(why, whylen,
+                         "The path's parameters are longer than %zu bytes once percent-decoded.",
+                         cap);
+                return false;
+            }
+            if (v->p[i] == '%') {
+                out[n] = (char)escape_value(v->p + i);
+                i += 3;
+            } else {
+                out[n] = v->p[i++];
+            }
+        }
+        v->p = out;
+        v->len = n;
+        used += n;
+    }
+    return true;
 }
 
 static void
@@ -80,17 +171,19 @@ allow_add(struct route_match *m, enum http_method method)
 
 int
 router_match(const struct route *table, size_t n, enum http_method method, struct http_str path,
-             struct route_match *m)
+             char *store, size_t store_len, struct route_match *m)
 {
+    m->route = NULL;
+    m->why[0] = '\0';
+    if (!path_check(path, m->why, sizeof m->why)) return 400;
     /* The common case first: the route that matches path and method, found without
      * collecting the Allow list that only a 405 or OPTIONS needs. */
-    m->route = NULL;
     for (size_t i = 0; i < n; i++) {
         bool same =
             table[i].method == method || (method == HTTP_HEAD && table[i].method == HTTP_GET);
         if (same && match_pattern(table[i].pattern, path, m->params, &m->nparams)) {
             m->route = &table[i];
-            return 200;
+            return decode_params(m, store, store_len, m->why, sizeof m->why) ? 200 : 400;
         }
     }
     memset(m, 0, sizeof *m);
@@ -110,7 +203,8 @@ router_match(const struct route *table, size_t n, enum http_method method, struc
             m->nparams = np;
         }
     }
-    if (m->route != NULL) return 200;
+    if (m->route != NULL)
+        return decode_params(m, store, store_len, m->why, sizeof m->why) ? 200 : 400;
     return path_found ? 405 : 404;
 }
 
@@ -146,7 +240,12 @@ router_dispatch(struct request *r)
         return;
     }
     struct route_match m;
-    int status = router_match(routes, ARRAY_LEN(routes), r->http.method, r->http.path, &m);
+    int status = router_match(routes, ARRAY_LEN(routes), r->http.method, r->http.path,
+                              r->param_bytes, sizeof r->param_bytes, &m);
+    if (status == 400) {
+        http_error(r, 400, NULL, m.why);
+        return;
+    }
     if (status == 404) {
         http_error(r, 404, NULL, "No such endpoint.");
         return;

@@ -6,8 +6,10 @@
 #                              one's executions and coverage, keeps new inputs in
 #                              $(BUILD)/fuzz/corpus/<target>/ and findings in
 #                              $(BUILD)/fuzz/findings/
-#   make fuzz-replay           build the harnesses with $(CC) $(CFLAGS) (so SANITIZE applies) and
-#                              run every checked-in input once; `make unit` runs it
+#   make fuzz-replay           run every checked-in input once through each harness, twice:
+#                              built with $(CC) $(CFLAGS) (so SANITIZE applies), then with
+#                              clang -fsanitize=address,undefined -fno-sanitize-recover=all
+#                              (fuzz-replay-clang); `make unit` runs it
 #
 # A finding is fixed in the source and its input checked in as
 # test/fuzz/corpus/<target>/crash-<what>, so that every test run replays it.
@@ -28,8 +30,9 @@ FUZZ_BINS     := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/fuzz_%)
 REPLAY_DIR    := $(BUILD)/fuzz-replay
 REPLAY_OBJ    := $(BUILD)/test/fuzz/replay.o $(FUZZ_SUPPORT:%.c=$(BUILD)/%.o)
 REPLAY_BINS   := $(FUZZ_TARGETS:%=$(REPLAY_DIR)/fuzz_%)
+CLANG_REPLAY_BINS := $(FUZZ_TARGETS:%=$(FUZZ_DIR)/replay_%)
 
-.PHONY: fuzz fuzz-build fuzz-replay
+.PHONY: fuzz fuzz-build fuzz-replay fuzz-replay-clang
 
 $(FUZZ_DIR)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
@@ -67,7 +70,25 @@ fuzz-replay: $(REPLAY_BINS)
 	@for t in $(FUZZ_TARGETS); do \
 	    $(REPLAY_DIR)/fuzz_$$t test/fuzz/corpus/$$t || exit 1; \
 	done
+	@$(MAKE) --no-print-directory SANITIZE= fuzz-replay-clang
 
-# The objects that only pattern rules name would otherwise be deleted as intermediates.
+# The same replay under clang's UBSan and ASan. gcc's UBSan lacks checks that clang's has
+# (pointer arithmetic on NULL, for one), so that without this a defect that `make fuzz`
+# stops on at once would pass every test run. The harnesses are linked from the objects
+# of `make fuzz` (their coverage hooks are inert without libFuzzer), and fuzz-replay asks
+# for them with SANITIZE unset, so that they are built once, in build/fuzz/, and the
+# SANITIZE run of CI reuses what the plain one built.
+$(FUZZ_DIR)/replay_%: $(FUZZ_DIR)/obj/test/fuzz/fuzz_%.o $(FUZZ_DIR)/obj/test/fuzz/replay.o \
+                      $(FUZZ_LIB_OBJ)
+	$(FUZZ_CC) -fsanitize=address,undefined -o $@ $^ $(LDLIBS)
+
+fuzz-replay-clang: $(CLANG_REPLAY_BINS)
+	@for t in $(FUZZ_TARGETS); do \
+	    UBSAN_OPTIONS=print_stacktrace=1 $(FUZZ_DIR)/replay_$$t test/fuzz/corpus/$$t || exit 1; \
+	done
+
+# The objects that only pattern rules name would otherwise be deleted as intermediates
+# (make fuzz built the whole library again on every run).
 .SECONDARY: $(FUZZ_TARGETS:%=$(BUILD)/test/fuzz/fuzz_%.o) $(REPLAY_OBJ) \
-            $(FUZZ_TARGETS:%=$(FUZZ_DIR)/obj/test/fuzz/fuzz_%.o)
+            $(FUZZ_TARGETS:%=$(FUZZ_DIR)/obj/test/fuzz/fuzz_%.o) $(FUZZ_LIB_OBJ) \
+            $(FUZZ_DIR)/obj/test/fuzz/replay.o

@@ -7,7 +7,11 @@
  *     answered differently on a prefix would act on a request before it arrived), and
  *     still parses with max_head at exactly its length;
  *   - the chunked decoder gives the same result, the same bytes and the same end, in one
- *     call into another buffer and in small pieces decoded in place, as conn.c does. */
+ *     call into another buffer and in small pieces decoded in place, as conn.c does;
+ *   - the router (worker/router.c) matches every parsed path with its segments
+ *     percent-decoded: 400 exactly when an escape is bad or %00, and otherwise captures
+ *     that are their raw segments decoded, in the path or in the store, never empty. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,6 +19,8 @@
 
 #include "http_parser.h"
 #include "fuzz.h"
+#include "router.h"
+#include "util.h"
 
 #define MAX_HEAD 8192
 #define MAX_BODY (1 << 16)
@@ -85,6 +91,145 @@ check_chunked(const char *body, size_t len)
     free(work);
 }
 
+static void
+route_any(struct request *r)
+{
+    (void)r;
+}
+
+/* Patterns of the daemon's shapes: literals, one capture, two in a row. */
+static const struct route routes[] = {
+    {HTTP_GET, "/api/health", route_any, OWNER_NONE},
+    {HTTP_GET, "/api/users/{user}/sessions", route_any, OWNER_USER},
+    {HTTP_POST, "/api/channels/{channel}/publish", route_any, OWNER_NONE},
+    {HTTP_GET, "/api/sessions/{id}", route_any, OWNER_NONE},
+    {HTTP_PATCH, "/{a}/{b}", route_any, OWNER_NONE},
+};
+
+/* The router's decision the slow way, to compare with: the path cut at its own '/' into
+ * segments, each decoded on its own; a pattern's literal segments must equal them, and
+ * each capture is one, not empty. */
+#define MAX_SEGS 64
+
+struct segs {
+    char bytes[MAX_HEAD];
+    struct http_str seg[MAX_SEGS];
+    bool escaped[MAX_SEGS]; /* the raw segment had an escape (so it is copied) */
+    size_t n;
+    bool bad;       /* a bad escape or %00 somewhere */
+    bool unmatched; /* not absolute, or more segments than any pattern has */
+};
+
+static void
+decode_slowly(struct http_str path, struct segs *out)
+{
+    size_t k = 0;
+    out->n = 0;
+    out->bad = out->unmatched = false;
+    const char *p = path.p, *end = path.p + path.len;
+    for (const char *q = p; q < end && !out->bad; q++) {
+        if (*q != '%') continue;
+        out->bad = end - q < 3 || hex_digit((unsigned char)q[1]) < 0 ||
+                   hex_digit((unsigned char)q[2]) < 0 || (q[1] == '0' && q[2] == '0');
+        q += 2;
+    }
+    if (out->bad) return;
+    out->unmatched = p == end || *p != '/';
+    while (p < end && !out->unmatched) {
+        p++; /* the '/' */
+        if (out->n == MAX_SEGS) {
+            out->unmatched = true;
+            return;
+        }
+        struct http_str *seg = &out->seg[out->n];
+        out->escaped[out->n] = false;
+        seg->p = out->bytes + k;
+        for (; p < end && *p != '/'; p++) {
+            if (*p == '%') {
+                out->escaped[out->n] = true;
+                out->bytes[k++] =
+                    (char)(hex_digit((unsigned char)p[1]) << 4 | hex_digit((unsigned char)p[2]));
+                p += 2;
+            } else {
+                out->bytes[k++] = *p;
+            }
+        }
+        seg->len = (size_t)(out->bytes + k - seg->p);
+        out->n++;
+    }
+}
+
+/* Whether pattern matches the decoded segments; its captures go to caps. */
+static bool
+slow_match(const char *pat, const struct segs *s, struct http_str *caps, size_t *ncaps,
+           size_t *copied)
+{
+    size_t i = 0;
+    *ncaps = *copied = 0;
+    for (const char *q = pat; *q == '/'; i++) {
+        q++;
+        size_t len = strcspn(q, "/");
+        if (i == s->n) return false;
+        if (*q == '{') {
+            if (s->seg[i].len == 0) return false;
+            caps[(*ncaps)++] = s->seg[i];
+            if (s->escaped[i]) *copied += s->seg[i].len;
+        } else if (s->seg[i].len != len || memcmp(s->seg[i].p, q, len) != 0) {
+            return false;
+        }
+        q += len;
+    }
+    return i == s->n;
+}
+
+static void
+check_route(struct http_str path, enum http_method method)
+{
+    static char store[ROUTE_PARAM_BYTES];
+    static struct segs s;
+    struct route_match m;
+    int st =
+        router_match(routes, sizeof routes / sizeof *routes, method, path, store, sizeof store, &m);
+    decode_slowly(path, &s);
+    if (s.bad) {
+        check(st == 400 && m.why[0] != '\0', "a bad escape or %00 not answered 400");
+        return;
+    }
+    /* What the router should answer: the first route of the method that matches, and
+     * 400 if its decoded captures do not fit the store; else 405 or 404. */
+    int want = 404;
+    const struct route *route = NULL;
+    struct http_str caps[ROUTE_MAX_PARAMS];
+    size_t ncaps = 0;
+    for (size_t i = 0; i < sizeof routes / sizeof *routes && !s.unmatched; i++) {
+        struct http_str c[ROUTE_MAX_PARAMS];
+        size_t nc, cp;
+        if (!slow_match(routes[i].pattern, &s, c, &nc, &cp)) continue;
+        bool same =
+            routes[i].method == method || (method == HTTP_HEAD && routes[i].method == HTTP_GET);
+        if (!same) {
+            want = 405;
+            continue;
+        }
+        route = &routes[i];
+        memcpy(caps, c, sizeof c);
+        ncaps = nc;
+        want = cp > sizeof store ? 400 : 200;
+        break;
+    }
+    check(st == want, "the router and the slow way disagree on the status");
+    if (st != 200) return;
+    check(m.route == route && (size_t)m.nparams == ncaps, "the router chose another route");
+    for (size_t i = 0; i < ncaps; i++) {
+        struct http_str v = m.params[i];
+        bool in_path = v.p >= path.p && v.p + v.len <= path.p + path.len;
+        bool in_store = v.p >= store && v.p + v.len <= store + sizeof store;
+        check(in_path || in_store, "a capture outside the path and the store");
+        check(v.len == caps[i].len && memcmp(v.p, caps[i].p, v.len) == 0,
+              "a capture that is not its segment decoded");
+    }
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -105,6 +250,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     check_request(&req, buf, size);
+    check_route(req.path, req.method);
     size_t head = req.head_len;
 
     struct http_request again;

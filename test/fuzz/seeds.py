@@ -45,6 +45,13 @@ put("http_parser", "smuggle-cl-te",
 put("http_parser", "te-list", "POST / HTTP/1.1\r\n" + H + "Transfer-Encoding: gzip, chunked\r\n\r\n")
 put("http_parser", "bare-lf", "GET / HTTP/1.1\n" + H + "\n")
 put("http_parser", "version-2", "GET / HTTP/2.0\r\n\r\n")
+# Paths for the router's percent-decoding: escaped names, a decoded '/', bad escapes, %00.
+put("http_parser", "path-escapes", "GET /api/users/al%69ce%40x.org/sessions HTTP/1.1\r\n" + H + "\r\n")
+put("http_parser", "path-encoded-slash", "POST /api/channels/a%2Fb/publish HTTP/1.1\r\n" + H + "\r\n")
+put("http_parser", "path-literal-escaped", "GET /%61pi/h%65alth?x=%zz HTTP/1.1\r\n" + H + "\r\n")
+put("http_parser", "path-two-captures", "PATCH /%2F%2f/%25%41 HTTP/1.1\r\n" + H + "\r\n")
+put("http_parser", "path-bad-escape", "GET /api/sessions/abc%4 HTTP/1.1\r\n" + H + "\r\n")
+put("http_parser", "path-nul", "GET /api/users/a%00b/sessions HTTP/1.1\r\n" + H + "\r\n")
 
 # ---- Sec-WebSocket-Extensions values and keys ----------------------------------------
 

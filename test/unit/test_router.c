@@ -1,4 +1,7 @@
-/* router: pattern matching, captures, 404 and 405 with Allow; and the error JSON shape. */
+/* router: pattern matching, captures, percent-decoding, 400, 404 and 405 with Allow; and
+ * the error JSON shape. */
+#include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "http.h"
@@ -15,13 +18,24 @@ static const struct route table[] = {
     {HTTP_DELETE, "/api/sessions/{id}", handler_b, OWNER_NONE},
     {HTTP_POST, "/api/sessions/{id}/touch", handler_b, OWNER_NONE},
     {HTTP_POST, "/api/channels/{c}/publish", handler_b, OWNER_NONE},
+    {HTTP_GET, "/api/users/{user}/sessions", handler_a, OWNER_USER},
 };
+
+static char store[ROUTE_PARAM_BYTES];
 
 static int
 match(enum http_method m, const char *path, struct route_match *rm)
 {
     struct http_str p = {path, strlen(path)};
-    return router_match(table, sizeof table / sizeof *table, m, p, rm);
+    return router_match(table, sizeof table / sizeof *table, m, p, store, sizeof store, rm);
+}
+
+/* Whether capture i is the string want (which may hold '/'). */
+static bool
+param_is(const struct route_match *m, int i, const char *want)
+{
+    return i < m->nparams && m->params[i].len == strlen(want) &&
+           memcmp(m->params[i].p, want, m->params[i].len) == 0;
 }
 
 START_TEST(exact_path)
@@ -69,6 +83,123 @@ START_TEST(method_not_allowed_lists_allow)
     ck_assert_str_eq(m.allow, "GET, HEAD");
     ck_assert_int_eq(match(HTTP_GET, "/api/channels/c1/publish", &m), 405);
     ck_assert_str_eq(m.allow, "POST");
+}
+END_TEST
+
+/* API.md: path segments are percent-decoded before they are matched or validated. */
+START_TEST(captures_are_percent_decoded)
+{
+    struct route_match m;
+    ck_assert_int_eq(match(HTTP_GET, "/api/users/al%69ce/sessions", &m), 200);
+    ck_assert_ptr_eq(m.route, &table[6]);
+    ck_assert(param_is(&m, 0, "alice"));
+    ck_assert_int_eq(match(HTTP_GET, "/api/users/%61%6C%69%63%65/sessions", &m), 200);
+    ck_assert(param_is(&m, 0, "alice")); /* upper and lower case hex alike */
+    ck_assert_int_eq(match(HTTP_POST, "/api/channels/room%3A42/publish", &m), 200);
+    ck_assert(param_is(&m, 0, "room:42"));
+    ck_assert_int_eq(match(HTTP_GET, "/api/sessions/100%25", &m), 200);
+    ck_assert(param_is(&m, 0, "100%")); /* decoded once, not twice */
+    ck_assert_int_eq(match(HTTP_GET, "/api/sessions/%2541", &m), 200);
+    ck_assert(param_is(&m, 0, "%41"));
+    /* A capture without escapes is not copied. */
+    const char *path = "/api/sessions/abc";
+    ck_assert_int_eq(match(HTTP_GET, path, &m), 200);
+    ck_assert_ptr_eq(m.params[0].p, path + strlen("/api/sessions/"));
+}
+END_TEST
+
+/* A decoded '/' is a byte of its segment, not a separator: it is captured, and it matches
+ * no literal segment. */
+START_TEST(encoded_slash_does_not_split)
+{
+    struct route_match m;
+    ck_assert_int_eq(match(HTTP_POST, "/api/channels/a%2Fb/publish", &m), 200);
+    ck_assert(param_is(&m, 0, "a/b"));
+    ck_assert_int_eq(match(HTTP_POST, "/api/channels/a%2fb/publish", &m), 200);
+    ck_assert(param_is(&m, 0, "a/b"));
+    ck_assert_int_eq(match(HTTP_POST, "/api/channels/a/b/publish", &m), 404);
+    ck_assert_int_eq(match(HTTP_GET, "/api/sessions/x%2Ftouch", &m), 200);
+    ck_assert_ptr_eq(m.route, &table[1]);
+    ck_assert(param_is(&m, 0, "x/touch"));
+    ck_assert_int_eq(match(HTTP_GET, "/api%2Fhealth", &m), 404);
+}
+END_TEST
+
+START_TEST(literal_segments_are_decoded)
+{
+    struct route_match m;
+    ck_assert_int_eq(match(HTTP_GET, "/api/%68ealth", &m), 200);
+    ck_assert_ptr_eq(m.route, &table[0]);
+    ck_assert_int_eq(match(HTTP_POST, "/%61pi/sessions/x/t%6Fuch", &m), 200);
+    ck_assert_ptr_eq(m.route, &table[4]);
+    ck_assert(param_is(&m, 0, "x"));
+    ck_assert_int_eq(match(HTTP_GET, "/api/%68ealt", &m), 404);
+    ck_assert_int_eq(match(HTTP_GET, "/api/%68ealthz", &m), 404);
+    ck_assert_int_eq(match(HTTP_PUT, "/api/s%65ssions/abc", &m), 405);
+    ck_assert_str_eq(m.allow, "GET, HEAD, PATCH, DELETE");
+}
+END_TEST
+
+/* A bad escape or %00 is 400, whatever route the path would have had, and says where. */
+START_TEST(bad_escapes_are_400)
+{
+    static const char *const bad[] = {
+        "/api/users/al%6/sessions",
+        "/api/users/al%zzce/sessions",
+        "/api/sessions/abc%",
+        "/api/sessions/abc%4",
+        "/api/sessions/%g1",
+        "/nowhere/%",
+        "/api/health%",
+        "/api/users/%%41/sessions",
+    };
+    struct route_match m;
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        ck_assert_msg(match(HTTP_GET, bad[i], &m) == 400, "%s", bad[i]);
+        ck_assert_ptr_null(m.route);
+        ck_assert_msg(strstr(m.why, "bad percent-escape at byte") != NULL, "%s: %s", bad[i], m.why);
+    }
+    ck_assert_int_eq(match(HTTP_GET, "/api/sessions/abc%4", &m), 400);
+    ck_assert_str_eq(m.why, "The path has a bad percent-escape at byte 17: % must be "
+                            "followed by two hex digits (%25 for % itself).");
+    ck_assert_int_eq(match(HTTP_GET, "/api/users/a%00b/sessions", &m), 400);
+    ck_assert_str_eq(m.why, "The path has %00 at byte 12: no name may contain NUL.");
+    ck_assert_int_eq(match(HTTP_GET, "/nowhere/%00", &m), 400);
+}
+END_TEST
+
+/* The decoded captures live in the caller's store; what does not fit is 400, not cut. */
+START_TEST(decoded_captures_fit_the_store)
+{
+    struct route_match m;
+    char path[4096], small[4];
+    size_t n = (size_t)snprintf(path, sizeof path, "/api/users/");
+    for (int i = 0; i < ROUTE_PARAM_BYTES; i++)
+        n += (size_t)snprintf(path + n, sizeof path - n, "%%61");
+    snprintf(path + n, sizeof path - n, "/sessions");
+    ck_assert_int_eq(match(HTTP_GET, path, &m), 200);
+    ck_assert_uint_eq(m.params[0].len, ROUTE_PARAM_BYTES);
+    ck_assert_ptr_eq(m.params[0].p, store);
+    snprintf(path + n, sizeof path - n, "%%61/sessions");
+    ck_assert_int_eq(match(HTTP_GET, path, &m), 400);
+    ck_assert_str_eq(m.why, "The path's parameters are longer than 512 bytes once "
+                            "percent-decoded.");
+
+    struct http_str p = {"/api/users/%61bcd/sessions", strlen("/api/users/%61bcd/sessions")};
+    ck_assert_int_eq(
+        router_match(table, sizeof table / sizeof *table, HTTP_GET, p, small, sizeof small, &m),
+        200);
+    ck_assert(param_is(&m, 0, "abcd"));
+    p = (struct http_str){"/api/users/%61bcde/sessions", strlen("/api/users/%61bcde/sessions")};
+    ck_assert_int_eq(
+        router_match(table, sizeof table / sizeof *table, HTTP_GET, p, small, sizeof small, &m),
+        400);
+    /* Without escapes nothing is copied, so the store's size does not matter. */
+    p = (struct http_str){"/api/users/abcdef/sessions", strlen("/api/users/abcdef/sessions")};
+    ck_assert_int_eq(
+        router_match(table, sizeof table / sizeof *table, HTTP_GET, p, small, sizeof small, &m),
+        200);
+    ck_assert(param_is(&m, 0, "abcdef"));
 }
 END_TEST
 
@@ -121,6 +252,11 @@ router_suite(void)
     tcase_add_test(tc, head_matches_get);
     tcase_add_test(tc, captures);
     tcase_add_test(tc, method_not_allowed_lists_allow);
+    tcase_add_test(tc, captures_are_percent_decoded);
+    tcase_add_test(tc, encoded_slash_does_not_split);
+    tcase_add_test(tc, literal_segments_are_decoded);
+    tcase_add_test(tc, bad_escapes_are_400);
+    tcase_add_test(tc, decoded_captures_fit_the_store);
     tcase_add_test(tc, error_json_shape);
     tcase_add_test(tc, status_lines);
     suite_add_tcase(s, tc);
