@@ -153,6 +153,18 @@ int conf_load_string(struct conf *c, const char *name, const char *text, char *e
 int conf_apply_env(struct conf *c, char *(*getenv_fn)(const char *), char *err,
                    size_t errlen);
 
+/* Check that every SESSIOND_ variable of envp ("NAME=value" strings, as environ holds them)
+ * is a directive's (SESSIOND_ and its name in upper case) or one sessiond itself reads, so
+ * that a misspelt one is an error as a misspelt line of the file is, not silently ignored.
+ * Returns 0, or -1 with "environment NAME: message" in err. */
+int conf_check_env_names(char *const *envp, char *err, size_t errlen);
+
+/* Check the config against this machine: store_path, log_file and pidfile must be in a
+ * directory that exists (sessiond creates those files, never directories, so that a typo
+ * is refused rather than given a fresh empty tree). Returns 0, or -1 with
+ * "DIRECTIVE \"PATH\": message" in err. */
+int conf_check_paths(const struct conf *c, char *err, size_t errlen);
+
 /* Set one directive by name from its text value (as on a config line, without the name).
  * Returns 0 or -1 with a message (without position) in err. */
 int conf_set(struct conf *c, const char *name, const char *value, char *err, size_t errlen);

@@ -843,6 +843,87 @@ START_TEST(env_directives)
 }
 END_TEST
 
+/* A SESSIOND_ variable must name a directive: a typo is refused like a misspelt line of
+ * the file, with the near miss named. The few that are not directives but are ours pass. */
+static void
+env_names_fail(const char *var, const char *want)
+{
+    char *envp[] = {(char *)(uintptr_t) "PATH=/bin", (char *)(uintptr_t)var, NULL};
+    char err[CONF_ERR_LEN] = "";
+    ck_assert_int_eq(conf_check_env_names(envp, err, sizeof err), -1);
+    ck_assert_str_eq(err, want);
+}
+
+START_TEST(env_unknown_names)
+{
+    char err[CONF_ERR_LEN] = "";
+    char *ok[] = {(char *)(uintptr_t) "SESSIOND_MAX_BODY_BYTES=2m",
+                  (char *)(uintptr_t) "SESSIOND_API_KEY=k",
+                  (char *)(uintptr_t) "SESSIOND_STORE=lmdb",
+                  (char *)(uintptr_t) "SESSIOND_NAMESPACE=chat subscribe=any",
+                  (char *)(uintptr_t) "SESSIOND_BIN=/usr/sbin/sessiond",
+                  (char *)(uintptr_t) "SESSIOND_TEST_CRASH_FILE=/tmp/x",
+                  (char *)(uintptr_t) "SESSIONDX=1",
+                  (char *)(uintptr_t) "HOME=/root",
+                  NULL};
+    ck_assert_msg(conf_check_env_names(ok, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(conf_check_env_names((char *[]){NULL}, err, sizeof err), 0);
+
+    env_names_fail("SESSIOND_MAX_BODY_BYTE=2m",
+                   "environment SESSIOND_MAX_BODY_BYTE: unknown directive \"max_body_byte\" (did "
+                   "you mean SESSIOND_MAX_BODY_BYTES?)");
+    env_names_fail("SESSIOND_WROKERS=2", "environment SESSIOND_WROKERS: unknown directive "
+                                         "\"wrokers\" (did you mean SESSIOND_WORKERS?)");
+    env_names_fail("SESSIOND_COLOUR=blue",
+                   "environment SESSIOND_COLOUR: unknown directive \"colour\"");
+    env_names_fail("SESSIOND_NOTHING=", "environment SESSIOND_NOTHING: unknown directive "
+                                        "\"nothing\"");
+    env_names_fail("SESSIOND_=1", "environment SESSIOND_: unknown directive \"\"");
+    env_names_fail("SESSIOND_gzip=off",
+                   "environment SESSIOND_gzip: a directive's variable is in upper case: "
+                   "SESSIOND_GZIP");
+}
+END_TEST
+
+/* store_path, log_file and pidfile are files sessiond creates, never directories: one under
+ * a directory that does not exist is a typo, refused with the directive and the path. */
+START_TEST(paths_need_their_directory)
+{
+    char tmpl[] = "/tmp/conf-test-XXXXXX", text[512], want[512], err[CONF_ERR_LEN] = "";
+    static const char *const names[] = {"store_path", "log_file", "pidfile"};
+    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    struct conf c;
+    conf_defaults(&c);
+    ck_assert_msg(conf_check_paths(&c, err, sizeof err) == 0, "%s", err);
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        snprintf(text, sizeof text, "%s %s/f\n", names[i], tmpl);
+        load_ok(&c, text);
+        ck_assert_msg(conf_check_paths(&c, err, sizeof err) == 0, "%s", err);
+        snprintf(text, sizeof text, "%s %s/no/such/f\n", names[i], tmpl);
+        load_ok(&c, text); /* the syntax is fine: the check is of the machine */
+        ck_assert_int_eq(conf_check_paths(&c, err, sizeof err), -1);
+        snprintf(want, sizeof want, "%s \"%s/no/such/f\": directory %s/no/such does not exist",
+                 names[i], tmpl, tmpl);
+        ck_assert_str_eq(err, want);
+    }
+    /* A bare name is in the working directory, which exists. */
+    load_ok(&c, "store_path s.db\nlog_file s.log\npidfile s.pid\n");
+    ck_assert_msg(conf_check_paths(&c, err, sizeof err) == 0, "%s", err);
+    /* A file where a directory should be. */
+    snprintf(text, sizeof text, "%s/plain", tmpl);
+    write_file(text, "");
+    snprintf(text, sizeof text, "log_file %s/plain/s.log\n", tmpl);
+    load_ok(&c, text);
+    ck_assert_int_eq(conf_check_paths(&c, err, sizeof err), -1);
+    snprintf(want, sizeof want, "log_file \"%s/plain/s.log\": %s/plain is not a directory", tmpl,
+             tmpl);
+    ck_assert_str_eq(err, want);
+    snprintf(text, sizeof text, "%s/plain", tmpl);
+    unlink(text);
+    rmdir(tmpl);
+}
+END_TEST
+
 /* ---- namespaces ---- */
 
 START_TEST(namespace_directives)
@@ -1133,6 +1214,7 @@ conf_suite(void)
     tcase_add_test(file, relative_paths);
     tcase_add_test(file, unreadable_files);
     tcase_add_test(file, example_file);
+    tcase_add_test(file, paths_need_their_directory);
     suite_add_tcase(s, file);
 
     TCase *env = tcase_create("env");
@@ -1140,6 +1222,7 @@ conf_suite(void)
     tcase_add_test(env, env_workers);
     tcase_add_test(env, env_clustering);
     tcase_add_test(env, env_directives);
+    tcase_add_test(env, env_unknown_names);
     suite_add_tcase(s, env);
 
     TCase *ns = tcase_create("namespaces");

@@ -1,0 +1,102 @@
+"""The edges of the configuration an operator trips on: a misspelt SESSIOND_ variable, a
+path under a directory that does not exist, a reload that would switch stores, start-up
+errors hidden in a log file, a weak api_key, and what the man pages promise (the
+channel cap, their examples, the version)."""
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+
+from conftest import BIN, alive, call, create, keyed, wait_for
+
+ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
+
+
+def check(conf, env=None, drop=()):
+    """sessiond -t on the file conf, with env added to (and drop removed from) ours."""
+    e = {k: v for k, v in os.environ.items() if k not in drop}
+    e.update(env or {})
+    return subprocess.run([BIN, "-t", "-c", str(conf)], env=e, capture_output=True, text=True,
+                          timeout=10)
+
+
+# ---- (4) typos: SESSIOND_ variables, and directories that do not exist ----
+
+def test_a_misspelt_sessiond_variable_is_an_error(tmp_path):
+    conf = tmp_path / "s.conf"
+    conf.write_text("listen 127.0.0.1:1\n")
+    r = check(conf, {"SESSIOND_MAX_BODY_BYTE": "2m"})
+    assert r.returncode == 1, r.stdout
+    assert "configuration OK" not in r.stdout
+    assert r.stderr.startswith("environment SESSIOND_MAX_BODY_BYTE: "), r.stderr
+    assert "SESSIOND_MAX_BODY_BYTES" in r.stderr  # the near miss is named
+    # An empty value is no excuse for the name.
+    r = check(conf, {"SESSIOND_NO_SUCH_THING": ""})
+    assert r.returncode == 1 and "SESSIOND_NO_SUCH_THING" in r.stderr, r.stderr
+    # Lower case is not how the variables are spelt.
+    r = check(conf, {"SESSIOND_max_body_bytes": "2m"})
+    assert r.returncode == 1 and "SESSIOND_MAX_BODY_BYTES" in r.stderr, r.stderr
+    # A start is refused too, before anything is bound or written.
+    r = subprocess.run([BIN, "-c", str(conf)], env={**os.environ, "SESSIOND_GZIPP": "off"},
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1 and "environment SESSIOND_GZIPP" in r.stderr, r.stderr
+
+
+def test_the_sessiond_variables_in_use_are_accepted(tmp_path):
+    conf = tmp_path / "s.conf"
+    conf.write_text("listen 127.0.0.1:1\n")
+    r = check(conf, {"SESSIOND_MAX_BODY_BYTES": "2m", "SESSIOND_API_KEY": "k" * 40,
+                     "SESSIOND_STORE": "lmdb", "SESSIOND_NAMESPACE": "chat subscribe=any",
+                     "SESSIOND_BIN": BIN, "SESSIOND_TEST_CRASH_FILE": str(tmp_path / "x")})
+    assert (r.returncode, r.stdout.strip()) == (0, "configuration OK"), r.stderr
+
+
+def test_paths_under_a_missing_directory_are_refused_by_check(tmp_path):
+    missing = tmp_path / "no" / "such"
+    for name in ("store_path", "log_file", "pidfile"):
+        conf = tmp_path / f"{name}.conf"
+        path = missing / f"{name}.file"
+        conf.write_text(f"listen 127.0.0.1:1\n{name} {path}\n")
+        r = check(conf)
+        assert r.returncode == 1, (name, r.stdout)
+        assert "configuration OK" not in r.stdout
+        assert f'{name} "{path}"' in r.stderr and f"{missing} does not exist" in r.stderr, \
+            r.stderr
+    # A file where the directory should be.
+    (tmp_path / "plain").write_text("")
+    conf = tmp_path / "file.conf"
+    conf.write_text(f"listen 127.0.0.1:1\nstore_path {tmp_path / 'plain' / 's.db'}\n")
+    r = check(conf)
+    assert r.returncode == 1 and "is not a directory" in r.stderr, r.stderr
+    # From the environment as well.
+    conf.write_text("listen 127.0.0.1:1\n")
+    r = check(conf, {"SESSIOND_STORE_PATH": str(missing / "s.db")})
+    assert r.returncode == 1 and f'store_path "{missing / "s.db"}"' in r.stderr, r.stderr
+    # The environment may also move a path that the file puts somewhere missing.
+    conf.write_text(f"listen 127.0.0.1:1\nstore_path {missing / 's.db'}\n")
+    r = check(conf, {"SESSIOND_STORE_PATH": str(tmp_path / "s.db")})
+    assert r.returncode == 0, r.stderr
+
+
+def test_a_start_under_a_missing_directory_creates_nothing(tmp_path):
+    missing = tmp_path / "typo"
+    conf = tmp_path / "s.conf"
+    conf.write_text(f"listen 127.0.0.1:1\nstore_path {missing / 'deeper' / 's.db'}\n")
+    r = subprocess.run([BIN, "-c", str(conf)], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 1
+    assert f"{missing / 'deeper'} does not exist" in r.stderr, r.stderr
+    assert not missing.exists()
+
+
+def test_a_reload_under_a_missing_directory_keeps_the_old_config(server_factory, tmp_path):
+    s = server_factory()
+    old = s.worker_pids()
+    s.write_conf(f"store_path {tmp_path / 'gone' / 's.db'}\n", workers=2)
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in s.log(), what="the refusal")
+    assert f'store_path "{tmp_path / "gone" / "s.db"}"' in s.log()
+    assert not (tmp_path / "gone").exists()
+    time.sleep(0.3)
+    assert s.worker_pids() == old
