@@ -997,6 +997,40 @@ conf_check_paths(const struct conf *c, char *err, size_t errlen)
     return 0;
 }
 
+/* Whether a and b name the same file: the same text, or the same name in the same
+ * directory (compared by device and inode, so "d/../x" is "x"). */
+static bool
+same_file_path(const char *a, const char *b)
+{
+    const char *na = strrchr(a, '/'), *nb = strrchr(b, '/');
+    char da[4096], db[4096];
+    struct stat sa, sb;
+    if (strcmp(a, b) == 0) return true;
+    if (strcmp(na != NULL ? na + 1 : a, nb != NULL ? nb + 1 : b) != 0) return false;
+    dir_of(a, da, sizeof da);
+    dir_of(b, db, sizeof db);
+    return stat(da, &sa) == 0 && stat(db, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+static int
+refuse_change(const char *what, const char *from, const char *to, char *err, size_t errlen)
+{
+    errf(err, errlen, "%s cannot change on reload (from %s to %s): restart sessiond to change it",
+         what, from, to);
+    return -1;
+}
+
+int
+conf_reload_check(const struct conf *running, const struct conf *next, char *err, size_t errlen)
+{
+    if (strcmp(running->store, next->store) != 0)
+        return refuse_change("store", running->store, next->store, err, errlen);
+    if (!same_file_path(running->store_path, next->store_path))
+        return refuse_change("store_path", running->store_path, next->store_path, err, errlen);
+    return 0;
+}
+
 /* ---- Defaults ---- */
 
 static const char *

@@ -165,6 +165,14 @@ int conf_check_env_names(char *const *envp, char *err, size_t errlen);
  * "DIRECTIVE \"PATH\": message" in err. */
 int conf_check_paths(const struct conf *c, char *err, size_t errlen);
 
+/* What a reload cannot change: where the sessions are. A new store or store_path would
+ * switch every new worker to other (empty) data while the old workers drain on the old,
+ * so a reload that changes either is refused, as nginx refuses what it cannot change on
+ * reload; a restart changes them. The same file spelt another way is no change. Returns
+ * 0, or -1 with the reason in err. */
+int conf_reload_check(const struct conf *running, const struct conf *next, char *err,
+                      size_t errlen);
+
 /* Set one directive by name from its text value (as on a config line, without the name).
  * Returns 0 or -1 with a message (without position) in err. */
 int conf_set(struct conf *c, const char *name, const char *value, char *err, size_t errlen);

@@ -469,6 +469,11 @@ reload(struct master *m)
     notify_send("RELOADING=1\nMONOTONIC_USEC=%lld\nSTATUS=reloading",
                 (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
     struct conf *next = conf_reread(m->reload, err, sizeof err);
+    /* Checked before store_prepare, which would create the new store's files. */
+    if (next != NULL && conf_reload_check(m->conf, next, err, sizeof err) < 0) {
+        free(next);
+        next = NULL;
+    }
     if (next == NULL) {
         log_errorx("reload refused, keeping the running configuration: %s", err);
         refused_reload(m);

@@ -396,6 +396,10 @@ worker_reload(struct worker *w)
 {
     char err[CONF_ERR_LEN];
     struct conf *next = conf_reread(w->reload, err, sizeof err);
+    if (next != NULL && conf_reload_check(w->conf, next, err, sizeof err) < 0) {
+        free(next);
+        next = NULL;
+    }
     if (next == NULL) {
         log_errorx("reload refused, keeping the running configuration: %s", err);
         return;

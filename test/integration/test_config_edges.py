@@ -100,3 +100,48 @@ def test_a_reload_under_a_missing_directory_keeps_the_old_config(server_factory,
     assert not (tmp_path / "gone").exists()
     time.sleep(0.3)
     assert s.worker_pids() == old
+
+
+# ---- (5) a reload cannot switch stores ----
+
+def _reload_refused(s, conf, what):
+    """Rewrite s's config with conf, SIGHUP, and check the reload is refused for what,
+    the workers stay and the sessions with them."""
+    status, _, body = create(s, "u1")
+    assert status == 201, body
+    old = s.worker_pids()
+    s.write_conf(conf, workers=s.workers)
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: "reload refused" in s.log(), what="the refusal")
+    assert re.search(rf"reload refused, keeping the running configuration: .*{what} cannot "
+                     r"change on reload.*restart", s.log()), s.log()
+    time.sleep(0.3)
+    assert s.worker_pids() == old
+    assert call(s, "GET", f"/api/sessions/{body['id']}")[0] == 200
+
+
+def test_a_reload_may_not_change_store_path(server_factory, tmp_path):
+    (tmp_path / "elsewhere").mkdir()
+    s = keyed(server_factory, f"store_path {tmp_path}/one.db\n")
+    _reload_refused(s, f'api_key "k{"x" * 40}"\nstore_path {tmp_path}/elsewhere/two.db\n',
+                    "store_path")
+    assert not (tmp_path / "elsewhere" / "two.db").exists()
+    # The same file spelt another way is no change.
+    s.write_conf(f'api_key "k{"x" * 40}"\nstore_path {tmp_path}/elsewhere/../one.db\n',
+                 workers=2)
+    before = s.log().count("reloading: generation")
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: s.log().count("reloading: generation") > before, what="the reload")
+
+
+def test_a_reload_may_not_change_store(server_factory, tmp_path):
+    s = keyed(server_factory, f"store_path {tmp_path}/one.db\n")
+    _reload_refused(s, f"store_path {tmp_path}/one.db\nstore redis\n"
+                       "redis_url redis://127.0.0.1:1/0\n", "store")
+
+
+def test_a_single_process_reload_may_not_change_store_path(server_factory, tmp_path):
+    s = keyed(server_factory, f"store_path {tmp_path}/one.db\n",
+              env={"ENABLE_CLUSTERING": "false"}, workers=None)
+    _reload_refused(s, f"store_path {tmp_path}/two.db\n", "store_path")
+    assert "configuration reloaded" not in s.log()

@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -924,6 +925,42 @@ START_TEST(paths_need_their_directory)
 }
 END_TEST
 
+/* A reload cannot move the sessions: store and store_path stay what they were at start
+ * (the same file spelt another way is no change); everything else may change. */
+START_TEST(reload_keeps_the_store)
+{
+    char tmpl[] = "/tmp/conf-test-XXXXXX", text[512], want[1024], err[CONF_ERR_LEN] = "";
+    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    snprintf(text, sizeof text, "%s/sub", tmpl);
+    ck_assert_int_eq(mkdir(text, 0700), 0);
+    struct conf run, next;
+    snprintf(text, sizeof text, "store_path %s/one.db\n", tmpl);
+    load_ok(&run, text);
+    snprintf(text, sizeof text, "store_path %s/sub/../one.db\nworkers 3\nmax_body_bytes 2m\n",
+             tmpl);
+    load_ok(&next, text);
+    ck_assert_msg(conf_reload_check(&run, &next, err, sizeof err) == 0, "%s", err);
+
+    snprintf(text, sizeof text, "store_path %s/sub/one.db\n", tmpl);
+    load_ok(&next, text);
+    ck_assert_int_eq(conf_reload_check(&run, &next, err, sizeof err), -1);
+    snprintf(want, sizeof want,
+             "store_path cannot change on reload (from %s/one.db to %s/sub/one.db): restart "
+             "sessiond to change it",
+             tmpl, tmpl);
+    ck_assert_str_eq(err, want);
+
+    snprintf(text, sizeof text, "store_path %s/one.db\nstore redis\n", tmpl);
+    load_ok(&next, text);
+    ck_assert_int_eq(conf_reload_check(&run, &next, err, sizeof err), -1);
+    ck_assert_str_eq(err, "store cannot change on reload (from lmdb to redis): restart sessiond "
+                          "to change it");
+    snprintf(text, sizeof text, "%s/sub", tmpl);
+    rmdir(text);
+    rmdir(tmpl);
+}
+END_TEST
+
 /* ---- namespaces ---- */
 
 START_TEST(namespace_directives)
@@ -1215,6 +1252,7 @@ conf_suite(void)
     tcase_add_test(file, unreadable_files);
     tcase_add_test(file, example_file);
     tcase_add_test(file, paths_need_their_directory);
+    tcase_add_test(file, reload_keeps_the_store);
     suite_add_tcase(s, file);
 
     TCase *env = tcase_create("env");
