@@ -201,6 +201,9 @@ main(int argc, char **argv)
         free(c);
         return 1;
     }
+    /* Until it serves, an error that stops the start is said on the terminal too, not only
+     * in a log file nobody is looking at yet. */
+    log_set_echo(true);
     notify_init();
     if (warning != NULL)
         log_warnx("%s", warning);

@@ -293,6 +293,7 @@ on_child_exit(struct master *m, pid_t pid, int status)
         log_errorx("worker %d (pid %ld) exited with the fatal status; not respawning it",
                    k.id, (long)pid);
         if (live_children(m) == 0) {
+            log_set_echo(true); /* why the master exits 1 belongs on stderr too */
             log_errorx("no workers left; exiting");
             m->exit_status = 1;
             ev_break(m->loop, EVBREAK_ALL);
@@ -793,6 +794,9 @@ master_run(struct conf *conf, worker_reload_fn reload_fn)
     m.ready_owed = true;
     take_fd_limit(conf, m.target);
     log_info("sessiond %s starting %d worker(s)", SESSIOND_VERSION, m.target);
+    /* The start can no longer fail as a whole: from here errors are the log's alone (and
+     * the workers inherit that). */
+    log_set_echo(false);
     start_workers(&m);
     ev_run(m.loop, 0);
 

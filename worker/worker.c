@@ -590,6 +590,7 @@ worker_run(const struct worker_params *p)
     sb_set(&w.slot->state, SB_RUNNING);
     accept_start(&w);
     log_debug("serving");
+    log_set_echo(false); /* single-process mode: started; from now on errors are the log's */
     ev_run(w.loop, 0);
 
     sb_set(&w.slot->accepting, 0);

@@ -9,7 +9,9 @@ import socket
 import subprocess
 import time
 
-from conftest import BIN, alive, call, create, keyed, wait_for
+import pytest
+
+from conftest import BIN, call, create, free_port, keyed, wait_for
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 
@@ -145,3 +147,77 @@ def test_a_single_process_reload_may_not_change_store_path(server_factory, tmp_p
               env={"ENABLE_CLUSTERING": "false"}, workers=None)
     _reload_refused(s, f"store_path {tmp_path}/two.db\n", "store_path")
     assert "configuration reloaded" not in s.log()
+
+
+# ---- (6) a start that fails says why on the terminal, not only in the log file ----
+
+def _start(conf, stderr=subprocess.PIPE, env=None):
+    return subprocess.run([BIN, "-c", str(conf)], stdout=subprocess.PIPE, stderr=stderr,
+                          text=True, timeout=20, env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("clustering", ["on", "off"])
+def test_address_in_use_is_said_on_stderr_with_a_log_file(tmp_path, clustering):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        conf = tmp_path / "s.conf"
+        log = tmp_path / "s.log"
+        conf.write_text(f"listen 127.0.0.1:{port}\nworkers 1\nlog_file {log}\n"
+                        f"store_path {tmp_path}/s.db\nclustering {clustering}\n")
+        r = _start(conf)
+    assert r.returncode == 1
+    want = f"listen 127.0.0.1:{port}: Address already in use"
+    assert want in log.read_text()
+    assert f"sessiond: {want}" in r.stderr, r.stderr
+    assert "[error]" not in r.stderr  # a line for a person, not the log's
+
+
+def test_already_running_is_said_on_stderr_with_a_log_file(server_factory, tmp_path):
+    s = server_factory(conf=f"log_file {tmp_path}/file.log")
+    other = tmp_path / "other.conf"
+    other.write_text(f"listen 127.0.0.1:{free_port()}\n"
+                     f"pidfile {s.pidfile}\nlog_file {tmp_path}/other.log\n"
+                     f"store_path {tmp_path}/other.db\n")
+    r = _start(other)
+    assert r.returncode == 1
+    assert f"already running as pid {s.pid}" in (tmp_path / "other.log").read_text()
+    assert f"sessiond: already running as pid {s.pid}" in r.stderr, r.stderr
+
+
+def test_a_start_error_is_not_said_twice_when_stderr_is_the_log(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        conf = tmp_path / "s.conf"
+        log = tmp_path / "s.log"
+        conf.write_text(f"listen 127.0.0.1:{port}\nworkers 1\nlog_file {log}\n"
+                        f"store_path {tmp_path}/s.db\n")
+        with open(log, "ab") as f:
+            r = _start(conf, stderr=f)
+    assert r.returncode == 1
+    assert log.read_text().count("Address already in use") == 1, log.read_text()
+
+
+def test_once_it_serves_errors_are_the_log_files_alone(server_factory, tmp_path):
+    # The Server's stdout and stderr are s.log(); the log proper is file.log.
+    s = server_factory(conf=f"log_file {tmp_path}/file.log", workers=2)
+    try:
+        s.request("GET", "/debug/exit?code=2", timeout=5)  # a worker exits fatally
+    except Exception:
+        pass
+    wait_for(lambda: "fatal status" in (tmp_path / "file.log").read_text(),
+             what="the fatal exit logged")
+    assert s.log() == "", s.log()
+
+
+def test_the_last_worker_gone_is_said_on_stderr(server_factory, tmp_path):
+    s = server_factory(conf=f"log_file {tmp_path}/file.log", workers=1)
+    try:
+        s.request("GET", "/debug/exit?code=2", timeout=5)
+    except Exception:
+        pass
+    assert s.wait_exit(10) == 1
+    assert s.log() == "sessiond: no workers left; exiting\n", s.log()
