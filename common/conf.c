@@ -1031,6 +1031,18 @@ conf_reload_check(const struct conf *running, const struct conf *next, char *err
     return 0;
 }
 
+bool
+conf_key_warning(const struct conf *c, char *msg, size_t msglen)
+{
+    size_t n = strlen(c->api_key);
+    if (n == 0 || n >= CONF_API_KEY_MIN) return false;
+    snprintf(msg, msglen,
+             "api_key is %zu character%s long: anyone who guesses it holds the admin API; use a "
+             "random one of at least %d (openssl rand -hex 32)",
+             n, n == 1 ? "" : "s", CONF_API_KEY_MIN);
+    return true;
+}
+
 /* ---- Defaults ---- */
 
 static const char *

@@ -173,6 +173,13 @@ int conf_check_paths(const struct conf *c, char *err, size_t errlen);
 int conf_reload_check(const struct conf *running, const struct conf *next, char *err,
                       size_t errlen);
 
+/* An api_key shorter than this is warned about (at start, on reload and by -t). */
+#define CONF_API_KEY_MIN 32
+
+/* Whether c deserves a warning about its api_key: set but shorter than CONF_API_KEY_MIN.
+ * If so, the warning is written into msg. */
+bool conf_key_warning(const struct conf *c, char *msg, size_t msglen);
+
 /* Set one directive by name from its text value (as on a config line, without the name).
  * Returns 0 or -1 with a message (without position) in err. */
 int conf_set(struct conf *c, const char *name, const char *value, char *err, size_t errlen);

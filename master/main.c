@@ -185,6 +185,7 @@ main(int argc, char **argv)
         SSL_CTX_free(tls);
         if (warning != NULL)
             fprintf(stderr, "sessiond: warning: %s\n", warning);
+        if (conf_key_warning(c, err, sizeof err)) fprintf(stderr, "sessiond: warning: %s\n", err);
         printf("configuration OK\n");
         free(c);
         return 0;
@@ -209,6 +210,7 @@ main(int argc, char **argv)
         log_warnx("%s", warning);
     if (c->api_key[0] == '\0')
         log_warnx("no api_key is configured: the admin API answers loopback clients only");
+    if (conf_key_warning(c, err, sizeof err)) log_warnx("%s", err);
     if (conf_path[0] == '\0')
         log_info("no configuration file found (./sessiond.conf, /etc/sessiond/sessiond.conf); "
                  "using built-in defaults");

@@ -509,6 +509,7 @@ reload(struct master *m)
         log_warn("cannot open log file %s", next->log_file);
     if (privs_own_files(next, err, sizeof err) < 0)
         log_warnx("%s", err);
+    if (conf_key_warning(next, err, sizeof err)) log_warnx("%s", err);
     free(m->conf);
     m->conf = next;
     m->gen++;

@@ -418,6 +418,7 @@ worker_reload(struct worker *w)
         log_warnx("listen changes need a restart in single-process mode; keeping the sockets");
     if (log_configure(next->log_file, next->log_level, next->log_format) < 0)
         log_warn("cannot open log file %s", next->log_file);
+    if (conf_key_warning(next, err, sizeof err)) log_warnx("%s", err);
     free(w->owned_conf);
     w->owned_conf = next;
     w->conf = next;

@@ -221,3 +221,39 @@ def test_the_last_worker_gone_is_said_on_stderr(server_factory, tmp_path):
         pass
     assert s.wait_exit(10) == 1
     assert s.log() == "sessiond: no workers left; exiting\n", s.log()
+
+
+# ---- (7) weak keys ----
+
+SHORT_KEY_WARNING = "api_key is 1 character long"
+
+
+def test_a_short_api_key_is_warned_about_by_check(tmp_path):
+    conf = tmp_path / "s.conf"
+    conf.write_text('listen 127.0.0.1:1\napi_key "x"\n')
+    r = check(conf, drop=("SESSIOND_API_KEY",))
+    assert (r.returncode, r.stdout.strip()) == (0, "configuration OK"), r.stderr
+    assert f"sessiond: warning: {SHORT_KEY_WARNING}" in r.stderr, r.stderr
+    assert "at least 32" in r.stderr
+    # From the environment too; a key of 32 characters is quiet.
+    conf.write_text("listen 127.0.0.1:1\n")
+    r = check(conf, {"SESSIOND_API_KEY": "k" * 31})
+    assert r.returncode == 0 and "api_key is 31 characters long" in r.stderr, r.stderr
+    r = check(conf, {"SESSIOND_API_KEY": "k" * 32})
+    assert r.returncode == 0 and "api_key" not in r.stderr, r.stderr
+
+
+def test_a_short_api_key_is_warned_about_in_the_log(server_factory):
+    s = server_factory(conf='api_key "x"\n')
+    assert re.search(rf"\[warn\] master \d+: {SHORT_KEY_WARNING}", s.log()), s.log()
+    # And again by a reload that keeps it.
+    s.signal(signal.SIGHUP)
+    wait_for(lambda: len(re.findall(SHORT_KEY_WARNING, s.log())) == 2, what="the reload's warning")
+
+
+def test_the_fleet_configs_hold_no_key(tmp_path):
+    for name in ("a.conf", "b.conf"):
+        with open(os.path.join(ROOT, "scripts", "fleet", name)) as f:
+            text = f.read()
+        assert not re.search(r"^\s*api_key\b", text, re.M), f"{name} sets an api_key"
+        assert "SESSIOND_API_KEY" in text

@@ -961,6 +961,26 @@ START_TEST(reload_keeps_the_store)
 }
 END_TEST
 
+/* An api_key anyone could guess is worth a warning: one under 32 characters. No key is
+ * warned about elsewhere (the admin API then answers loopback peers only). */
+START_TEST(short_api_key_warning)
+{
+    struct conf c;
+    char msg[256] = "";
+    conf_defaults(&c);
+    ck_assert(!conf_key_warning(&c, msg, sizeof msg));
+    load_ok(&c, "api_key x\n");
+    ck_assert(conf_key_warning(&c, msg, sizeof msg));
+    ck_assert_str_eq(msg, "api_key is 1 character long: anyone who guesses it holds the admin "
+                          "API; use a random one of at least 32 (openssl rand -hex 32)");
+    load_ok(&c, "api_key 0123456789012345678901234567890\n");
+    ck_assert(conf_key_warning(&c, msg, sizeof msg));
+    ck_assert_ptr_nonnull(strstr(msg, "api_key is 31 characters long"));
+    load_ok(&c, "api_key 01234567890123456789012345678901\n");
+    ck_assert(!conf_key_warning(&c, msg, sizeof msg));
+}
+END_TEST
+
 /* ---- namespaces ---- */
 
 START_TEST(namespace_directives)
@@ -1253,6 +1273,7 @@ conf_suite(void)
     tcase_add_test(file, example_file);
     tcase_add_test(file, paths_need_their_directory);
     tcase_add_test(file, reload_keeps_the_store);
+    tcase_add_test(file, short_api_key_warning);
     suite_add_tcase(s, file);
 
     TCase *env = tcase_create("env");
