@@ -207,6 +207,9 @@ static const struct directive directives[] = {
      NULL, "a WebSocket message from a client; larger ones close it with 1009"},
     {"ws_max_queue", CT_SIZE, FIELD(ws_max_queue), KIB(4), GIB(1), false, "1m", NULL,
      "bytes waiting for a slow WebSocket reader; beyond, it is closed with 1008"},
+    /* At most 16384: a connection's channel count and capacity are 16-bit (channels.h). */
+    {"ws_max_channels", CT_INT, FIELD(ws_max_channels), 1, 16384, false, "256", NULL,
+     "channels one WebSocket may be in at once; one more is refused too_many_channels"},
     {"ws_rate_limit", CT_INT, FIELD(ws_rate_limit), 1, 1000000, true, "100", NULL,
      "messages per second a WebSocket client may send (a burst of as many); 0: no limit"},
     {"ws_ping_interval", CT_DURATION, FIELD(ws_ping_interval_ms), SEC(1), HOUR(1), false,

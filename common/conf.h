@@ -113,6 +113,7 @@ struct conf {
     int max_connections_per_user;
     int64_t ws_max_message_bytes;
     int64_t ws_max_queue;
+    int ws_max_channels;         /* channels one connection may be in (server-side ones too) */
     int ws_rate_limit;           /* messages per second per connection; 0 = no limit */
     int64_t ws_ping_interval_ms;
     int64_t ws_pong_timeout_ms;

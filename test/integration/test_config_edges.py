@@ -257,3 +257,57 @@ def test_the_fleet_configs_hold_no_key(tmp_path):
             text = f.read()
         assert not re.search(r"^\s*api_key\b", text, re.M), f"{name} sets an api_key"
         assert "SESSIOND_API_KEY" in text
+
+
+# ---- (13) what the man pages promise ----
+
+def test_ws_max_channels_caps_a_connections_channels(server_factory):
+    import asyncio
+    import json
+    import websockets
+    from conftest import op, run, url
+    s = keyed(server_factory, "ws_max_channels 3\n")
+    status, _, body = create(s, "u1")
+    assert status == 201, body
+    tok = body["token"]
+    status, _, body = call(s, "POST", "/api/sessions",
+                           {"user": "u2", "subscribe": ["s1", "s2", "s3", "s4", "s5"]})
+    assert status == 201, body
+    server_side = body["token"]
+
+    async def go():
+        async with websockets.connect(url(s, tok)) as ws:
+            for i in range(3):
+                assert (await op(ws, op="subscribe", channel=f"c{i}", id=i))["op"] == "ok"
+            r = await op(ws, op="subscribe", channel="c3", id=3)
+            assert r["op"] == "error" and r["error"]["code"] == "too_many_channels", r
+            assert r["error"]["message"] == "A connection may be in 3 channels."
+            # Already in it: not one more.
+            assert (await op(ws, op="subscribe", channel="c0", id=4))["op"] == "ok"
+            assert (await op(ws, op="unsubscribe", channel="c1", id=5))["op"] == "ok"
+            assert (await op(ws, op="subscribe", channel="c3", id=6))["op"] == "ok"
+        # The session's server-side channels are held to the cap too.
+        async with websockets.connect(url(s, server_side)) as ws:
+            await ws.send(json.dumps({"op": "ping", "id": 1}))
+            pushed = []
+            while True:
+                m = json.loads(await asyncio.wait_for(ws.recv(), 5))
+                if m["op"] == "pong":
+                    break
+                if m["op"] == "subscribed":
+                    pushed.append(m["channel"])
+            return pushed
+    assert len(run(go())) == 3
+
+
+def test_ws_max_channels_has_bounds(tmp_path):
+    conf = tmp_path / "s.conf"
+    for good in ("1", "256", "16384"):
+        conf.write_text(f"listen 127.0.0.1:1\nws_max_channels {good}\n")
+        r = check(conf)
+        assert (r.returncode, r.stdout.strip()) == (0, "configuration OK"), r.stderr
+    for bad in ("0", "16385", "lots"):
+        conf.write_text(f"listen 127.0.0.1:1\nws_max_channels {bad}\n")
+        r = check(conf)
+        assert r.returncode == 1 and f"{conf}:2: " in r.stderr, r.stderr
+        assert "ws_max_channels" in r.stderr, r.stderr

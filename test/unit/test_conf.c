@@ -253,6 +253,7 @@ START_TEST(defaults)
     ck_assert_int_eq(c.send_timeout_ms, 30000);
     ck_assert(c.gzip);
     ck_assert_int_eq(c.max_sessions, 100000);
+    ck_assert_int_eq(c.ws_max_channels, 256); /* what sessiond.conf(5) promises */
 
     /* An empty file is the defaults, and passes the checks across fields. */
     struct conf e;
