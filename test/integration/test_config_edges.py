@@ -311,3 +311,20 @@ def test_ws_max_channels_has_bounds(tmp_path):
         r = check(conf)
         assert r.returncode == 1 and f"{conf}:2: " in r.stderr, r.stderr
         assert "ws_max_channels" in r.stderr, r.stderr
+
+
+def _man_example(page, first_line):
+    """The text of the literal block of man/PAGE whose first line is first_line."""
+    with open(os.path.join(ROOT, "man", page)) as f:
+        text = f.read()
+    for block in re.findall(r"^\.Bd -literal[^\n]*\n(.*?)^\.Ed$", text, re.M | re.S):
+        if block.startswith(first_line + "\n"):
+            return block
+    raise AssertionError(f"no example starting {first_line!r} in {page}")
+
+
+def test_the_example_file_of_sessiond_conf_5_is_accepted(tmp_path):
+    conf = tmp_path / "sessiond.conf"
+    conf.write_text(_man_example("sessiond.conf.5", "# sessiond.conf"))
+    r = check(conf)
+    assert (r.returncode, r.stdout.strip()) == (0, "configuration OK"), r.stderr
