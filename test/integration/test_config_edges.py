@@ -328,3 +328,29 @@ def test_the_example_file_of_sessiond_conf_5_is_accepted(tmp_path):
     conf.write_text(_man_example("sessiond.conf.5", "# sessiond.conf"))
     r = check(conf)
     assert (r.returncode, r.stdout.strip()) == (0, "configuration OK"), r.stderr
+
+
+def _makefile_version():
+    with open(os.path.join(ROOT, "Makefile")) as f:
+        m = re.search(r"^VERSION\s*:?=\s*(\S+)\s*$", f.read(), re.M)
+    assert m, "no VERSION in the Makefile"
+    return m.group(1)
+
+
+def test_one_version_from_the_makefile_to_the_binary_health_status_and_man_pages(server):
+    r = subprocess.run([BIN, "-v"], capture_output=True, text=True, timeout=10)
+    m = re.fullmatch(r"sessiond (\d+\.\d+\.\d+)\n", r.stdout)
+    assert m, r.stdout
+    version = m.group(1)
+    assert server.health()[1]["version"] == version
+    r = subprocess.run([BIN, "-c", server.conf_path, "-s", "status"], capture_output=True,
+                       text=True, timeout=10)
+    assert r.returncode == 0 and f"sessiond {version} on " in r.stdout, r.stdout + r.stderr
+    for page in ("sessiond.8", "sessiond.conf.5"):
+        with open(os.path.join(ROOT, "man", page)) as f:
+            shown = re.findall(r"sessiond (\d+\.\d+\.\d+)", f.read())
+        assert shown == [version] * len(shown), (page, shown)
+    with open(os.path.join(ROOT, "man", "sessiond.8")) as f:
+        assert f"sessiond {version} on " in f.read()  # the -s status example
+    # And the one place it is written down.
+    assert _makefile_version() == version
