@@ -15,6 +15,10 @@ PYTHON    ?= /usr/bin/python3
 SANITIZE  ?=
 BUILD     ?= build$(if $(SANITIZE),-san)
 
+# The version: the one place it is written. -v, /api/health and -s status print it, and
+# test_config_edges.py holds the man pages to it.
+VERSION   := 0.1.0
+
 PKGS      := jansson zlib openssl lmdb hiredis
 WARN      := -Wall -Wextra -Wshadow -Wconversion -Wno-sign-conversion -Wstrict-prototypes \
              -Wmissing-prototypes -Wformat=2 -Wno-format-nonliteral
@@ -23,7 +27,8 @@ CFLAGS    ?= -O2 -g
 # include of a worker/ or master/ header fails the build rather than tangle the layers.
 # ($< is the source being compiled; the variable is expanded in each recipe.)
 INCLUDES   = $(if $(filter common/%,$<),-Icommon,-Icommon -Iworker -Imaster)
-CFLAGS    += -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP $(INCLUDES)
+VERSION_DEF := -DSESSIOND_VERSION=\"$(VERSION)\"
+CFLAGS    += -std=c11 -D_GNU_SOURCE $(WARN) -MMD -MP $(INCLUDES) $(VERSION_DEF)
 CFLAGS    += $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 LDLIBS    += -lev -lwslay $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm
 ifneq ($(SANITIZE),)
@@ -46,6 +51,10 @@ all: $(BUILD)/sessiond
 
 $(BUILD)/sessiond: $(BUILD)/master/main.o $(LIB_OBJ)
 	$(CC) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+# The objects that print the version are rebuilt when it changes (with the Makefile).
+VERSION_SRC  := $(shell grep -l SESSIOND_VERSION $(LIB_SRC) master/main.c)
+$(VERSION_SRC:%.c=$(BUILD)/%.o) $(VERSION_SRC:%.c=$(BUILD)/test-hooks/%.o): Makefile
 
 # The same daemon with the test-only debug hooks (worker/debug.c) compiled in; the
 # integration tests run this one, the installed binary never has them.
@@ -92,7 +101,7 @@ run: deps $(BUILD)/sessiond
 # clang-tidy's "N warnings generated" counts of what it suppressed in system headers.
 LINT_JOBS  ?= 2
 TIDY_SRC   := $(COMMON_SRC) $(WORKER_SRC) $(wildcard master/*.c)
-TIDY_FLAGS := -std=c11 -D_GNU_SOURCE -Icommon -Iworker -Imaster \
+TIDY_FLAGS := -std=c11 -D_GNU_SOURCE $(VERSION_DEF) -Icommon -Iworker -Imaster \
               $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 
 lint:

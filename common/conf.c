@@ -39,6 +39,7 @@ enum conf_type {
     CT_BOOL,     /* on/off, yes/no, true/false, 1/0 */
     CT_STRING,   /* text into a char array; min and max bound its length */
     CT_PATH,     /* a string; relative paths in a file follow the file */
+    CT_OUT_PATH, /* a CT_PATH that sessiond creates: its directory must exist */
     CT_LOG_LEVEL,
     CT_LOG_FORMAT,
     CT_WORKERS, /* "auto" (0) or a number */
@@ -88,9 +89,9 @@ static const struct directive directives[] = {
      "worker processes: auto (the CPUs this process may use) or a number"},
     {"clustering", CT_BOOL, FIELD(clustering), 0, 0, false, "on", NULL,
      "off: one process serves, with no master"},
-    {"pidfile", CT_PATH, FIELD(pidfile), 0, 0, false, "", NULL,
+    {"pidfile", CT_OUT_PATH, FIELD(pidfile), 0, 0, false, "", NULL,
      "file holding the master's pid; empty for none"},
-    {"log_file", CT_PATH, FIELD(log_file), 0, 0, false, "", NULL,
+    {"log_file", CT_OUT_PATH, FIELD(log_file), 0, 0, false, "", NULL,
      "file the log is appended to; empty for stderr"},
     {"log_level", CT_LOG_LEVEL, FIELD(log_level), 0, 0, false, "info", NULL,
      "error, warn, info or debug"},
@@ -171,7 +172,7 @@ static const struct directive directives[] = {
      "on: GET /api/session slides the session's expiry by its ttl"},
     {"store", CT_STRING, FIELD(store), 1, 0, false, "lmdb", check_store,
      "where sessions live: lmdb (embedded, one machine) or redis (many instances)"},
-    {"store_path", CT_PATH, FIELD(store_path), 1, 0, false, "sessiond.db", NULL,
+    {"store_path", CT_OUT_PATH, FIELD(store_path), 1, 0, false, "sessiond.db", NULL,
      "the embedded store's file (a -lock file sits beside it)"},
     {"store_sync", CT_BOOL, FIELD(store_sync), 0, 0, false, "off", NULL,
      "on: flush every commit to disk (survives power loss, slower)"},
@@ -206,6 +207,9 @@ static const struct directive directives[] = {
      NULL, "a WebSocket message from a client; larger ones close it with 1009"},
     {"ws_max_queue", CT_SIZE, FIELD(ws_max_queue), KIB(4), GIB(1), false, "1m", NULL,
      "bytes waiting for a slow WebSocket reader; beyond, it is closed with 1008"},
+    /* At most 16384: a connection's channel count and capacity are 16-bit (channels.h). */
+    {"ws_max_channels", CT_INT, FIELD(ws_max_channels), 1, 16384, false, "256", NULL,
+     "channels one WebSocket may be in at once; one more is refused too_many_channels"},
     {"ws_rate_limit", CT_INT, FIELD(ws_rate_limit), 1, 1000000, true, "100", NULL,
      "messages per second a WebSocket client may send (a burst of as many); 0: no limit"},
     {"ws_ping_interval", CT_DURATION, FIELD(ws_ping_interval_ms), SEC(1), HOUR(1), false,
@@ -510,7 +514,7 @@ set_string(struct conf *c, const struct directive *d, const char *v, const struc
            char *err, size_t errlen)
 {
     char buf[4096];
-    const char *dir = d->type == CT_PATH ? src->dir : NULL;
+    const char *dir = d->type == CT_PATH || d->type == CT_OUT_PATH ? src->dir : NULL;
     size_t max = d->size - 1;
     if (resolve_path(v, dir, buf, sizeof buf) < 0 || strlen(buf) > max) {
         errf(err, errlen, "value for \"%s\" is too long (at most %zu bytes)", d->name, max);
@@ -796,6 +800,7 @@ set_directive(struct conf *c, const struct directive *d, const char *v, struct s
         return set_bool(c, d, v, err, errlen);
     case CT_STRING:
     case CT_PATH:
+    case CT_OUT_PATH:
         return set_string(c, d, v, src, err, errlen);
     case CT_LOG_LEVEL:
         return set_log_level(c, d, v, err, errlen);
@@ -952,6 +957,93 @@ run_checks(const struct conf *c, char *msg, size_t msglen)
         if (directives[i].check != NULL && directives[i].check(c, msg, msglen) < 0)
             return (int)i;
     return -1;
+}
+
+/* ---- Paths on this machine ---- */
+
+/* The directory part of path, as dirname(3) has it: "." for a bare name, "/" at the root. */
+static void
+dir_of(const char *path, char *dir, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL)
+        snprintf(dir, len, ".");
+    else if (slash == path)
+        snprintf(dir, len, "/");
+    else
+        snprintf(dir, len, "%.*s", (int)(slash - path), path);
+}
+
+int
+conf_check_paths(const struct conf *c, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < NDIRECTIVES; i++) {
+        const struct directive *d = &directives[i];
+        const char *path = (const char *)c + d->offset;
+        char dir[4096];
+        struct stat st;
+        if (d->type != CT_OUT_PATH || path[0] == '\0') continue;
+        dir_of(path, dir, sizeof dir);
+        if (stat(dir, &st) != 0) {
+            if (errno == ENOENT)
+                errf(err, errlen, "%s \"%s\": directory %s does not exist", d->name, path, dir);
+            else
+                errf(err, errlen, "%s \"%s\": directory %s: %s", d->name, path, dir,
+                     strerror(errno));
+            return -1;
+        }
+        if (!S_ISDIR(st.st_mode)) {
+            errf(err, errlen, "%s \"%s\": %s is not a directory", d->name, path, dir);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Whether a and b name the same file: the same text, or the same name in the same
+ * directory (compared by device and inode, so "d/../x" is "x"). */
+static bool
+same_file_path(const char *a, const char *b)
+{
+    const char *na = strrchr(a, '/'), *nb = strrchr(b, '/');
+    char da[4096], db[4096];
+    struct stat sa, sb;
+    if (strcmp(a, b) == 0) return true;
+    if (strcmp(na != NULL ? na + 1 : a, nb != NULL ? nb + 1 : b) != 0) return false;
+    dir_of(a, da, sizeof da);
+    dir_of(b, db, sizeof db);
+    return stat(da, &sa) == 0 && stat(db, &sb) == 0 && sa.st_dev == sb.st_dev &&
+           sa.st_ino == sb.st_ino;
+}
+
+static int
+refuse_change(const char *what, const char *from, const char *to, char *err, size_t errlen)
+{
+    errf(err, errlen, "%s cannot change on reload (from %s to %s): restart sessiond to change it",
+         what, from, to);
+    return -1;
+}
+
+int
+conf_reload_check(const struct conf *running, const struct conf *next, char *err, size_t errlen)
+{
+    if (strcmp(running->store, next->store) != 0)
+        return refuse_change("store", running->store, next->store, err, errlen);
+    if (!same_file_path(running->store_path, next->store_path))
+        return refuse_change("store_path", running->store_path, next->store_path, err, errlen);
+    return 0;
+}
+
+bool
+conf_key_warning(const struct conf *c, char *msg, size_t msglen)
+{
+    size_t n = strlen(c->api_key);
+    if (n == 0 || n >= CONF_API_KEY_MIN) return false;
+    snprintf(msg, msglen,
+             "api_key is %zu character%s long: anyone who guesses it holds the admin API; use a "
+             "random one of at least %d (openssl rand -hex 32)",
+             n, n == 1 ? "" : "s", CONF_API_KEY_MIN);
+    return true;
 }
 
 /* ---- Defaults ---- */
@@ -1146,8 +1238,8 @@ resolve_default_paths(struct conf *c, const struct parse_state *st, char *msg, s
     for (size_t i = 0; i < NDIRECTIVES; i++) {
         const struct directive *d = &directives[i];
         const char *v = (const char *)c + d->offset;
-        if (d->type != CT_PATH || st->line_of[i] != 0 || v[0] == '\0' || v[0] == '/')
-            continue;
+        bool path = d->type == CT_PATH || d->type == CT_OUT_PATH;
+        if (!path || st->line_of[i] != 0 || v[0] == '\0' || v[0] == '/') continue;
         char value[4096];
         struct source src = st->src;
         snprintf(value, sizeof value, "%s", v);
@@ -1327,17 +1419,121 @@ env_apply(struct env_state *es, const char *var, const char *name, char *err, si
     return 0;
 }
 
+/* The variable of a directive: SESSIOND_ and its name in upper case. */
+static void
+env_var_of(const struct directive *d, char *var, size_t len)
+{
+    int n = snprintf(var, len, "SESSIOND_%s", d->name);
+    for (int j = 0; j < n && (size_t)j < len; j++)
+        var[j] = (char)toupper((unsigned char)var[j]);
+}
+
 static int
 env_directives(struct env_state *es, char *err, size_t errlen)
 {
     for (size_t i = 0; i < NDIRECTIVES; i++) {
         char var[64];
-        int n = snprintf(var, sizeof var, "SESSIOND_%s", directives[i].name);
-        for (int j = 0; j < n; j++)
-            if (var[j] >= 'a' && var[j] <= 'z')
-                var[j] = (char)(var[j] - 'a' + 'A');
+        env_var_of(&directives[i], var, sizeof var);
         if (env_apply(es, var, directives[i].name, err, errlen) < 0)
             return -1;
+    }
+    return 0;
+}
+
+/* SESSIOND_ variables that are ours but name no directive: the binary the test suite and
+ * scripts/bench run (the Makefile exports it to every sessiond the tests start), and the
+ * test build's crash hook. */
+static const char *const env_not_directives[] = {"SESSIOND_BIN", "SESSIOND_TEST_CRASH_FILE"};
+
+/* The Levenshtein distance of a and b, or SIZE_MAX when one is longer than any directive's
+ * name could be. */
+static size_t
+edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), row[65];
+    if (la >= ARRAY_LEN(row) || lb >= ARRAY_LEN(row)) return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        size_t diag = row[0];
+        row[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t up = row[j], best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            diag = up;
+            row[j] = best;
+        }
+    }
+    return row[lb];
+}
+
+/* The directive whose name is within two edits of name (the closest, the first of a tie):
+ * what a typo most likely meant. NULL when none is that close. */
+static const struct directive *
+nearest_directive(const char *name)
+{
+    const struct directive *best = NULL;
+    size_t best_d = 3;
+    for (size_t i = 0; i < NDIRECTIVES; i++) {
+        size_t d = edit_distance(name, directives[i].name);
+        if (d < best_d) {
+            best_d = d;
+            best = &directives[i];
+        }
+    }
+    return best;
+}
+
+/* var (a SESSIOND_ variable) names no directive: say so, and what it may have meant. */
+static void
+env_unknown(const char *var, char *err, size_t errlen)
+{
+    char name[128] = "", hint[96] = ""; /* zeroed: the analyzer cannot follow the copy */
+    size_t n = 0;
+    for (const char *p = var + strlen("SESSIOND_"); *p != '\0' && n < sizeof name - 1; p++)
+        name[n++] = (char)tolower((unsigned char)*p);
+    name[n] = '\0';
+    const struct directive *d = find_directive(name);
+    if (d != NULL) {
+        env_var_of(d, hint, sizeof hint);
+        errf(err, errlen, "environment %s: a directive's variable is in upper case: %s", var, hint);
+        return;
+    }
+    if ((d = nearest_directive(name)) != NULL) {
+        char near[64];
+        env_var_of(d, near, sizeof near);
+        snprintf(hint, sizeof hint, " (did you mean %s?)", near);
+    }
+    errf(err, errlen, "environment %s: unknown directive \"%s\"%s", var, name, hint);
+}
+
+/* Whether var is a directive's variable (exactly as env_var_of spells it) or one of ours. */
+static bool
+env_var_known(const char *var)
+{
+    for (size_t i = 0; i < ARRAY_LEN(env_not_directives); i++)
+        if (strcmp(var, env_not_directives[i]) == 0) return true;
+    for (size_t i = 0; i < NDIRECTIVES; i++) {
+        char want[64];
+        env_var_of(&directives[i], want, sizeof want);
+        if (strcmp(var, want) == 0) return true;
+    }
+    return false;
+}
+
+int
+conf_check_env_names(char *const *envp, char *err, size_t errlen)
+{
+    for (char *const *e = envp; e != NULL && *e != NULL; e++) {
+        if (strncmp(*e, "SESSIOND_", strlen("SESSIOND_")) != 0) continue;
+        char var[128];
+        size_t n = strcspn(*e, "=");
+        snprintf(var, sizeof var, "%.*s", (int)(n < sizeof var ? n : sizeof var - 1), *e);
+        if (!env_var_known(var)) {
+            env_unknown(var, err, errlen);
+            return -1;
+        }
     }
     return 0;
 }

@@ -113,6 +113,7 @@ struct conf {
     int max_connections_per_user;
     int64_t ws_max_message_bytes;
     int64_t ws_max_queue;
+    int ws_max_channels;         /* channels one connection may be in (server-side ones too) */
     int ws_rate_limit;           /* messages per second per connection; 0 = no limit */
     int64_t ws_ping_interval_ms;
     int64_t ws_pong_timeout_ms;
@@ -152,6 +153,33 @@ int conf_load_string(struct conf *c, const char *name, const char *text, char *e
  * ("environment WORKERS: message"), returned as -1. */
 int conf_apply_env(struct conf *c, char *(*getenv_fn)(const char *), char *err,
                    size_t errlen);
+
+/* Check that every SESSIOND_ variable of envp ("NAME=value" strings, as environ holds them)
+ * is a directive's (SESSIOND_ and its name in upper case) or one sessiond itself reads, so
+ * that a misspelt one is an error as a misspelt line of the file is, not silently ignored.
+ * Returns 0, or -1 with "environment NAME: message" in err. */
+int conf_check_env_names(char *const *envp, char *err, size_t errlen);
+
+/* Check the config against this machine: store_path, log_file and pidfile must be in a
+ * directory that exists (sessiond creates those files, never directories, so that a typo
+ * is refused rather than given a fresh empty tree). Returns 0, or -1 with
+ * "DIRECTIVE \"PATH\": message" in err. */
+int conf_check_paths(const struct conf *c, char *err, size_t errlen);
+
+/* What a reload cannot change: where the sessions are. A new store or store_path would
+ * switch every new worker to other (empty) data while the old workers drain on the old,
+ * so a reload that changes either is refused, as nginx refuses what it cannot change on
+ * reload; a restart changes them. The same file spelt another way is no change. Returns
+ * 0, or -1 with the reason in err. */
+int conf_reload_check(const struct conf *running, const struct conf *next, char *err,
+                      size_t errlen);
+
+/* An api_key shorter than this is warned about (at start, on reload and by -t). */
+#define CONF_API_KEY_MIN 32
+
+/* Whether c deserves a warning about its api_key: set but shorter than CONF_API_KEY_MIN.
+ * If so, the warning is written into msg. */
+bool conf_key_warning(const struct conf *c, char *msg, size_t msglen);
 
 /* Set one directive by name from its text value (as on a config line, without the name).
  * Returns 0 or -1 with a message (without position) in err. */

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -20,7 +21,8 @@ static struct {
     char process[16]; /* "master", "worker" or "sessiond" */
     int worker;       /* the worker's id, or -1 */
     char role[32];    /* how text lines name the process: "master", "worker 3" */
-} L = {LOG_LVL_INFO, LOG_FMT_TEXT, 2, "", "sessiond", -1, "sessiond"};
+    bool echo;        /* error lines also go to stderr (log_set_echo) */
+} L = {LOG_LVL_INFO, LOG_FMT_TEXT, 2, "", "sessiond", -1, "sessiond", false};
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static const char *const format_names[] = {"text", "json"};
@@ -40,6 +42,40 @@ void
 log_set_level(enum log_level level)
 {
     L.level = level;
+}
+
+void
+log_set_echo(bool on)
+{
+    /* A closed stderr's number may since have been given to some other file: never write
+     * there. */
+    L.echo = on && fcntl(2, F_GETFD) != -1;
+}
+
+/* Whether stderr already is the log: no file is configured, or stderr was pointed at the
+ * log file itself (sessiond 2>>sessiond.log). */
+static bool
+stderr_is_log(void)
+{
+    struct stat a, b;
+    if (L.fd == 2) return true;
+    return fstat(2, &a) == 0 && fstat(L.fd, &b) == 0 && a.st_dev == b.st_dev &&
+           a.st_ino == b.st_ino;
+}
+
+/* An error line for a person at the terminal, as the command line's own messages read:
+ * "sessiond: message", or "sessiond: worker 2: message" from a worker. */
+static void
+echo_error(const char *msg)
+{
+    char line[2200];
+    int k = L.worker >= 0 ? snprintf(line, sizeof line, "sessiond: %s: %s\n", L.role, msg)
+                          : snprintf(line, sizeof line, "sessiond: %s\n", msg);
+    if (k <= 0) return;
+    size_t n = (size_t)k < sizeof line ? (size_t)k : sizeof line - 1;
+    line[n - 1] = '\n';
+    ssize_t w = write(2, line, n);
+    (void)w;
 }
 
 int
@@ -161,6 +197,7 @@ emit(enum log_level level, int err, const char *fmt, va_list ap)
     line[n++] = '\n';
     ssize_t w = write(L.fd, line, n);
     (void)w; /* nowhere left to report a failed log write */
+    if (level == LOG_LVL_ERROR && L.echo && !stderr_is_log()) echo_error(msg);
 }
 
 #define LOG_BODY(level, err)                                                                       \

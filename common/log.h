@@ -10,6 +10,7 @@
 #define SESSIOND_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/time.h>
 
@@ -22,6 +23,12 @@ enum log_format { LOG_FMT_TEXT, LOG_FMT_JSON };
  * id, else -1) or "sessiond" (a single process without a master). */
 void log_set_process(const char *process, int worker);
 void log_set_level(enum log_level level);
+/* While on, every error line is also written to stderr, as "sessiond: message", unless
+ * stderr already is the log (no log_file, or stderr pointed at that file): so that the
+ * errors that make a start fail reach the terminal that started it. On from the moment the
+ * log file is opened until the process serves (main, master, worker); a child inherits
+ * it. */
+void log_set_echo(bool on);
 /* Parse "error", "warn", "info" or "debug"; -1 if the name is none of those. */
 int log_level_parse(const char *name);
 /* Parse "text" or "json"; -1 if the name is neither. */

@@ -11,7 +11,11 @@
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-#define SESSIOND_VERSION "0.1.0"
+/* The version comes from VERSION in the Makefile (-DSESSIOND_VERSION), the one place it
+ * is written. */
+#ifndef SESSIOND_VERSION
+#error "SESSIOND_VERSION is defined by the Makefile (VERSION)"
+#endif
 
 /* Seconds, from the milliseconds the config keeps durations in. */
 static inline double

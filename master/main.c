@@ -26,14 +26,30 @@ static const char *const default_paths[] = {"sessiond.conf", "/etc/sessiond/sess
  * else "" for the built-in defaults. Kept for reloads. */
 static char conf_path[4096];
 
-/* Build a complete configuration: defaults, the file, then the environment. */
+/* Build a complete configuration: defaults, the file, then the environment (every
+ * SESSIOND_ variable of which must name a directive). */
 static int
-load_config(struct conf *c, char *err, size_t errlen)
+load_settings(struct conf *c, char *err, size_t errlen)
 {
     conf_defaults(c);
     if (conf_path[0] != '\0' && conf_load_file(c, conf_path, err, errlen) < 0)
         return -1;
+    if (conf_check_env_names(environ, err, errlen) < 0) return -1;
     return conf_apply_env(c, getenv, err, errlen);
+}
+
+/* The settings, checked against this machine as well: what -t, a start and a reload use.
+ * (-s only needs the pidfile, and must work while, say, the log's directory is away.) */
+static int
+load_config(struct conf *c, char *err, size_t errlen)
+{
+    char msg[CONF_ERR_LEN];
+    if (load_settings(c, err, errlen) < 0) return -1;
+    if (conf_check_paths(c, msg, sizeof msg) < 0) {
+        errf(err, errlen, "%s: %s", conf_path[0] != '\0' ? conf_path : "sessiond", msg);
+        return -1;
+    }
+    return 0;
 }
 
 static void
@@ -146,7 +162,7 @@ main(int argc, char **argv)
     char err[CONF_ERR_LEN];
     if (c == NULL)
         return 1;
-    if (load_config(c, err, sizeof err) < 0) {
+    if ((command != NULL && !test_only ? load_settings : load_config)(c, err, sizeof err) < 0) {
         fprintf(stderr, "%s\n", err);
         free(c);
         return 1;
@@ -157,7 +173,7 @@ main(int argc, char **argv)
          * pair would fail at start (and is refused on reload). */
         SSL_CTX *tls = NULL;
         /* With store redis, the URL and the rediss:// files (store_prepare touches
-         * nothing else for it; for lmdb it would create the store's directory). */
+         * nothing else for it; for lmdb it would create the store's files). */
         bool redis = strcmp(c->store, "redis") == 0;
         if (tls_ctx_build(c, &tls, err, sizeof err) < 0 ||
             (redis && store_prepare(c, err, sizeof err) < 0)) {
@@ -169,6 +185,7 @@ main(int argc, char **argv)
         SSL_CTX_free(tls);
         if (warning != NULL)
             fprintf(stderr, "sessiond: warning: %s\n", warning);
+        if (conf_key_warning(c, err, sizeof err)) fprintf(stderr, "sessiond: warning: %s\n", err);
         printf("configuration OK\n");
         free(c);
         return 0;
@@ -185,11 +202,15 @@ main(int argc, char **argv)
         free(c);
         return 1;
     }
+    /* Until it serves, an error that stops the start is said on the terminal too, not only
+     * in a log file nobody is looking at yet. */
+    log_set_echo(true);
     notify_init();
     if (warning != NULL)
         log_warnx("%s", warning);
     if (c->api_key[0] == '\0')
         log_warnx("no api_key is configured: the admin API answers loopback clients only");
+    if (conf_key_warning(c, err, sizeof err)) log_warnx("%s", err);
     if (conf_path[0] == '\0')
         log_info("no configuration file found (./sessiond.conf, /etc/sessiond/sessiond.conf); "
                  "using built-in defaults");

@@ -293,6 +293,7 @@ on_child_exit(struct master *m, pid_t pid, int status)
         log_errorx("worker %d (pid %ld) exited with the fatal status; not respawning it",
                    k.id, (long)pid);
         if (live_children(m) == 0) {
+            log_set_echo(true); /* why the master exits 1 belongs on stderr too */
             log_errorx("no workers left; exiting");
             m->exit_status = 1;
             ev_break(m->loop, EVBREAK_ALL);
@@ -469,6 +470,11 @@ reload(struct master *m)
     notify_send("RELOADING=1\nMONOTONIC_USEC=%lld\nSTATUS=reloading",
                 (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000);
     struct conf *next = conf_reread(m->reload, err, sizeof err);
+    /* Checked before store_prepare, which would create the new store's files. */
+    if (next != NULL && conf_reload_check(m->conf, next, err, sizeof err) < 0) {
+        free(next);
+        next = NULL;
+    }
     if (next == NULL) {
         log_errorx("reload refused, keeping the running configuration: %s", err);
         refused_reload(m);
@@ -503,6 +509,7 @@ reload(struct master *m)
         log_warn("cannot open log file %s", next->log_file);
     if (privs_own_files(next, err, sizeof err) < 0)
         log_warnx("%s", err);
+    if (conf_key_warning(next, err, sizeof err)) log_warnx("%s", err);
     free(m->conf);
     m->conf = next;
     m->gen++;
@@ -788,6 +795,9 @@ master_run(struct conf *conf, worker_reload_fn reload_fn)
     m.ready_owed = true;
     take_fd_limit(conf, m.target);
     log_info("sessiond %s starting %d worker(s)", SESSIOND_VERSION, m.target);
+    /* The start can no longer fail as a whole: from here errors are the log's alone (and
+     * the workers inherit that). */
+    log_set_echo(false);
     start_workers(&m);
     ev_run(m.loop, 0);
 

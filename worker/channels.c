@@ -27,11 +27,25 @@
 #include "ws.h"
 #include "ws_proto.h"
 
-#define CHAN_MAX_PER_CLIENT 256 /* channels one connection may be in */
 #define CHAN_DEFLATE_MIN 128    /* smaller pushes are not worth compressing */
 #define CHAN_EXPIRY_CHECK 1.0   /* how often expired sessions' sockets are looked for */
 #define CHAN_PRESENCE_MAX 10000 /* members listed by a presence answer */
 #define CHAN_REDIS_CONTROL "~"  /* the Redis name of session ends: no channel is called so */
+
+/* How many channels one connection may be in, server-side ones included. */
+static size_t
+chan_max_subs(const struct chan_client *cl)
+{
+    return (size_t)cl->w->conf->ws_max_channels;
+}
+
+static void
+chan_too_many(struct chan_client *cl, const json_t *id)
+{
+    char msg[64];
+    snprintf(msg, sizeof msg, "A connection may be in %d channels.", cl->w->conf->ws_max_channels);
+    ws_error(cl->ws, id, "too_many_channels", msg);
+}
 
 static struct roster_member
 chan_member(const struct chan_client *cl)
@@ -720,8 +734,8 @@ chan_dispatch(struct chan_client *cl, json_t *j)
         if (!chan_may(cl, NS_OP_SUBSCRIBE, channel, len, id) ||
             chan_since_arg(cl, j, id, &since) < 0)
             return;
-        if (cl->nsubs >= CHAN_MAX_PER_CLIENT && chan_find_sub(cl, channel, len) < 0)
-            ws_error(cl->ws, id, "too_many_channels", "A connection may be in 256 channels.");
+        if (cl->nsubs >= chan_max_subs(cl) && chan_find_sub(cl, channel, len) < 0)
+            chan_too_many(cl, id);
         else if (chan_subscribe(cl, channel, len, id, false, &since) < 0)
             ws_error(cl->ws, id, "internal", "Out of memory.");
     } else if (strcmp(op, "unsubscribe") == 0) {
@@ -804,7 +818,7 @@ chan_join_server_side(struct chan_client *cl)
     for (unsigned i = 0; cl->grants != NULL && i < cl->grants->nsubscribe; i++) {
         size_t len;
         const char *ch = grants_subscribe_at(cl->grants, i, &len);
-        if (cl->nsubs < CHAN_MAX_PER_CLIENT && chan_subscribe(cl, ch, len, NULL, true, NULL) < 0)
+        if (cl->nsubs < chan_max_subs(cl) && chan_subscribe(cl, ch, len, NULL, true, NULL) < 0)
             log_warnx("session %s: out of memory joining %.*s", cl->id, (int)len, ch);
     }
 }

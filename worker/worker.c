@@ -400,6 +400,10 @@ worker_reload(struct worker *w)
 {
     char err[CONF_ERR_LEN];
     struct conf *next = conf_reread(w->reload, err, sizeof err);
+    if (next != NULL && conf_reload_check(w->conf, next, err, sizeof err) < 0) {
+        free(next);
+        next = NULL;
+    }
     if (next == NULL) {
         log_errorx("reload refused, keeping the running configuration: %s", err);
         return;
@@ -418,6 +422,7 @@ worker_reload(struct worker *w)
         log_warnx("listen changes need a restart in single-process mode; keeping the sockets");
     if (log_configure(next->log_file, next->log_level, next->log_format) < 0)
         log_warn("cannot open log file %s", next->log_file);
+    if (conf_key_warning(next, err, sizeof err)) log_warnx("%s", err);
     free(w->owned_conf);
     w->owned_conf = next;
     w->conf = next;
@@ -590,6 +595,7 @@ worker_run(const struct worker_params *p)
     sb_set(&w.slot->state, SB_RUNNING);
     accept_start(&w);
     log_debug("serving");
+    log_set_echo(false); /* single-process mode: started; from now on errors are the log's */
     ev_run(w.loop, 0);
 
     sb_set(&w.slot->accepting, 0);

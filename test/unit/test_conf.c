@@ -4,6 +4,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -252,6 +253,7 @@ START_TEST(defaults)
     ck_assert_int_eq(c.send_timeout_ms, 30000);
     ck_assert(c.gzip);
     ck_assert_int_eq(c.max_sessions, 100000);
+    ck_assert_int_eq(c.ws_max_channels, 256); /* what sessiond.conf(5) promises */
 
     /* An empty file is the defaults, and passes the checks across fields. */
     struct conf e;
@@ -843,6 +845,143 @@ START_TEST(env_directives)
 }
 END_TEST
 
+/* A SESSIOND_ variable must name a directive: a typo is refused like a misspelt line of
+ * the file, with the near miss named. The few that are not directives but are ours pass. */
+static void
+env_names_fail(const char *var, const char *want)
+{
+    char *envp[] = {(char *)(uintptr_t) "PATH=/bin", (char *)(uintptr_t)var, NULL};
+    char err[CONF_ERR_LEN] = "";
+    ck_assert_int_eq(conf_check_env_names(envp, err, sizeof err), -1);
+    ck_assert_str_eq(err, want);
+}
+
+START_TEST(env_unknown_names)
+{
+    char err[CONF_ERR_LEN] = "";
+    char *ok[] = {(char *)(uintptr_t) "SESSIOND_MAX_BODY_BYTES=2m",
+                  (char *)(uintptr_t) "SESSIOND_API_KEY=k",
+                  (char *)(uintptr_t) "SESSIOND_STORE=lmdb",
+                  (char *)(uintptr_t) "SESSIOND_NAMESPACE=chat subscribe=any",
+                  (char *)(uintptr_t) "SESSIOND_BIN=/usr/sbin/sessiond",
+                  (char *)(uintptr_t) "SESSIOND_TEST_CRASH_FILE=/tmp/x",
+                  (char *)(uintptr_t) "SESSIONDX=1",
+                  (char *)(uintptr_t) "HOME=/root",
+                  NULL};
+    ck_assert_msg(conf_check_env_names(ok, err, sizeof err) == 0, "%s", err);
+    ck_assert_int_eq(conf_check_env_names((char *[]){NULL}, err, sizeof err), 0);
+
+    env_names_fail("SESSIOND_MAX_BODY_BYTE=2m",
+                   "environment SESSIOND_MAX_BODY_BYTE: unknown directive \"max_body_byte\" (did "
+                   "you mean SESSIOND_MAX_BODY_BYTES?)");
+    env_names_fail("SESSIOND_WROKERS=2", "environment SESSIOND_WROKERS: unknown directive "
+                                         "\"wrokers\" (did you mean SESSIOND_WORKERS?)");
+    env_names_fail("SESSIOND_COLOUR=blue",
+                   "environment SESSIOND_COLOUR: unknown directive \"colour\"");
+    env_names_fail("SESSIOND_NOTHING=", "environment SESSIOND_NOTHING: unknown directive "
+                                        "\"nothing\"");
+    env_names_fail("SESSIOND_=1", "environment SESSIOND_: unknown directive \"\"");
+    env_names_fail("SESSIOND_gzip=off",
+                   "environment SESSIOND_gzip: a directive's variable is in upper case: "
+                   "SESSIOND_GZIP");
+}
+END_TEST
+
+/* store_path, log_file and pidfile are files sessiond creates, never directories: one under
+ * a directory that does not exist is a typo, refused with the directive and the path. */
+START_TEST(paths_need_their_directory)
+{
+    char tmpl[] = "/tmp/conf-test-XXXXXX", text[512], want[512], err[CONF_ERR_LEN] = "";
+    static const char *const names[] = {"store_path", "log_file", "pidfile"};
+    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    struct conf c;
+    conf_defaults(&c);
+    ck_assert_msg(conf_check_paths(&c, err, sizeof err) == 0, "%s", err);
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        snprintf(text, sizeof text, "%s %s/f\n", names[i], tmpl);
+        load_ok(&c, text);
+        ck_assert_msg(conf_check_paths(&c, err, sizeof err) == 0, "%s", err);
+        snprintf(text, sizeof text, "%s %s/no/such/f\n", names[i], tmpl);
+        load_ok(&c, text); /* the syntax is fine: the check is of the machine */
+        ck_assert_int_eq(conf_check_paths(&c, err, sizeof err), -1);
+        snprintf(want, sizeof want, "%s \"%s/no/such/f\": directory %s/no/such does not exist",
+                 names[i], tmpl, tmpl);
+        ck_assert_str_eq(err, want);
+    }
+    /* A bare name is in the working directory, which exists. */
+    load_ok(&c, "store_path s.db\nlog_file s.log\npidfile s.pid\n");
+    ck_assert_msg(conf_check_paths(&c, err, sizeof err) == 0, "%s", err);
+    /* A file where a directory should be. */
+    snprintf(text, sizeof text, "%s/plain", tmpl);
+    write_file(text, "");
+    snprintf(text, sizeof text, "log_file %s/plain/s.log\n", tmpl);
+    load_ok(&c, text);
+    ck_assert_int_eq(conf_check_paths(&c, err, sizeof err), -1);
+    snprintf(want, sizeof want, "log_file \"%s/plain/s.log\": %s/plain is not a directory", tmpl,
+             tmpl);
+    ck_assert_str_eq(err, want);
+    snprintf(text, sizeof text, "%s/plain", tmpl);
+    unlink(text);
+    rmdir(tmpl);
+}
+END_TEST
+
+/* A reload cannot move the sessions: store and store_path stay what they were at start
+ * (the same file spelt another way is no change); everything else may change. */
+START_TEST(reload_keeps_the_store)
+{
+    char tmpl[] = "/tmp/conf-test-XXXXXX", text[512], want[1024], err[CONF_ERR_LEN] = "";
+    ck_assert_ptr_nonnull(mkdtemp(tmpl));
+    snprintf(text, sizeof text, "%s/sub", tmpl);
+    ck_assert_int_eq(mkdir(text, 0700), 0);
+    struct conf run, next;
+    snprintf(text, sizeof text, "store_path %s/one.db\n", tmpl);
+    load_ok(&run, text);
+    snprintf(text, sizeof text, "store_path %s/sub/../one.db\nworkers 3\nmax_body_bytes 2m\n",
+             tmpl);
+    load_ok(&next, text);
+    ck_assert_msg(conf_reload_check(&run, &next, err, sizeof err) == 0, "%s", err);
+
+    snprintf(text, sizeof text, "store_path %s/sub/one.db\n", tmpl);
+    load_ok(&next, text);
+    ck_assert_int_eq(conf_reload_check(&run, &next, err, sizeof err), -1);
+    snprintf(want, sizeof want,
+             "store_path cannot change on reload (from %s/one.db to %s/sub/one.db): restart "
+             "sessiond to change it",
+             tmpl, tmpl);
+    ck_assert_str_eq(err, want);
+
+    snprintf(text, sizeof text, "store_path %s/one.db\nstore redis\n", tmpl);
+    load_ok(&next, text);
+    ck_assert_int_eq(conf_reload_check(&run, &next, err, sizeof err), -1);
+    ck_assert_str_eq(err, "store cannot change on reload (from lmdb to redis): restart sessiond "
+                          "to change it");
+    snprintf(text, sizeof text, "%s/sub", tmpl);
+    rmdir(text);
+    rmdir(tmpl);
+}
+END_TEST
+
+/* An api_key anyone could guess is worth a warning: one under 32 characters. No key is
+ * warned about elsewhere (the admin API then answers loopback peers only). */
+START_TEST(short_api_key_warning)
+{
+    struct conf c;
+    char msg[256] = "";
+    conf_defaults(&c);
+    ck_assert(!conf_key_warning(&c, msg, sizeof msg));
+    load_ok(&c, "api_key x\n");
+    ck_assert(conf_key_warning(&c, msg, sizeof msg));
+    ck_assert_str_eq(msg, "api_key is 1 character long: anyone who guesses it holds the admin "
+                          "API; use a random one of at least 32 (openssl rand -hex 32)");
+    load_ok(&c, "api_key 0123456789012345678901234567890\n");
+    ck_assert(conf_key_warning(&c, msg, sizeof msg));
+    ck_assert_ptr_nonnull(strstr(msg, "api_key is 31 characters long"));
+    load_ok(&c, "api_key 01234567890123456789012345678901\n");
+    ck_assert(!conf_key_warning(&c, msg, sizeof msg));
+}
+END_TEST
+
 /* ---- namespaces ---- */
 
 START_TEST(namespace_directives)
@@ -1133,6 +1272,9 @@ conf_suite(void)
     tcase_add_test(file, relative_paths);
     tcase_add_test(file, unreadable_files);
     tcase_add_test(file, example_file);
+    tcase_add_test(file, paths_need_their_directory);
+    tcase_add_test(file, reload_keeps_the_store);
+    tcase_add_test(file, short_api_key_warning);
     suite_add_tcase(s, file);
 
     TCase *env = tcase_create("env");
@@ -1140,6 +1282,7 @@ conf_suite(void)
     tcase_add_test(env, env_workers);
     tcase_add_test(env, env_clustering);
     tcase_add_test(env, env_directives);
+    tcase_add_test(env, env_unknown_names);
     suite_add_tcase(s, env);
 
     TCase *ns = tcase_create("namespaces");
