@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "api.h"
+#include "json_in.h"
 #include "http.h"
 #include "store.h"
 #include "token.h"
@@ -135,19 +136,10 @@ api_json_body(struct request *r)
         http_error(r, 415, NULL, "The body must be sent as Content-Type: application/json.");
         return NULL;
     }
-    json_error_t e;
-    json_t *j = json_loadb(r->body, r->body_len, JSON_REJECT_DUPLICATES, &e);
-    if (j == NULL) {
-        char msg[256];
-        snprintf(msg, sizeof msg, "Invalid JSON at byte %d: %s.", e.position, e.text);
-        http_error(r, 400, NULL, msg);
-        return NULL;
-    }
-    if (!json_is_object(j)) {
-        json_decref(j);
-        http_error(r, 400, NULL, "The body must be a JSON object.");
-        return NULL;
-    }
+    char why[JSON_ERROR_TEXT_LENGTH + 64];
+    json_t *j = json_in_object(r->body, r->body_len, "The body", why, sizeof why);
+    if (j == NULL)
+        http_error(r, 400, NULL, why);
     return j;
 }
 

@@ -21,6 +21,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
+#include "json_in.h"
 #include "utf8.h"
 
 /* ---- Opening handshake ------------------------------------------------------------- */
@@ -547,58 +548,15 @@ ws_proto_close_check(const uint8_t *p, size_t len)
 
 /* ---- The client's messages --------------------------------------------------------- */
 
-/* What a JSON value is, for a message that should have been an object. */
-static const char *
-json_kind(const json_t *j)
-{
-    switch (json_typeof(j)) {
-    case JSON_ARRAY:
-        return "an array";
-    case JSON_STRING:
-        return "a string";
-    case JSON_INTEGER:
-    case JSON_REAL:
-        return "a number";
-    case JSON_TRUE:
-        return "true";
-    case JSON_FALSE:
-        return "false";
-    case JSON_NULL:
-        return "null";
-    default:
-        return "an object";
-    }
-}
-
 json_t *
 ws_proto_message(const char *p, size_t len, char *msg, size_t cap)
 {
-    msg[0] = '\0';
-    /* JSON has no place for a raw NUL, and jansson takes one for the end of its input:
-     * it would skip "{"a":1<NUL>}" as if the NUL were not there, and say "end of file"
-     * of others. */
-    const char *nul = len > 0 ? memchr(p, '\0', len) : NULL;
-    /* Any value is parsed, so that a string or a number is named as such rather than
-     * as JSON that lacks its '[' or '{'. */
-    json_error_t e = {0};
-    json_t *j = len == 0 || nul != NULL
-                    ? NULL
-                    : json_loadb(p, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &e);
-    if (json_is_object(j)) return j;
-    char text[sizeof e.text + 64];
-    if (len == 0)
-        snprintf(text, sizeof text, "A message must be a JSON object, not empty.");
-    else if (nul != NULL)
-        snprintf(text, sizeof text, "Invalid JSON at byte %zu: a NUL byte.", (size_t)(nul - p));
-    else if (j == NULL && json_error_code(&e) == json_error_null_character)
-        /* jansson's words name its own flag, of no use to a client. */
-        snprintf(text, sizeof text, "Invalid JSON at byte %d: \\u0000 is not allowed in a string.",
-                 e.position);
-    else if (j == NULL)
-        snprintf(text, sizeof text, "Invalid JSON at byte %d: %s.", e.position, e.text);
-    else
-        snprintf(text, sizeof text, "A message must be a JSON object, not %s.", json_kind(j));
-    json_decref(j);
+    char text[JSON_ERROR_TEXT_LENGTH + 64];
+    json_t *j = json_in_object(p, len, "A message", text, sizeof text);
+    if (j != NULL) {
+        msg[0] = '\0';
+        return j;
+    }
     /* jansson quotes the message's own bytes ("near '...'"): escaped, they are JSON
      * string content whatever they are. */
     msg[utf8_json_escape(msg, cap - 1, text, strlen(text), NULL)] = '\0';

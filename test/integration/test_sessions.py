@@ -418,3 +418,20 @@ def test_bad_channels_or_subscribe_are_400_and_write_nothing(server_factory):
     got = call(s, "GET", f"/api/sessions/{sid}")[2]
     assert (got["version"], got["channels"], got["subscribe"], got["data"]) == \
         (1, ["keep"], [], {})
+
+
+def test_a_bad_body_is_told_what_is_wrong_as_a_websocket_message_is(server_factory):
+    # The same words as for a WebSocket message (common/json_in.c), "The body" for "A message".
+    s = keyed(server_factory)
+    cases = [
+        (b'{"user":"a","user":"b"}', "Invalid JSON at byte 18: duplicate object key near '\"user\"'."),
+        (b'{"user":"a"}\x00', "Invalid JSON at byte 12: a NUL byte."),
+        (b'{"user":"a\\u0000"}', "Invalid JSON at byte 17: \\u0000 is not allowed in a string."),
+        (b'["user"]', "The body must be a JSON object, not an array."),
+        (b'"alice"', "The body must be a JSON object, not a string."),
+        (b'', "The body must be a JSON object, not empty."),
+    ]
+    for raw, want in cases:
+        status, _, body = call(s, "POST", "/api/sessions", raw=raw)
+        assert status == 400 and body["error"]["message"] == want, (raw, body)
+    assert call(s, "GET", "/api/users/a/sessions")[2]["sessions"] == []  # nothing written
