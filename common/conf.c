@@ -888,19 +888,7 @@ static int
 check_redis_sentinels(const struct conf *c, char *err, size_t errlen)
 {
     struct sentinel_addr a[SENTINEL_MAX];
-    char msg[CONF_ERR_LEN];
-    if (c->redis_sentinels[0] == '\0')
-        return 0;
-    if (sentinel_list_parse(c->redis_sentinels, a, SENTINEL_MAX, msg, sizeof msg) < 0) {
-        errf(err, errlen, "invalid \"redis_sentinels\": %s", msg);
-        return -1;
-    }
-    if (!sentinel_name_ok(c->redis_master)) {
-        errf(err, errlen, "invalid \"redis_master\": a name of 1 to %d bytes without spaces",
-             SENTINEL_NAME_MAX - 1);
-        return -1;
-    }
-    return 0;
+    return sentinel_config(c->redis_sentinels, c->redis_master, a, err, errlen) < 0 ? -1 : 0;
 }
 
 /* An unknown user or group is a config error (caught by -t and refused on reload), not a

@@ -221,17 +221,24 @@ rc_schedule_reconnect(struct redis_conn *rc)
 
 static bool rc_complete(struct redis_conn *rc, redisReply *r);
 
-/* Down, for the reason in cause: say so, open the circuit, try again later. */
+/* Not connected: open the circuit, try again later. */
 static void
-rc_failed(struct redis_conn *rc)
+rc_retry(struct redis_conn *rc)
 {
     rc->ready = false;
-    rc_log_down(rc);
-    if (!rc->closing)
-        redis_sentinel_ask(); /* lost, refused or a replica: the master may have moved */
     if (rc->circuit != REDIS_OPEN)
         rc_circuit_open(rc);
     rc_schedule_reconnect(rc);
+}
+
+/* Down, for the reason in cause: say so, and try again later. */
+static void
+rc_failed(struct redis_conn *rc)
+{
+    rc_log_down(rc);
+    if (!rc->closing)
+        redis_sentinel_ask(); /* lost, refused or a replica: the master may have moved */
+    rc_retry(rc);
 }
 
 /* The connection is gone: close its socket at once, then every command in flight gets
@@ -373,12 +380,10 @@ rc_is_push(const struct redis_conn *rc, const redisReply *r)
 {
     static const char *const kinds[] = {"message",   "pmessage",   "subscribe",
                                         "unsubscribe", "psubscribe", "punsubscribe"};
-    if (rc->opts.on_push == NULL || r->type != REDIS_REPLY_ARRAY || r->elements == 0 ||
-        r->element[0]->type != REDIS_REPLY_STRING)
+    if (rc->opts.on_push == NULL || r->type != REDIS_REPLY_ARRAY || r->elements == 0)
         return false;
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
-        if (r->element[0]->len == strlen(kinds[i]) &&
-            memcmp(r->element[0]->str, kinds[i], r->element[0]->len) == 0)
+        if (redis_reply_is(r->element[0], kinds[i]))
             return true;
     return false;
 }
@@ -717,11 +722,7 @@ rc_connect(struct redis_conn *rc)
 {
     char why[256];
     if (!rc_find_master(rc)) {
-        /* The watcher is asking, and logs what goes wrong there: nothing to add. */
-        rc->ready = false;
-        if (rc->circuit != REDIS_OPEN)
-            rc_circuit_open(rc);
-        rc_schedule_reconnect(rc);
+        rc_retry(rc); /* the watcher is asking, and logs what goes wrong there */
         return;
     }
     if (rc->url.tls && rc_tls == NULL) {

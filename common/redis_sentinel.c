@@ -30,54 +30,22 @@ port_parse(const char *p, size_t n, int *out)
     return true;
 }
 
-/* One "host[:port]" or "[v6]:port" of n bytes. */
+/* One "host[:port]" or "[v6]:port" of n bytes, read as redis_url reads its host. */
 static int
 entry_parse(const char *p, size_t n, struct sentinel_addr *a, char *err, size_t errlen)
 {
-    const char *host = p, *colon = NULL;
-    size_t hlen = n;
+    struct redis_url u = {.port = SENTINEL_DEFAULT_PORT};
+    char why[256];
     if (memchr(p, '/', n) != NULL) {
         errf(err, errlen, "\"%.*s\": host:port, not a URL", (int)n, p);
         return -1;
     }
-    if (n > 0 && p[0] == '[') {
-        const char *end = memchr(p, ']', n);
-        if (end == NULL) {
-            errf(err, errlen, "\"%.*s\": no ] after an IPv6 address", (int)n, p);
-            return -1;
-        }
-        host = p + 1, hlen = (size_t)(end - host);
-        if (end + 1 < p + n) {
-            if (end[1] != ':') {
-                errf(err, errlen, "\"%.*s\": after ] comes :port", (int)n, p);
-                return -1;
-            }
-            colon = end + 1;
-        }
-    } else {
-        colon = memchr(p, ':', n);
-        if (colon != NULL && memchr(colon + 1, ':', (size_t)(p + n - colon - 1)) != NULL) {
-            errf(err, errlen, "\"%.*s\": an IPv6 address goes in brackets, [::1]:26379", (int)n, p);
-            return -1;
-        }
-        if (colon != NULL) hlen = (size_t)(colon - p);
-    }
-    if (hlen == 0 || hlen >= sizeof a->host) {
-        errf(err, errlen, "\"%.*s\": %s host", (int)n, p, hlen == 0 ? "no" : "too long a");
+    if (redis_url_host(p, n, &u, why, sizeof why) < 0) {
+        errf(err, errlen, "\"%.*s\": %s", (int)n, p, why);
         return -1;
     }
-    for (size_t i = 0; i < hlen; i++)
-        if ((unsigned char)host[i] <= ' ' || host[i] == '@') {
-            errf(err, errlen, "\"%.*s\": not a host name or address", (int)n, p);
-            return -1;
-        }
-    memcpy(a->host, host, hlen);
-    a->host[hlen] = '\0';
-    a->port = SENTINEL_DEFAULT_PORT;
-    if (colon != NULL && !port_parse(colon + 1, (size_t)(p + n - colon - 1), &a->port)) {
-        errf(err, errlen, "\"%.*s\": the port must be 1 to 65535", (int)n, p);
-        return -1;
-    }
+    memcpy(a->host, u.host, sizeof a->host);
+    a->port = u.port;
     return 0;
 }
 
@@ -173,8 +141,7 @@ bool
 sentinel_role_is_master(const redisReply *r)
 {
     return r->type == REDIS_REPLY_ARRAY && r->elements > 0 &&
-           r->element[0]->type == REDIS_REPLY_STRING && r->element[0]->len == 6 &&
-           memcmp(r->element[0]->str, "master", 6) == 0;
+           redis_reply_is(r->element[0], "master");
 }
 
 /* ---- the watcher ---- */
@@ -208,22 +175,32 @@ static struct {
 static void sw_connect(void);
 
 int
+sentinel_config(const char *list, const char *name, struct sentinel_addr out[SENTINEL_MAX],
+                char *err, size_t errlen)
+{
+    char msg[256];
+    int n;
+    if (list == NULL || list[0] == '\0')
+        return 0;
+    if ((n = sentinel_list_parse(list, out, SENTINEL_MAX, msg, sizeof msg)) < 0) {
+        errf(err, errlen, "invalid \"redis_sentinels\": %s", msg);
+        return -1;
+    }
+    if (!sentinel_name_ok(name)) {
+        errf(err, errlen, "invalid \"redis_master\": a name of 1 to %d bytes without spaces",
+             SENTINEL_NAME_MAX - 1);
+        return -1;
+    }
+    return n;
+}
+
+int
 redis_sentinel_setup(const char *list, const char *name, bool tls, char *err, size_t errlen)
 {
     struct sentinel_addr a[SENTINEL_MAX] = {0};
-    int n = 0;
-    if (list != NULL && list[0] != '\0') {
-        char msg[256];
-        if ((n = sentinel_list_parse(list, a, SENTINEL_MAX, msg, sizeof msg)) < 0) {
-            errf(err, errlen, "redis_sentinels: %s", msg);
-            return -1;
-        }
-        if (!sentinel_name_ok(name)) {
-            errf(err, errlen, "redis_master: a name without spaces, of 1 to %d bytes",
-                 SENTINEL_NAME_MAX - 1);
-            return -1;
-        }
-    }
+    int n = sentinel_config(list, name, a, err, errlen);
+    if (n < 0)
+        return -1;
     memcpy(sw.list, a, (size_t)n * sizeof a[0]);
     sw.n = n;
     snprintf(sw.name, sizeof sw.name, "%s", n > 0 ? name : "");
@@ -318,22 +295,16 @@ sw_on_answer(const redisReply *r)
     sw_next();
 }
 
-static bool
-is_word(const redisReply *r, const char *w)
-{
-    return r->type == REDIS_REPLY_STRING && r->len == strlen(w) && memcmp(r->str, w, r->len) == 0;
-}
-
 static void
 sw_on_push(const redisReply *r)
 {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
-        !is_word(r->element[1], "+switch-master")) {
+        !redis_reply_is(r->element[1], "+switch-master")) {
         sw_cause("%s: an unexpected message", sw_where());
         sw_next();
         return;
     }
-    if (sw.state == SW_SUBSCRIBING && is_word(r->element[0], "subscribe")) {
+    if (sw.state == SW_SUBSCRIBING && redis_reply_is(r->element[0], "subscribe")) {
         sw.state = SW_LISTENING;
         sw.tried = 0;
         ev_timer_stop(sw.loop, &sw.timer);
@@ -341,7 +312,7 @@ sw_on_push(const redisReply *r)
     }
     struct sentinel_addr a;
     const redisReply *m = r->element[2];
-    if (is_word(r->element[0], "message") && m->type == REDIS_REPLY_STRING &&
+    if (redis_reply_is(r->element[0], "message") && m->type == REDIS_REPLY_STRING &&
         sentinel_switch_parse(m->str, m->len, sw.name, &a) == 1)
         sw_found(&a);
 }

@@ -54,6 +54,12 @@ int sentinel_switch_parse(const char *msg, size_t len, const char *name, struct 
 /* The reply to ROLE: true when it says master. */
 bool sentinel_role_is_master(const struct redisReply *r);
 
+/* The directives redis_sentinels (list; "" for none) and redis_master (name, checked
+ * only with a list): how many Sentinels, or -1 with err naming the directive at fault.
+ * The config's check and the watcher's setup both read them so. */
+int sentinel_config(const char *list, const char *name, struct sentinel_addr out[SENTINEL_MAX],
+                    char *err, size_t errlen);
+
 /* ---- the watcher ---- */
 
 /* The process's Sentinels and master name (list "" turns Sentinel off); tls as

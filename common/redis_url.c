@@ -149,9 +149,8 @@ url_host_char(char c)
            c == '.' || c == '-' || c == '_';
 }
 
-/* host or host:port (host a name or an IPv4 address). */
-static int
-url_host(const char *p, size_t n, struct redis_url *out, char *err, size_t errlen)
+int
+redis_url_host(const char *p, size_t n, struct redis_url *out, char *err, size_t errlen)
 {
     if (n > 0 && p[0] == '[')
         return url_host_v6(p, n, out, err, errlen);
@@ -237,7 +236,7 @@ url_tcp(const char *p, struct redis_url *out, char *err, size_t errlen)
             return -1;
         host = at + 1;
     }
-    if (url_host(host, alen - (size_t)(host - p), out, err, errlen) < 0)
+    if (redis_url_host(host, alen - (size_t)(host - p), out, err, errlen) < 0)
         return -1;
     return url_path(p + alen, out, err, errlen);
 }

@@ -34,4 +34,9 @@ struct redis_url {
  * the directive's name, which the caller adds). */
 int redis_url_parse(const char *url, struct redis_url *out, char *err, size_t errlen);
 
+/* The host part alone (n bytes at p): host, host:port, [v6addr] or [v6addr]:port, into
+ * out->host and out->port (left as it was when no port is given). For redis_url and for
+ * the entries of redis_sentinels. 0, or -1 with err. */
+int redis_url_host(const char *p, size_t n, struct redis_url *out, char *err, size_t errlen);
+
 #endif

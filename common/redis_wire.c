@@ -538,3 +538,10 @@ redis_wire_pending(const struct redis_wire *w)
 {
     return buf_used(&w->out);
 }
+
+bool
+redis_reply_is(const redisReply *r, const char *word)
+{
+    return r->type == REDIS_REPLY_STRING && r->len == strlen(word) &&
+           memcmp(r->str, word, r->len) == 0;
+}

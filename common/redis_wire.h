@@ -54,6 +54,9 @@ int redis_wire_send(struct redis_wire *w, int argc, const char **argv, const siz
  * a reply late after its own loop stalled. */
 void redis_wire_poll(struct redis_wire *w);
 
+/* Is r the bulk string word, exactly those bytes? */
+bool redis_reply_is(const struct redisReply *r, const char *word);
+
 /* Bytes queued and not yet written. */
 size_t redis_wire_pending(const struct redis_wire *w);
 

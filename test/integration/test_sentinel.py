@@ -243,8 +243,8 @@ def test_a_sentinel_that_knows_no_such_master_keeps_the_instance_unready(server_
 
 
 @pytest.mark.parametrize("value, message", [
-    ("127.0.0.1:99999", "the port must be 1 to 65535"),
-    ("::1:26379", "an IPv6 address goes in brackets"),
+    ("127.0.0.1:99999", 'bad port "99999" (1 to 65535)'),
+    ("::1:26379", "an IPv6 host needs brackets"),
     ("a:1,,b:2", "an empty entry"),
 ])
 def test_bad_sentinel_lists_are_config_errors(tmp_path, value, message):

@@ -40,16 +40,17 @@ START_TEST(lists)
     ck_assert_int_eq(a[0].port, SENTINEL_DEFAULT_PORT);
     list_bad("", "an empty entry (host:port,host:port)");
     list_bad("a:1,", "an empty entry (host:port,host:port)");
-    list_bad("a:0", "\"a:0\": the port must be 1 to 65535");
-    list_bad("a:65536", "\"a:65536\": the port must be 1 to 65535");
-    list_bad("a:", "\"a:\": the port must be 1 to 65535");
-    list_bad("a:1x", "\"a:1x\": the port must be 1 to 65535");
-    list_bad(":1", "\":1\": no host");
-    list_bad("::1", "\"::1\": an IPv6 address goes in brackets, [::1]:26379");
-    list_bad("[::1", "\"[::1\": no ] after an IPv6 address");
-    list_bad("[::1]x", "\"[::1]x\": after ] comes :port");
+    list_bad("a:0", "\"a:0\": bad port \"0\" (1 to 65535)");
+    list_bad("a:65536", "\"a:65536\": bad port \"65536\" (1 to 65535)");
+    list_bad("a:", "\"a:\": bad port \"\" (1 to 65535)");
+    list_bad("a:1x", "\"a:1x\": bad port \"1x\" (1 to 65535)");
+    list_bad(":1", "\":1\": empty host");
+    list_bad("::1", "\"::1\": an IPv6 host needs brackets, as in redis://[::1]:6379");
+    list_bad("[::1", "\"[::1\": missing ] after the IPv6 address");
+    list_bad("[zz]:1", "\"[zz]:1\": bad IPv6 address \"[zz]\"");
+    list_bad("[::1]x", "\"[::1]x\": unexpected \"x\" after the host");
     list_bad("redis://a:1", "\"redis://a:1\": host:port, not a URL");
-    list_bad("u@a:1", "\"u@a:1\": not a host name or address");
+    list_bad("u@a:1", "\"u@a:1\": bad character '@' in the host");
     ck_assert_int_eq(sentinel_list_parse("a,b", a, 1, err, sizeof err), -1);
     ck_assert_str_eq(err, "more than 1 Sentinels");
 }
@@ -140,9 +141,9 @@ START_TEST(setup)
     ck_assert_int_eq(redis_sentinel_setup("a:1,b:2", "mymaster", false, err, sizeof err), 0);
     ck_assert(redis_sentinel_on());
     ck_assert_int_eq(redis_sentinel_setup("a:1", "my master", false, err, sizeof err), -1);
-    ck_assert_str_eq(err, "redis_master: a name without spaces, of 1 to 127 bytes");
+    ck_assert_str_eq(err, "invalid \"redis_master\": a name of 1 to 127 bytes without spaces");
     ck_assert_int_eq(redis_sentinel_setup("a:x", "m", false, err, sizeof err), -1);
-    ck_assert_str_eq(err, "redis_sentinels: \"a:x\": the port must be 1 to 65535");
+    ck_assert_str_eq(err, "invalid \"redis_sentinels\": \"a:x\": bad port \"x\" (1 to 65535)");
     ck_assert_int_eq(redis_sentinel_setup("", "", false, err, sizeof err), 0);
     ck_assert(!redis_sentinel_on());
 }
