@@ -551,13 +551,6 @@ api_session_delete(struct request *r)
 #define LIST_LIMIT_DEFAULT 100
 #define LIST_LIMIT_MAX 1000
 
-/* A page asked for one session more than it shows: whether that one came says whether
- * there is a next page, which starts after the page's last session. */
-struct list_ctx {
-    struct request *r;
-    size_t limit;
-};
-
 /* The cursor is "<created_at>.<id>" of the last session shown: opaque to clients, and
  * still valid when that session is gone. */
 static bool
@@ -584,10 +577,10 @@ parse_cursor(const struct http_str *c, struct store_page *page)
 static void
 listed(void *arg, enum store_status st, const struct session *list, size_t n)
 {
-    struct list_ctx *cx = arg;
-    struct request *r = cx->r;
-    size_t limit = cx->limit;
-    free(cx);
+    struct request *r = arg;
+    /* The page asked for one session more than it shows (limit, checked when asked):
+     * whether that one came says whether a next page follows. */
+    size_t limit = (size_t)api_query_number(r, "limit", LIST_LIMIT_DEFAULT);
     api_store_end(r);
     if (st != STORE_OK) {
         api_store_error(r, st);
@@ -640,15 +633,9 @@ api_user_sessions(struct request *r)
         http_error(r, 400, NULL, "cursor must be a next_cursor this API returned.");
         return;
     }
-    struct list_ctx *cx = malloc(sizeof *cx);
-    if (cx == NULL) {
-        http_error(r, 500, NULL, "Out of memory.");
-        return;
-    }
-    *cx = (struct list_ctx){.r = r, .limit = (size_t)limit};
     page.limit = (size_t)limit + 1;
     api_store_begin(r);
-    store_list_user(api_store(r), user, (int64_t)time(NULL), &page, listed, cx);
+    store_list_user(api_store(r), user, (int64_t)time(NULL), &page, listed, r);
 }
 
 static void
