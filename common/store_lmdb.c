@@ -1095,13 +1095,13 @@ lmdb_store_delete_user(void *self, const char *user, store_count_cb cb, void *ar
     }
     size_t n = lmdb_user_entries(st, user, d.user_len) + 1; /* one may come meanwhile */
     enum store_status status = lmdb_write(st, lmdb_delete_user_txn, &d, n * LMDB_DELETE_PAGES);
-    for (d.one = true; status == STORE_NO_SPACE;) {
-        uint64_t before = d.n;
-        status = lmdb_write(st, lmdb_delete_user_txn, &d, LMDB_DELETE_PAGES);
-        if (status == STORE_OK && d.n == before)
-            break; /* none left */
-        if (status == STORE_OK)
-            status = STORE_NO_SPACE; /* the next one */
+    if (status == STORE_NO_SPACE) {
+        uint64_t before;
+        d.one = true;
+        do { /* one session a transaction, until none is left or one fails */
+            before = d.n;
+            status = lmdb_write(st, lmdb_delete_user_txn, &d, LMDB_DELETE_PAGES);
+        } while (status == STORE_OK && d.n > before);
     }
     cb(arg, status, status == STORE_OK ? d.n : 0);
 }
