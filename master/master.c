@@ -665,9 +665,10 @@ prepare(struct master *m, struct conf *conf)
     }
     /* The store is created and checked here, once, so that a bad path or a full disk is
      * a start-up error and not a worker that dies at every respawn. The instance lock
-     * comes after the store's directory exists (store_prepare makes it, and changes
-     * nothing another instance could lose) and before the roster is emptied.
-     * USR2 (not implemented yet) will have to hand this lock to the new master: clear
+     * comes after the store exists (store_prepare creates it, in a directory the config
+     * check found, and changes nothing another instance could lose) and before the
+     * roster is emptied.
+     * USR2 (issue 16, not implemented yet) will have to hand this lock to the new master: clear
      * FD_CLOEXEC on m->lock before the exec and tell the new master its number, which
      * it then keeps (instance_lock_is) instead of taking a lock of its own: the old
      * master and its draining workers hold this one while the new master starts. */
