@@ -115,6 +115,9 @@ static const struct directive directives[] = {
      "a worker above this resident size is replaced; 0 for no limit"},
     {"shutdown_timeout", CT_DURATION, FIELD(shutdown_timeout_ms), 0, HOUR(1), false, "10s",
      NULL, "time a drain may take before what is left is killed"},
+    {"upgrade_timeout", CT_DURATION, FIELD(upgrade_timeout_ms), SEC(1), HOUR(1), false, "30s",
+     NULL, "USR2: a new master whose workers do not all serve within this is stopped, and "
+     "the old one goes on"},
     {"max_connections", CT_INT, FIELD(max_connections), 1, 1000000, false, "10000", NULL,
      "connections (HTTP and WebSocket) for the whole instance"},
     {"max_header_bytes", CT_SIZE, FIELD(max_header_bytes), KIB(1), MIB(1), false, "8k", NULL,

@@ -61,6 +61,7 @@ struct conf {
     int64_t worker_timeout_ms;
     int64_t worker_max_rss;   /* 0 = off */
     int64_t shutdown_timeout_ms;
+    int64_t upgrade_timeout_ms;
 
     /* HTTP */
     int max_connections;

@@ -2,13 +2,17 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
+
+#include "util.h"
 
 static int
 fill_addr(const struct conf_listen *a, struct sockaddr_storage *ss, socklen_t *len)
@@ -71,6 +75,90 @@ clear_stale_unix(const char *path)
     return unlink(path);
 }
 
+/* Sockets handed to this process and not taken yet (-1: taken or closed). A process
+ * fact, like the descriptors themselves: one pool, filled once at start. */
+static int inherited[CONF_MAX_LISTEN * 2];
+static int ninherited;
+
+/* A listening stream socket's bound address is exactly the one fill_addr makes for a. */
+static bool
+bound_to(int fd, const struct sockaddr_storage *want, socklen_t wantlen)
+{
+    struct sockaddr_storage got;
+    socklen_t len = sizeof got;
+    int type = 0, listening = 0;
+    socklen_t tlen = sizeof type, llen = sizeof listening;
+    memset(&got, 0, sizeof got);
+    if (getsockname(fd, (struct sockaddr *)&got, &len) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen) < 0 ||
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &llen) < 0)
+        return false;
+    if (type != SOCK_STREAM || !listening || got.ss_family != want->ss_family) return false;
+    if (want->ss_family == AF_UNIX)
+        return strcmp(((const struct sockaddr_un *)&got)->sun_path,
+                      ((const struct sockaddr_un *)want)->sun_path) == 0;
+    return len == wantlen && memcmp(&got, want, len) == 0;
+}
+
+/* The inherited socket bound to ss, made ours (non-blocking, close-on-exec), or -1. */
+static int
+take_inherited(const struct sockaddr_storage *ss, socklen_t len)
+{
+    for (int i = 0; i < ninherited; i++) {
+        int fd = inherited[i];
+        if (fd < 0 || !bound_to(fd, ss, len)) continue;
+        inherited[i] = -1;
+        int fl = fcntl(fd, F_GETFL);
+        if (fl >= 0) (void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+        (void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+        return fd;
+    }
+    return -1;
+}
+
+int
+listener_inherit(int fd)
+{
+    if (ninherited == (int)ARRAY_LEN(inherited)) return -1;
+    inherited[ninherited++] = fd;
+    return 0;
+}
+
+int
+listener_close_inherited(void)
+{
+    int n = 0;
+    for (int i = 0; i < ninherited; i++)
+        if (inherited[i] >= 0) {
+            close(inherited[i]);
+            n++;
+        }
+    ninherited = 0;
+    return n;
+}
+
+int
+listener_from_systemd(char *err, size_t errlen)
+{
+    const char *pid = getenv("LISTEN_PID"), *fds = getenv("LISTEN_FDS");
+    int n = 0;
+    if (pid != NULL && fds != NULL && strtol(pid, NULL, 10) == (long)getpid()) {
+        char *end;
+        long count = strtol(fds, &end, 10);
+        if (*end != '\0' || count < 0 || count > (long)ARRAY_LEN(inherited) - ninherited) {
+            errf(err, errlen, "LISTEN_FDS=%s: not a count of sockets sessiond can take", fds);
+            return -1;
+        }
+        for (int fd = LISTEN_FDS_START; fd < LISTEN_FDS_START + (int)count; fd++)
+            if (listener_inherit(fd) == 0) n++;
+    }
+    /* Ours alone: a worker or a new master must not take them for its own. */
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    unsetenv("LISTEN_FDNAMES");
+    return n;
+}
+
 int
 listener_open(const struct conf_listen *addr, int backlog, char *err, size_t errlen)
 {
@@ -79,6 +167,15 @@ listener_open(const struct conf_listen *addr, int backlog, char *err, size_t err
     if (fill_addr(addr, &ss, &len) < 0) {
         snprintf(err, errlen, "listen %s: invalid address", addr->text);
         return -1;
+    }
+    int held = take_inherited(&ss, len);
+    if (held >= 0) {
+        if (listen(held, backlog) < 0) {
+            snprintf(err, errlen, "listen %s: %s", addr->text, strerror(errno));
+            close(held);
+            return -1;
+        }
+        return held;
     }
     if (addr->family == AF_UNIX && clear_stale_unix(addr->host) < 0) {
         snprintf(err, errlen, "listen %s: %s", addr->text, strerror(errno));

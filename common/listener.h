@@ -29,4 +29,21 @@ int listener_sync(struct listener_set *set, const struct conf *conf, char *err, 
 
 void listener_close_all(struct listener_set *set);
 
+/* The first descriptor systemd passes (sd_listen_fds(3)). */
+#define LISTEN_FDS_START 3
+
+/* Sockets handed to this process (systemd's socket activation, or the master an upgrade
+ * replaces) go into a pool: listener_open takes the one bound to the address it is asked
+ * for, if any, instead of binding, so that no connection waiting in its queue is lost.
+ * listener_inherit adds fd (-1 when the pool is full). */
+int listener_inherit(int fd);
+
+/* Add the sockets of LISTEN_FDS when LISTEN_PID is this process, and remove the three
+ * variables from the environment. The count taken, or -1 with err for a LISTEN_FDS that
+ * is not a count. */
+int listener_from_systemd(char *err, size_t errlen);
+
+/* Close the inherited sockets that no listener took; returns how many. */
+int listener_close_inherited(void);
+
 #endif

@@ -15,6 +15,7 @@
 static int notify_fd = -1;
 static struct sockaddr_un notify_addr;
 static socklen_t notify_len;
+static char notify_path[sizeof notify_addr.sun_path];
 
 int
 notify_init(void)
@@ -35,6 +36,7 @@ notify_init(void)
         if (path[0] == '@')
             notify_addr.sun_path[0] = '\0'; /* abstract: the name, without a NUL after it */
         notify_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n);
+        memcpy(notify_path, path, n + 1);
         rc = 0;
     }
     unsetenv("NOTIFY_SOCKET");
@@ -56,4 +58,10 @@ notify_send(const char *fmt, ...)
     if (sendto(notify_fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&notify_addr,
                notify_len) < 0)
         log_debug("NOTIFY_SOCKET: %s", strerror(errno));
+}
+
+const char *
+notify_socket(void)
+{
+    return notify_fd >= 0 ? notify_path : NULL;
 }

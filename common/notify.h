@@ -11,6 +11,10 @@
  * reason is logged, and the messages are dropped). */
 int notify_init(void);
 
+/* The NOTIFY_SOCKET notify_init took (and removed from the environment), for a process
+ * that takes over from this one (an upgrade's new master); NULL when not notifying. */
+const char *notify_socket(void);
+
 /* Send one message of "VAR=value" lines; nothing when NOTIFY_SOCKET was not set. */
 void notify_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

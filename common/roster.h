@@ -44,6 +44,7 @@ struct roster_member {
 struct roster_params {
     const struct conf *conf;
     int slot;              /* the worker's scoreboard slot */
+    int base;              /* added to slot in the instance file's keys (roster_base) */
     unsigned pid;          /* the worker's process */
     struct pubsub *ps;     /* with Redis: the connection to send commands on */
     struct scoreboard *sb; /* with Redis: the instance nonce, the dead workers, and the

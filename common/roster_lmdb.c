@@ -418,7 +418,7 @@ roster_lmdb_last_error(const struct roster_lmdb *l)
 static void *
 lmdb_open(const struct roster_params *p, char *err, size_t errlen)
 {
-    return roster_lmdb_open(p->conf, p->slot, err, errlen);
+    return roster_lmdb_open(p->conf, p->base + p->slot, err, errlen);
 }
 
 static void

@@ -428,7 +428,7 @@ rr_open(const struct roster_params *p, char *err, size_t errlen)
     }
     if (redis_script_init(&e->admit, admit_lua, err, errlen) < 0 ||
         redis_script_init(&e->members, members_lua, err, errlen) < 0 ||
-        (e->local = roster_lmdb_open(p->conf, p->slot, err, errlen)) == NULL) {
+        (e->local = roster_lmdb_open(p->conf, p->base + p->slot, err, errlen)) == NULL) {
         free(e);
         return NULL;
     }

@@ -94,6 +94,9 @@ struct scoreboard {
     uint64_t draining;
     uint64_t master_rss;
     uint64_t slots_used; /* slots below this index have been claimed at some time */
+    /* Added to a slot in the keys of the instance's roster file, which outlives a master
+     * across an upgrade: 0 or SB_SLOTS, the one its predecessor's workers do not use. */
+    uint64_t roster_base;
     /* The last SB_DEAD_RING workers that died, (slot, pid, lease epoch), for the living
      * to clean up after them (with Redis, their leases); dead_count counts them all. */
     uint64_t dead_count;

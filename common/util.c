@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +20,21 @@ proc_rss_bytes(void)
         resident = 0;
     (void)fclose(f);
     return (unsigned long long)resident * (unsigned long long)sysconf(_SC_PAGESIZE);
+}
+
+bool
+pid_running(pid_t pid)
+{
+    char path[64], text[256];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) return false;
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    (void)fclose(f);
+    text[n] = '\0';
+    /* "pid (comm) S ...": the state follows the last ')', as comm may hold one. */
+    const char *end = strrchr(text, ')');
+    return end != NULL && end[1] == ' ' && end[2] != 'Z' && end[2] != 'X' && end[2] != '\0';
 }
 
 void

@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Recover the struct that embeds a member (libev watchers live inside their owners). */
 #define container_of(ptr, type, member) ((type *)(void *)((char *)(ptr)-offsetof(type, member)))
@@ -43,6 +44,10 @@ bool name_chars_ok(const char *s, size_t len, size_t max);
 
 /* Resident memory of this process in bytes (from /proc/self/statm), or 0 if unknown. */
 unsigned long long proc_rss_bytes(void);
+
+/* pid is a process that has not exited: kill(pid, 0) also succeeds for a zombie, which
+ * an exited process stays until its parent waits for it. */
+bool pid_running(pid_t pid);
 
 /* Write a message into a caller's error buffer (err may be NULL): how helpers that do not
  * log report what went wrong. */

@@ -6,9 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "conf.h"
+#include "listener.h"
 #include "log.h"
 #include "master.h"
 #include "notify.h"
@@ -55,15 +58,74 @@ load_config(struct conf *c, char *err, size_t errlen)
 static void
 usage(FILE *f)
 {
-    fprintf(f, "usage: sessiond [-c FILE] [-t] [-s reload|stop|quit|status] [-v] [-h]\n"
+    fprintf(f, "usage: sessiond [-c FILE] [-t] [-s reload|upgrade|stop|quit|status] [-v] [-h]\n"
                "  -c FILE   configuration file (default ./sessiond.conf, then\n"
                "            /etc/sessiond/sessiond.conf, else built-in defaults)\n"
                "  -t        check the configuration and exit\n"
                "  -s SIGNAL signal the running master: reload (HUP), stop (TERM),\n"
-               "            quit (QUIT); or status: print its workers as a table\n"
+               "            quit (QUIT); upgrade (USR2: run the binary on disk, and\n"
+               "            wait until it serves: exit 0, or 1 when it did not take);\n"
+               "            or status: print its workers as a table\n"
                "            (exit 0 when it runs, 3 when it does not)\n"
                "  -v        print the version and exit\n"
                "  -h        print this help and exit\n");
+}
+
+static void
+sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+static bool
+same_inode(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+/* -s upgrade: USR2 to the master, then its answer, read off the pidfile: a new pid once
+ * the new master serves, or the same pid written anew when the upgrade failed. Then, for
+ * a script that goes on, the old master's exit once it has drained. */
+static int
+upgrade_command(const struct conf *c, pid_t pid)
+{
+    struct stat before, now;
+    if (stat(c->pidfile, &before) < 0 || kill(pid, SIGUSR2) < 0) {
+        fprintf(stderr, "sessiond: cannot signal pid %ld: %s\n", (long)pid, strerror(errno));
+        return 1;
+    }
+    long waited = 0, limit = (long)c->upgrade_timeout_ms + 5000;
+    pid_t next = 0;
+    for (; waited < limit; waited += 20, sleep_ms(20)) {
+        next = pidfile_running(c->pidfile);
+        if (next > 0 && next != pid) break;
+        if (next == pid && stat(c->pidfile, &now) == 0 && !same_inode(&before, &now)) {
+            fprintf(stderr, "sessiond: the upgrade did not take (the log says why); pid %ld "
+                            "serves on\n",
+                    (long)pid);
+            return 1;
+        }
+        if (!pid_running(pid)) {
+            fprintf(stderr, "sessiond: pid %ld exited during the upgrade\n", (long)pid);
+            return 1;
+        }
+    }
+    if (waited >= limit) {
+        fprintf(stderr, "sessiond: no answer to the upgrade from pid %ld within %ld ms\n",
+                (long)pid, limit);
+        return 1;
+    }
+    limit = (long)c->shutdown_timeout_ms + 2000;
+    for (waited = 0; waited < limit && pid_running(pid); waited += 20)
+        sleep_ms(20);
+    if (pid_running(pid))
+        printf("sessiond: upgraded: pid %ld serves; pid %ld is still draining\n", (long)next,
+               (long)pid);
+    else
+        printf("sessiond: upgraded: pid %ld serves in place of pid %ld\n", (long)next, (long)pid);
+    return 0;
 }
 
 static int
@@ -72,13 +134,15 @@ send_command(const struct conf *c, const char *cmd)
     static const struct {
         const char *name;
         int sig;
-    } cmds[] = {{"reload", SIGHUP}, {"stop", SIGTERM}, {"quit", SIGQUIT}, {"status", 0}};
+    } cmds[] = {{"reload", SIGHUP}, {"upgrade", SIGUSR2}, {"stop", SIGTERM},
+                {"quit", SIGQUIT},  {"status", 0}};
     int sig = -1;
     for (size_t i = 0; i < ARRAY_LEN(cmds); i++)
         if (strcmp(cmd, cmds[i].name) == 0)
             sig = cmds[i].sig;
     if (sig < 0) {
-        fprintf(stderr, "sessiond: unknown command \"%s\" for -s (reload, stop, quit, status)\n",
+        fprintf(stderr,
+                "sessiond: unknown command \"%s\" for -s (reload, upgrade, stop, quit, status)\n",
                 cmd);
         return 2;
     }
@@ -97,6 +161,8 @@ send_command(const struct conf *c, const char *cmd)
     }
     if (sig == 0)
         return status_run(c, pid, stdout, stderr);
+    if (sig == SIGUSR2)
+        return upgrade_command(c, pid);
     if (kill(pid, sig) < 0) {
         fprintf(stderr, "sessiond: cannot signal pid %ld: %s\n", (long)pid, strerror(errno));
         return 1;
@@ -137,6 +203,7 @@ main(int argc, char **argv)
     const char *conf_arg = NULL, *command = NULL;
     bool test_only = false;
     int opt;
+    upgrade_remember(argv);
     while ((opt = getopt(argc, argv, "c:ts:vh")) != -1) {
         switch (opt) {
         case 'c': conf_arg = optarg; break;
@@ -158,8 +225,18 @@ main(int argc, char **argv)
     }
     find_config(conf_arg);
 
-    struct conf *c = malloc(sizeof *c);
+    /* What a start is handed, before the environment is read as config: sockets from
+     * systemd, or the sockets and lock of the master this one replaces. */
+    struct upgrade_from from;
     char err[CONF_ERR_LEN];
+    int activated = 0;
+    if (command == NULL && !test_only &&
+        (upgrade_take(&from, err, sizeof err) < 0 ||
+         (activated = listener_from_systemd(err, sizeof err)) < 0)) {
+        fprintf(stderr, "sessiond: %s\n", err);
+        return 1;
+    }
+    struct conf *c = malloc(sizeof *c);
     if (c == NULL)
         return 1;
     if ((command != NULL && !test_only ? load_settings : load_config)(c, err, sizeof err) < 0) {
@@ -211,6 +288,10 @@ main(int argc, char **argv)
     if (c->api_key[0] == '\0')
         log_warnx("no api_key is configured: the admin API answers loopback clients only");
     if (conf_key_warning(c, err, sizeof err)) log_warnx("%s", err);
+    if (from.pid != 0)
+        log_info("upgrade: taking over from pid %ld", (long)from.pid);
+    if (activated > 0)
+        log_info("%d listening socket(s) from systemd (LISTEN_FDS)", activated);
     if (conf_path[0] == '\0')
         log_info("no configuration file found (./sessiond.conf, /etc/sessiond/sessiond.conf); "
                  "using built-in defaults");
@@ -222,7 +303,7 @@ main(int argc, char **argv)
             log_info("clustering is off: one process serves, and workers %d (or WORKERS, "
                      "WEB_CONCURRENCY) is ignored",
                      c->workers);
-        return master_run_single(c, load_config);
+        return master_run_single(c, load_config, &from);
     }
-    return master_run(c, load_config);
+    return master_run(c, load_config, &from);
 }

@@ -24,6 +24,7 @@
 #include "scoreboard.h"
 #include "store.h"
 #include "tls.h"
+#include "upgrade.h"
 #include "util.h"
 
 /* The embedded store's channel history: created or checked before any worker opens it. */
@@ -83,6 +84,16 @@ struct master {
     struct listener_set ls;
     SSL_CTX *tls;      /* built here before any fork; each generation's workers inherit it */
     int lock;          /* instance_lock of conf->store_path; workers inherit it (-1: none) */
+    struct upgrade_from from; /* the master this one replaces, if it is an upgrade */
+    int roster_base;          /* sb->roster_base */
+    /* USR2: the new master while it starts (pid 0: none), the pipe it says "serving" on,
+     * and how long it may take. */
+    struct {
+        pid_t pid;
+        ev_io ready;
+        ev_timer timeout;
+    } next;
+    bool handed_over;  /* a new master serves: we drain, and leave it the sockets */
     struct scoreboard *sb;
     struct child kids[SB_SLOTS]; /* indexed by scoreboard slot */
     struct respawn respawn[CONF_MAX_WORKERS];
@@ -256,14 +267,115 @@ static void
 purge_roster(struct master *m, int slot)
 {
     char err[CONF_ERR_LEN];
-    struct roster_params p = {.conf = m->conf, .slot = slot};
+    int key = m->roster_base + slot;
+    struct roster_params p = {.conf = m->conf, .slot = key};
     struct roster *r = roster_open(&p, err, sizeof err);
-    int n = r != NULL ? roster_purge_slot(r, slot) : -1;
+    int n = r != NULL ? roster_purge_slot(r, key) : -1;
     if (n < 0)
         log_warnx("%s", r != NULL ? roster_last_error(r) : err);
     else if (n > 0)
         log_info("forgot %d connection and channel entries of the dead worker", n);
     roster_close(r);
+}
+
+/* ---- USR2: handing over to a new master (see upgrade.h) ---- */
+
+static void stop(struct master *m, bool graceful);
+
+static void
+upgrade_forget(struct master *m)
+{
+    ev_io_stop(m->loop, &m->next.ready);
+    ev_timer_stop(m->loop, &m->next.timeout);
+    close(m->next.ready.fd);
+    m->next.pid = 0;
+}
+
+/* The new master will not serve: we go on, and say so where -s upgrade looks. A
+ * pidfile written anew (a new inode, the same pid) is its answer. */
+static void
+upgrade_failed(struct master *m, const char *why)
+{
+    char err[CONF_ERR_LEN];
+    log_errorx("upgrade failed: %s; pid %ld keeps serving", why, (long)getpid());
+    upgrade_forget(m);
+    if (m->conf->pidfile[0] != '\0' && pidfile_write(m->conf->pidfile, err, sizeof err) < 0)
+        log_errorx("%s", err);
+    notify_send("STATUS=%d of %d workers serving (upgrade failed: see the log)", m->serving,
+                m->target);
+}
+
+/* Its workers serve: systemd follows it (MAINPID=), and we drain as on TERM. */
+static void
+upgrade_succeeded(struct master *m)
+{
+    pid_t pid = m->next.pid;
+    upgrade_forget(m);
+    log_info("upgrade: the new master (pid %ld) serves; draining this one", (long)pid);
+    notify_send("MAINPID=%ld\nSTATUS=replaced by pid %ld", (long)pid, (long)pid);
+    m->handed_over = true;
+    stop(m, true);
+}
+
+static void
+on_upgrade_ready(struct ev_loop *loop, ev_io *w, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct master *m = container_of(w, struct master, next.ready);
+    char byte;
+    ssize_t n = read(w->fd, &byte, 1);
+    if (n == 1)
+        upgrade_succeeded(m);
+    else if (n == 0)
+        ev_io_stop(m->loop, w); /* it exited, or is about to: its status says why */
+}
+
+static void
+on_upgrade_timeout(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)loop;
+    (void)revents;
+    struct master *m = container_of(t, struct master, next.timeout);
+    char why[160];
+    snprintf(why, sizeof why,
+             "the new master (pid %ld) did not serve within upgrade_timeout (%lld ms), and is "
+             "stopped",
+             (long)m->next.pid, (long long)m->conf->upgrade_timeout_ms);
+    kill(m->next.pid, SIGTERM);
+    upgrade_failed(m, why);
+}
+
+static void
+start_upgrade(struct master *m)
+{
+    char err[CONF_ERR_LEN];
+    int fd;
+    if (m->next.pid != 0) {
+        log_warnx("upgrade: pid %ld is starting already; USR2 ignored", (long)m->next.pid);
+        return;
+    }
+    /* Our predecessor's workers use the other roster range until it has exited. */
+    if (m->from.pid != 0 && pid_running(m->from.pid)) {
+        log_warnx("upgrade: pid %ld, the master this one replaced, is still draining; USR2 "
+                  "ignored (send it again once it has exited)",
+                  (long)m->from.pid);
+        return;
+    }
+    pid_t pid =
+        upgrade_start(&m->ls, m->lock, m->roster_base, m->conf->store, &fd, err, sizeof err);
+    if (pid < 0) {
+        log_errorx("upgrade failed: %s; pid %ld keeps serving", err, (long)getpid());
+        return;
+    }
+    log_info("upgrade: started a new master (pid %ld); this one serves until it does",
+             (long)pid);
+    m->next.pid = pid;
+    ev_io_init(&m->next.ready, on_upgrade_ready, fd, EV_READ);
+    ev_io_start(m->loop, &m->next.ready);
+    ev_timer_init(&m->next.timeout, on_upgrade_timeout,
+                  (double)m->conf->upgrade_timeout_ms / 1000.0, 0.);
+    ev_timer_start(m->loop, &m->next.timeout);
 }
 
 static void
@@ -274,6 +386,17 @@ on_child_exit(struct master *m, pid_t pid, int status)
         if (m->kids[i].pid == pid)
             slot = i;
     if (slot < 0) {
+        if (pid != 0 && pid == m->next.pid) {
+            char how[128], why[192], byte;
+            if (read(m->next.ready.fd, &byte, 1) == 1) { /* it said so before it went */
+                upgrade_succeeded(m);
+                return;
+            }
+            snprintf(why, sizeof why, "the new master (pid %ld) %s", (long)pid,
+                     describe_status(status, how, sizeof how));
+            upgrade_failed(m, why);
+            return;
+        }
         /* As PID 1 or a subreaper every orphan of the container or of the workers is
          * ours to reap; it is none of our business beyond that. */
         log_debug("reaped pid %ld, not a worker", (long)pid);
@@ -363,6 +486,18 @@ handover(struct master *m, struct child *k)
     drain_child(m, k);
 }
 
+/* An upgrade's new master whose workers all serve: the pidfile names it, and the old
+ * master is told to drain. */
+static void
+took_over(struct master *m)
+{
+    char err[CONF_ERR_LEN];
+    if (m->conf->pidfile[0] != '\0' && pidfile_write(m->conf->pidfile, err, sizeof err) < 0)
+        log_errorx("%s", err);
+    upgrade_done(&m->from);
+    log_info("upgrade: serving in place of pid %ld", (long)m->from.pid);
+}
+
 /* Tell the service manager how many workers serve, and READY=1 when a start or a
  * reload is complete: every worker of the current generation is running. */
 static void
@@ -375,6 +510,8 @@ notify_serving(struct master *m)
              sb_get(&m->sb->slot[i].state) == SB_RUNNING;
     }
     if (m->ready_owed && n >= m->target) {
+        if (m->from.ready >= 0)
+            took_over(m);
         notify_send("READY=1\nSTATUS=%d of %d workers serving\nMAINPID=%ld", n, m->target,
                     (long)getpid());
         m->ready_owed = false;
@@ -563,8 +700,18 @@ stop(struct master *m, bool graceful)
     if (m->stopping && graceful)
         return;
     m->stopping = true;
-    sb_set(&m->sb->draining, 1);
-    notify_send("STOPPING=1\nSTATUS=draining");
+    /* The instance drains, and its workers stop listening for every process (see
+     * stop_listening); handed over, only we go, as old workers do at a reload. */
+    if (!m->handed_over)
+        sb_set(&m->sb->draining, 1);
+    if (m->next.pid != 0) {
+        log_info("upgrade abandoned: stopping the new master (pid %ld) too", (long)m->next.pid);
+        kill(m->next.pid, SIGTERM);
+        upgrade_forget(m);
+    }
+    /* Once replaced, the service is the new master's: systemd must not hear it stop. */
+    if (!m->handed_over)
+        notify_send("STOPPING=1\nSTATUS=draining");
     double limit = graceful ? (double)m->conf->shutdown_timeout_ms / 1000.0 : QUIT_GRACE;
     log_info("%s: %d worker(s), deadline %.1f s", graceful ? "draining" : "stopping now",
              live_children(m), limit);
@@ -600,8 +747,14 @@ on_signal(struct ev_loop *loop, ev_signal *s, int revents)
         reap(m);
         break;
     case SIGHUP:
-        if (!m->stopping)
+        if (m->next.pid != 0)
+            log_warnx("reload refused: an upgrade is under way (pid %ld)", (long)m->next.pid);
+        else if (!m->stopping)
             reload(m);
+        break;
+    case SIGUSR2:
+        if (!m->stopping)
+            start_upgrade(m);
         break;
     case SIGTERM:
     case SIGINT:
@@ -629,8 +782,9 @@ on_signal(struct ev_loop *loop, ev_signal *s, int revents)
 static void
 watch_signals(struct master *m)
 {
-    static const int sigs[] = {SIGCHLD, SIGHUP,  SIGTERM, SIGINT,
-                               SIGQUIT, SIGTTIN, SIGTTOU, SIGUSR1};
+    static const int sigs[] = {SIGCHLD, SIGHUP,  SIGTERM, SIGINT, SIGQUIT,
+                               SIGTTIN, SIGTTOU, SIGUSR1, SIGUSR2};
+    _Static_assert(ARRAY_LEN(sigs) <= ARRAY_LEN(((struct master *)0)->sig), "room for each");
     for (size_t i = 0; i < ARRAY_LEN(sigs); i++) {
         ev_signal *s = &m->sig[m->nsig++];
         ev_signal_init(s, on_signal, sigs[i]);
@@ -647,6 +801,26 @@ on_rss_tick(struct ev_loop *loop, ev_timer *t, int revents)
     update_master_rss(t->data);
 }
 
+/* An upgrade serves the data its predecessor does, as a reload does: the store engine
+ * and the store_path whose lock it was handed. */
+static int
+same_store(const struct master *m, char *err, size_t errlen)
+{
+    if (strcmp(m->from.store, m->conf->store) != 0)
+        errf(err, errlen,
+             "an upgrade keeps the store: pid %ld uses store %s, this config says %s (restart "
+             "to change it)",
+             (long)m->from.pid, m->from.store, m->conf->store);
+    else if (!instance_lock_is(m->from.lock, m->conf->store_path))
+        errf(err, errlen,
+             "an upgrade keeps the store: store_path %s is not the one pid %ld uses (restart "
+             "to change it)",
+             m->conf->store_path, (long)m->from.pid);
+    else
+        return 0;
+    return -1;
+}
+
 /* What both modes set up before serving: listeners, scoreboard, pidfile. */
 static int
 prepare(struct master *m, struct conf *conf)
@@ -659,7 +833,7 @@ prepare(struct master *m, struct conf *conf)
         return -1;
     }
     pid_t other = conf->pidfile[0] ? pidfile_running(conf->pidfile) : 0;
-    if (other > 0 && other != getpid()) {
+    if (other > 0 && other != getpid() && other != m->from.pid) {
         log_errorx("already running as pid %ld (pidfile %s)", (long)other, conf->pidfile);
         return -1;
     }
@@ -668,13 +842,14 @@ prepare(struct master *m, struct conf *conf)
      * comes after the store exists (store_prepare creates it, in a directory the config
      * check found, and changes nothing another instance could lose) and before the
      * roster is emptied.
-     * USR2 (issue 16, not implemented yet) will have to hand this lock to the new master: clear
-     * FD_CLOEXEC on m->lock before the exec and tell the new master its number, which
-     * it then keeps (instance_lock_is) instead of taking a lock of its own: the old
-     * master and its draining workers hold this one while the new master starts. */
-    if (store_prepare(conf, err, sizeof err) < 0 ||
-        (m->lock = instance_lock_take(conf->store_path, LOCK_WAIT_MS, err, sizeof err)) < 0 ||
-        roster_prepare(conf, true, err, sizeof err) < 0 ||
+     * An upgrade's new master keeps the lock its predecessor handed over (which that
+     * one and its draining workers hold too), and the roster, whose other slots are
+     * the predecessor's connections. */
+    bool upgrade = m->from.pid != 0;
+    if ((upgrade && same_store(m, err, sizeof err) < 0) || store_prepare(conf, err, sizeof err) < 0 ||
+        (m->lock = upgrade ? m->from.lock
+                           : instance_lock_take(conf->store_path, LOCK_WAIT_MS, err, sizeof err)) < 0 ||
+        roster_prepare(conf, !upgrade, err, sizeof err) < 0 ||
         history_prepare_conf(conf, err, sizeof err) < 0 ||
         privs_own_files(conf, err, sizeof err) < 0) {
         log_errorx("%s", err);
@@ -685,10 +860,17 @@ prepare(struct master *m, struct conf *conf)
         log_errorx("%s", err);
         return -1;
     }
-    if (conf->pidfile[0] != '\0' && pidfile_write(conf->pidfile, err, sizeof err) < 0) {
+    int unused = listener_close_inherited();
+    if (unused > 0)
+        log_info("closed %d inherited listening socket(s) that no listen directive names",
+                 unused);
+    /* An upgrade's new master writes it once it serves (took_over). */
+    if (!upgrade && conf->pidfile[0] != '\0' && pidfile_write(conf->pidfile, err, sizeof err) < 0) {
         log_errorx("%s", err);
         return -1;
     }
+    m->roster_base = upgrade && m->from.base == 0 ? SB_SLOTS : 0;
+    sb_set(&m->sb->roster_base, (uint64_t)m->roster_base);
     sb_set(&m->sb->master_pid, (uint64_t)getpid());
     sb_set(&m->sb->started_at, (uint64_t)time(NULL));
     update_master_rss(m);
@@ -702,7 +884,9 @@ cleanup(struct master *m)
 {
     if (m->conf->pidfile[0] != '\0')
         pidfile_remove(m->conf->pidfile);
-    for (int i = 0; i < m->ls.n; i++)
+    /* A Unix socket's file belongs to whoever serves on it: after a handover, or while
+     * the master we were to replace still does, not to us. */
+    for (int i = 0; i < m->ls.n && !m->handed_over && m->from.ready < 0; i++)
         if (m->ls.l[i].addr.family == AF_UNIX)
             unlink(m->ls.l[i].addr.host);
     listener_close_all(&m->ls);
@@ -769,9 +953,9 @@ become_reaper(void)
 }
 
 int
-master_run(struct conf *conf, worker_reload_fn reload_fn)
+master_run(struct conf *conf, worker_reload_fn reload_fn, const struct upgrade_from *from)
 {
-    struct master m = {.reload = reload_fn, .lock = -1};
+    struct master m = {.reload = reload_fn, .lock = -1, .from = *from};
     log_set_process("master", -1);
     if (prepare(&m, conf) < 0) {
         free(conf);
@@ -811,9 +995,9 @@ master_run(struct conf *conf, worker_reload_fn reload_fn)
 }
 
 int
-master_run_single(struct conf *conf, worker_reload_fn reload_fn)
+master_run_single(struct conf *conf, worker_reload_fn reload_fn, const struct upgrade_from *from)
 {
-    struct master m = {.reload = reload_fn, .lock = -1};
+    struct master m = {.reload = reload_fn, .lock = -1, .from = *from};
     log_set_process("sessiond", -1);
     if (prepare(&m, conf) < 0) {
         free(conf);
@@ -823,6 +1007,8 @@ master_run_single(struct conf *conf, worker_reload_fn reload_fn)
     take_fd_limit(conf, 1);
     int slot = sb_claim(m.sb, 0, 0);
     log_info("sessiond %s serving in a single process (clustering off)", SESSIOND_VERSION);
+    if (m.from.ready >= 0)
+        took_over(&m); /* it serves from here on */
     notify_send("READY=1\nSTATUS=serving in a single process\nMAINPID=%ld", (long)getpid());
     struct worker_params p = {.conf = conf, .listeners = &m.ls, .sb = m.sb, .slot = slot,
                               .reload = reload_fn, .tls = m.tls};

@@ -5,14 +5,17 @@
 #define SESSIOND_MASTER_H
 
 #include "conf.h"
+#include "upgrade.h"
 #include "worker.h"
 
 /* Run the supervisor until it stops; returns the process exit status. conf is owned by
- * the master from here on (it frees it on reload); reload re-reads the config on SIGHUP. */
-int master_run(struct conf *conf, worker_reload_fn reload);
+ * the master from here on (it frees it on reload); reload re-reads the config on SIGHUP.
+ * from is what a master this one replaces (USR2) handed over, from upgrade_take. */
+int master_run(struct conf *conf, worker_reload_fn reload, const struct upgrade_from *from);
 
 /* Serve in this process alone (clustering off): the same HTTP, HUP and TERM behaviour
- * without a master. */
-int master_run_single(struct conf *conf, worker_reload_fn reload);
+ * without a master (and no USR2 of its own). */
+int master_run_single(struct conf *conf, worker_reload_fn reload,
+                      const struct upgrade_from *from);
 
 #endif

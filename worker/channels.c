@@ -1086,7 +1086,8 @@ chan_open_links(struct chan_worker *cw, char *err, size_t errlen)
                                chan_redis_ready, cw, err, errlen)) == NULL))
         return -1;
     struct roster_params rp = {
-        .conf = w->conf, .slot = cw->slot, .pid = (unsigned)getpid(), .ps = cw->ps, .sb = w->sb};
+        .conf = w->conf, .slot = cw->slot, .base = (int)sb_get(&w->sb->roster_base),
+        .pid = (unsigned)getpid(), .ps = cw->ps, .sb = w->sb};
     char path[sizeof w->conf->store_path + 16];
     if (strcmp(w->conf->store, "lmdb") == 0 &&
         (history_path(w->conf->store_path, path, sizeof path) < 0 ||

@@ -472,6 +472,12 @@ on_signal(struct ev_loop *loop, ev_signal *s, int revents)
     case SIGCHLD:
         reap_orphans();
         break;
+    case SIGUSR2:
+        /* A worker reached by a signal to the whole group (systemctl kill) ignores it. */
+        if (w->reload != NULL)
+            log_warnx("USR2 ignored: a binary upgrade needs a master (clustering on); restart "
+                      "to run a new binary");
+        break;
     default:
         break;
     }
@@ -480,7 +486,7 @@ on_signal(struct ev_loop *loop, ev_signal *s, int revents)
 static void
 watch_signals(struct worker *w)
 {
-    static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGCHLD};
+    static const int sigs[] = {SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGCHLD, SIGUSR2};
     _Static_assert(ARRAY_LEN(sigs) <= ARRAY_LEN(((struct worker *)0)->sig), "room for each");
     for (size_t i = 0; i < ARRAY_LEN(sigs); i++) {
         ev_signal_init(&w->sig[i], on_signal, sigs[i]);

@@ -59,7 +59,7 @@ struct worker {
     ev_timer heartbeat;
     ev_timer drain_timer;
     ev_prepare reap;      /* frees connections closed during the loop iteration */
-    ev_signal sig[6];
+    ev_signal sig[7];
 
     struct conn *conns;   /* every open connection (for drain) */
     struct conn *closed;  /* closed, waiting to be freed by reap */

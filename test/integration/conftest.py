@@ -114,8 +114,9 @@ OPEN_CHANNELS = "namespace default subscribe=any publish=any presence=subscriber
 
 class Server:
     def __init__(self, tmp_path, conf="", env=None, workers=2, port=None, nofile=None,
-                 open_channels=True):
+                 open_channels=True, bin=BIN):
         self.dir = tmp_path
+        self.bin = bin  # a copy in tmp_path, for a test that replaces it (an upgrade)
         self.nofile = nofile  # an open-file limit (soft and hard) for the whole group
         self.port = port or free_port()
         self.conf_path = os.path.join(tmp_path, "sessiond.conf")
@@ -131,6 +132,7 @@ class Server:
         self.env.update(env or {})
         self.proc = None
         self.seen = set()
+        self.masters = []  # masters that took over from proc (USR2), stopped by pid too
         self.write_conf(conf, workers)
 
     def write_conf(self, extra="", workers=None):
@@ -147,7 +149,8 @@ class Server:
         def limit():
             if self.nofile:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (self.nofile, self.nofile))
-        self.proc = subprocess.Popen([BIN, "-c", self.conf_path, *args], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen([self.bin, "-c", self.conf_path, *args],
+                                     stdin=subprocess.DEVNULL,
                                      stdout=self.logf, stderr=subprocess.STDOUT, env=self.env,
                                      preexec_fn=limit)
         if wait:
@@ -198,6 +201,15 @@ class Server:
     def stop(self):
         if self.proc is None:
             return
+        for pid in self.masters:
+            kids = children_of(pid)
+            if alive(pid):
+                os.kill(pid, signal.SIGTERM)
+                try:
+                    wait_for(lambda: not alive(pid), timeout=15, what=f"master {pid} to exit")
+                except AssertionError:
+                    pass
+            kill_leftovers([pid, *kids])
         kids = set(children_of(self.pid)) | self.seen
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

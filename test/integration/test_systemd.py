@@ -3,10 +3,11 @@ NOTIFY_SOCKET, and the master's messages through a start, reloads and a stop; an
 unit file's promises."""
 import os
 import re
+import shutil
 import signal
 import socket
 
-from conftest import wait_for
+from conftest import BIN, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -89,3 +90,44 @@ def test_unit_file_keeps_its_promises():
     assert keys["ProtectSystem"] == "strict"
     assert keys["StateDirectory"] == "sessiond"
     assert "-c /etc/sessiond/sessiond.conf" in keys["ExecStart"]
+
+
+def test_socket_unit_hands_over_the_default_address():
+    with open(os.path.join(ROOT, "scripts", "sessiond.socket")) as f:
+        keys = dict(re.findall(r"^(\w+)=(.*)$", f.read(), re.M))
+    # The address sessiond listens on by default, which it takes from LISTEN_FDS.
+    assert keys["ListenStream"] == "0.0.0.0:8080"
+    assert keys["Accept"] == "no" and keys["Service"] == "sessiond.service"
+
+
+def test_an_upgrade_reports_the_new_mainpid(server_factory, tmp_path):
+    note = Notifications(str(tmp_path / "notify.sock"))
+    binary = str(tmp_path / "sessiond-bin")
+    shutil.copy(BIN, binary)
+    s = server_factory(env={"NOTIFY_SOCKET": str(tmp_path / "notify.sock")}, bin=binary,
+                       start=False)
+    s.start(wait=False)
+    note.until("READY")
+    os.replace(shutil.copy(BIN, binary + ".new"), binary)
+    s.signal(signal.SIGUSR2)
+    moved, seen = note.until("MAINPID")
+    # The new master's own READY=1 may come first; the old master's word is what counts
+    # under NotifyAccess=main, and it names the new master.
+    while "READY" in moved:
+        moved, more = note.until("MAINPID")
+        seen += more
+    new = int(moved["MAINPID"])
+    s.masters.append(new)
+    assert new != s.pid and moved["STATUS"] == f"replaced by pid {new}"
+    assert s.wait_exit(15) == 0
+    note.sock.settimeout(0.5)  # whatever else the old master said on its way out
+    try:
+        while True:
+            seen.append(note.next())
+    except socket.timeout:
+        note.sock.settimeout(10)
+    assert not any("STOPPING" in m for m in seen), seen
+    # systemd hears the new master from now on; its drain is the service's stop.
+    os.kill(new, signal.SIGTERM)
+    stopping, _ = note.until("STOPPING")
+    assert stopping["STOPPING"] == "1"
