@@ -58,6 +58,7 @@ leak_check(void)
 #endif
 
 #define TICK 0.1                 /* watchdog, handovers, memory limits */
+#define READY_POLL 0.005         /* while a start, reload or upgrade waits for its workers */
 #define QUIT_GRACE 1.0           /* SIGQUIT: how long workers get before SIGKILL */
 /* At start, how long a store_path still held waits to be let go: an instance killed just
  * before (a restart after kill -9) is gone only once the kernel has ended its processes. */
@@ -105,6 +106,7 @@ struct master {
     ev_signal sig[10];
     int nsig;
     ev_timer tick;
+    ev_timer ready_poll;
     ev_timer stop_timer;
     bool stopping;
     int exit_status;
@@ -521,6 +523,26 @@ notify_serving(struct master *m)
     m->serving = n;
 }
 
+/* READY=1 (and an upgrade's handover) as soon as the workers serve, not at the next
+ * tick: the old master of an upgrade waits for it. */
+static void
+on_ready_poll(struct ev_loop *loop, ev_timer *t, int revents)
+{
+    (void)revents;
+    struct master *m = container_of(t, struct master, ready_poll);
+    if (!m->stopping)
+        notify_serving(m);
+    if (m->stopping || !m->ready_owed)
+        ev_timer_stop(loop, t);
+}
+
+static void
+owe_ready(struct master *m)
+{
+    m->ready_owed = true;
+    ev_timer_again(m->loop, &m->ready_poll);
+}
+
 static void
 on_tick(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -650,7 +672,7 @@ reload(struct master *m)
     free(m->conf);
     m->conf = next;
     m->gen++;
-    m->ready_owed = true; /* READY=1 once the new generation serves */
+    owe_ready(m); /* READY=1 once the new generation serves */
     for (int i = 0; i < SB_SLOTS; i++)
         if (m->kids[i].pid)
             m->kids[i].retiring = true;
@@ -970,6 +992,8 @@ master_run(struct conf *conf, worker_reload_fn reload_fn, const struct upgrade_f
     }
     watch_signals(&m);
     ev_timer_init(&m.tick, on_tick, TICK, TICK);
+    ev_init(&m.ready_poll, on_ready_poll);
+    m.ready_poll.repeat = READY_POLL;
     ev_timer_start(m.loop, &m.tick);
     ev_init(&m.stop_timer, on_stop_timeout);
     ev_timer rss;
@@ -977,7 +1001,7 @@ master_run(struct conf *conf, worker_reload_fn reload_fn, const struct upgrade_f
     rss.data = &m;
     ev_timer_start(m.loop, &rss);
     m.target = workers_wanted(conf);
-    m.ready_owed = true;
+    owe_ready(&m);
     take_fd_limit(conf, m.target);
     log_info("sessiond %s starting %d worker(s)", SESSIOND_VERSION, m.target);
     /* The start can no longer fail as a whole: from here errors are the log's alone (and
