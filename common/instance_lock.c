@@ -117,6 +117,12 @@ instance_lock_take(const char *store_path, int wait_ms, char *err, size_t errlen
     return fd;
 }
 
+int
+instance_lock_claim(int fd)
+{
+    return write_pid(fd);
+}
+
 bool
 instance_lock_is(int fd, const char *store_path)
 {

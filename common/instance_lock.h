@@ -32,4 +32,8 @@ int instance_lock_take(const char *store_path, int wait_ms, char *err, size_t er
  * same file, however the path is spelt): a reload onto the same store keeps it. */
 bool instance_lock_is(int fd, const char *store_path);
 
+/* Write this process's pid into the lock fd holds: an upgrade's new master, which was
+ * handed the lock, is its holder from now on. 0, or -1 (errno). */
+int instance_lock_claim(int fd);
+
 #endif

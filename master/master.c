@@ -496,6 +496,8 @@ took_over(struct master *m)
     char err[CONF_ERR_LEN];
     if (m->conf->pidfile[0] != '\0' && pidfile_write(m->conf->pidfile, err, sizeof err) < 0)
         log_errorx("%s", err);
+    if (instance_lock_claim(m->lock) < 0)
+        log_warn("writing our pid into the instance lock");
     upgrade_done(&m->from);
     log_info("upgrade: serving in place of pid %ld", (long)m->from.pid);
 }

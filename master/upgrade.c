@@ -16,14 +16,43 @@
 static char exe[PATH_MAX];
 static char **args;
 
+/* dir/name into exe, if it fits. */
+static bool
+join(const char *dir, size_t dirlen, const char *name)
+{
+    int n = snprintf(exe, sizeof exe, "%.*s/%s", (int)dirlen, dir, name);
+    return n > 0 && (size_t)n < sizeof exe;
+}
+
+/* The command as it was started, not the file it resolved to: a deploy that points a
+ * symlink at a new release must run the new one. argv[0] with a slash is a path (made
+ * absolute: it is exec'd later), one without was found on PATH; the rest falls back to
+ * /proc/self/exe, the file itself. */
+static void
+find_exe(const char *argv0)
+{
+    char cwd[PATH_MAX];
+    if (argv0 != NULL && argv0[0] == '/') {
+        if ((size_t)snprintf(exe, sizeof exe, "%s", argv0) < sizeof exe) return;
+    } else if (argv0 != NULL && strchr(argv0, '/') != NULL) {
+        if (getcwd(cwd, sizeof cwd) != NULL && join(cwd, strlen(cwd), argv0)) return;
+    } else if (argv0 != NULL && argv0[0] != '\0' && getenv("PATH") != NULL) {
+        for (const char *p = getenv("PATH"), *end;; p = end + 1) {
+            end = strchr(p, ':');
+            size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
+            if (len > 0 && p[0] == '/' && join(p, len, argv0) && access(exe, X_OK) == 0) return;
+            if (end == NULL) break;
+        }
+    }
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    exe[n > 0 ? n : 0] = '\0';
+}
+
 void
 upgrade_remember(char **argv)
 {
     args = argv;
-    /* The path as it is now: once a deploy has replaced the file, /proc/self/exe names
-     * the old inode, "(deleted)", and the new binary is the one at this path. */
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    exe[n > 0 ? n : 0] = '\0';
+    find_exe(argv[0]);
 }
 
 /* One number of the value, at *p, followed by a separator or the end. */

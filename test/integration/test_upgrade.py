@@ -203,3 +203,22 @@ def test_socket_activation_takes_the_inherited_socket(server_factory, tmp_path):
     wait_for(lambda: not alive(s.pid), what="the activated master to exit")
     assert s.health()[0] == 200 and exchange(c, "GET", "/api/health")[0] == 200
     assert os.readlink(f"/proc/{new}/fd/3").startswith("socket:")
+
+
+def test_a_symlink_deploy_runs_the_new_release(server_factory, tmp_path):
+    for release in ("r1", "r2"):
+        (tmp_path / release).mkdir()
+        shutil.copy(BIN, tmp_path / release / "sessiond")
+    link = tmp_path / "current"
+    link.symlink_to(tmp_path / "r1" / "sessiond")
+    s = server_factory(bin=str(link))
+    assert os.readlink(f"/proc/{s.pid}/exe") == str(tmp_path / "r1" / "sessiond")
+    # Capistrano's way: point the link at the new release, then upgrade.
+    (tmp_path / "next").symlink_to(tmp_path / "r2" / "sessiond")
+    os.replace(tmp_path / "next", link)
+    s.signal(signal.SIGUSR2)
+    new = new_master(s, s.pid)
+    assert os.readlink(f"/proc/{new}/exe") == str(tmp_path / "r2" / "sessiond")
+    # The instance lock names its holder now, for a second instance's refusal.
+    with open(os.path.join(s.dir, "sessiond.db-instance.lock")) as f:
+        assert int(f.read()) == new

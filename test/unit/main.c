@@ -32,6 +32,7 @@ main(void)
         chan_order_suite,
         bus_suite,
         instance_lock_suite,
+        upgrade_suite,
     };
     SRunner *sr = srunner_create(NULL);
     for (size_t i = 0; i < sizeof suites / sizeof *suites; i++)

@@ -30,5 +30,6 @@ Suite *utf8_suite(void);
 Suite *util_suite(void);
 Suite *metrics_suite(void);
 Suite *instance_lock_suite(void);
+Suite *upgrade_suite(void);
 
 #endif
