@@ -9,7 +9,8 @@ import signal
 import subprocess
 import time
 
-from conftest import BIN, Hammer, alive, children_of, exchange, free_port, wait_for
+from conftest import (BIN, Hammer, alive, call, children_of, create, exchange, free_port,
+                      wait_for)
 
 
 def upgradable(server_factory, tmp_path, conf="", **kw):
@@ -222,3 +223,22 @@ def test_a_symlink_deploy_runs_the_new_release(server_factory, tmp_path):
     # The instance lock names its holder now, for a second instance's refusal.
     with open(os.path.join(s.dir, "sessiond.db-instance.lock")) as f:
         assert int(f.read()) == new
+
+
+def test_sessions_and_store_survive_an_upgrade(keyed_on_both, tmp_path):
+    path = str(tmp_path / "sessiond-bin")
+    shutil.copy(BIN, path)
+    s = keyed_on_both(bin=path)
+    status, _, made = create(s, user="alice", data={"n": 1})
+    assert status == 201
+    deploy(s)
+    upgrade_under_load(s, lambda pid: os.kill(pid, signal.SIGUSR2))
+    status, _, got = call(s, "GET", f"/api/sessions/{made['id']}")
+    assert status == 200 and got["user"] == "alice" and got["data"] == {"n": 1}, got
+    status, _, own = call(s, "GET", "/api/session",
+                          headers={"Authorization": f"Bearer {made['token']}"})
+    assert status == 200 and own["id"] == made["id"]  # the token still authenticates
+    status, _, _ = create(s, user="alice")
+    assert status == 201  # writes go on, in the same store
+    status, _, page = call(s, "GET", "/api/users/alice/sessions")
+    assert status == 200 and len(page["sessions"]) == 2, page
