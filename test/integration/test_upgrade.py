@@ -136,22 +136,13 @@ def test_an_upgrade_keeps_the_store(server_factory, tmp_path):
     assert pidfile_pid(s) == s.pid and s.health()[0] == 200
 
 
-def test_workers_that_never_serve_are_stopped_at_upgrade_timeout(server_factory, tmp_path):
+def deploy_crashing_workers(s, tmp_path):
+    """A new binary whose workers die at start (the test build's crash hook): never ready."""
     crash = tmp_path / "crash"
     crash.touch()
-    s = upgradable(server_factory, tmp_path, conf="upgrade_timeout 1s")
     real = s.bin + ".real"
     shutil.copy(BIN, real)
-    # The new binary's workers die at start (the test build's crash hook): never ready.
     deploy_script(s, f'SESSIOND_TEST_CRASH_FILE={crash} exec {real} "$@"')
-    s.signal(signal.SIGUSR2)
-    line = wait_for(lambda: [ln for ln in s.log().splitlines() if "upgrade failed" in ln],
-                    what="the failure in the log")
-    assert "did not serve within upgrade_timeout (1000 ms), and is stopped" in line[0]
-    pid = int(line[0].split("the new master (pid ")[1].split(")")[0])
-    wait_for(lambda: not alive(pid), what="the stopped new master to exit")
-    assert pidfile_pid(s) == s.pid and s.health()[0] == 200
-    assert len(s.worker_pids()) == 2
 
 
 def started_pid(s):
@@ -160,13 +151,23 @@ def started_pid(s):
     return int(line.split("(pid ")[1].split(")")[0])
 
 
+def test_workers_that_never_serve_are_stopped_at_upgrade_timeout(server_factory, tmp_path):
+    s = upgradable(server_factory, tmp_path, conf="upgrade_timeout 1s")
+    deploy_crashing_workers(s, tmp_path)
+    s.signal(signal.SIGUSR2)
+    line = wait_for(lambda: [ln for ln in s.log().splitlines() if "upgrade failed" in ln],
+                    what="the failure in the log")
+    assert "did not serve within upgrade_timeout (1000 ms), and is stopped" in line[0]
+    pid = started_pid(s)
+    assert f"the new master (pid {pid})" in line[0]
+    wait_for(lambda: not alive(pid), what="the stopped new master to exit")
+    assert pidfile_pid(s) == s.pid and s.health()[0] == 200
+    assert len(s.worker_pids()) == 2
+
+
 def test_term_during_an_upgrade_stops_the_new_master_too(server_factory, tmp_path):
-    crash = tmp_path / "crash"
-    crash.touch()
     s = upgradable(server_factory, tmp_path, conf="upgrade_timeout 30s")
-    real = s.bin + ".real"
-    shutil.copy(BIN, real)
-    deploy_script(s, f'SESSIOND_TEST_CRASH_FILE={crash} exec {real} "$@"')
+    deploy_crashing_workers(s, tmp_path)
     s.signal(signal.SIGUSR2)
     wait_for(lambda: "taking over from pid" in s.log(), what="the new master to start")
     new = started_pid(s)
