@@ -32,12 +32,13 @@ static void
 find_exe(const char *argv0)
 {
     char cwd[PATH_MAX];
+    const char *path = getenv("PATH");
     if (argv0 != NULL && argv0[0] == '/') {
         if ((size_t)snprintf(exe, sizeof exe, "%s", argv0) < sizeof exe) return;
     } else if (argv0 != NULL && strchr(argv0, '/') != NULL) {
         if (getcwd(cwd, sizeof cwd) != NULL && join(cwd, strlen(cwd), argv0)) return;
-    } else if (argv0 != NULL && argv0[0] != '\0' && getenv("PATH") != NULL) {
-        for (const char *p = getenv("PATH"), *end;; p = end + 1) {
+    } else if (argv0 != NULL && argv0[0] != '\0' && path != NULL) {
+        for (const char *p = path, *end;; p = end + 1) {
             end = strchr(p, ':');
             size_t len = end != NULL ? (size_t)(end - p) : strlen(p);
             if (len > 0 && p[0] == '/' && join(p, len, argv0) && access(exe, X_OK) == 0) return;
