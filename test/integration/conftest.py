@@ -365,6 +365,35 @@ class Hammer:
         return self.errors, sum(self.counts)
 
 
+# ---- binary upgrades (USR2): a server run from a copy of the binary that a test replaces ----
+
+def deploy(s, script=None):
+    """Replace s's binary as a deploy does, a new file renamed over the old: a copy of
+    BIN, or a shell script (one that wraps the real binary, or that fails)."""
+    tmp = s.bin + ".new"
+    if script is None:
+        shutil.copy(BIN, tmp)
+    else:
+        with open(tmp, "w") as f:
+            f.write(f"#!/bin/sh\n{script}\n")
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, s.bin)
+
+
+def pidfile_pid(s):
+    with open(s.pidfile) as f:
+        return int(f.read())
+
+
+def new_master(s, old):
+    """Wait for the pidfile to name a live master other than old; s stops it by pid."""
+    pid = wait_for(lambda: (p := pidfile_pid(s)) != old and alive(p) and p, timeout=20,
+                   what="the pidfile to name the new master")
+    if pid not in s.masters:
+        s.masters.append(pid)
+    return pid
+
+
 # ---- the session API, on a server with the tests' API key ----
 
 JSON = {"Content-Type": "application/json"}

@@ -9,8 +9,8 @@ import signal
 import subprocess
 import time
 
-from conftest import (BIN, Hammer, alive, call, children_of, create, exchange, free_port,
-                      wait_for)
+from conftest import (BIN, Hammer, alive, call, children_of, create, deploy, exchange,
+                      free_port, new_master, pidfile_pid, wait_for)
 
 
 def upgradable(server_factory, tmp_path, conf="", **kw):
@@ -18,36 +18,6 @@ def upgradable(server_factory, tmp_path, conf="", **kw):
     path = str(tmp_path / "sessiond-bin")
     shutil.copy(BIN, path)
     return server_factory(conf=conf, bin=path, **kw)
-
-
-def deploy(s, source=BIN):
-    """Replace the binary on disk as a deploy does: a new file renamed over the old."""
-    tmp = s.bin + ".new"
-    shutil.copy(source, tmp)
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, s.bin)
-
-
-def deploy_script(s, text):
-    tmp = s.bin + ".new"
-    with open(tmp, "w") as f:
-        f.write("#!/bin/sh\n" + text + "\n")
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, s.bin)
-
-
-def pidfile_pid(s):
-    with open(s.pidfile) as f:
-        return int(f.read())
-
-
-def new_master(s, old):
-    """Wait for the pidfile to name a live master other than old; it is then ours to stop."""
-    pid = wait_for(lambda: (p := pidfile_pid(s)) != old and alive(p) and p, timeout=20,
-                   what="the pidfile to name the new master")
-    if pid not in s.masters:
-        s.masters.append(pid)
-    return pid
 
 
 def upgrade_under_load(s, send):
@@ -100,7 +70,7 @@ def test_s_upgrade_waits_for_the_new_master(server_factory, tmp_path):
 def test_a_binary_that_fails_leaves_the_old_master_serving(server_factory, tmp_path):
     s = upgradable(server_factory, tmp_path)
     workers = s.worker_pids()
-    deploy_script(s, "exit 1")
+    deploy(s, "exit 1")
     r = subprocess.run([BIN, "-c", s.conf_path, "-s", "upgrade"], text=True,
                        capture_output=True, timeout=60)
     assert r.returncode == 1 and "the upgrade did not take" in r.stderr, r
@@ -142,7 +112,7 @@ def deploy_crashing_workers(s, tmp_path):
     crash.touch()
     real = s.bin + ".real"
     shutil.copy(BIN, real)
-    deploy_script(s, f'SESSIOND_TEST_CRASH_FILE={crash} exec {real} "$@"')
+    deploy(s, f'SESSIOND_TEST_CRASH_FILE={crash} exec {real} "$@"')
 
 
 def started_pid(s):

@@ -16,8 +16,8 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode
 
-from conftest import BIN, alive, call, children_of, create, keyed, next_push, op, run, url, \
-    wait_for, worker_of
+from conftest import (BIN, alive, call, children_of, create, deploy, keyed, new_master,
+                      next_push, op, pidfile_pid, run, url, wait_for, worker_of)
 
 NODE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "node")
 FEED = "namespace feed subscribe=any publish=any history=1000\nws_drain_spread 300ms\n"
@@ -29,18 +29,6 @@ def upgradable(server_factory, tmp_path, conf=""):
     return keyed(server_factory, conf, bin=str(tmp_path / "sessiond-bin"))
 
 
-def deploy(s, script=None):
-    """A new binary renamed over the old (or a shell script that wraps the real one)."""
-    tmp = s.bin + ".new"
-    if script is None:
-        shutil.copy(BIN, tmp)
-    else:
-        with open(tmp, "w") as f:
-            f.write(f"#!/bin/sh\n{script}\n")
-    os.chmod(tmp, 0o755)
-    os.replace(tmp, s.bin)
-
-
 def upgrade(s):
     """USR2 to the master the pidfile names; returns (old, new) once the old has exited."""
     old = pidfile_pid(s)
@@ -50,16 +38,9 @@ def upgrade(s):
 
 
 def finish_upgrade(s, old):
-    new = wait_for(lambda: (p := pidfile_pid(s)) != old and alive(p) and p, timeout=20,
-                   what="the pidfile to name the new master")
-    s.masters.append(new)  # stopped by pid at the end
+    new = new_master(s, old)
     wait_for(lambda: not alive(old), timeout=15, what="the old master to exit")
     return new
-
-
-def pidfile_pid(s):
-    with open(s.pidfile) as f:
-        return int(f.read())
 
 
 def token(s, user):
