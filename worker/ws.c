@@ -35,6 +35,8 @@ enum ws_phase {
     WS_CLOSING, /* our close frame is queued or sent; waiting for the client's */
 };
 
+/* One socket's state: every idle WebSocket holds one, so the small fields are packed
+ * (bit fields, small ints) behind the pointers and counters. */
 struct ws {
     struct conn *c;
     /* wslay's state, 8.8 KB of it: freed whenever it holds nothing (see ws_park) and
@@ -47,20 +49,22 @@ struct ws {
     double tokens, debt;    /* the rate limit's buckets */
     ev_tstamp bucket_at;
     struct ws *doomed_next;
-    int pending;            /* answers in flight that hold this struct (see ws_release) */
     const char *close_reason; /* of close_code */
+    int pending;              /* answers in flight that hold this struct (see ws_release) */
     uint16_t close_code;      /* a close that waits for the answers in flight (ws_close_with) */
-    enum ws_phase phase;
-    int8_t deflate_bits;    /* 0: no permessage-deflate; else the window we compress with */
-    bool in_frame, in_message;
-    bool awaiting_pong;
-    bool in_recv;           /* inside wslay_event_recv: ws_feed sends what is queued */
-    bool doomed;            /* it fell too far behind: gets nothing more but a close */
-    bool orphan;            /* its connection was freed while a lookup was in flight */
-    bool broken;            /* a send failed: the reaper closes it */
-    bool close_queued;      /* our close frame is queued or sent: nothing may follow it */
     uint16_t fail_code;     /* what the client just sent breaks the protocol (ws_fail) */
-    struct chan_client cl;  /* its channels and session, in the same allocation */
+    uint8_t phase;          /* enum ws_phase */
+    int8_t deflate_bits;    /* 0: no permessage-deflate; else the window we compress with */
+    bool in_frame : 1;
+    bool in_message : 1;
+    bool awaiting_pong : 1;
+    bool in_recv : 1;      /* inside wslay_event_recv: ws_feed sends what is queued */
+    bool doomed : 1;       /* it fell too far behind: gets nothing more but a close */
+    bool orphan : 1;       /* its connection was freed while a lookup was in flight */
+    bool broken : 1;       /* a send failed: the reaper closes it */
+    bool close_queued : 1; /* our close frame is queued or sent: nothing may follow it */
+    struct chan_client cl; /* its channels and session, in the same allocation, followed
+                            * by its user's name (chan_admit) */
 };
 
 /* The worker's WebSocket transport. */
@@ -825,11 +829,11 @@ ws_authenticated(void *arg, enum store_status st, const struct session *s)
         api_store_error(r, st);
     else if (r->conn->closed)
         http_error(r, 503, NULL, "The client left."); /* only releases the request */
-    else if ((ws = calloc(1, sizeof *ws)) == NULL)
+    else if ((ws = calloc(1, sizeof *ws + strnlen(s->user, sizeof s->user - 1) + 1)) == NULL)
         http_error_with(r, 503, "Retry-After: 1\r\n", NULL, "The connection could not be set up.");
     else {
         ws->c = r->conn;
-        chan_admit(&ws->cl, ws, r->conn->w, s);
+        chan_admit(&ws->cl, ws, r->conn->w, s, (char *)(ws + 1));
     }
 }
 
