@@ -87,7 +87,8 @@ struct conn {
     bool closed : 1;
     bool close_after : 1;          /* close once the output is written */
     bool in_process : 1;           /* inside conn_process: responses must not re-enter it */
-    bool reading : 1;              /* rio is started */
+    bool reading : 1;              /* input is waited for (conn_watch) */
+    bool writing : 1;              /* room for output is waited for (conn_watch) */
     bool eof : 1;                  /* the client shut its side: answer what was sent, then close */
     bool peer_loopback : 1;        /* 127.0.0.0/8, ::1 or a Unix socket: all that is kept of the
                                     * peer's address (ip_key has the rest that matters) */
@@ -96,7 +97,7 @@ struct conn {
     bool tls_sniffed : 1;          /* the first byte was looked at: TLS, not plain HTTP */
     bool tls_read_wants_write : 1; /* SSL_read needs the socket writable before it can go on */
     bool tls_write_wants_read : 1; /* SSL_write needs the socket readable before it can go on */
-    ev_io rio, wio;
+    ev_io io;                      /* one watcher for both directions (conn_watch) */
     ev_timer timer;
     struct buf out;
     struct request *req;            /* the request being served, with the HTTP cycle's state; freed
