@@ -42,10 +42,10 @@ struct ws {
     /* wslay's state, 8.8 KB of it: freed whenever it holds nothing (see ws_park) and
      * made again by ws_ctx when needed. */
     wslay_event_context_ptr ctx;
-    uint64_t fed, framed;   /* bytes handed to wslay, and bytes of the frames it finished */
+    /* Bytes handed to wslay that are not yet part of a frame it finished: all that
+     * ws_park needs of the two counts, in one field. */
+    uint64_t unframed;
     uint64_t frame_bytes;   /* of the frame being received */
-    const uint8_t *in;      /* bytes being handed to wslay by ws_recv */
-    size_t in_len;
     double tokens, debt;    /* the rate limit's buckets */
     ev_tstamp bucket_at;
     struct ws *doomed_next;
@@ -76,6 +76,10 @@ struct ws_worker {
     z_stream inflate;
     bool inflate_ok;
     struct buf frame, msg, text;
+    /* The bytes ws_feed is handing to wslay (ws_recv takes them from here): per worker,
+     * not per socket, since a socket holds them only during its ws_feed. */
+    const uint8_t *in;
+    size_t in_len;
     uint8_t rbuf[WS_READ_BUF];
 };
 
@@ -213,15 +217,16 @@ ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *
 {
     (void)flags;
     struct ws *ws = user;
-    if (ws->in_len == 0) {
+    struct ws_worker *rt = rt_of(ws->c);
+    if (rt->in_len == 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    size_t n = len < ws->in_len ? len : ws->in_len;
-    memcpy(buf, ws->in, n);
-    ws->in += n;
-    ws->in_len -= n;
-    ws->fed += n;
+    size_t n = len < rt->in_len ? len : rt->in_len;
+    memcpy(buf, rt->in, n);
+    rt->in += n;
+    rt->in_len -= n;
+    ws->unframed += n;
     return (ssize_t)n;
 }
 
@@ -246,7 +251,7 @@ ws_frame_end(wslay_event_context_ptr ctx, void *user)
 {
     (void)ctx;
     struct ws *ws = user;
-    ws->framed += ws->frame_bytes;
+    ws->unframed -= ws->frame_bytes;
     ws->in_frame = false;
 }
 
@@ -287,7 +292,7 @@ ws_ctx(struct ws *ws)
     wslay_event_config_set_max_recv_msg_length(ws->ctx, (uint64_t)cf->ws_max_message_bytes);
     if (ws->deflate_bits > 0)
         wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV1_BIT);
-    ws->fed = ws->framed = 0;
+    ws->unframed = 0;
     return ws->ctx;
 }
 
@@ -300,8 +305,8 @@ static bool
 ws_park(struct ws *ws)
 {
     wslay_event_context_ptr ctx = ws->ctx;
-    if (ctx == NULL || ws->phase != WS_OPEN || ws->in_frame ||
-        ws->in_message || ws->fed != ws->framed || wslay_event_get_queued_msg_count(ctx) > 0 ||
+    if (ctx == NULL || ws->phase != WS_OPEN || ws->in_frame || ws->in_message ||
+        ws->unframed != 0 || wslay_event_get_queued_msg_count(ctx) > 0 ||
         wslay_event_get_close_received(ctx) || wslay_event_get_close_sent(ctx))
         return false;
     wslay_event_context_free(ctx);
@@ -565,11 +570,19 @@ ws_fail(struct ws *ws)
 static void
 ws_feed(struct ws *ws, const void *p, size_t len)
 {
-    ws->in = p;
-    ws->in_len = len;
+    struct ws_worker *rt = rt_of(ws->c);
+    /* Kept and put back, so that a feed nested in another socket's (none is, today)
+     * would not pull the ground from under the outer one; what wslay leaves unread (the
+     * bytes after a close) is forgotten with the feed, as before. */
+    const uint8_t *outer = rt->in;
+    size_t outer_len = rt->in_len;
+    rt->in = p;
+    rt->in_len = len;
     ws->in_recv = true;
     int rc = ws_ctx(ws) == NULL ? WSLAY_ERR_NOMEM : wslay_event_recv(ws->ctx);
     ws->in_recv = false;
+    rt->in = outer;
+    rt->in_len = outer_len;
     /* wslay refuses a malformed frame header this way (a control frame over 125 bytes or
      * fragmented, a length with its top bit set or longer than it needs), after queueing
      * a close frame without a code; our recv callback never fails otherwise. */
