@@ -52,7 +52,7 @@ chan_member(const struct chan_client *cl)
 {
     struct roster_member m;
     snprintf(m.conn, sizeof m.conn, "%s", cl->conn_id);
-    memcpy(m.user, cl->user, sizeof m.user);
+    snprintf(m.user, sizeof m.user, "%s", cl->user);
     snprintf(m.session, sizeof m.session, "%s", cl->id);
     return m;
 }
@@ -422,7 +422,7 @@ chan_leave(struct chan_client *cl, size_t i, bool reply, const json_t *id)
         return;
     }
     *op = (struct chan_leave_op){.cw = cw, .len = len};
-    memcpy(op->user, cl->user, sizeof op->user);
+    snprintf(op->user, sizeof op->user, "%s", cl->user);
     memcpy(op->channel, name, len);
     roster_leave(cw->roster, name, len, &rm, chan_left, op);
 }
@@ -798,12 +798,15 @@ chan_conn_mix(uint64_t x)
 }
 
 void
-chan_admit(struct chan_client *cl, struct ws *ws, struct worker *w, const struct session *s)
+chan_admit(struct chan_client *cl, struct ws *ws, struct worker *w, const struct session *s,
+           char *user)
 {
     struct chan_worker *cw = w->chan;
-    *cl = (struct chan_client){.w = w, .ws = ws, .expires_at = s->expires_at};
+    size_t ulen = strnlen(s->user, sizeof s->user - 1);
+    memcpy(user, s->user, ulen);
+    user[ulen] = '\0';
+    *cl = (struct chan_client){.w = w, .ws = ws, .expires_at = s->expires_at, .user = user};
     memcpy(cl->id, s->id, sizeof cl->id);
-    memcpy(cl->user, s->user, sizeof cl->user);
     snprintf(cl->conn_id, sizeof cl->conn_id, "%016llx",
              (unsigned long long)chan_conn_mix(cw->conn_key + ++cw->seq));
     chan_read_grants(cl, s, NULL);

@@ -33,12 +33,12 @@ struct chan_client {
     struct chan_client *prev, *next; /* in the worker's list, once attached */
     struct hub_member **subs;
     struct grants *grants; /* its session's channels and subscribe, or NULL */
+    const char *user;      /* its session's user, in room the socket's owner gave chan_admit */
     int64_t expires_at;
     uint16_t nsubs, subs_cap;
     bool checking; /* a store lookup of its session is in flight */
     bool recheck;  /* ... and the session changed meanwhile */
     char id[SESSION_ID_LEN + 1];
-    char user[SESSION_USER_MAX + 1];
     char conn_id[CHAN_CONN_ID_LEN + 1]; /* opaque: it names no pid, slot or address */
 };
 
@@ -55,8 +55,11 @@ void chan_worker_stats(struct worker *w);
 bool chan_pubsub_up(const struct worker *w);
 
 /* Socket ws of session s asks to be admitted under max_connections_per_user: cl (inside
- * ws) is set up and the answer goes to ws_admitted, now or later. */
-void chan_admit(struct chan_client *cl, struct ws *ws, struct worker *w, const struct session *s);
+ * ws) is set up and the answer goes to ws_admitted, now or later. user is room for
+ * strlen(s->user) + 1 bytes that lives as long as cl: the session's user is copied there,
+ * so that each socket holds its user's name at its length, not at the longest one's. */
+void chan_admit(struct chan_client *cl, struct ws *ws, struct worker *w, const struct session *s,
+                char *user);
 
 /* The admitted client's socket is being upgraded: it can be told of its session's end. */
 void chan_client_attach(struct chan_client *cl);

@@ -30,6 +30,7 @@
 #define OUT_HIGH_WATER ((size_t)256 * 1024)
 #define READ_CHUNK 16384
 
+static bool addr_is_loopback(const struct sockaddr_storage *ss);
 static void conn_process(struct conn *c);
 static void conn_flush(struct conn *c);
 static void conn_readable(struct conn *c);
@@ -41,7 +42,7 @@ static void
 set_deadline(struct conn *c, double secs)
 {
     struct ev_loop *loop = c->w->loop;
-    c->deadline = ev_now(loop) + secs;
+    c->req->deadline = ev_now(loop) + secs;
     if (ev_is_active(&c->timer)) {
         if (ev_timer_remaining(loop, &c->timer) <= secs)
             return;
@@ -51,20 +52,43 @@ set_deadline(struct conn *c, double secs)
     ev_timer_start(loop, &c->timer);
 }
 
+/* The connection's one watcher waits for what it needs: input while it reads (or while
+ * a TLS write needs input first), room while output waits (or a TLS read or handshake
+ * needs to write). One ev_io rather than one per direction saves 48 bytes on every
+ * connection; a change of events is a stop and a start, which libev folds into one
+ * epoll_ctl before it polls again, and an event already pending for a direction still
+ * wanted (fed for bytes OpenSSL holds, say) is fed again rather than lost. */
+static void
+conn_watch(struct conn *c)
+{
+    struct ev_loop *loop = c->w->loop;
+    int want = (c->reading || c->tls_write_wants_read ? EV_READ : 0) | (c->writing ? EV_WRITE : 0);
+    int now = ev_is_active(&c->io) ? c->io.events & (EV_READ | EV_WRITE) : 0;
+    if (want == now || c->closed) return;
+    int pending = ev_clear_pending(loop, &c->io);
+    ev_io_stop(loop, &c->io);
+    if (want == 0) return;
+    ev_io_modify(&c->io, want);
+    ev_io_start(loop, &c->io);
+    if ((pending & want) != 0) ev_feed_event(loop, &c->io, pending & want);
+}
+
+static void
+set_writing(struct conn *c, bool on)
+{
+    c->writing = on;
+    conn_watch(c);
+}
+
 static void
 set_reading(struct conn *c, bool on)
 {
     if (on == c->reading || c->closed)
         return;
     c->reading = on;
-    if (!on) {
-        ev_io_stop(c->w->loop, &c->rio);
-        return;
-    }
-    ev_io_start(c->w->loop, &c->rio);
+    conn_watch(c);
     /* Bytes OpenSSL already decrypted will not make the socket readable again. */
-    if (c->ssl != NULL && SSL_pending(c->ssl) > 0)
-        ev_feed_event(c->w->loop, &c->rio, EV_READ);
+    if (on && c->ssl != NULL && SSL_pending(c->ssl) > 0) ev_feed_event(c->w->loop, &c->io, EV_READ);
 }
 
 /* Between requests: idle until the next one starts, or a short grace while draining. */
@@ -86,8 +110,7 @@ conn_close(struct conn *c)
     if (c->proto != NULL)
         c->proto->close(c);
     struct ev_loop *loop = c->w->loop;
-    ev_io_stop(loop, &c->rio);
-    ev_io_stop(loop, &c->wio);
+    ev_io_stop(loop, &c->io);
     ev_timer_stop(loop, &c->timer);
     if (c->ssl != NULL) {
         if (c->tls_ok)
@@ -112,8 +135,8 @@ conn_free(struct conn *c)
 {
     if (c->proto != NULL)
         c->proto->free(c->proto_data);
+    if (c->req != NULL) buf_free(&c->req->in);
     free(c->req);
-    buf_free(&c->in);
     buf_free(&c->out);
     free(c);
 }
@@ -132,7 +155,7 @@ start_linger(struct conn *c)
         conn_close(c);
         return;
     }
-    buf_free(&c->in);
+    buf_free(&c->req->in);
     set_reading(c, true);
     set_deadline(c, LINGER_TIMEOUT);
 }
@@ -165,7 +188,7 @@ on_timer(struct ev_loop *loop, ev_timer *t, int revents)
         conn_close(c); /* tls_handshake_timeout: a silent or too slow client */
         return;
     }
-    double left = c->deadline - ev_now(loop);
+    double left = c->req->deadline - ev_now(loop);
     if (left > 0.0005) {
         ev_timer_set(t, left, 0.);
         ev_timer_start(loop, t);
@@ -177,7 +200,7 @@ on_timer(struct ev_loop *loop, ev_timer *t, int revents)
     }
     if (c->state == CONN_PENDING)
         return; /* a handler holds the request; its answer re-arms the timer */
-    if (c->state == CONN_BODY || buf_used(&c->in) > 0) {
+    if (c->state == CONN_BODY || buf_used(&c->req->in) > 0) {
         /* A request started but did not arrive in time (slow clients, slowloris). */
         reject(c, 408, "The request was not received in time.");
         return;
@@ -204,7 +227,7 @@ plain_http_on_tls(struct conn *c)
     SSL_free(c->ssl);
     c->ssl = NULL;
     c->state = CONN_HEAD;
-    ev_io_stop(c->w->loop, &c->wio);
+    set_writing(c, false);
     conn_refuse(c, 400, NULL, "bad_request",
                 "A plain HTTP request was sent to a TLS port: use https:// (or wss://).");
     return true;
@@ -220,20 +243,19 @@ conn_handshake(struct conn *c)
     if (rc == 1) {
         c->tls_ok = true;
         c->state = CONN_HEAD;
-        ev_io_stop(c->w->loop, &c->wio);
+        set_writing(c, false);
         set_deadline(c, secs_of_ms(c->w->conf->header_timeout_ms));
         if (c->w->draining)
             set_idle(c); /* a short grace for its first request, as idle ones get */
-        if (SSL_has_pending(c->ssl))
-            ev_feed_event(c->w->loop, &c->rio, EV_READ);
+        if (SSL_has_pending(c->ssl)) ev_feed_event(c->w->loop, &c->io, EV_READ);
         return;
     }
     switch (SSL_get_error(c->ssl, rc)) {
     case SSL_ERROR_WANT_READ:
-        ev_io_stop(c->w->loop, &c->wio);
+        set_writing(c, false);
         return;
     case SSL_ERROR_WANT_WRITE:
-        ev_io_start(c->w->loop, &c->wio);
+        set_writing(c, true);
         return;
     default: {
         unsigned long e = ERR_peek_last_error();
@@ -252,8 +274,7 @@ conn_tls_recv(struct conn *c, void *p, size_t len)
     if (n > 0) {
         /* The rest of a record larger than p stays inside OpenSSL, where the socket's
          * readiness cannot announce it: come back for it in this loop iteration. */
-        if (SSL_pending(c->ssl) > 0)
-            ev_feed_event(c->w->loop, &c->rio, EV_READ);
+        if (SSL_pending(c->ssl) > 0) ev_feed_event(c->w->loop, &c->io, EV_READ);
         return n;
     }
     switch (SSL_get_error(c->ssl, n)) {
@@ -262,7 +283,7 @@ conn_tls_recv(struct conn *c, void *p, size_t len)
         return -1;
     case SSL_ERROR_WANT_WRITE:
         c->tls_read_wants_write = true;
-        ev_io_start(c->w->loop, &c->wio);
+        set_writing(c, true);
         errno = EAGAIN;
         return -1;
     case SSL_ERROR_ZERO_RETURN:
@@ -292,7 +313,7 @@ conn_tls_send(struct conn *c, const void *p, size_t len)
         return -1;
     case SSL_ERROR_WANT_READ:
         c->tls_write_wants_read = true;
-        ev_io_start(c->w->loop, &c->rio);
+        conn_watch(c);
         errno = EAGAIN;
         return -1;
     default:
@@ -317,11 +338,8 @@ conn_writable(struct conn *c)
 }
 
 static void
-on_write(struct ev_loop *loop, ev_io *io, int revents)
+on_write(struct conn *c)
 {
-    (void)loop;
-    (void)revents;
-    struct conn *c = container_of(io, struct conn, wio);
     if (c->tls_read_wants_write) {
         c->tls_read_wants_write = false;
         conn_readable(c);
@@ -332,20 +350,30 @@ on_write(struct ev_loop *loop, ev_io *io, int revents)
 }
 
 static void
-on_read(struct ev_loop *loop, ev_io *io, int revents)
+on_read(struct conn *c)
 {
-    (void)loop;
-    (void)revents;
-    struct conn *c = container_of(io, struct conn, rio);
     if (c->tls_write_wants_read) {
         c->tls_write_wants_read = false;
-        if (!c->reading)
-            ev_io_stop(loop, &c->rio); /* started for the write alone */
+        conn_watch(c); /* stops reading if it was for the write alone */
         conn_writable(c);
         if (c->closed || !c->reading)
             return;
     }
     conn_readable(c);
+}
+
+/* Input first, then room, as far as each is still waited for: what the input did may
+ * have ended the wait for room (or the connection). */
+static void
+on_io(struct ev_loop *loop, ev_io *io, int revents)
+{
+    (void)loop;
+    struct conn *c = container_of(io, struct conn, io);
+    if ((revents & EV_READ) != 0) {
+        on_read(c);
+        if (c->closed) return;
+    }
+    if ((revents & EV_WRITE) != 0 && c->writing) on_write(c);
 }
 
 static void
@@ -367,11 +395,11 @@ conn_readable(struct conn *c)
         set_reading(c, false); /* conn_process starts it again once the answer is out */
         return;
     }
-    if (buf_reserve(&c->in, READ_CHUNK) < 0) {
+    if (buf_reserve(&c->req->in, READ_CHUNK) < 0) {
         conn_close(c);
         return;
     }
-    ssize_t n = conn_recv(c, c->in.p + c->in.len, c->in.cap - c->in.len);
+    ssize_t n = conn_recv(c, c->req->in.p + c->req->in.len, c->req->in.cap - c->req->in.len);
     if (n < 0) {
         if (errno != EAGAIN && errno != EINTR)
             conn_close(c);
@@ -385,10 +413,10 @@ conn_readable(struct conn *c)
         conn_process(c);
         return;
     }
-    bool was_idle = c->state == CONN_HEAD && buf_used(&c->in) == 0;
-    c->in.len += (size_t)n;
+    bool was_idle = c->state == CONN_HEAD && buf_used(&c->req->in) == 0;
+    c->req->in.len += (size_t)n;
     if (was_idle)
-        c->deadline = 0; /* a new request starts: its head must arrive within header_timeout */
+        c->req->deadline = 0; /* a new request starts: its head must arrive within header_timeout */
     conn_process(c);
 }
 
@@ -411,13 +439,12 @@ conn_new(struct worker *w, int fd, const struct sockaddr_storage *peer, SSL_CTX 
     }
     c->w = w;
     c->fd = fd;
-    c->peer = *peer;
+    c->peer_loopback = addr_is_loopback(peer);
     if (peer->ss_family != AF_UNIX) {
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    ev_io_init(&c->rio, on_read, fd, EV_READ);
-    ev_io_init(&c->wio, on_write, fd, EV_WRITE);
+    ev_io_init(&c->io, on_io, fd, 0);
     ev_init(&c->timer, on_timer);
     c->state = c->ssl != NULL ? CONN_HANDSHAKE : CONN_HEAD;
     worker_conn_opened(w, c);
@@ -460,15 +487,13 @@ begin_request(struct conn *c)
         reject(c, 413, "The request body is larger than max_body_bytes.");
         return false;
     }
-    if (h->chunked)
-        http_chunked_init(&c->chunked);
-    c->body_len = 0;
-    c->in_consumed = h->head_len;
+    if (h->chunked) http_chunked_init(&c->req->chunked);
+    c->req->body_have = 0;
+    c->req->in_consumed = h->head_len;
     c->state = CONN_BODY;
     bool has_body = h->chunked || h->content_length > 0;
     if (has_body) {
-        if (h->expect_continue && h->version_minor == 1 &&
-            buf_used(&c->in) == h->head_len) {
+        if (h->expect_continue && h->version_minor == 1 && buf_used(&c->req->in) == h->head_len) {
             http_status_line(&c->out, 1, 100);
             buf_puts(&c->out, "\r\n");
         }
@@ -484,21 +509,21 @@ static int
 read_body(struct conn *c)
 {
     struct http_request *h = &c->req->http;
-    char *data = buf_data(&c->in);
-    size_t have = buf_used(&c->in);
+    char *data = buf_data(&c->req->in);
+    size_t have = buf_used(&c->req->in);
     if (!h->chunked) {
         size_t need = h->head_len + (size_t)(h->content_length > 0 ? h->content_length : 0);
         if (have < need)
             return 0;
-        c->body_len = need - h->head_len;
-        c->in_consumed = need;
+        c->req->body_have = need - h->head_len;
+        c->req->in_consumed = need;
         return 1;
     }
     size_t used = 0;
     enum http_chunked_result res = http_chunked_decode(
-        &c->chunked, data + c->in_consumed, have - c->in_consumed, &used,
-        data + h->head_len, &c->body_len, (size_t)c->w->conf->max_body_bytes);
-    c->in_consumed += used;
+        &c->req->chunked, data + c->req->in_consumed, have - c->req->in_consumed, &used,
+        data + h->head_len, &c->req->body_have, (size_t)c->w->conf->max_body_bytes);
+    c->req->in_consumed += used;
     if (res == HTTP_CHUNKED_MORE)
         return 0;
     if (res == HTTP_CHUNKED_TOO_BIG) {
@@ -537,18 +562,18 @@ dispatch(struct conn *c)
 {
     struct request *r = c->req;
     struct http_request *h = &r->http;
-    if (c->head_at != buf_data(&c->in)) {
+    if (c->req->head_at != buf_data(&c->req->in)) {
         /* Reading the body moved the input buffer: the head's strings must be found
          * again. The head is unchanged and complete, so this parse cannot fail. */
         int status;
         const char *why;
-        struct http_chunked keep = c->chunked;
-        http_parse_request(buf_data(&c->in), h->head_len, h->head_len, h, &status, &why);
-        c->chunked = keep;
+        struct http_chunked keep = c->req->chunked;
+        http_parse_request(buf_data(&c->req->in), h->head_len, h->head_len, h, &status, &why);
+        c->req->chunked = keep;
     }
     r->conn = c;
-    r->body = buf_data(&c->in) + h->head_len;
-    r->body_len = c->body_len;
+    r->body = buf_data(&c->req->in) + h->head_len;
+    r->body_len = c->req->body_have;
     r->nparams = 0;
     r->handler_data = NULL;
     r->started = ev_time();
@@ -574,23 +599,21 @@ conn_process(struct conn *c)
     const struct conf *cf = c->w->conf;
     while (!c->closed && !c->close_after && buf_used(&c->out) < OUT_HIGH_WATER) {
         if (c->state == CONN_HEAD) {
-            if (buf_used(&c->in) == 0)
-                break;
+            if (buf_used(&c->req->in) == 0) break;
             int status = 0;
             const char *why = NULL;
             enum http_parse_result res =
-                http_parse_request(buf_data(&c->in), buf_used(&c->in),
+                http_parse_request(buf_data(&c->req->in), buf_used(&c->req->in),
                                    (size_t)cf->max_header_bytes, &c->req->http, &status, &why);
             if (res == HTTP_PARSE_INCOMPLETE) {
-                if (c->deadline == 0)
-                    set_deadline(c, secs_of_ms(cf->header_timeout_ms));
+                if (c->req->deadline == 0) set_deadline(c, secs_of_ms(cf->header_timeout_ms));
                 break;
             }
             if (res == HTTP_PARSE_ERROR) {
                 reject(c, status, why);
                 break;
             }
-            c->head_at = buf_data(&c->in);
+            c->req->head_at = buf_data(&c->req->in);
             if (!begin_request(c))
                 break;
         }
@@ -611,7 +634,7 @@ conn_process(struct conn *c)
      * pipelines), rather than here on every answer that comes later (a Redis call), which
      * would cost two epoll_ctl calls per request. */
     size_t in_cap = (size_t)cf->max_header_bytes + (size_t)cf->max_body_bytes + READ_CHUNK;
-    set_reading(c, !c->close_after && !c->eof && buf_used(&c->in) < in_cap);
+    set_reading(c, !c->close_after && !c->eof && buf_used(&c->req->in) < in_cap);
     conn_flush(c);
 }
 
@@ -626,8 +649,7 @@ conn_write_out(struct conn *c)
         }
         if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
             /* A TLS write waiting for input has on_read to call it back instead. */
-            if (!ev_is_active(&c->wio) && !c->tls_write_wants_read)
-                ev_io_start(c->w->loop, &c->wio);
+            if (!c->writing && !c->tls_write_wants_read) set_writing(c, true);
             return 0;
         }
         return -1;
@@ -638,7 +660,7 @@ conn_write_out(struct conn *c)
 static void
 conn_flush(struct conn *c)
 {
-    bool waiting = ev_is_active(&c->wio);
+    bool waiting = c->writing;
     int rc = conn_write_out(c);
     if (rc < 0) {
         conn_close(c);
@@ -649,12 +671,12 @@ conn_flush(struct conn *c)
             set_deadline(c, secs_of_ms(c->w->conf->send_timeout_ms));
         return;
     }
-    if (ev_is_active(&c->wio)) {
-        ev_io_stop(c->w->loop, &c->wio);
+    if (c->writing) {
+        set_writing(c, false);
         if (c->state == CONN_HEAD)
             set_idle(c);
         /* Output drained: pipelined requests held back by the high-water mark can go on. */
-        if (!c->close_after && c->state == CONN_HEAD && buf_used(&c->in) > 0) {
+        if (!c->close_after && c->state == CONN_HEAD && buf_used(&c->req->in) > 0) {
             conn_process(c);
             return;
         }
@@ -674,22 +696,21 @@ conn_response_done(struct conn *c, int status, bool keep_alive)
         c->req->inflight_key = 0;
     }
     sb_count_request(w->slot, status, us);
-    c->requests++;
     if (c->closed) {
         c->state = CONN_HEAD; /* no longer held by a handler: the reaper may free it */
         return;
     }
     if (!keep_alive)
         c->close_after = true;
-    buf_consume(&c->in, c->in_consumed);
-    c->in_consumed = 0;
-    c->body_len = 0;
+    buf_consume(&c->req->in, c->req->in_consumed);
+    c->req->in_consumed = 0;
+    c->req->body_have = 0;
     c->state = CONN_HEAD;
-    if (buf_used(&c->in) == 0) {
+    if (buf_used(&c->req->in) == 0) {
         set_idle(c);
-        buf_shrink(&c->in, READ_CHUNK);
+        buf_shrink(&c->req->in, READ_CHUNK);
     } else {
-        c->deadline = 0;
+        c->req->deadline = 0;
     }
     if (!c->in_process)
         conn_process(c); /* answered later: go on with pipelined input, and write */
@@ -702,8 +723,7 @@ conn_drain(struct conn *c)
         c->proto->drain(c);
         return;
     }
-    if (c->state == CONN_HEAD && buf_used(&c->in) == 0 && buf_used(&c->out) == 0)
-        set_idle(c);
+    if (c->state == CONN_HEAD && buf_used(&c->req->in) == 0 && buf_used(&c->out) == 0) set_idle(c);
 }
 
 void
@@ -711,23 +731,24 @@ conn_upgrade(struct conn *c, const struct conn_proto *proto, void *data, int sta
 {
     struct worker *w = c->w;
     sb_count_request(w->slot, status, (uint64_t)((ev_time() - c->req->started) * 1e6));
-    c->requests++;
-    buf_consume(&c->in, c->in_consumed);
-    c->in_consumed = 0;
+    /* The request and the input buffer go with HTTP: nothing up the stack touches the
+     * request after this returns, and what the client sent behind it is handed over
+     * from a copy of the buffer that this function frees. */
+    struct buf in = c->req->in;
+    buf_consume(&in, c->req->in_consumed);
+    free(c->req);
+    c->req = NULL;
     c->proto = proto;
     c->proto_data = data;
     c->state = CONN_UPGRADED;
     sb_set(&w->slot->conns_http, sb_get(&w->slot->conns_http) - 1);
     sb_add(&w->slot->conns_ws, 1);
     set_reading(c, true);
-    /* The request is done with: nothing up the stack touches it after this returns. */
-    free(c->req);
-    c->req = NULL;
-    if (buf_used(&c->in) > 0)
-        proto->input(c, buf_data(&c->in), buf_used(&c->in));
+    if (buf_used(&in) > 0)
+        proto->input(c, buf_data(&in), buf_used(&in));
     else
         proto->write(c);
-    buf_free(&c->in);
+    buf_free(&in);
 }
 
 void
@@ -745,8 +766,7 @@ conn_write_all(struct conn *c)
     int rc = conn_write_out(c);
     if (rc <= 0)
         return rc;
-    if (ev_is_active(&c->wio))
-        ev_io_stop(c->w->loop, &c->wio);
+    if (c->writing) set_writing(c, false);
     buf_free(&c->out);
     return 1;
 }
@@ -781,7 +801,7 @@ addr_is_loopback(const struct sockaddr_storage *ss)
 bool
 conn_peer_is_loopback(const struct conn *c)
 {
-    return addr_is_loopback(&c->peer);
+    return c->peer_loopback;
 }
 
 uint64_t

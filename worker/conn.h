@@ -44,6 +44,15 @@ struct request {
     void *handler_data; /* for handlers that answer later */
     double store_started; /* when the current store call began (metrics) */
     uint64_t inflight_key; /* counted under max_inflight_per_user; 0 = not counted */
+    /* The HTTP cycle's state, kept here rather than in struct conn: a connection that
+     * leaves HTTP (an idle WebSocket, by the tens of thousands) frees it with the
+     * request. */
+    struct buf in;       /* the connection's input: heads and bodies */
+    const char *head_at; /* where the input buffer was when the head was parsed */
+    struct http_chunked chunked;
+    size_t body_have;   /* decoded body bytes so far, stored right after the head */
+    size_t in_consumed; /* raw bytes (head + encoded body) of the current request */
+    ev_tstamp deadline; /* when the current phase times out */
 };
 
 enum conn_state {
@@ -72,33 +81,31 @@ struct conn_proto {
 struct conn {
     struct worker *w;
     int fd;
-    ev_io rio, wio;
+    /* Small fields packed into the word after fd: an idle WebSocket is mostly this struct,
+     * so every 16 bytes (glibc's chunk step) count tens of thousands of times over. */
+    uint8_t state; /* enum conn_state */
+    bool closed : 1;
+    bool close_after : 1;          /* close once the output is written */
+    bool in_process : 1;           /* inside conn_process: responses must not re-enter it */
+    bool reading : 1;              /* input is waited for (conn_watch) */
+    bool writing : 1;              /* room for output is waited for (conn_watch) */
+    bool eof : 1;                  /* the client shut its side: answer what was sent, then close */
+    bool peer_loopback : 1;        /* 127.0.0.0/8, ::1 or a Unix socket: all that is kept of the
+                                    * peer's address (ip_key has the rest that matters) */
+    bool ip_held : 1;              /* counted under max_connections_per_ip */
+    bool tls_ok : 1;               /* handshake done and no fatal error: close_notify may be sent */
+    bool tls_sniffed : 1;          /* the first byte was looked at: TLS, not plain HTTP */
+    bool tls_read_wants_write : 1; /* SSL_read needs the socket writable before it can go on */
+    bool tls_write_wants_read : 1; /* SSL_write needs the socket readable before it can go on */
+    ev_io io;                      /* one watcher for both directions (conn_watch) */
     ev_timer timer;
-    ev_tstamp deadline;   /* when the current phase times out */
-    enum conn_state state;
-    bool closed;
-    bool close_after;     /* close once the output is written */
-    bool in_process;      /* inside conn_process: responses must not re-enter it */
-    bool reading;         /* rio is started */
-    bool eof;             /* the client shut its side: answer what was sent, then close */
-    const char *head_at;  /* where the input buffer was when the head was parsed */
-    struct buf in, out;
-    struct http_chunked chunked;
-    size_t body_len;      /* decoded body bytes so far, stored right after the head */
-    size_t in_consumed;   /* raw bytes (head + encoded body) of the current request */
-    struct request *req;  /* the request being served; freed once the connection is
-                           * upgraded, which needs none of its 2 KiB */
+    struct buf out;
+    struct request *req;            /* the request being served, with the HTTP cycle's state; freed
+                                     * once the connection is upgraded, which needs none of it */
     const struct conn_proto *proto; /* once upgraded: where its events go */
     void *proto_data;     /* the protocol's state, handed to proto->free */
     struct ssl_st *ssl;   /* TLS connections only; NULL on the plain path */
-    bool tls_ok;          /* handshake done and no fatal error: close_notify may be sent */
-    bool tls_sniffed;     /* the first byte was looked at: TLS, not plain HTTP */
-    bool tls_read_wants_write; /* SSL_read needs the socket writable before it can go on */
-    bool tls_write_wants_read; /* SSL_write needs the socket readable before it can go on */
-    struct sockaddr_storage peer;
     uint64_t ip_key;      /* the peer's key in the instance's limits; 0 = not limited */
-    bool ip_held;         /* counted under max_connections_per_ip */
-    unsigned requests;    /* served on this connection */
     struct conn *prev, *next; /* in the worker's list */
 };
 

@@ -35,32 +35,36 @@ enum ws_phase {
     WS_CLOSING, /* our close frame is queued or sent; waiting for the client's */
 };
 
+/* One socket's state: every idle WebSocket holds one, so the small fields are packed
+ * (bit fields, small ints) behind the pointers and counters. */
 struct ws {
     struct conn *c;
     /* wslay's state, 8.8 KB of it: freed whenever it holds nothing (see ws_park) and
      * made again by ws_ctx when needed. */
     wslay_event_context_ptr ctx;
-    uint64_t fed, framed;   /* bytes handed to wslay, and bytes of the frames it finished */
+    /* Bytes handed to wslay that are not yet part of a frame it finished: all that
+     * ws_park needs of the two counts, in one field. */
+    uint64_t unframed;
     uint64_t frame_bytes;   /* of the frame being received */
-    const uint8_t *in;      /* bytes being handed to wslay by ws_recv */
-    size_t in_len;
     double tokens, debt;    /* the rate limit's buckets */
     ev_tstamp bucket_at;
     struct ws *doomed_next;
-    int pending;            /* answers in flight that hold this struct (see ws_release) */
     const char *close_reason; /* of close_code */
+    int pending;              /* answers in flight that hold this struct (see ws_release) */
     uint16_t close_code;      /* a close that waits for the answers in flight (ws_close_with) */
-    enum ws_phase phase;
-    int8_t deflate_bits;    /* 0: no permessage-deflate; else the window we compress with */
-    bool in_frame, in_message;
-    bool awaiting_pong;
-    bool in_recv;           /* inside wslay_event_recv: ws_feed sends what is queued */
-    bool doomed;            /* it fell too far behind: gets nothing more but a close */
-    bool orphan;            /* its connection was freed while a lookup was in flight */
-    bool broken;            /* a send failed: the reaper closes it */
-    bool close_queued;      /* our close frame is queued or sent: nothing may follow it */
     uint16_t fail_code;     /* what the client just sent breaks the protocol (ws_fail) */
-    struct chan_client cl;  /* its channels and session, in the same allocation */
+    uint8_t phase;          /* enum ws_phase */
+    int8_t deflate_bits;    /* 0: no permessage-deflate; else the window we compress with */
+    bool in_frame : 1;
+    bool in_message : 1;
+    bool awaiting_pong : 1;
+    bool in_recv : 1;      /* inside wslay_event_recv: ws_feed sends what is queued */
+    bool doomed : 1;       /* it fell too far behind: gets nothing more but a close */
+    bool orphan : 1;       /* its connection was freed while a lookup was in flight */
+    bool broken : 1;       /* a send failed: the reaper closes it */
+    bool close_queued : 1; /* our close frame is queued or sent: nothing may follow it */
+    struct chan_client cl; /* its channels and session, in the same allocation, followed
+                            * by its user's name (chan_admit) */
 };
 
 /* The worker's WebSocket transport. */
@@ -72,6 +76,10 @@ struct ws_worker {
     z_stream inflate;
     bool inflate_ok;
     struct buf frame, msg, text;
+    /* The bytes ws_feed is handing to wslay (ws_recv takes them from here): per worker,
+     * not per socket, since a socket holds them only during its ws_feed. */
+    const uint8_t *in;
+    size_t in_len;
     uint8_t rbuf[WS_READ_BUF];
 };
 
@@ -209,15 +217,16 @@ ws_recv(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, int flags, void *
 {
     (void)flags;
     struct ws *ws = user;
-    if (ws->in_len == 0) {
+    struct ws_worker *rt = rt_of(ws->c);
+    if (rt->in_len == 0) {
         wslay_event_set_error(ctx, WSLAY_ERR_WOULDBLOCK);
         return -1;
     }
-    size_t n = len < ws->in_len ? len : ws->in_len;
-    memcpy(buf, ws->in, n);
-    ws->in += n;
-    ws->in_len -= n;
-    ws->fed += n;
+    size_t n = len < rt->in_len ? len : rt->in_len;
+    memcpy(buf, rt->in, n);
+    rt->in += n;
+    rt->in_len -= n;
+    ws->unframed += n;
     return (ssize_t)n;
 }
 
@@ -242,7 +251,7 @@ ws_frame_end(wslay_event_context_ptr ctx, void *user)
 {
     (void)ctx;
     struct ws *ws = user;
-    ws->framed += ws->frame_bytes;
+    ws->unframed -= ws->frame_bytes;
     ws->in_frame = false;
 }
 
@@ -283,7 +292,7 @@ ws_ctx(struct ws *ws)
     wslay_event_config_set_max_recv_msg_length(ws->ctx, (uint64_t)cf->ws_max_message_bytes);
     if (ws->deflate_bits > 0)
         wslay_event_config_set_allowed_rsv_bits(ws->ctx, WSLAY_RSV1_BIT);
-    ws->fed = ws->framed = 0;
+    ws->unframed = 0;
     return ws->ctx;
 }
 
@@ -296,8 +305,8 @@ static bool
 ws_park(struct ws *ws)
 {
     wslay_event_context_ptr ctx = ws->ctx;
-    if (ctx == NULL || ws->phase != WS_OPEN || ws->in_frame ||
-        ws->in_message || ws->fed != ws->framed || wslay_event_get_queued_msg_count(ctx) > 0 ||
+    if (ctx == NULL || ws->phase != WS_OPEN || ws->in_frame || ws->in_message ||
+        ws->unframed != 0 || wslay_event_get_queued_msg_count(ctx) > 0 ||
         wslay_event_get_close_received(ctx) || wslay_event_get_close_sent(ctx))
         return false;
     wslay_event_context_free(ctx);
@@ -561,11 +570,19 @@ ws_fail(struct ws *ws)
 static void
 ws_feed(struct ws *ws, const void *p, size_t len)
 {
-    ws->in = p;
-    ws->in_len = len;
+    struct ws_worker *rt = rt_of(ws->c);
+    /* Kept and put back, so that a feed nested in another socket's (none is, today)
+     * would not pull the ground from under the outer one; what wslay leaves unread (the
+     * bytes after a close) is forgotten with the feed, as before. */
+    const uint8_t *outer = rt->in;
+    size_t outer_len = rt->in_len;
+    rt->in = p;
+    rt->in_len = len;
     ws->in_recv = true;
     int rc = ws_ctx(ws) == NULL ? WSLAY_ERR_NOMEM : wslay_event_recv(ws->ctx);
     ws->in_recv = false;
+    rt->in = outer;
+    rt->in_len = outer_len;
     /* wslay refuses a malformed frame header this way (a control frame over 125 bytes or
      * fragmented, a length with its top bit set or longer than it needs), after queueing
      * a close frame without a code; our recv callback never fails otherwise. */
@@ -825,11 +842,11 @@ ws_authenticated(void *arg, enum store_status st, const struct session *s)
         api_store_error(r, st);
     else if (r->conn->closed)
         http_error(r, 503, NULL, "The client left."); /* only releases the request */
-    else if ((ws = calloc(1, sizeof *ws)) == NULL)
+    else if ((ws = calloc(1, sizeof *ws + strnlen(s->user, sizeof s->user - 1) + 1)) == NULL)
         http_error_with(r, 503, "Retry-After: 1\r\n", NULL, "The connection could not be set up.");
     else {
         ws->c = r->conn;
-        chan_admit(&ws->cl, ws, r->conn->w, s);
+        chan_admit(&ws->cl, ws, r->conn->w, s, (char *)(ws + 1));
     }
 }
 

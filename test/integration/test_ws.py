@@ -42,7 +42,7 @@ def frame(opcode, payload, fin=True, rsv1=False):
 
 
 class Raw:
-    def __init__(self, port, token, extra=b"", rcvbuf=None):
+    def __init__(self, port, token, extra=b"", rcvbuf=None, behind=b""):
         self.s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf:  # before connecting, so that the window is small from the start
             self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -52,7 +52,7 @@ class Raw:
         self.s.sendall(b"GET /ws?token=" + token.encode() + b" HTTP/1.1\r\nHost: x\r\n"
                        b"Upgrade: websocket\r\nConnection: Upgrade\r\n"
                        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + b"\r\n" +
-                       extra + b"\r\n")
+                       extra + b"\r\n" + behind)  # behind: frames in the request's write
         head = b""
         while b"\r\n\r\n" not in head:
             chunk = self.s.recv(1)
@@ -70,6 +70,7 @@ class Raw:
         self.s.settimeout(timeout)
         while True:
             if len(self.buf) >= 2:
+                self.rsv1 = bool(self.buf[0] & 0x40)  # of the frame returned
                 n = self.buf[1] & 0x7F
                 off = 2
                 if n == 126:
@@ -843,3 +844,57 @@ def test_node_ws_client_compresses_both_ways(server_factory):
     assert res["extensions"].startswith("permessage-deflate"), res
     assert res["replies"] == [{"op": "ok", "id": 1}, {"op": "ok", "id": 2}], res
     assert res["message"] == {"same": True, "from": "nodeuser"}, res
+
+
+@pytest.mark.parametrize("deflate", [False, True])
+def test_idle_connection_then_large_messages_both_ways(server_factory, deflate):
+    """An idle socket keeps nothing but its state (no input or output buffer, no wslay
+    context, no zlib stream): the bytes that came with the upgrade request are still
+    answered, and after each quiet spell a message near ws_max_message_bytes goes both
+    ways, in pieces, compressed or not."""
+    import zlib
+    s = keyed(server_factory, workers=1)
+    tok, _ = token_for(s)
+    ext = b"Sec-WebSocket-Extensions: permessage-deflate\r\n" if deflate else b""
+    r = Raw(s.port, tok, extra=ext, behind=frame(1, b'{"op":"ping","id":0}'))
+    assert ("permessage-deflate" in r.head) == deflate
+    assert json.loads(r.read_frame()[1]) == {"op": "pong", "id": 0}
+
+    def text():
+        """The next text message but presence events (its own join, among them)."""
+        while True:
+            opcode, payload = r.read_frame()
+            assert opcode == 1, (opcode, payload[:80])
+            if r.rsv1:
+                payload = zlib.decompressobj(-15).decompress(payload + b"\x00\x00\xff\xff")
+            msg = json.loads(payload)
+            if msg["op"] not in ("join", "leave"):
+                return msg
+
+    def send(msg):
+        data = json.dumps(msg).encode()
+        if deflate:  # a client may send it either way; this one compresses
+            z = zlib.compressobj(6, zlib.DEFLATED, -15)
+            data = (z.compress(data) + z.flush(zlib.Z_SYNC_FLUSH))[:-4]
+        f = frame(1, data, rsv1=deflate)
+        for i in range(0, len(f), 7000):  # over several reads
+            r.s.sendall(f[i:i + 7000])
+            time.sleep(0.01)
+
+    r.send_frame(1, b'{"op":"subscribe","channel":"big","id":1}')
+    assert text() == {"op": "ok", "id": 1}
+    # random, so that compression cannot make it small
+    big = base64.b64encode(os.urandom(45000)).decode()
+    for rnd in range(2):
+        time.sleep(2.5)  # quiet: the socket parks
+        send({"op": "publish", "channel": "big", "data": big, "id": 2 + rnd})
+        assert text() == {"op": "ok", "id": 2 + rnd}
+        got = text()
+        assert got["op"] == "message" and got["data"] == big and r.rsv1 == deflate
+        time.sleep(2.5)
+        assert call(s, "POST", "/api/channels/big/publish", {"data": big})[0] == 202
+        got = text()
+        assert got["op"] == "message" and got["data"] == big and r.rsv1 == deflate
+    r.send_frame(8, struct.pack(">H", 1000))
+    assert r.close_code() == 1000
+    r.close()
