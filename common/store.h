@@ -4,7 +4,10 @@
  * store_redis.c).
  *
  * Every operation answers through its callback exactly once. The embedded engine calls
- * back before it returns; the Redis engine calls back later, from the worker's event loop,
+ * back before it returns, except that, opened with a loop, its creates, updates and
+ * deletes wait for the group commit: one transaction for the writes of a loop iteration,
+ * in the order they came, each answered (with its own status) once it is committed,
+ * before the loop waits again. The Redis engine calls back later, from the worker's event loop,
  * and never before the call has returned (even a refusal known at once waits for the next
  * loop iteration), within redis_timeout at the latest. What a call is given (an id, a
  * session and its data, a patch) is copied: it need not outlive the call. A callback's

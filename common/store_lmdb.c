@@ -51,20 +51,14 @@
 #define LMDB_LIST_MAX 10000
 #define LMDB_TIME_KEY (8 + SESSION_ID_LEN)
 
-/* A create waiting for the group commit. */
-struct lmdb_queued {
-    struct lmdb_queued *next;
-    store_cb cb;
-    void *arg;
-    struct session s; /* a copy; its data, channels and subscribe follow this struct */
-    enum store_status status;
-};
+struct lmdb_queued; /* a write waiting for the group commit (below) */
 
 struct lmdb_store {
     MDB_env *env;
-    /* Group commit: with a loop, the creates of one loop iteration share one write
-     * transaction, committed before the loop waits again. Under load that takes the
-     * cross-process write lock once per iteration instead of once per request. */
+    /* Group commit: with a loop, the writes of one loop iteration (creates, updates,
+     * deletes) share one write transaction, committed (and with store_sync, flushed to
+     * disk) before the loop waits again. Under load that takes the cross-process write
+     * lock, and pays the fsync, once per iteration instead of once per request. */
     struct ev_loop *loop;
     ev_prepare flush;
     struct lmdb_queued *queue, **queue_tail;
@@ -75,6 +69,7 @@ struct lmdb_store {
     int max_per_user;
     size_t max_bytes;
     bool healthy;
+    unsigned fails; /* LMDB failures so far: one during a write breaks its transaction */
     char error[256];
     /* The disk reservation (see lmdb_reserve): the data file, its page size, the map,
      * and how far this process has made sure blocks are allocated. */
@@ -147,6 +142,7 @@ static enum store_status
 lmdb_fail(struct lmdb_store *st, int rc, const char *what)
 {
     errf(st->error, sizeof st->error, "%s: %s", what, mdb_strerror(rc));
+    st->fails++;
     if (rc == MDB_MAP_FULL)
         return STORE_FULL;
     st->healthy = false;
@@ -604,100 +600,6 @@ lmdb_create_args(struct lmdb_store *st, const struct session *s, struct lmdb_cre
     return lmdb_grants_check(st, s->channels, s->channels_len, s->subscribe, s->subscribe_len);
 }
 
-/* Commit the queued creates in one transaction, then answer each. Every create checks
- * its limits against the ones before it in the same transaction, so limits hold as they
- * do one by one; a failed check writes nothing. If the transaction itself fails (the map
- * is full mid-write), none of the batch is written and every create reports it. */
-static void
-lmdb_flush_batch(struct lmdb_store *st)
-{
-    /* At most LMDB_FLUSH_MAX at a time, which bounds what the disk must hold ready. */
-    struct lmdb_queued *q = st->queue, **cut = &st->queue;
-    size_t n = 0;
-    while (*cut != NULL && n < LMDB_FLUSH_MAX) {
-        cut = &(*cut)->next;
-        n++;
-    }
-    st->queue = *cut;
-    *cut = NULL;
-    if (st->queue == NULL)
-        st->queue_tail = &st->queue;
-    MDB_txn *txn;
-    int rc = lmdb_begin(st, 0, &txn);
-    enum store_status reserved =
-        rc == 0 ? lmdb_reserve(st, n * st->create_pages + LMDB_RECLAIM_PAGES) : STORE_OK;
-    if (reserved != STORE_OK) {
-        mdb_txn_abort(txn);
-        rc = -1;
-    }
-    for (struct lmdb_queued *b = q; b != NULL; b = b->next) {
-        struct lmdb_create c;
-        b->status = reserved != STORE_OK ? reserved
-                    : rc != 0            ? lmdb_fail(st, rc, "mdb_txn_begin")
-                                         : lmdb_create_args(st, &b->s, &c);
-        if (b->status == STORE_OK)
-            b->status = lmdb_create_txn(st, txn, &c);
-    }
-    if (rc == 0 && (rc = mdb_txn_commit(txn)) != 0) {
-        enum store_status failed = lmdb_fail(st, rc, "mdb_txn_commit");
-        for (struct lmdb_queued *b = q; b != NULL; b = b->next)
-            b->status = b->status == STORE_OK ? failed : b->status;
-    }
-    while (q != NULL) {
-        struct lmdb_queued *next = q->next;
-        q->s.version = 1;
-        q->cb(q->arg, q->status, q->status == STORE_OK ? &q->s : NULL);
-        free(q);
-        q = next;
-    }
-}
-
-static void
-lmdb_flush(struct ev_loop *loop, ev_prepare *w, int revents)
-{
-    (void)revents;
-    struct lmdb_store *st = w->data;
-    ev_prepare_stop(loop, w);
-    while (st->queue != NULL)
-        lmdb_flush_batch(st);
-}
-
-static void
-lmdb_store_create(void *self, const struct session *s, store_cb cb, void *arg)
-{
-    struct lmdb_store *st = self;
-    struct lmdb_create c;
-    st->healthy = true;
-    enum store_status status = lmdb_create_args(st, s, &c);
-    struct lmdb_queued *q = NULL;
-    if (status == STORE_OK && st->loop != NULL) {
-        q = malloc(sizeof *q + s->data_len + s->channels_len + s->subscribe_len);
-        if (q == NULL)
-            status = lmdb_refuse(st, "out of memory");
-    }
-    if (q != NULL) {
-        *q = (struct lmdb_queued){.cb = cb, .arg = arg, .s = *s};
-        char *p = (char *)(q + 1);
-        q->s.data = lmdb_copy(&p, s->data, s->data_len);
-        q->s.channels = lmdb_copy(&p, s->channels, s->channels_len);
-        q->s.subscribe = lmdb_copy(&p, s->subscribe, s->subscribe_len);
-        *st->queue_tail = q;
-        st->queue_tail = &q->next;
-        if (!ev_is_active(&st->flush))
-            ev_prepare_start(st->loop, &st->flush);
-        return;
-    }
-    if (status == STORE_OK)
-        status = lmdb_write(st, lmdb_create_txn, &c, st->create_pages + LMDB_RECLAIM_PAGES);
-    if (status != STORE_OK) {
-        cb(arg, status, NULL);
-        return;
-    }
-    struct session out = *s;
-    out.version = 1;
-    cb(arg, STORE_OK, &out);
-}
-
 /* ---- reads ---- */
 
 static void
@@ -966,23 +868,6 @@ lmdb_update_txn(struct lmdb_store *st, MDB_txn *txn, void *ctx)
     return lmdb_rewrite(st, txn, u, &old, &n);
 }
 
-static void
-lmdb_store_update(void *self, const char *id, int64_t now, const struct store_change *ch,
-             store_cb cb, void *arg)
-{
-    struct lmdb_store *st = self;
-    struct lmdb_update u = {.id = id, .id_len = strlen(id), .now = now, .ch = ch};
-    st->healthy = true;
-    enum store_status status = lmdb_grants_check(
-        st, ch->set_channels ? ch->channels : NULL, ch->set_channels ? ch->channels_len : 0,
-        ch->set_subscribe ? ch->subscribe : NULL, ch->set_subscribe ? ch->subscribe_len : 0);
-    if (status == STORE_OK)
-        status = lmdb_write(st, lmdb_update_txn, &u, st->create_pages);
-    cb(arg, status, status == STORE_OK ? &u.out : NULL);
-    free(u.data);
-    free(u.grants);
-}
-
 /* ---- deletes and the sweep ---- */
 
 struct lmdb_delete {
@@ -1011,17 +896,6 @@ lmdb_delete_txn(struct lmdb_store *st, MDB_txn *txn, void *ctx)
     d->out.channels = lmdb_copy(&p, r.channels, r.channels_len);
     d->out.subscribe = lmdb_copy(&p, r.subscribe, r.subscribe_len);
     return lmdb_remove(st, txn, d->id, d->id_len, &r);
-}
-
-static void
-lmdb_store_delete(void *self, const char *id, uint64_t if_version, store_cb cb, void *arg)
-{
-    struct lmdb_store *st = self;
-    struct lmdb_delete d = {.id = id, .id_len = strlen(id), .if_version = if_version};
-    st->healthy = true;
-    enum store_status status = lmdb_write(st, lmdb_delete_txn, &d, LMDB_DELETE_PAGES);
-    cb(arg, status, status == STORE_OK ? &d.out : NULL);
-    free(d.data);
 }
 
 struct lmdb_delete_user {
@@ -1159,6 +1033,290 @@ lmdb_store_sweep(void *self, int64_t now, int max)
     return lmdb_write(st, lmdb_sweep_body, &s, (size_t)max * LMDB_DELETE_PAGES) == STORE_OK
                ? s.n
                : -1;
+}
+
+/* ---- the group commit ---- */
+
+enum lmdb_kind { LMDB_CREATE, LMDB_UPDATE, LMDB_DELETE };
+
+/* A write waiting for the group commit. What the call was given is copied into it: the
+ * id, the session (create) or the change (update), and the bytes they point to, which
+ * follow this struct. */
+struct lmdb_queued {
+    struct lmdb_queued *next;
+    enum lmdb_kind kind;
+    store_cb cb;
+    void *arg;
+    enum store_status status;
+    bool dropped; /* it broke a transaction: answered with its status, left out of retries */
+    char id[SESSION_ID_LEN + 1];
+    union {
+        struct session s; /* create */
+        struct {
+            struct store_change ch;
+            struct lmdb_update u; /* u.ch is &ch, u.id is id */
+        } up;
+        struct lmdb_delete d; /* d.id is id */
+    };
+};
+
+/* Pages one queued write may take, for the reservation of its transaction. */
+static size_t
+lmdb_queued_pages(const struct lmdb_store *st, const struct lmdb_queued *q)
+{
+    return q->kind == LMDB_DELETE ? LMDB_DELETE_PAGES : st->create_pages;
+}
+
+/* Run one queued write in txn. A retry runs it again from the start, so what an earlier
+ * run allocated goes first. */
+static enum store_status
+lmdb_queued_txn(struct lmdb_store *st, MDB_txn *txn, struct lmdb_queued *q)
+{
+    struct lmdb_create c;
+    enum store_status status;
+    switch (q->kind) {
+    case LMDB_CREATE:
+        status = lmdb_create_args(st, &q->s, &c);
+        return status == STORE_OK ? lmdb_create_txn(st, txn, &c) : status;
+    case LMDB_UPDATE:
+        free(q->up.u.data);
+        free(q->up.u.grants);
+        q->up.u.data = q->up.u.grants = NULL;
+        return lmdb_update_txn(st, txn, &q->up.u);
+    case LMDB_DELETE:
+        free(q->d.data);
+        q->d.data = NULL;
+        return lmdb_delete_txn(st, txn, &q->d);
+    }
+    return lmdb_refuse(st, "unknown queued write");
+}
+
+/* A commit failed: none of the batch is written, and every write still in it that had
+ * not failed by itself reports it. */
+static void
+lmdb_batch_status(struct lmdb_queued *q, enum store_status status)
+{
+    for (; q != NULL; q = q->next)
+        if (!q->dropped && q->status == STORE_OK) q->status = status;
+}
+
+/* One transaction for the batch's writes, in their order, each seeing the ones before
+ * it. A write that fails by itself (a 412, data too big, a limit) has written nothing
+ * and fails alone. A failure of LMDB while writing (the map full) breaks the whole
+ * transaction: it is aborted and that write returned, for the caller to retry the
+ * others without it, as they would have fared one by one. */
+static struct lmdb_queued *
+lmdb_batch_txn(struct lmdb_store *st, struct lmdb_queued *q)
+{
+    MDB_txn *txn;
+    size_t pages = LMDB_RECLAIM_PAGES;
+    for (struct lmdb_queued *b = q; b != NULL; b = b->next)
+        pages += b->dropped ? 0 : lmdb_queued_pages(st, b);
+    int rc = lmdb_begin(st, 0, &txn);
+    enum store_status status =
+        rc != 0 ? lmdb_fail(st, rc, "mdb_txn_begin") : lmdb_reserve(st, pages);
+    if (status != STORE_OK) {
+        if (rc == 0) mdb_txn_abort(txn);
+        for (struct lmdb_queued *b = q; b != NULL; b = b->next)
+            b->status = b->dropped ? b->status : status;
+        return NULL;
+    }
+    for (struct lmdb_queued *b = q; b != NULL; b = b->next) {
+        if (b->dropped) continue;
+        unsigned fails = st->fails;
+        b->status = lmdb_queued_txn(st, txn, b);
+        if (st->fails != fails) {
+            mdb_txn_abort(txn);
+            return b;
+        }
+    }
+    if ((rc = mdb_txn_commit(txn)) != 0) lmdb_batch_status(q, lmdb_fail(st, rc, "mdb_txn_commit"));
+    return NULL;
+}
+
+/* Answer a write once its transaction is over (committed, or not), and free it. */
+static void
+lmdb_answer(struct lmdb_queued *q)
+{
+    const struct session *out = NULL;
+    if (q->status == STORE_OK && q->kind == LMDB_CREATE) {
+        q->s.version = 1;
+        out = &q->s;
+    } else if (q->status == STORE_OK) {
+        out = q->kind == LMDB_UPDATE ? &q->up.u.out : &q->d.out;
+    }
+    q->cb(q->arg, q->status, out);
+    if (q->kind == LMDB_UPDATE) {
+        free(q->up.u.data);
+        free(q->up.u.grants);
+    } else if (q->kind == LMDB_DELETE) {
+        free(q->d.data);
+    }
+    free(q);
+}
+
+/* Commit the queued writes, at most LMDB_FLUSH_MAX (which bounds what the disk must hold
+ * ready), in one transaction, then answer each. Creates check their limits against the
+ * writes before them in the same transaction, so limits hold as they do one by one. */
+static void
+lmdb_flush_batch(struct lmdb_store *st)
+{
+    struct lmdb_queued *q = st->queue, **cut = &st->queue, *broke;
+    size_t n = 0;
+    while (*cut != NULL && n < LMDB_FLUSH_MAX) {
+        cut = &(*cut)->next;
+        n++;
+    }
+    st->queue = *cut;
+    *cut = NULL;
+    if (st->queue == NULL) st->queue_tail = &st->queue;
+    while ((broke = lmdb_batch_txn(st, q)) != NULL)
+        broke->dropped = true; /* each retry has one write fewer: this ends */
+    while (q != NULL) {
+        struct lmdb_queued *next = q->next;
+        lmdb_answer(q);
+        q = next;
+    }
+}
+
+static void
+lmdb_flush(struct ev_loop *loop, ev_prepare *w, int revents)
+{
+    (void)revents;
+    struct lmdb_store *st = w->data;
+    ev_prepare_stop(loop, w);
+    while (st->queue != NULL)
+        lmdb_flush_batch(st);
+}
+
+/* A write for the group commit, extra bytes after it for its copies; NULL (with the
+ * error noted) when out of memory. */
+static struct lmdb_queued *
+lmdb_queued_new(struct lmdb_store *st, enum lmdb_kind kind, size_t extra, store_cb cb, void *arg)
+{
+    struct lmdb_queued *q = malloc(sizeof *q + extra);
+    if (q == NULL) {
+        (void)lmdb_refuse(st, "out of memory");
+        return NULL;
+    }
+    memset(q, 0, sizeof *q);
+    q->kind = kind;
+    q->cb = cb;
+    q->arg = arg;
+    return q;
+}
+
+static void
+lmdb_enqueue(struct lmdb_store *st, struct lmdb_queued *q)
+{
+    *st->queue_tail = q;
+    st->queue_tail = &q->next;
+    if (!ev_is_active(&st->flush)) ev_prepare_start(st->loop, &st->flush);
+}
+
+static void
+lmdb_store_create(void *self, const struct session *s, store_cb cb, void *arg)
+{
+    struct lmdb_store *st = self;
+    struct lmdb_create c;
+    st->healthy = true;
+    enum store_status status = lmdb_create_args(st, s, &c);
+    if (status == STORE_OK && st->loop != NULL) {
+        struct lmdb_queued *q = lmdb_queued_new(
+            st, LMDB_CREATE, s->data_len + s->channels_len + s->subscribe_len, cb, arg);
+        if (q == NULL) {
+            cb(arg, STORE_ERROR, NULL);
+            return;
+        }
+        char *p = (char *)(q + 1);
+        q->s = *s;
+        q->s.data = lmdb_copy(&p, s->data, s->data_len);
+        q->s.channels = lmdb_copy(&p, s->channels, s->channels_len);
+        q->s.subscribe = lmdb_copy(&p, s->subscribe, s->subscribe_len);
+        lmdb_enqueue(st, q);
+        return;
+    }
+    if (status == STORE_OK)
+        status = lmdb_write(st, lmdb_create_txn, &c, st->create_pages + LMDB_RECLAIM_PAGES);
+    if (status != STORE_OK) {
+        cb(arg, status, NULL);
+        return;
+    }
+    struct session out = *s;
+    out.version = 1;
+    cb(arg, STORE_OK, &out);
+}
+
+/* Queue an update, copying the change and what it points to. */
+static void
+lmdb_queue_update(struct lmdb_store *st, const char *id, size_t id_len, int64_t now,
+                  const struct store_change *ch, store_cb cb, void *arg)
+{
+    size_t clen = ch->set_channels ? ch->channels_len : 0;
+    size_t slen = ch->set_subscribe ? ch->subscribe_len : 0;
+    size_t plen = ch->patch != NULL ? ch->patch_len : 0;
+    struct lmdb_queued *q = lmdb_queued_new(st, LMDB_UPDATE, plen + clen + slen, cb, arg);
+    if (q == NULL) {
+        cb(arg, STORE_ERROR, NULL);
+        return;
+    }
+    char *p = (char *)(q + 1);
+    memcpy(q->id, id, id_len);
+    q->up.ch = *ch;
+    if (ch->patch != NULL) q->up.ch.patch = lmdb_copy(&p, ch->patch, plen);
+    q->up.ch.channels = clen > 0 ? lmdb_copy(&p, ch->channels, clen) : NULL;
+    q->up.ch.subscribe = slen > 0 ? lmdb_copy(&p, ch->subscribe, slen) : NULL;
+    q->up.u = (struct lmdb_update){.id = q->id, .id_len = id_len, .now = now, .ch = &q->up.ch};
+    lmdb_enqueue(st, q);
+}
+
+static void
+lmdb_store_update(void *self, const char *id, int64_t now, const struct store_change *ch,
+                  store_cb cb, void *arg)
+{
+    struct lmdb_store *st = self;
+    struct lmdb_update u = {.id = id, .id_len = strlen(id), .now = now, .ch = ch};
+    st->healthy = true;
+    enum store_status status = lmdb_grants_check(
+        st, ch->set_channels ? ch->channels : NULL, ch->set_channels ? ch->channels_len : 0,
+        ch->set_subscribe ? ch->subscribe : NULL, ch->set_subscribe ? ch->subscribe_len : 0);
+    if (status == STORE_OK && !lmdb_id_ok(u.id_len))
+        status = STORE_NOT_FOUND; /* no such id can exist: no need to queue it */
+    if (status == STORE_OK && st->loop != NULL) {
+        lmdb_queue_update(st, id, u.id_len, now, ch, cb, arg);
+        return;
+    }
+    if (status == STORE_OK) status = lmdb_write(st, lmdb_update_txn, &u, st->create_pages);
+    cb(arg, status, status == STORE_OK ? &u.out : NULL);
+    free(u.data);
+    free(u.grants);
+}
+
+static void
+lmdb_store_delete(void *self, const char *id, uint64_t if_version, store_cb cb, void *arg)
+{
+    struct lmdb_store *st = self;
+    struct lmdb_delete d = {.id = id, .id_len = strlen(id), .if_version = if_version};
+    st->healthy = true;
+    if (!lmdb_id_ok(d.id_len)) {
+        cb(arg, STORE_NOT_FOUND, NULL);
+        return;
+    }
+    if (st->loop != NULL) {
+        struct lmdb_queued *q = lmdb_queued_new(st, LMDB_DELETE, 0, cb, arg);
+        if (q == NULL) {
+            cb(arg, STORE_ERROR, NULL);
+            return;
+        }
+        memcpy(q->id, id, d.id_len);
+        q->d = d;
+        q->d.id = q->id;
+        lmdb_enqueue(st, q);
+        return;
+    }
+    enum store_status status = lmdb_write(st, lmdb_delete_txn, &d, LMDB_DELETE_PAGES);
+    cb(arg, status, status == STORE_OK ? &d.out : NULL);
+    free(d.data);
 }
 
 /* ---- open, prepare, close ---- */

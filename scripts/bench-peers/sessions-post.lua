@@ -8,16 +8,21 @@
 -- request() is a table lookup. With the argument "count" (or $BENCH_COUNT_STATUS=1)
 -- responses are counted by status code and done() prints one line
 --   statuses: 201=N 429=M
+-- With the arguments "record FILE" they are counted and the id of every session created
+-- is written to FILE, one a line, for the runs on seeded sessions that follow (PATCH,
+-- touch, DELETE).
 
 dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "statuses.lua")
 local next_id = 1
 local USERS = 100000
 local NREQS = 4096
+local recorded = {}
 
 function setup(thread)
    thread:set("id", next_id)
    next_id = next_id + 1
    count_thread(thread)
+   recorded[#recorded + 1] = thread
 end
 
 local function hex(n)
@@ -45,9 +50,33 @@ function init(args)
       reqs[i] = wrk.format("POST", "/api/sessions", headers, body())
    end
    statuses = {}
-   if not (args[1] == "count" or os.getenv("BENCH_COUNT_STATUS") == "1") then
+   if args[1] == "record" then
+      record, created = args[2], {}
+   elseif not (args[1] == "count" or os.getenv("BENCH_COUNT_STATUS") == "1") then
       response = nil
    end
+end
+
+local count = response
+function response(status, headers, body)
+   count(status, headers, body)
+   if record and status == 201 then
+      created[#created + 1] = body:match('"id":"([^"]+)"')
+   end
+end
+
+local count_done = done
+function done(summary, latency, requests)
+   count_done(summary, latency, requests)
+   local f
+   for _, t in ipairs(recorded) do
+      local path, ids = t:get("record"), t:get("created")
+      if path and ids then
+         f = f or assert(io.open(path, "w"))
+         for _, sid in ipairs(ids) do f:write(sid, "\n") end
+      end
+   end
+   if f then f:close() end
 end
 
 function request()

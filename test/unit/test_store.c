@@ -1,7 +1,8 @@
 /* store: the interface, run against each engine, then what is particular to each.
  *
  * The interface tests run once per engine (Check's loop index says which): LMDB in a fresh
- * directory under /tmp, Redis on a redis-server of its own on a free loopback port
+ * directory under /tmp, without a loop (every call answers before it returns) and with one
+ * (writes answer from the group commit), Redis on a redis-server of its own on a free loopback port
  * (started for each test and killed by pid at its end; it also dies with the test
  * process, through PR_SET_PDEATHSIG, when a failed assertion ends the test early). The
  * Redis engine answers from the event loop, so the helpers run the loop until the callback
@@ -34,7 +35,9 @@
 #include "suites.h"
 #include "token.h"
 
-enum { LMDB = 0, REDIS = 1 };
+/* LMDB_GROUPED: LMDB with an event loop, where writes wait for the group commit (the
+ * fixture then says LMDB: only how answers come differs). */
+enum { LMDB = 0, REDIS = 1, LMDB_GROUPED = 2 };
 
 struct fx {
     int engine;
@@ -220,8 +223,12 @@ fx_conf(struct fx *f, int engine, int64_t max_sessions, int per_user, int64_t ma
     f->c.max_sessions = max_sessions;
     f->c.max_sessions_per_user = per_user;
     f->c.session_max_bytes = max_bytes;
-    if (engine == LMDB)
-        return;
+    if (engine == LMDB_GROUPED) {
+        f->engine = LMDB;
+        f->loop = ev_loop_new(EVFLAG_AUTO);
+        ck_assert_ptr_nonnull(f->loop);
+    }
+    if (f->engine == LMDB) return;
     f->redis_port = free_port();
     snprintf(f->c.store, sizeof f->c.store, "redis");
     snprintf(f->c.redis_url, sizeof f->c.redis_url, "redis://127.0.0.1:%d/0", f->redis_port);
@@ -294,8 +301,8 @@ fx_pause(struct fx *f, int ms)
 static void
 fx_wait(struct fx *f, struct got *g)
 {
-    if (f->loop != NULL) {
-        ck_assert_int_eq(g->calls, 0);
+    if (f->engine == REDIS) ck_assert_int_eq(g->calls, 0);
+    if (f->loop != NULL && g->calls == 0) {
         ck_assert_msg(fx_run_until(f, called, g, 10000), "no answer within 10 s");
     }
     ck_assert_int_eq(g->calls, 1);
@@ -1665,6 +1672,129 @@ START_TEST(map_full_is_store_full)
 }
 END_TEST
 
+/* ---- LMDB only: the group commit ---- */
+
+/* Writes queued in one loop iteration share a transaction, yet each keeps its own answer:
+ * a stale If-Match, data too big and a session already deleted fail alone, in the order
+ * the calls came, and what the calls were given was copied. */
+START_TEST(group_keeps_each_answer)
+{
+    struct fx f;
+    struct got g[7];
+    char p1[16], p2[16], p3[16], big[128];
+    fx_setup(&f, LMDB_GROUPED, 100, 10, 64);
+    ck_assert_int_eq(t_new(&f, 1, "u", 1000, 100, "{}"), STORE_OK);
+    ck_assert_int_eq(t_new(&f, 2, "u", 1000, 100, "{\"k\":1}"), STORE_OK);
+    memset(g, 0, sizeof g);
+    snprintf(p1, sizeof p1, "{\"a\":1}");
+    snprintf(p2, sizeof p2, "{\"b\":2}");
+    snprintf(p3, sizeof p3, "{\"c\":3}");
+    snprintf(big, sizeof big, "{\"big\":\"%0100d\"}", 0);
+    struct store_change c1 = {.patch = p1, .patch_len = strlen(p1), .if_version = 1};
+    struct store_change c2 = {.patch = p2, .patch_len = strlen(p2), .if_version = 1};
+    struct store_change c3 = {.patch = big, .patch_len = strlen(big)};
+    struct store_change touch = {.touch = true, .touch_from = 1050};
+    struct store_change c5 = {.patch = p3, .patch_len = strlen(p3), .if_version = 2};
+    store_update(f.st, sid(1), 1010, &c1, on_session, &g[0]); /* wins version 1 */
+    store_update(f.st, sid(1), 1010, &c2, on_session, &g[1]); /* sees version 2: 412 */
+    store_update(f.st, sid(2), 1010, &c3, on_session, &g[2]); /* too big, alone */
+    store_update(f.st, sid(2), 1010, &touch, on_session, &g[3]);
+    store_update(f.st, sid(1), 1010, &c5, on_session, &g[4]); /* after the first */
+    store_delete(f.st, sid(1), 3, on_session, &g[5]);
+    store_update(f.st, sid(1), 1010, &c1, on_session, &g[6]); /* deleted just before */
+    for (int i = 0; i < 7; i++)
+        ck_assert_int_eq(g[i].calls, 0); /* nothing answered before the commit */
+    memset(p1, 'x', sizeof p1 - 1);      /* the callers' memory is gone */
+    memset(p3, 'x', sizeof p3 - 1);
+    ev_run(f.loop, EVRUN_NOWAIT);
+    enum store_status want[7] = {STORE_OK, STORE_VERSION, STORE_TOO_BIG,  STORE_OK,
+                                 STORE_OK, STORE_OK,      STORE_NOT_FOUND};
+    for (int i = 0; i < 7; i++) {
+        ck_assert_int_eq(g[i].calls, 1);
+        ck_assert_msg(g[i].status == want[i], "write %d: status %d, not %d", i, g[i].status,
+                      want[i]);
+    }
+    ck_assert_uint_eq(g[0].s.version, 2);
+    ck_assert_str_eq(g[0].data, "{\"a\":1}");
+    ck_assert_uint_eq(g[4].s.version, 3);
+    ck_assert_str_eq(g[4].data, "{\"a\":1,\"c\":3}");
+    ck_assert_str_eq(g[5].s.user, "u"); /* the deleted session, as it was */
+    ck_assert_int_eq(g[3].s.expires_at, 1150);
+    ck_assert_int_eq(t_get(&f, sid(1), 1010, &g[0]), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_get(&f, sid(2), 1010, &g[0]), STORE_OK);
+    ck_assert_str_eq(g[0].data, "{\"k\":1}"); /* the big patch wrote nothing */
+    ck_assert_int_eq(g[0].s.expires_at, 1150);
+    ck_assert_uint_eq(g[0].s.version, 1);
+    fx_teardown(&f);
+}
+END_TEST
+
+struct answer {
+    int calls;
+    enum store_status status;
+};
+
+static void
+on_answer(void *arg, enum store_status status, const struct session *s)
+{
+    struct answer *a = arg;
+    (void)s;
+    a->calls++;
+    a->status = status;
+}
+
+/* A full map in the middle of a group fails the write that did not fit, not the group:
+ * the others are written as they would be one by one (a delete among them too), and each
+ * answer says what happened to its write. */
+START_TEST(group_map_full_fails_alone)
+{
+    enum { N = 800 };
+    struct fx f;
+    struct got g;
+    char big[4100], user[SESSION_USER_MAX + 1];
+    static struct answer a[N + 1];
+    fx_setup(&f, LMDB, 100000, 1000000, 4096);
+    snprintf(big, sizeof big, "{\"p\":\"%03990d\"}", 0);
+    for (int i = 1; i <= 200; i++) {
+        snprintf(user, sizeof user, "big%d", i);
+        ck_assert_int_eq(t_new(&f, i, user, 1000, 100000, big), STORE_OK);
+    }
+    store_close(f.st);
+    struct conf small = f.c;
+    small.max_sessions = 990;
+    small.session_max_bytes = 16;
+    f.loop = ev_loop_new(EVFLAG_AUTO);
+    f.st = fx_open(&f, &small);
+    memset(a, 0, sizeof a);
+    store_delete(f.st, sid(7), 0, on_answer, &a[N]);
+    for (int i = 0; i < N; i++) {
+        struct session s;
+        snprintf(user, sizeof user, "%0100d", 1000 + i);
+        mk(&s, 1000 + i, user, 1000, 100000, "{}");
+        store_create(f.st, &s, on_answer, &a[i]);
+    }
+    ev_run(f.loop, EVRUN_NOWAIT);
+    ck_assert_int_eq(a[N].calls, 1);
+    ck_assert_int_eq(a[N].status, STORE_OK);
+    int ok = 0, full = 0;
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(a[i].calls, 1);
+        ck_assert_msg(a[i].status == STORE_OK || a[i].status == STORE_FULL, "create %d: status %d",
+                      i, a[i].status);
+        ok += a[i].status == STORE_OK;
+        full += a[i].status == STORE_FULL;
+        ck_assert_int_eq(t_get(&f, sid(1000 + i), 1000, &g),
+                         a[i].status == STORE_OK ? STORE_OK : STORE_NOT_FOUND);
+    }
+    ck_assert_int_gt(ok, 0);
+    ck_assert_int_gt(full, 0);
+    ck_assert_uint_eq(t_count(&f), 199 + (uint64_t)ok);
+    ck_assert_int_eq(t_get(&f, sid(7), 1000, &g), STORE_NOT_FOUND);
+    ck_assert_int_eq(t_get(&f, sid(8), 1000, &g), STORE_OK);
+    fx_teardown(&f);
+}
+END_TEST
+
 /* ---- store_prepare and store_open errors ---- */
 
 static void
@@ -2415,6 +2545,9 @@ lmdb_tcase(void)
 #define ADD_LMDB(t) tcase_add_loop_test(tc, t, LMDB, LMDB + 1);
     STORE_INTERFACE_TESTS(ADD_LMDB)
 #undef ADD_LMDB
+#define ADD_LMDB_GROUPED(t) tcase_add_loop_test(tc, t, LMDB_GROUPED, LMDB_GROUPED + 1);
+    STORE_INTERFACE_TESTS(ADD_LMDB_GROUPED)
+#undef ADD_LMDB_GROUPED
     tcase_add_test(tc, sync_mode_round_trip);
     tcase_add_test(tc, records_without_grants_read_as_none);
     tcase_add_test(tc, queued_create_keeps_grants);
@@ -2424,6 +2557,8 @@ lmdb_tcase(void)
     tcase_add_test(tc, forked_child_writes);
     tcase_add_test(tc, kill_9_in_the_middle);
     tcase_add_test(tc, map_full_is_store_full);
+    tcase_add_test(tc, group_keeps_each_answer);
+    tcase_add_test(tc, group_map_full_fails_alone);
     tcase_add_test(tc, prepare_creates_what_is_missing);
     tcase_add_test(tc, prepare_errors);
     tcase_add_test(tc, prepare_checks_free_space);
