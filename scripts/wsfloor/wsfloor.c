@@ -1,6 +1,6 @@
 /* wsfloor: the floor of a WebSocket fan-out, for scripts/bench ws.
  *
- *   wsfloor PORT
+ *   wsfloor PORT [PROCS]
  *
  * A server that does only what a fan-out cannot avoid, so that the bench can say how far
  * above it sessiond's CPU per delivery is: one process, one epoll loop, and for each
@@ -18,11 +18,15 @@
  * There is one channel: every subscribe, whatever its name, joins the one list that every
  * publish goes to. Messages of 128 bytes or more go compressed to the connections that
  * negotiated compression, as sessiond's do (its CHAN_DEFLATE_MIN). GET /api/health
- * answers 200 for the bench's readiness check. Why one process and not two, as sessiond
- * has workers: the CPU per delivery does not depend on how the deliveries are split over
- * cores, and one loop is the least a fan-out can do (two would add a hand-over of each
- * publish between them). A write the socket does not take whole is kept and finished on
- * EPOLLOUT, so that every message is delivered even to a slow reader.
+ * answers 200 for the bench's readiness check. A write the socket does not take whole is
+ * kept and finished on EPOLLOUT, so that every message is delivered even to a slow reader.
+ *
+ * One process by default, the floor the bench measures sessiond against: one loop is the
+ * least a fan-out can do, and the CPU a delivery takes should not depend on how the
+ * deliveries are split over cores. PROCS 2 is a second process on its own SO_REUSEPORT
+ * listener, as sessiond has two workers, each publish handed to the other over a datagram
+ * socket: to see what two processes sharing the cores with the readers cost by
+ * themselves.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -40,6 +44,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/epoll.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -75,6 +80,9 @@ static size_t nsubs, subs_cap;
 static z_stream zdef;
 static unsigned char plain[MSG_MAX + 10], packed[MSG_MAX + 16];
 static struct conn *dead; /* freed after each epoll_wait's events */
+static int peer = -1;     /* PROCS 2: the datagram socket to the other process */
+static struct conn peer_mark; /* the epoll tag of peer */
+static bool second_proc;      /* PROCS 2: this is the forked one */
 
 /* ---- output ---- */
 
@@ -275,6 +283,7 @@ on_publish(struct conn *c, const char *text, size_t len)
     if (n < 0 || (size_t)n >= sizeof msg) return reply(c, "error", text, len);
     if (reply(c, "ok", text, len) < 0) /* the publisher's ok goes first, as sessiond's */
         return -1;
+    if (peer >= 0) (void)send(peer, msg, (size_t)n, 0);
     fan_out(msg, (size_t)n);
     return 0;
 }
@@ -443,6 +452,16 @@ on_accept(int lfd)
     }
 }
 
+/* A publish the other process received: fanned out to this one's subscribers. */
+static void
+on_peer(void)
+{
+    char msg[MSG_MAX];
+    ssize_t n;
+    while ((n = recv(peer, msg, sizeof msg, MSG_DONTWAIT)) > 0)
+        fan_out(msg, (size_t)n);
+}
+
 static int
 listen_on(int port)
 {
@@ -451,6 +470,7 @@ listen_on(int port)
                             .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0 ||
         bind(fd, (struct sockaddr *)&a, sizeof a) < 0 || listen(fd, 4096) < 0) {
         perror("wsfloor: listen");
         exit(1);
@@ -458,12 +478,37 @@ listen_on(int port)
     return fd;
 }
 
+/* PROCS 2: both listeners bound before the fork (so that "ready" means both listen), a
+ * datagram pair between the processes; the second dies with the first. */
+static int
+start_second(int port, int *lfd)
+{
+    int second = listen_on(port), pair[2];
+    if (socketpair(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0, pair) < 0) {
+        perror("wsfloor: socketpair");
+        return -1;
+    }
+    pid_t pid = fork();
+    if (pid < 0) {
+        perror("wsfloor: fork");
+        return -1;
+    }
+    bool child = pid == 0;
+    second_proc = child;
+    if (child) prctl(PR_SET_PDEATHSIG, SIGTERM);
+    close(child ? *lfd : second);
+    close(pair[child ? 0 : 1]);
+    *lfd = child ? second : *lfd;
+    peer = pair[child ? 1 : 0];
+    return 0;
+}
+
 int
 main(int argc, char **argv)
 {
-    int port = argc == 2 ? atoi(argv[1]) : 0;
-    if (port <= 0 || port > 65535) {
-        fprintf(stderr, "usage: wsfloor PORT\n");
+    int port = argc >= 2 ? atoi(argv[1]) : 0, procs = argc == 3 ? atoi(argv[2]) : 1;
+    if (argc > 3 || port <= 0 || port > 65535 || procs < 1 || procs > 2) {
+        fprintf(stderr, "usage: wsfloor PORT [1|2]\n");
         return 2;
     }
     signal(SIGPIPE, SIG_IGN);
@@ -475,14 +520,19 @@ main(int argc, char **argv)
     if (deflateInit2(&zdef, Z_DEFAULT_COMPRESSION, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK)
         return 1;
     int lfd = listen_on(port);
+    if (procs == 2 && start_second(port, &lfd) < 0) return 1;
     ep = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event lev = {.events = EPOLLIN, .data.ptr = NULL};
-    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &lev) < 0) {
+    struct epoll_event pev = {.events = EPOLLIN, .data.ptr = &peer_mark};
+    if (ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &lev) < 0 ||
+        (peer >= 0 && epoll_ctl(ep, EPOLL_CTL_ADD, peer, &pev) < 0)) {
         perror("wsfloor: epoll");
         return 1;
     }
-    printf("ready\n");
-    fflush(stdout);
+    if (!second_proc) { /* once */
+        printf("ready\n");
+        fflush(stdout);
+    }
     struct epoll_event evs[EVENTS];
     for (;;) {
         int n = epoll_wait(ep, evs, EVENTS, -1);
@@ -490,6 +540,10 @@ main(int argc, char **argv)
             struct conn *c = evs[i].data.ptr;
             if (c == NULL) {
                 on_accept(lfd);
+                continue;
+            }
+            if (c == &peer_mark) {
+                on_peer();
                 continue;
             }
             if (c->dead) continue;
