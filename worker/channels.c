@@ -99,13 +99,13 @@ chan_fanout(struct chan_worker *cw, const char *channel, size_t len, const char 
             size_t text_len)
 {
     size_t n;
-    struct hub_member *const *m = hub_members(cw->hub, channel, len, &n);
+    void *const *subs = hub_subs(cw->hub, channel, len, &n);
     if (n == 0) return 0;
     if (ws_frame_text(&cw->frame, false, text, text_len) < 0) return 0;
     int zbits = -1; /* the window cw->zframe holds, if any */
     size_t reached = 0;
     for (size_t i = 0; i < n; i++) {
-        struct chan_client *cl = hub_member_sub(m[i]);
+        struct chan_client *cl = subs[i];
         int bits = ws_deflate_bits(cl->ws);
         const struct buf *f = bits > 0 && text_len >= CHAN_DEFLATE_MIN
                                   ? chan_zframe(cw, bits, text, text_len, &zbits)

@@ -12,6 +12,7 @@ struct hub_chan {
     struct hub_chan *next; /* in its bucket */
     uint64_t hash;
     struct hub_member **m;
+    void **sub; /* m[i]'s sub, so that a fan-out reads no membership */
     size_t n, cap;
     uint64_t offset; /* with history: the newest offset its members were sent */
     size_t len;
@@ -70,6 +71,7 @@ chan_free(struct hub_chan *c)
     for (size_t i = 0; i < c->n; i++)
         free(c->m[i]);
     free(c->m);
+    free(c->sub);
     free(c);
 }
 
@@ -152,6 +154,25 @@ chan_remove(struct hub *h, struct hub_chan *c)
     chan_free(c);
 }
 
+/* Room for one more member in both arrays. When only the first could grow it stays
+ * bigger than cap says, which is harmless. */
+static int
+chan_reserve(struct hub_chan *c)
+{
+    if (c->n < c->cap) return 0;
+    size_t cap = c->cap ? c->cap * 2 : 4;
+    /* Arrays of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
+    struct hub_member **v = realloc(c->m, cap * sizeof *v);
+    if (v == NULL) return -1;
+    c->m = v;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression) */
+    void **s = realloc(c->sub, cap * sizeof *s);
+    if (s == NULL) return -1;
+    c->sub = s;
+    c->cap = cap;
+    return 0;
+}
+
 struct hub_member *
 hub_join(struct hub *h, const char *name, size_t len, void *sub)
 {
@@ -159,17 +180,9 @@ hub_join(struct hub *h, const char *name, size_t len, void *sub)
     if (c == NULL)
         return NULL;
     struct hub_member *m = malloc(sizeof *m);
-    if (m != NULL && c->n == c->cap) {
-        size_t cap = c->cap ? c->cap * 2 : 4;
-        /* An array of pointers. NOLINTNEXTLINE(bugprone-sizeof-expression) */
-        struct hub_member **v = realloc(c->m, cap * sizeof *v);
-        if (v == NULL) {
-            free(m);
-            m = NULL;
-        } else {
-            c->m = v;
-            c->cap = cap;
-        }
+    if (m != NULL && chan_reserve(c) < 0) {
+        free(m);
+        m = NULL;
     }
     if (m == NULL) {
         if (c->n == 0)
@@ -177,6 +190,7 @@ hub_join(struct hub *h, const char *name, size_t len, void *sub)
         return NULL;
     }
     *m = (struct hub_member){.chan = c, .sub = sub, .idx = c->n};
+    c->sub[c->n] = sub;
     c->m[c->n++] = m;
     return m;
 }
@@ -187,6 +201,7 @@ hub_leave(struct hub *h, struct hub_member *m)
     struct hub_chan *c = m->chan;
     struct hub_member *last = c->m[--c->n];
     c->m[m->idx] = last;
+    c->sub[m->idx] = last->sub;
     last->idx = m->idx;
     free(m);
     if (c->n == 0)
@@ -199,6 +214,14 @@ hub_members(const struct hub *h, const char *name, size_t len, size_t *n)
     struct hub_chan *c = *chan_slot(h, name, len, hub_hash(h, name, len));
     *n = c != NULL ? c->n : 0;
     return c != NULL ? c->m : NULL;
+}
+
+void *const *
+hub_subs(const struct hub *h, const char *name, size_t len, size_t *n)
+{
+    struct hub_chan *c = *chan_slot(h, name, len, hub_hash(h, name, len));
+    *n = c != NULL ? c->n : 0;
+    return c != NULL ? c->sub : NULL;
 }
 
 uint64_t *

@@ -34,6 +34,9 @@ void hub_leave(struct hub *h, struct hub_member *m);
  * is valid until the next join or leave on this hub. */
 struct hub_member *const *hub_members(const struct hub *h, const char *name, size_t len,
                                       size_t *n);
+/* The subs of a channel's members, in the order of hub_members, valid as long: what a
+ * fan-out walks, one pointer per member and no membership to read. */
+void *const *hub_subs(const struct hub *h, const char *name, size_t len, size_t *n);
 /* With history, the newest offset a channel's members were sent here (0 at its creation):
  * the channel's own counter, NULL for a channel nobody is in. */
 uint64_t *hub_offset(const struct hub *h, const char *name, size_t len);

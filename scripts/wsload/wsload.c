@@ -3,7 +3,7 @@
  *   wsload --port P --tokens FILE [--host 127.0.0.1] [--source ADDR] [--conns N]
  *          [--channel C] [--deflate] [--inflight K] [--timeout SECS] [--hold SECS]
  *          [--publish-rate R --publish-secs S] [--drain SECS]
- *          [--recover [--reconnect-jitter SECS]]
+ *          [--recover [--reconnect-jitter SECS]] [--pad BYTES]
  *
  * Subscribers: opens N connections to ws://HOST:PORT/ws?token=T (tokens read from FILE,
  * one a line, used round-robin), at most K handshakes in flight at once; each sends
@@ -20,6 +20,8 @@
  * the CLOCK_MONOTONIC time of its sending in microseconds. The clock is the machine's,
  * so a publisher in one process and subscribers in others measure the same latency.
  * With --conns 0 the process only publishes; it waits --drain seconds for the acks.
+ * --pad adds "p", a string of that many letters (from a fixed seed, so every run sends the
+ * same), to each message's data: big enough, a message is worth compressing.
  *
  * Recovery (--recover, for a channel with history): each subscriber keeps the epoch of
  * its first subscribe's ok and the offsets of the messages it received. When its socket
@@ -92,6 +94,7 @@ struct opts {
     double drain;
     bool recover;
     double reconnect_jitter;
+    long pad;
 };
 
 struct reason {
@@ -176,6 +179,7 @@ static unsigned char rbuf[RBUF_SIZE];
 static unsigned char zbuf[RBUF_SIZE];
 static z_stream zshared;            /* for servers that compress without context takeover */
 static uint64_t rng_state;
+static char *pad_text; /* --pad: ,"p":"..." */
 
 static void conn_close(struct conn *c);
 static void conn_settle(struct conn *c);
@@ -1175,12 +1179,12 @@ pump(void)
 static void
 publish_one(struct conn *c)
 {
-    char msg[300];
+    char msg[1024];
     long n = st.published + 1;
     snprintf(msg, sizeof msg,
-             "{\"op\":\"publish\",\"channel\":\"%s\",\"data\":{\"t\":%lld,\"n\":%ld},"
+             "{\"op\":\"publish\",\"channel\":\"%s\",\"data\":{\"t\":%lld,\"n\":%ld%s},"
              "\"id\":%ld}",
-             opt.channel, (long long)now_us(), n, n + 1);
+             opt.channel, (long long)now_us(), n, pad_text != NULL ? pad_text : "", n + 1);
     if (send_text(c, msg) < 0) {
         conn_close(c);
         return;
@@ -1370,7 +1374,7 @@ usage(void)
             "usage: wsload --port P --tokens FILE [--host ADDR] [--source ADDR] [--conns N]\n"
             "              [--channel C] [--deflate] [--inflight K] [--timeout SECS]\n"
             "              [--hold SECS] [--publish-rate R --publish-secs S] [--drain SECS]\n"
-            "              [--recover [--reconnect-jitter SECS]]\n");
+            "              [--recover [--reconnect-jitter SECS]] [--pad BYTES]\n");
     exit(2);
 }
 
@@ -1378,15 +1382,22 @@ static void
 parse_args(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"host", required_argument, NULL, 'h'},      {"port", required_argument, NULL, 'p'},
-        {"tokens", required_argument, NULL, 't'},    {"source", required_argument, NULL, 's'},
-        {"conns", required_argument, NULL, 'n'},     {"channel", required_argument, NULL, 'c'},
-        {"deflate", no_argument, NULL, 'z'},         {"inflight", required_argument, NULL, 'i'},
-        {"timeout", required_argument, NULL, 'T'},   {"hold", required_argument, NULL, 'H'},
+        {"host", required_argument, NULL, 'h'},
+        {"port", required_argument, NULL, 'p'},
+        {"tokens", required_argument, NULL, 't'},
+        {"source", required_argument, NULL, 's'},
+        {"conns", required_argument, NULL, 'n'},
+        {"channel", required_argument, NULL, 'c'},
+        {"deflate", no_argument, NULL, 'z'},
+        {"inflight", required_argument, NULL, 'i'},
+        {"timeout", required_argument, NULL, 'T'},
+        {"hold", required_argument, NULL, 'H'},
         {"publish-rate", required_argument, NULL, 'r'},
         {"publish-secs", required_argument, NULL, 'S'},
-        {"drain", required_argument, NULL, 'd'},     {"recover", no_argument, NULL, 'R'},
+        {"drain", required_argument, NULL, 'd'},
+        {"recover", no_argument, NULL, 'R'},
         {"reconnect-jitter", required_argument, NULL, 'j'},
+        {"pad", required_argument, NULL, 'P'},
         {NULL, 0, NULL, 0},
     };
     int ch;
@@ -1407,15 +1418,38 @@ parse_args(int argc, char **argv)
         case 'd': opt.drain = atof(optarg); break;
         case 'R': opt.recover = true; break;
         case 'j': opt.reconnect_jitter = atof(optarg); break;
+        case 'P':
+            opt.pad = atol(optarg);
+            break;
         default: usage();
         }
     }
     bool publishing = opt.publish_rate > 0;
     if (optind != argc || opt.port <= 0 || opt.port > 65535 || opt.tokens_path == NULL ||
-        opt.conns < 0 || opt.inflight < 1 || opt.timeout <= 0 || opt.hold < 0 ||
-        opt.drain < 0 || opt.reconnect_jitter < 0 || (publishing && opt.publish_secs <= 0) ||
-        strlen(opt.channel) > 200 || strpbrk(opt.channel, "\"\\") != NULL)
+        opt.conns < 0 || opt.inflight < 1 || opt.timeout <= 0 || opt.hold < 0 || opt.drain < 0 ||
+        opt.reconnect_jitter < 0 || opt.pad < 0 || opt.pad > 800 ||
+        (publishing && opt.publish_secs <= 0) || strlen(opt.channel) > 200 ||
+        strpbrk(opt.channel, "\"\\") != NULL)
         usage();
+}
+
+/* --pad's string: letters from a fixed seed, compressible as text is, about 3:4. */
+static int
+make_pad(void)
+{
+    static const char letters[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    if (opt.pad == 0) return 0;
+    pad_text = malloc((size_t)opt.pad + 8);
+    if (pad_text == NULL) return -1;
+    uint64_t saved = rng_state;
+    rng_state = 0x9E3779B97F4A7C15ULL;
+    size_t n = (size_t)snprintf(pad_text, 8, ",\"p\":\"");
+    for (long i = 0; i < opt.pad; i++)
+        pad_text[n++] = letters[rng_next() % (sizeof letters - 1)];
+    pad_text[n++] = '"';
+    pad_text[n] = '\0';
+    rng_state = saved;
+    return 0;
 }
 
 static int
@@ -1447,6 +1481,10 @@ main(int argc, char **argv)
         return 1;
     }
     rng_state = (uint64_t)now_us() ^ ((uint64_t)getpid() << 32) ^ 0x9E3779B97F4A7C15ULL;
+    if (make_pad() < 0) {
+        fprintf(stderr, "wsload: out of memory\n");
+        return 1;
+    }
     loop = EV_DEFAULT;
     ev_signal_init(&sig_term, on_signal, SIGTERM);
     ev_signal_init(&sig_int, on_signal, SIGINT);

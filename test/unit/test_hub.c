@@ -14,16 +14,21 @@ count(const struct hub *h, const char *name)
     return n;
 }
 
-/* Whether sub is among the members of name. */
+/* Whether sub is among the members of name; hub_subs, what a fan-out walks, must say
+ * the same as the memberships, in the same order. */
 static bool
 has(const struct hub *h, const char *name, void *sub)
 {
-    size_t n;
+    size_t n, ns;
     struct hub_member *const *m = hub_members(h, name, strlen(name), &n);
-    for (size_t i = 0; i < n; i++)
-        if (hub_member_sub(m[i]) == sub)
-            return true;
-    return false;
+    void *const *subs = hub_subs(h, name, strlen(name), &ns);
+    ck_assert_uint_eq(ns, n);
+    bool found = false;
+    for (size_t i = 0; i < n; i++) {
+        ck_assert_ptr_eq(subs[i], hub_member_sub(m[i]));
+        found = found || subs[i] == sub;
+    }
+    return found;
 }
 
 START_TEST(join_and_leave)
