@@ -460,7 +460,7 @@ ws_push_frame(struct ws *ws, const void *frame, size_t len)
     if (ws_append(ws, frame, len) < 0) return -1;
     /* A socket that did not take the last bytes is watched for writability: writing to it
      * again before that would only fail. */
-    if (!ev_is_active(&c->wio)) ws_flush(c);
+    if (!c->writing) ws_flush(c);
     return 0;
 }
 
