@@ -200,6 +200,10 @@ static const struct directive directives[] = {
     {"redis_wait", CT_INT, FIELD(redis_wait), 0, 64, false, "0", NULL,
      "replicas every session write must reach (Redis WAIT) before it is acknowledged; "
      "fewer in time: 503 store_unavailable"},
+    {"redis_cache_sessions", CT_INT, FIELD(redis_cache_sessions), 0, 10000000, false, "0",
+     NULL,
+     "sessions each worker keeps in memory while Redis tracks them (CLIENT TRACKING, "
+     "Redis 6+): a change is refused everywhere within 100 ms; 0: no cache"},
     {"redis_prefix", CT_STRING, FIELD(redis_prefix), 0, 0, false, "sessiond:", NULL,
      "prefix of every key, so that several deployments can share one Redis"},
     {"redis_timeout", CT_DURATION, FIELD(redis_timeout_ms), MS(10), MIN(1), false, "2s", NULL,

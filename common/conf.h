@@ -109,6 +109,7 @@ struct conf {
     char redis_sentinels[1024]; /* "host:port,...": find the master through Sentinel */
     char redis_master[128];     /* the master's name in Sentinel */
     int redis_wait;             /* replicas a session write must reach (WAIT); 0: none */
+    int redis_cache_sessions;   /* sessions a worker keeps while Redis tracks them; 0: none */
 
     /* WebSockets */
     int max_connections_per_user;

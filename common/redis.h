@@ -1,7 +1,7 @@
 /* redis: one Redis connection on a libev loop, as every user of Redis here wants it.
  *
- * Under it, common/redis_wire.c moves the bytes (in clear or TLS; hiredis formats the
- * commands and parses the replies). This module adds what each user would otherwise
+ * Under it, common/redis_wire.c moves the bytes (in clear or TLS; hiredis parses the
+ * replies). This module adds what each user would otherwise
  * repeat: the handshake (AUTH, with the URL's user if it has one; SELECT of the URL's
  * database; SCRIPT LOAD of the scripts it is given), a deadline for every command,
  * reconnects with jittered exponential backoff, and, for the users that ask for one, a

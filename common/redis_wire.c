@@ -503,19 +503,40 @@ redis_wire_open(struct ev_loop *loop, const struct redis_url *u, SSL_CTX *tls,
 
 /* ---- commands ---- */
 
+/* One RESP header line, "*N\r\n" or "$N\r\n". */
+static int
+wire_put_len(struct buf *b, char kind, size_t n)
+{
+    if (buf_append(b, &kind, 1) < 0 || buf_put_u64(b, n) < 0) return -1;
+    return buf_append(b, "\r\n", 2);
+}
+
+static int
+wire_put_arg(struct buf *b, const char *arg, size_t len)
+{
+    if (wire_put_len(b, '$', len) < 0 || buf_append(b, arg, len) < 0) return -1;
+    return buf_append(b, "\r\n", 2);
+}
+
+/* The command in RESP straight into the output, as redisFormatCommandArgv would make
+ * it, without its allocation and its printf per argument: on the hot path of every
+ * session read. On failure the output is cut back to where it was. */
+static int
+wire_format(struct buf *b, int argc, const char **argv, const size_t *argvlen)
+{
+    size_t mark = b->len;
+    int rc = wire_put_len(b, '*', (size_t)argc);
+    for (int i = 0; i < argc && rc == 0; i++)
+        rc = wire_put_arg(b, argv[i], argvlen[i]);
+    if (rc < 0) b->len = mark;
+    return rc;
+}
+
 int
 redis_wire_send(struct redis_wire *w, int argc, const char **argv, const size_t *argvlen)
 {
-    if (w->state == W_LOST)
-        return -1;
-    char *cmd = NULL;
-    int len = redisFormatCommandArgv(&cmd, argc, argv, argvlen);
-    if (len < 0)
-        return -1;
-    int rc = buf_append(&w->out, cmd, (size_t)len);
-    redisFreeCommand(cmd);
-    if (rc < 0)
-        return -1;
+    if (w->state == W_LOST || argc <= 0) return -1;
+    if (wire_format(&w->out, argc, argv, argvlen) < 0) return -1;
     if (w->state == W_OPEN)
         wire_watch(w, EV_READ | EV_WRITE);
     return 0;

@@ -2,10 +2,11 @@
  * common/redis.c.
  *
  * hiredis 0.14 has no TLS, and its async context owns its socket, so TLS cannot be slid
- * under it. What hiredis does well stays in use: its command formatter writes RESP and its
- * reader parses replies into redisReply trees. The socket is ours: a non-blocking connect
- * (TCP or Unix), OpenSSL on top when asked, and libev watchers on the fd. Owning the
- * socket also makes a hard close a plain close(2), with no graceful teardown to wait for.
+ * under it. What hiredis does well stays in use: its reader parses replies into redisReply
+ * trees (commands are written in RESP here, straight into the output buffer). The socket
+ * is ours: a non-blocking connect (TCP or Unix), OpenSSL on top when asked, and libev
+ * watchers on the fd. Owning the socket also makes a hard close a plain close(2), with no
+ * graceful teardown to wait for.
  *
  * Replies are handed over in the order Redis sends them; matching them to commands (and
  * pushes to a subscriber) is the caller's business. After on_lost, nothing else comes;

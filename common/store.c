@@ -93,6 +93,25 @@ store_get_by_token(struct store *st, const uint8_t hash[SESSION_HASH_LEN], int64
 }
 
 void
+store_get_cached(struct store *st, const char *id, int64_t now, store_cb cb, void *arg)
+{
+    if (st->ops->get_cached != NULL)
+        st->ops->get_cached(st->engine, id, now, cb, arg);
+    else
+        st->ops->get(st->engine, id, now, cb, arg);
+}
+
+void
+store_get_by_token_cached(struct store *st, const uint8_t hash[SESSION_HASH_LEN], int64_t now,
+                          store_cb cb, void *arg)
+{
+    if (st->ops->get_by_token_cached != NULL)
+        st->ops->get_by_token_cached(st->engine, hash, now, cb, arg);
+    else
+        st->ops->get_by_token(st->engine, hash, now, cb, arg);
+}
+
+void
 store_update(struct store *st, const char *id, int64_t now, const struct store_change *ch,
              store_cb cb, void *arg)
 {

@@ -109,6 +109,15 @@ void store_get(struct store *st, const char *id, int64_t now, store_cb cb, void 
 void store_get_by_token(struct store *st, const uint8_t hash[SESSION_HASH_LEN], int64_t now,
                         store_cb cb, void *arg);
 
+/* store_get and store_get_by_token, answered from the engine's cache when it has one
+ * (Redis with redis_cache_sessions): a change made through another worker or instance is
+ * then seen within REDIS_CACHE_BOUND (redis_cache.h), not at once. For answering reads;
+ * not for a decision taken because a session changed (a live socket's grants), which
+ * must see that change. */
+void store_get_cached(struct store *st, const char *id, int64_t now, store_cb cb, void *arg);
+void store_get_by_token_cached(struct store *st, const uint8_t hash[SESSION_HASH_LEN], int64_t now,
+                               store_cb cb, void *arg);
+
 /* Change a session atomically: patch (a JSON merge patch, RFC 7396, or NULL) is applied
  * to its data; ttl > 0 sets a new ttl; touch extends expires_at to now + ttl. With
  * if_version > 0, the change happens only if the version is still if_version. The version

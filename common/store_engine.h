@@ -26,6 +26,10 @@ struct store_ops {
     void (*get)(void *engine, const char *id, int64_t now, store_cb cb, void *arg);
     void (*get_by_token)(void *engine, const uint8_t hash[SESSION_HASH_LEN], int64_t now,
                          store_cb cb, void *arg);
+    /* Optional (NULL: get and get_by_token): reads an engine may answer from a cache. */
+    void (*get_cached)(void *engine, const char *id, int64_t now, store_cb cb, void *arg);
+    void (*get_by_token_cached)(void *engine, const uint8_t hash[SESSION_HASH_LEN], int64_t now,
+                                store_cb cb, void *arg);
     void (*update)(void *engine, const char *id, int64_t now, const struct store_change *ch,
                    store_cb cb, void *arg);
     void (*delete_one)(void *engine, const char *id, uint64_t if_version, store_cb cb,

@@ -39,6 +39,7 @@
 #include "json_merge.h"
 #include "list.h"
 #include "redis.h"
+#include "redis_cache.h"
 #include "redis_sentinel.h"
 #include "redis_url.h"
 #include "store_engine.h"
@@ -280,6 +281,8 @@ struct rs_op {
     /* get and update */
     int64_t now;
     bool by_token; /* a get by token: out.token_hash is the hash the session must have */
+    bool may_cache;         /* a get that the cache may answer (store_get_cached) */
+    bool cached;            /* a get the cache held: answered from it at the next iteration */
     struct store_change ch; /* ch.patch points to patch, ch.channels and ch.subscribe
                              * into grants: ours */
     char *patch;
@@ -298,6 +301,7 @@ struct redis_store {
     const struct redis_script *script_list[RS_NSCRIPTS];
 
     struct redis_conn *rc;
+    struct redis_cache *cache; /* redis_cache_sessions > 0: sessions read, while tracked */
     bool closing; /* store_close: answer nothing more */
 
     struct rs_op *head, *tail;             /* in flight, for rs_close to free */
@@ -551,6 +555,8 @@ rs_later(struct redis_store *st, struct rs_op *op, enum store_status status)
     }
 }
 
+static void rs_answer_cached(struct redis_store *st, struct rs_op *op);
+
 static void
 rs_on_later(struct ev_loop *loop, ev_timer *t, int revents)
 {
@@ -561,7 +567,10 @@ rs_on_later(struct ev_loop *loop, ev_timer *t, int revents)
     st->later_head = st->later_tail = NULL;
     while (op != NULL) {
         struct rs_op *next = op->next;
-        rs_finish(st, op, op->status);
+        if (op->cached)
+            rs_answer_cached(st, op);
+        else
+            rs_finish(st, op, op->status);
         op = next;
     }
 }
@@ -612,6 +621,19 @@ rs_submit(struct redis_store *st, struct rs_op *op)
     rs_send_new(st, op);
 }
 
+/* A write of this worker is answered (or lost): the cache forgets what it wrote, so that
+ * this worker's next read sees the write even before Redis's invalidation comes. Reads
+ * sent before the write were answered before it (one connection, in order). */
+static void
+rs_cache_written(struct redis_store *st, const struct rs_op *op)
+{
+    if (st->cache == NULL) return;
+    if (op->script == RS_DELETE_USER)
+        redis_cache_drop(st->cache, NULL);
+    else if (op->script == RS_UPDATE || op->script == RS_DELETE)
+        redis_cache_drop(st->cache, op->out.id);
+}
+
 /* Every reply comes here, arg being its op. NULL means the connection went away (or the
  * deadline passed): whatever the op was, it is answered STORE_UNAVAILABLE, once. */
 static void
@@ -620,6 +642,7 @@ rs_on_reply(void *arg, const redisReply *r)
     struct rs_op *op = arg;
     struct redis_store *st = op->st;
     LIST_UNLINK_TAIL(st->head, st->tail, op);
+    rs_cache_written(st, op);
     if (r == NULL)
         rs_finish(st, op, STORE_UNAVAILABLE);
     else
@@ -864,31 +887,75 @@ rs_create(void *self, const struct session *s, store_cb cb, void *arg)
     rs_submit(st, op);
 }
 
+/* The answer to a get, from Redis or from the cache: the expiry (Redis may not have
+ * expired the key yet) and, for a get by token, the whole hash checked. */
+static void
+rs_answer_get(struct redis_store *st, struct rs_op *op, const struct session *s)
+{
+    bool gone = s->expires_at <= op->now ||
+                (op->by_token && !token_equal(s->token_hash, SESSION_HASH_LEN, op->out.token_hash,
+                                              SESSION_HASH_LEN));
+    if (gone)
+        rs_finish(st, op, STORE_NOT_FOUND);
+    else
+        rs_answer(st, op, STORE_OK, s, 1, 0);
+}
+
 /* A read by id or token is the hot path and needs no atomicity beyond one command's: a
  * plain HMGET costs Redis a fraction of a script call, and the expiry check (and for a
  * token the comparison of the whole hash) moves here. */
 static void
 rs_on_get(struct redis_store *st, struct rs_op *op, const redisReply *r)
 {
+    struct session s = {0}; /* (cppcheck cannot tell that only s.id's address is read) */
+    bool shaped = r->type == REDIS_REPLY_ARRAY && r->elements == RS_SESSION_FIELDS - 1;
+    bool found = shaped && r->element[3]->type != REDIS_REPLY_NIL;
+    bool parsed = found && rs_session_fields(r->element, op->out.id, &s) == 0;
+    if (st->cache != NULL && parsed)
+        redis_cache_fill(st->cache, &s);
+    else if (st->cache != NULL)
+        redis_cache_drop(st->cache, op->out.id); /* no session to keep: the announcement goes */
     if (rs_failed(st, op, r))
         return;
-    struct session s = {0}; /* (cppcheck cannot tell that only s.id's address is read) */
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != RS_SESSION_FIELDS - 1) {
+    if (!shaped)
         rs_unexpected(st, op);
-    /* Each NOT_FOUND branch is its own case, tested in order (the record is parsed before its
-     * expiry and token are). NOLINTNEXTLINE(bugprone-branch-clone) */
-    } else if (r->element[3]->type == REDIS_REPLY_NIL) {
+    else if (!found)
         rs_finish(st, op, STORE_NOT_FOUND);
-    } else if (rs_session_fields(r->element, op->out.id, &s) < 0) {
+    else if (!parsed)
         rs_fail(st, op, "redis: malformed session");
-    } else if (s.expires_at <= op->now) {
-        rs_finish(st, op, STORE_NOT_FOUND); /* Redis has not expired the key yet */
-    } else if (op->by_token && !token_equal(s.token_hash, SESSION_HASH_LEN,
-                                            op->out.token_hash, SESSION_HASH_LEN)) {
-        rs_finish(st, op, STORE_NOT_FOUND);
-    } else {
-        rs_answer(st, op, STORE_OK, &s, 1, 0);
-    }
+    else
+        rs_answer_get(st, op, &s);
+}
+
+/* HMGET of op->out.id, announced to the cache when it goes out now. */
+static void
+rs_hmget_send(struct redis_store *st, struct rs_op *op)
+{
+    op->argc = 0;
+    op->mem_len = 0;
+    rs_arg_str(op, "HMGET");
+    char key[sizeof st->prefix + SESSION_ID_LEN + 3];
+    int n = snprintf(key, sizeof key, "%.*ss:%s", (int)st->prefix_len, st->prefix, op->out.id);
+    rs_arg(op, key, (size_t)n);
+    static const char *const fields[] = {"user", "th", "c", "e", "ttl", "v", "d", "ch", "sub"};
+    for (size_t i = 0; i < ARRAY_LEN(fields); i++)
+        rs_arg_str(op, fields[i]);
+    if (st->cache != NULL && redis_circuit(st->rc) == REDIS_CLOSED && redis_ready(st->rc))
+        redis_cache_expect(st->cache, op->out.id);
+    rs_submit(st, op);
+}
+
+/* A get the cache held at the call: answered from it if it still holds it (it was asked
+ * again, since an invalidation may have come in between), else from Redis after all. */
+static void
+rs_answer_cached(struct redis_store *st, struct rs_op *op)
+{
+    op->cached = false;
+    const struct session *s = redis_cache_find(st->cache, op->out.id);
+    if (s != NULL)
+        rs_answer_get(st, op, s);
+    else
+        rs_hmget_send(st, op);
 }
 
 static void
@@ -900,34 +967,32 @@ rs_hmget(struct redis_store *st, struct rs_op *op, const char *id, int64_t now)
     }
     op->now = now;
     snprintf(op->out.id, sizeof op->out.id, "%s", id);
-    op->argc = 0;
-    op->mem_len = 0;
-    rs_arg_str(op, "HMGET");
-    char key[sizeof st->prefix + SESSION_ID_LEN + 3];
-    int n = snprintf(key, sizeof key, "%.*ss:%s", (int)st->prefix_len, st->prefix, id);
-    rs_arg(op, key, (size_t)n);
-    static const char *const fields[] = {"user", "th", "c", "e", "ttl", "v", "d", "ch", "sub"};
-    for (size_t i = 0; i < ARRAY_LEN(fields); i++)
-        rs_arg_str(op, fields[i]);
-    rs_submit(st, op);
+    /* A hit is still answered at the next iteration, never before this call returns. */
+    if (op->may_cache && st->cache != NULL && redis_cache_find(st->cache, id) != NULL) {
+        op->cached = true;
+        rs_later(st, op, STORE_OK);
+        return;
+    }
+    rs_hmget_send(st, op);
 }
 
 static void
-rs_get(void *self, const char *id, int64_t now, store_cb cb, void *arg)
+rs_get_one(struct redis_store *st, const char *id, int64_t now, bool may_cache, store_cb cb,
+           void *arg)
 {
-    struct redis_store *st = self;
     struct rs_op *op = rs_op_one(st, rs_on_get, cb, arg);
-    if (op == NULL)
+    if (op == NULL) {
         cb(arg, STORE_ERROR, NULL);
-    else
-        rs_hmget(st, op, id, now);
+        return;
+    }
+    op->may_cache = may_cache;
+    rs_hmget(st, op, id, now);
 }
 
 static void
-rs_get_by_token(void *self, const uint8_t hash[SESSION_HASH_LEN], int64_t now, store_cb cb,
-                void *arg)
+rs_get_by_token_one(struct redis_store *st, const uint8_t hash[SESSION_HASH_LEN], int64_t now,
+                    bool may_cache, store_cb cb, void *arg)
 {
-    struct redis_store *st = self;
     char id[SESSION_ID_LEN + 1];
     struct rs_op *op = rs_op_one(st, rs_on_get, cb, arg);
     if (op == NULL) {
@@ -935,9 +1000,36 @@ rs_get_by_token(void *self, const uint8_t hash[SESSION_HASH_LEN], int64_t now, s
         return;
     }
     op->by_token = true;
+    op->may_cache = may_cache;
     memcpy(op->out.token_hash, hash, SESSION_HASH_LEN);
     token_id_of_hash(hash, id);
     rs_hmget(st, op, id, now);
+}
+
+static void
+rs_get(void *self, const char *id, int64_t now, store_cb cb, void *arg)
+{
+    rs_get_one(self, id, now, false, cb, arg);
+}
+
+static void
+rs_get_cached(void *self, const char *id, int64_t now, store_cb cb, void *arg)
+{
+    rs_get_one(self, id, now, true, cb, arg);
+}
+
+static void
+rs_get_by_token(void *self, const uint8_t hash[SESSION_HASH_LEN], int64_t now, store_cb cb,
+                void *arg)
+{
+    rs_get_by_token_one(self, hash, now, false, cb, arg);
+}
+
+static void
+rs_get_by_token_cached(void *self, const uint8_t hash[SESSION_HASH_LEN], int64_t now, store_cb cb,
+                       void *arg)
+{
+    rs_get_by_token_one(self, hash, now, true, cb, arg);
 }
 
 /* ---- update ---- */
@@ -1125,6 +1217,7 @@ rs_delete(void *self, const char *id, uint64_t if_version, store_cb cb, void *ar
         rs_later(st, op, STORE_NOT_FOUND);
         return;
     }
+    snprintf(op->out.id, sizeof op->out.id, "%s", id); /* for the cache to forget */
     rs_script(st, op, RS_DELETE);
     rs_arg_str(op, id);
     rs_arg_int(op, (long long)if_version);
@@ -1269,6 +1362,27 @@ rs_init(struct redis_store *st, const struct conf *c, char *err, size_t errlen)
     return 0;
 }
 
+/* After every handshake of the store's connection: Redis forgot what the old one read. */
+static void
+rs_on_ready(void *arg)
+{
+    struct redis_store *st = arg;
+    if (st->cache != NULL) redis_cache_store_ready(st->cache);
+}
+
+/* redis_cache_sessions: the cache, with its own subscriber connection. */
+static int
+rs_open_cache(struct redis_store *st, const struct conf *c, const struct redis_url *url, char *err,
+              size_t errlen)
+{
+    if (c->redis_cache_sessions <= 0) return 0;
+    st->cache = redis_cache_open(st->loop, url, (double)c->redis_timeout_ms / 1000.0,
+                                 (size_t)c->redis_cache_sessions, st->prefix, err, errlen);
+    if (st->cache == NULL) return -1;
+    redis_cache_attach(st->cache, st->rc);
+    return 0;
+}
+
 /* Never fails because Redis is down: the connection comes when it can, and until then
  * calls answer STORE_UNAVAILABLE. */
 static void *
@@ -1294,9 +1408,16 @@ rs_open(const struct conf *c, void *loop, char *err, size_t errlen)
     struct redis_opts opts = {.timeout = (double)c->redis_timeout_ms / 1000.0,
                               .circuit = true,
                               .scripts = st->script_list,
-                              .nscripts = RS_NSCRIPTS};
+                              .nscripts = RS_NSCRIPTS,
+                              .on_ready = rs_on_ready,
+                              .arg = st};
     if (rs_init(st, c, err, errlen) < 0 ||
         (st->rc = redis_open(loop, &url, &opts, err, errlen)) == NULL) {
+        free(st);
+        return NULL;
+    }
+    if (rs_open_cache(st, c, &url, err, errlen) < 0) {
+        redis_close(st->rc);
         free(st);
         return NULL;
     }
@@ -1315,6 +1436,7 @@ rs_close(void *self)
     st->closing = true;
     ev_timer_stop(st->loop, &st->later_timer);
     redis_close(st->rc); /* calls no callback of ours */
+    redis_cache_close(st->cache); /* after: the store's connection calls back into it */
     for (struct rs_op *op = st->head, *next; op != NULL; op = next) {
         next = op->next;
         rs_op_free(op);
@@ -1352,6 +1474,8 @@ const struct store_ops store_redis_ops = {
     .create = rs_create,
     .get = rs_get,
     .get_by_token = rs_get_by_token,
+    .get_cached = rs_get_cached,
+    .get_by_token_cached = rs_get_by_token_cached,
     .update = rs_update,
     .delete_one = rs_delete,
     .list_user = rs_list_user,

@@ -441,7 +441,7 @@ api_session_get(struct request *r)
     if (!api_admin_ok(r) || path_id(r, id) == NULL)
         return;
     api_store_begin(r);
-    store_get(api_store(r), id, (int64_t)time(NULL), got_session, r);
+    store_get_cached(api_store(r), id, (int64_t)time(NULL), got_session, r);
 }
 
 /* A PATCH of the grants: the session's sockets, wherever they are, read them again. */
@@ -725,7 +725,7 @@ api_own_session(struct request *r)
     if (!token_of(r, hash))
         return;
     api_store_begin(r);
-    store_get_by_token(api_store(r), hash, (int64_t)time(NULL), own_found, r);
+    store_get_by_token_cached(api_store(r), hash, (int64_t)time(NULL), own_found, r);
 }
 
 static void

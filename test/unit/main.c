@@ -18,6 +18,7 @@ main(void)
         redis_url_suite,
         redis_sentinel_suite,
         redis_suite,
+        redis_cache_suite,
         ws_proto_suite,
         hub_suite,
         roster_suite,

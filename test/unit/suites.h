@@ -19,6 +19,7 @@ Suite *json_merge_suite(void);
 Suite *redis_url_suite(void);
 Suite *redis_sentinel_suite(void);
 Suite *redis_suite(void);
+Suite *redis_cache_suite(void);
 Suite *ws_proto_suite(void);
 Suite *bus_suite(void);
 Suite *hub_suite(void);
