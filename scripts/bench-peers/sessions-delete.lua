@@ -11,13 +11,6 @@
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(dir .. "statuses.lua")
 dofile(dir .. "ids.lua")
-local next_id = 1
-
-function setup(thread)
-   thread:set("id", next_id)
-   next_id = next_id + 1
-   count_thread(thread)
-end
 
 function init(args)
    local all = read_ids(args[1] or os.getenv("BENCH_SESSION_IDS"), "sessions-delete.lua")

@@ -3,33 +3,14 @@
 --
 --   wrk -t2 -c100 -d10s --latency -s sessions-touch.lua http://127.0.0.1:PORT -- IDS_FILE [count]
 --
--- Requests are built once per thread in init(); "count" (or $BENCH_COUNT_STATUS=1) counts
--- the answers by status as statuses.lua says.
+-- "count" (or $BENCH_COUNT_STATUS=1) counts the answers by status as statuses.lua says.
 
 local dir = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
 dofile(dir .. "statuses.lua")
 dofile(dir .. "ids.lua")
-local next_id = 1
-
-function setup(thread)
-   thread:set("id", next_id)
-   next_id = next_id + 1
-   count_thread(thread)
-end
 
 function init(args)
-   math.randomseed(os.time() * 1000 + (id or 0))
-   reqs = {}
-   for i, sid in ipairs(read_ids(args[1] or os.getenv("BENCH_SESSION_IDS"), "sessions-touch.lua")) do
-      reqs[i] = wrk.format("POST", "/api/sessions/" .. sid .. "/touch")
-   end
-   nreqs = #reqs
-   statuses = {}
-   if not (args[2] == "count" or os.getenv("BENCH_COUNT_STATUS") == "1") then
-      response = nil
-   end
-end
-
-function request()
-   return reqs[math.random(nreqs)]
+   random_requests(args, "sessions-touch.lua", function(sid)
+      return wrk.format("POST", "/api/sessions/" .. sid .. "/touch")
+   end)
 end
