@@ -222,6 +222,9 @@ def test_redis_wait_without_the_replicas_refuses_writes_and_says_why(server_fact
     try:
         wait_for(lambda: redis.Redis(port=rep.port).info("replication")
                  .get("master_link_status") == "up", what="the replica in sync")
+        # The replica's link is up before the master counts it online for WAIT.
+        wait_for(lambda: redis.Redis(port=redis_server.port).info("replication")
+                 .get("slave0", {}).get("state") == "online", what="the master to count it")
         status, body = create(s, "lonely")
         assert status == 201, body
         assert redis.Redis(port=rep.port).exists(f"sessiond:s:{body['id']}")
