@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import BIN, JSON, Redis, free_port, next_push, op, run, url, wait_for
+from conftest import BIN, JSON, SANITIZED, Redis, free_port, next_push, op, run, url, wait_for
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None,
                                 reason="redis-server is not installed")
@@ -124,6 +124,11 @@ def test_the_master_is_found_through_the_sentinels(server_factory, fleet):
     assert f"master {MASTER} is at 127.0.0.1:{master.port}" in s.log()
 
 
+# Sentinel's failover takes about 3 s here; the rest is the instance's. Under ASan and
+# UBSan, and on a loaded 2-core machine, the writers alone can take seconds more.
+BACK_S = 20 if SANITIZED else 10
+
+
 def test_a_failover_moves_every_connection_and_loses_no_acknowledged_session(
         server_factory, fleet):
     import asyncio
@@ -163,8 +168,8 @@ def test_a_failover_moves_every_connection_and_loses_no_acknowledged_session(
         master.stop()  # SIGKILL, during the writes
         # Service back: /readyz, and sessions acknowledged again, within 10 s.
         while not (ready(s) and any(t > killed + 0.2 for t, _ in list(acked))):
-            assert time.monotonic() - killed < 10, \
-                "not back within 10 s of the master's death:\n" + s.log()[-3000:]
+            assert time.monotonic() - killed < BACK_S, \
+                f"not back within {BACK_S} s of the master's death:\n" + s.log()[-3000:]
             await asyncio.sleep(0.1)
         back = time.monotonic() - killed
         await asyncio.sleep(1.0)
