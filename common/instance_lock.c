@@ -8,7 +8,6 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -65,14 +64,6 @@ refusal(const char *store_path, long pid, char *err, size_t errlen)
              "store_path %s is in use by the workers of pid %ld, which has exited; they "
              "stop within its shutdown_timeout",
              store_path, pid);
-}
-
-static void
-sleep_ms(int ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
 }
 
 /* flock, not fcntl: its lock belongs to the open file description, so forked workers

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 unsigned long long
@@ -20,6 +21,14 @@ proc_rss_bytes(void)
         resident = 0;
     (void)fclose(f);
     return (unsigned long long)resident * (unsigned long long)sysconf(_SC_PAGESIZE);
+}
+
+void
+sleep_ms(long ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
 }
 
 bool

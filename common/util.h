@@ -45,6 +45,9 @@ bool name_chars_ok(const char *s, size_t len, size_t max);
 /* Resident memory of this process in bytes (from /proc/self/statm), or 0 if unknown. */
 unsigned long long proc_rss_bytes(void);
 
+/* Sleep ms milliseconds, through signals. */
+void sleep_ms(long ms);
+
 /* pid is a process that has not exited: kill(pid, 0) also succeeds for a zombie, which
  * an exited process stays until its parent waits for it. */
 bool pid_running(pid_t pid);

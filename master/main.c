@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -69,14 +68,6 @@ usage(FILE *f)
                "            (exit 0 when it runs, 3 when it does not)\n"
                "  -v        print the version and exit\n"
                "  -h        print this help and exit\n");
-}
-
-static void
-sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = ms % 1000 * 1000000L};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        ;
 }
 
 static bool
